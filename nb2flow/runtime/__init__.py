@@ -1,0 +1,1 @@
+"""The executor: flows, tasks, futures, states, task runners, run events."""
