@@ -1,0 +1,619 @@
+"""The run store: SQLite under ``$NB2FLOW_HOME`` (default ``~/.nb2flow``), file ``runs.db``.
+
+One database holds every flow run of every process on the machine. It is written by the
+recorder (:mod:`nb2flow.store.recording`, a background thread fed by run events) and read by
+``nb2flow runs``, ``nb2flow show``, the report and the Jupyter run browser through
+:class:`Store`.
+
+Concurrency: WAL mode (readers never block the writer), every write transaction is
+``BEGIN IMMEDIATE`` (takes the write lock up front, so SQLite's busy handler applies and no
+transaction has to be upgraded), ``busy_timeout`` and a retry loop with backoff around it.
+
+Crash detection: each flow run records the pid, hostname and start time of the process that
+records it. Whoever opens the store next marks runs left unfinished by a dead process (or by a
+process whose pid has since been reused) ``Crashed``, with their unfinished task runs.
+
+A run is rebuilt as a :class:`~nb2flow.runtime.model.RunView` by replaying its rows, in the
+order they were recorded, as the run events they came from: the store and a live observer
+read events the same way (``RunView.apply``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nb2flow.errors import Nb2flowError
+from nb2flow.runtime.events import RunEvent
+from nb2flow.runtime.model import RunView
+from nb2flow.runtime.states import (
+    CANCELLED,
+    CRASHED,
+    FAILED,
+    FINAL_STATES,
+    OK_STATES,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    TIMED_OUT,
+)
+
+DB_NAME = "runs.db"
+#: seconds SQLite itself waits for a lock before reporting "database is locked"
+BUSY_TIMEOUT = 10.0
+#: states a run or task run can still leave
+OPEN_STATES = (PENDING, RUNNING, RETRYING)
+#: task states counted as "failed" in run listings
+FAILED_STATES = frozenset({FAILED, TIMED_OUT, CRASHED, CANCELLED})
+#: ``seq`` of rows written by the crash sweep: after anything the dead process wrote
+CRASH_SEQ = 1 << 60
+
+T = TypeVar("T")
+
+# Schema migrations, in order: migration i brings the schema from version i to i + 1
+# (``PRAGMA user_version`` holds the version). Never edit a released migration; append one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE flow_runs (
+        id          TEXT PRIMARY KEY,
+        seq         INTEGER NOT NULL,        -- recording order (see load_run)
+        run_name    TEXT NOT NULL DEFAULT '',
+        flow_name   TEXT NOT NULL DEFAULT '',
+        state       TEXT NOT NULL DEFAULT 'Pending',
+        created     REAL,
+        start       REAL,
+        "end"       REAL,
+        parameters  TEXT NOT NULL DEFAULT '{}',   -- JSON
+        task_runner TEXT NOT NULL DEFAULT '',
+        pid         INTEGER,                 -- as reported by the runtime
+        host        TEXT,                    -- the recording process, for crash detection
+        proc_pid    INTEGER,
+        proc_start  TEXT,
+        error       TEXT,
+        traceback   TEXT,
+        extra       TEXT                     -- other flow_run event data, JSON
+    );
+    CREATE INDEX flow_runs_created ON flow_runs (created);
+    CREATE INDEX flow_runs_flow ON flow_runs (flow_name, created);
+    CREATE INDEX flow_runs_name ON flow_runs (run_name);
+    CREATE INDEX flow_runs_state ON flow_runs (state);
+
+    CREATE TABLE task_runs (
+        id          TEXT PRIMARY KEY,
+        flow_run_id TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        name        TEXT NOT NULL DEFAULT '',
+        task_key    TEXT NOT NULL DEFAULT '',
+        upstream    TEXT,                    -- JSON list, NULL when empty
+        edge_names  TEXT,                    -- JSON dict, NULL when empty
+        map_index   INTEGER,
+        state       TEXT NOT NULL DEFAULT 'Pending',
+        created     REAL,
+        start       REAL,
+        "end"       REAL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        traceback   TEXT,
+        cached_from TEXT
+    );
+    CREATE INDEX task_runs_flow ON task_runs (flow_run_id, state);
+
+    -- every state transition of flow runs (task_run_id NULL) and task runs
+    CREATE TABLE states (
+        flow_run_id TEXT NOT NULL,
+        task_run_id TEXT,
+        seq         INTEGER NOT NULL,
+        ts          REAL NOT NULL,
+        state       TEXT NOT NULL,
+        attempt     INTEGER,
+        message     TEXT,
+        error       TEXT,
+        traceback   TEXT,
+        cached_from TEXT
+    );
+    CREATE INDEX states_run ON states (flow_run_id, seq);
+
+    CREATE TABLE logs (
+        flow_run_id TEXT NOT NULL,
+        task_run_id TEXT,
+        seq         INTEGER NOT NULL,
+        ts          REAL NOT NULL,
+        level       INTEGER NOT NULL,
+        levelname   TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        logger      TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX logs_run ON logs (flow_run_id, seq);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def home() -> Path:
+    """``$NB2FLOW_HOME``, default ``~/.nb2flow``."""
+    env = os.environ.get("NB2FLOW_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".nb2flow"
+
+
+def default_path() -> Path:
+    """Where the run store lives: ``$NB2FLOW_HOME/runs.db``."""
+    return home() / DB_NAME
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+_BOOT_ID = _boot_id()
+
+
+def process_start(pid: int) -> str | None:
+    """An identity token for the process ``pid``: boot id + start time in clock ticks (Linux).
+
+    Two processes that share a pid (one dead, its pid reused) have different tokens.
+    ``None`` where it cannot be known (no ``/proc``, process gone or a zombie).
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):  # zombie / dead: the process is gone, only its entry is left
+        return None
+    return f"{_BOOT_ID}:{fields[19].decode()}"  # field 22 of stat: starttime
+
+
+def process_alive(pid: int | None, token: str | None) -> bool:
+    """Whether the process that recorded ``(pid, token)`` on this host still runs."""
+    if not pid:
+        return False
+    if os.path.isdir("/proc"):
+        current = process_start(pid)
+        if current is None:
+            return False
+        return token is None or current == token
+    try:  # no /proc: trust the pid alone
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+HOST = socket.gethostname()
+
+
+# -- connections -----------------------------------------------------------------------------
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def retry_busy(fn: Callable[[], T], *, deadline: float | None = 120.0) -> T:
+    """Call ``fn`` until it stops failing with "database is locked"/"busy", backing off
+    exponentially with jitter (SQLite's own busy_timeout already waited inside each try)."""
+    delay = 0.01
+    give_up = None if deadline is None else time.monotonic() + deadline
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or (give_up is not None and time.monotonic() > give_up):
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 1.0)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the store (creating it), in WAL mode, migrated to :data:`SCHEMA_VERSION`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+
+        def wal() -> None:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+
+        retry_busy(wal)
+        # NORMAL in WAL: a committed transaction survives the process dying (kill -9);
+        # only an OS crash/power loss may drop the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        retry_busy(lambda: _migrate(conn, path))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise Nb2flowError(
+            f"{path}: the run store has schema version {version}, newer than this nb2flow "
+            f"understands ({SCHEMA_VERSION}); upgrade nb2flow or set NB2FLOW_HOME elsewhere"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may won
+        for i in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[i].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``body(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while the database
+    is locked by other processes."""
+
+    def once() -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+    return retry_busy(once, deadline=None)
+
+
+# -- crash sweep -----------------------------------------------------------------------------
+
+
+def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
+    """Mark ``Crashed`` every unfinished run on this host whose recording process is gone
+    (or whose pid now belongs to another process), with its unfinished task runs.
+    Returns the ids of the runs marked."""
+    marks = "?,?,?"
+    rows = conn.execute(
+        f"SELECT id, proc_pid, proc_start FROM flow_runs WHERE state IN ({marks}) AND host = ?",
+        (*OPEN_STATES, HOST),
+    ).fetchall()
+    dead = [r[0] for r in rows if not process_alive(r[1], r[2])]
+    if not dead:
+        return []
+
+    def mark(c: sqlite3.Connection) -> list[str]:
+        marked = []
+        for run_id in dead:
+            row = c.execute(
+                f"SELECT proc_pid, state FROM flow_runs WHERE id = ? AND state IN ({marks})",
+                (run_id, *OPEN_STATES),
+            ).fetchone()
+            if row is None:  # another process swept it first
+                continue
+            last = c.execute(
+                "SELECT max(ts) FROM (SELECT max(ts) AS ts FROM states WHERE flow_run_id = ?1"
+                " UNION ALL SELECT max(ts) FROM logs WHERE flow_run_id = ?1"
+                " UNION ALL SELECT max(created) FROM task_runs WHERE flow_run_id = ?1"
+                " UNION ALL SELECT created FROM flow_runs WHERE id = ?1)",
+                (run_id,),
+            ).fetchone()[0]
+            ts = last if last is not None else time.time()
+            message = (
+                f"the process running this flow (pid {row[0]} on {HOST}) died without finishing it"
+            )
+            tasks = c.execute(
+                f"SELECT id, attempts FROM task_runs WHERE flow_run_id = ? AND state IN ({marks})"
+                " ORDER BY seq",
+                (run_id, *OPEN_STATES),
+            ).fetchall()
+            seq = CRASH_SEQ
+            states = []
+            for task_id, attempts in tasks:
+                states.append((run_id, task_id, seq, ts, CRASHED, attempts, message, message))
+                seq += 1
+            states.append((run_id, None, seq, ts, CRASHED, None, message, message))
+            c.executemany(
+                "INSERT INTO states (flow_run_id, task_run_id, seq, ts, state, attempt,"
+                " message, error) VALUES (?,?,?,?,?,?,?,?)",
+                states,
+            )
+            c.execute(
+                f'UPDATE task_runs SET state = ?, "end" = ?, start = coalesce(start, ?),'
+                f" error = ? WHERE flow_run_id = ? AND state IN ({marks})",
+                (CRASHED, ts, ts, message, run_id, *OPEN_STATES),
+            )
+            c.execute(
+                'UPDATE flow_runs SET state = ?, "end" = ?, start = coalesce(start, ?),'
+                " error = ? WHERE id = ?",
+                (CRASHED, ts, ts, message, run_id),
+            )
+            marked.append(run_id)
+        return marked
+
+    return transaction(conn, mark)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    """One line of ``nb2flow runs`` / the run browser, without loading the run's tasks."""
+
+    id: str
+    run_name: str
+    flow_name: str
+    state: str
+    created: float | None
+    start: float | None
+    end: float | None
+    error: str | None
+    parameters: dict[str, Any]
+    #: task run count per state
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None:
+            return None
+        return (self.end if self.end is not None else time.time()) - self.start
+
+    @property
+    def tasks(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def done(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in OK_STATES)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in FAILED_STATES)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "run_name": self.run_name,
+            "flow_name": self.flow_name,
+            "state": self.state,
+            "created": self.created,
+            "start": self.start,
+            "end": self.end,
+            "duration": self.duration,
+            "error": self.error,
+            "parameters": self.parameters,
+            "tasks": self.tasks,
+            "done": self.done,
+            "failed": self.failed,
+            "counts": self.counts,
+        }
+
+
+_SUMMARY_COLUMNS = 'id, run_name, flow_name, state, created, start, "end", error, parameters'
+
+
+class Store:
+    """Read access to the run store (and the crash sweep, run when it is opened).
+
+    ``Store()`` opens ``$NB2FLOW_HOME/runs.db``; ``Store(path)`` another file. Use as a
+    context manager or call :meth:`close`. Safe to keep open while flows run in this or
+    other processes: reads see every committed batch.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, sweep: bool = True):
+        self.path = Path(path) if path is not None else default_path()
+        self.conn = connect(self.path)
+        #: ids of the runs this open marked Crashed
+        self.crashed: list[str] = sweep_crashed(self.conn) if sweep else []
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # listings
+
+    def list_runs(
+        self, flow: str | None = None, limit: int | None = 20, state: str | None = None
+    ) -> list[RunSummary]:
+        """Most recent runs first, optionally of one flow and/or in one state."""
+        where, params = [], []
+        if flow is not None:
+            where.append("flow_name = ?")
+            params.append(flow)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        sql = f"SELECT {_SUMMARY_COLUMNS} FROM flow_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, seq DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._summaries(self.conn.execute(sql, params).fetchall())
+
+    def summary(self, ref: str) -> RunSummary:
+        """The listing line of one run (``ref`` as for :meth:`load_run`)."""
+        run_id = self.resolve(ref)
+        rows = self.conn.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM flow_runs WHERE id = ?", (run_id,)
+        ).fetchall()
+        return self._summaries(rows)[0]
+
+    def _summaries(self, rows: list[tuple[Any, ...]]) -> list[RunSummary]:
+        out = [
+            RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}"))
+            for r in rows
+        ]
+        by_id = {s.id: s for s in out}
+        if by_id:
+            marks = ",".join("?" * len(by_id))
+            for run_id, state, n in self.conn.execute(
+                f"SELECT flow_run_id, state, count(*) FROM task_runs"
+                f" WHERE flow_run_id IN ({marks}) GROUP BY flow_run_id, state",
+                list(by_id),
+            ):
+                by_id[run_id].counts[state] = n
+        return out
+
+    def flows(self) -> list[tuple[str, int, float | None]]:
+        """``(flow_name, number of runs, last created)`` for every flow, most recent first."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.conn.execute(
+                "SELECT flow_name, count(*), max(created) FROM flow_runs"
+                " GROUP BY flow_name ORDER BY max(created) DESC"
+            )
+        ]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: poll it to refresh a view cheaply."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # one run
+
+    def resolve(self, ref: str) -> str:
+        """The id of the run ``ref`` names: a run id, a unique id prefix or a run name."""
+        ref = ref.strip()
+        if not ref:
+            raise Nb2flowError("no run given: pass a run name or id (see `nb2flow runs`)")
+        if self.conn.execute("SELECT 1 FROM flow_runs WHERE id = ?", (ref,)).fetchone():
+            return ref
+        by_name = self.conn.execute(
+            "SELECT id, created FROM flow_runs WHERE run_name = ? ORDER BY created DESC", (ref,)
+        ).fetchall()
+        if len(by_name) == 1:
+            return by_name[0][0]
+        if len(by_name) > 1:
+            ids = ", ".join(r[0] for r in by_name[:5])
+            raise Nb2flowError(
+                f"{len(by_name)} runs are named {ref!r} in {self.path} ({ids}); "
+                "pass the id (or a unique prefix) of the one you mean"
+            )
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        by_prefix = self.conn.execute(
+            "SELECT id FROM flow_runs WHERE id LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT 6",
+            (escaped + "%",),
+        ).fetchall()
+        # LIKE is case-insensitive; ids are compared exactly
+        by_prefix = [r for r in by_prefix if r[0].startswith(ref)]
+        if len(by_prefix) == 1:
+            return by_prefix[0][0]
+        if len(by_prefix) > 1:
+            ids = ", ".join(r[0] for r in by_prefix[:5])
+            raise Nb2flowError(
+                f"run id prefix {ref!r} is ambiguous in {self.path}: it matches {ids}"
+                f"{', ...' if len(by_prefix) > 5 else ''}; type more of the id"
+            )
+        raise Nb2flowError(
+            f"no run named {ref!r} and no run id starting with it in {self.path} "
+            "(`nb2flow runs` lists the recorded runs)"
+        )
+
+    def load_run(self, ref: str) -> RunView:
+        """Rebuild the :class:`RunView` of one run (``ref``: id, unique id prefix or name)."""
+        run_id = self.resolve(ref)
+        return RunView.from_events(run_id, list(self.events(run_id)))
+
+    def events(self, run_id: str) -> Iterator[RunEvent]:
+        """The run events of one run, rebuilt from its rows, in recording order."""
+        c = self.conn
+        tagged: list[tuple[int, RunEvent]] = []
+        row = c.execute(
+            "SELECT seq, created, run_name, flow_name, parameters, task_runner, pid, extra"
+            " FROM flow_runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise Nb2flowError(f"no run with id {run_id!r} in {self.path}")
+        data: dict[str, Any] = json.loads(row[7]) if row[7] else {}
+        data.update(
+            flow_name=row[3],
+            run_name=row[2],
+            parameters=json.loads(row[4] or "{}"),
+            pid=row[6],
+            task_runner=row[5],
+        )
+        tagged.append((row[0], RunEvent("flow_run", row[1], run_id, None, data)))
+        for seq, tid, created, name, key, upstream, edges, map_index in c.execute(
+            "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index"
+            " FROM task_runs WHERE flow_run_id = ?",
+            (run_id,),
+        ):
+            data = {
+                "task_name": name,
+                "task_key": key,
+                "upstream": json.loads(upstream) if upstream else [],
+                "edge_names": json.loads(edges) if edges else {},
+                "map_index": map_index,
+            }
+            tagged.append((seq, RunEvent("task_run", created, run_id, tid, data)))
+        for seq, tid, ts, state, attempt, message, error, tb, cached_from in c.execute(
+            "SELECT seq, task_run_id, ts, state, attempt, message, error, traceback,"
+            " cached_from FROM states WHERE flow_run_id = ?",
+            (run_id,),
+        ):
+            data = {"state": state, "message": message or ""}
+            if tid is not None:
+                data["attempt"] = attempt
+            if error is not None:
+                data["error"] = error
+            if tb is not None:
+                data["traceback"] = tb
+            if cached_from is not None:
+                data["cached_from"] = cached_from
+            kind = "flow_state" if tid is None else "task_state"
+            tagged.append((seq, RunEvent(kind, ts, run_id, tid, data)))
+        for seq, tid, ts, level, levelname, message, logger in c.execute(
+            "SELECT seq, task_run_id, ts, level, levelname, message, logger FROM logs"
+            " WHERE flow_run_id = ?",
+            (run_id,),
+        ):
+            data = {"level": level, "levelname": levelname, "message": message, "logger": logger}
+            tagged.append((seq, RunEvent("log", ts, run_id, tid, data)))
+        tagged.sort(key=lambda p: p[0])
+        return (ev for _, ev in tagged)
+
+    def messages(self, run_id: str) -> dict[str | None, list[tuple[float, str, str]]]:
+        """State messages per task run id (``None``: the flow run): ``(ts, state, message)``."""
+        out: dict[str | None, list[tuple[float, str, str]]] = {}
+        for tid, ts, state, message in self.conn.execute(
+            "SELECT task_run_id, ts, state, message FROM states WHERE flow_run_id = ?"
+            " AND message IS NOT NULL AND message != '' ORDER BY seq",
+            (run_id,),
+        ):
+            out.setdefault(tid, []).append((ts, state, message))
+        return out

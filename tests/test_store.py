@@ -1,0 +1,365 @@
+"""The run store: events -> SQLite -> RunView, schema, ref resolution, crash sweep, atexit."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from nb2flow.errors import Nb2flowError
+from nb2flow.runtime import events
+from nb2flow.runtime.model import RunView
+from nb2flow.store import db, recording
+from nb2flow.store.db import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def recorder():
+    rec = recording.enable()
+    yield rec
+    recording.disable()
+
+
+@pytest.fixture
+def live():
+    """Every event emitted while the test runs, as a live observer sees them."""
+    seen: list[events.RunEvent] = []
+    events.subscribe(seen.append)
+    yield seen
+    events.unsubscribe(seen.append)
+
+
+def emit_run(
+    flow_name: str = "demo",
+    run_name: str | None = None,
+    *,
+    fail: bool = True,
+    finish: bool = True,
+    run_id: str | None = None,
+) -> str:
+    """Emit the events of a run that has every interesting shape: a retry, a failure with
+    a traceback, a NotRun downstream, a cached task, edge names, a map index, logs."""
+    fid = run_id or uuid.uuid4().hex
+    t = time.time()
+    emit = events.emit
+    emit(
+        "flow_run",
+        fid,
+        data={
+            "flow_name": flow_name,
+            "run_name": run_name or f"brave-{fid[:6]}",
+            "parameters": {"n": "3", "path": "'data.csv'"},
+            "pid": os.getpid(),
+            "task_runner": "threads",
+            "parent_task_run_id": None,
+        },
+        ts=t,
+    )
+    emit("flow_state", fid, data={"state": "Pending", "message": ""}, ts=t)
+    emit("flow_state", fid, data={"state": "Running", "message": ""}, ts=t + 0.001)
+    ids = {name: uuid.uuid4().hex for name in ("load", "feat", "train", "report", "cached")}
+    emit(
+        "task_run",
+        fid,
+        ids["load"],
+        {"task_name": "load", "task_key": "load", "upstream": [], "edge_names": {}},
+        ts=t + 0.002,
+    )
+    emit(
+        "task_run",
+        fid,
+        ids["cached"],
+        {"task_name": "cached", "task_key": "cached", "upstream": [], "map_index": 0},
+        ts=t + 0.002,
+    )
+    emit(
+        "task_run",
+        fid,
+        ids["feat"],
+        {
+            "task_name": "feat",
+            "task_key": "feat",
+            "upstream": [ids["load"]],
+            "edge_names": {ids["load"]: ["df_train", "df_val"]},
+        },
+        ts=t + 0.003,
+    )
+    emit(
+        "task_run",
+        fid,
+        ids["train"],
+        {"task_name": "train", "task_key": "train", "upstream": [ids["feat"]]},
+        ts=t + 0.003,
+    )
+    emit(
+        "task_run",
+        fid,
+        ids["report"],
+        {"task_name": "report", "task_key": "report", "upstream": [ids["train"]]},
+        ts=t + 0.003,
+    )
+    emit("task_state", fid, ids["cached"], {"state": "Cached", "cached_from": "f0"}, ts=t + 0.004)
+    emit("task_state", fid, ids["load"], {"state": "Running", "attempt": 1}, ts=t + 0.004)
+    emit("log", fid, ids["load"], {"level": 20, "levelname": "INFO", "message": "rows: 10"})
+    emit(
+        "task_state",
+        fid,
+        ids["load"],
+        {"state": "Retrying", "attempt": 1, "error": "OSError: flaky", "message": "retry in 0s"},
+        ts=t + 0.005,
+    )
+    emit("task_state", fid, ids["load"], {"state": "Running", "attempt": 2}, ts=t + 0.006)
+    emit("task_state", fid, ids["load"], {"state": "Completed", "attempt": 2}, ts=t + 0.007)
+    emit("task_state", fid, ids["feat"], {"state": "Running", "attempt": 1}, ts=t + 0.008)
+    emit("task_state", fid, ids["feat"], {"state": "Completed", "attempt": 1}, ts=t + 0.009)
+    emit("task_state", fid, ids["train"], {"state": "Running", "attempt": 1}, ts=t + 0.010)
+    if not finish:
+        return fid
+    if fail:
+        tb = 'Traceback (most recent call last):\n  File "x.py", line 3\nValueError: bad depth\n'
+        emit(
+            "task_state",
+            fid,
+            ids["train"],
+            {"state": "Failed", "attempt": 1, "error": "ValueError: bad depth", "traceback": tb},
+            ts=t + 0.011,
+        )
+        emit("task_state", fid, ids["report"], {"state": "NotRun", "attempt": 0}, ts=t + 0.011)
+        emit("log", fid, None, {"level": 40, "levelname": "ERROR", "message": "train failed"})
+        emit(
+            "flow_state",
+            fid,
+            data={"state": "Failed", "error": "ValueError: bad depth", "traceback": tb},
+            ts=t + 0.012,
+        )
+    else:
+        emit("task_state", fid, ids["train"], {"state": "Completed", "attempt": 1}, ts=t + 0.011)
+        emit("task_state", fid, ids["report"], {"state": "Running", "attempt": 1}, ts=t + 0.011)
+        emit("task_state", fid, ids["report"], {"state": "Completed", "attempt": 1}, ts=t + 0.012)
+        emit("flow_state", fid, data={"state": "Completed"}, ts=t + 0.013)
+    return fid
+
+
+def test_round_trip_equals_the_live_view(recorder, live):
+    failed = emit_run(fail=True)
+    ok = emit_run(fail=False)
+    assert recorder.flush(10)
+    with Store() as store:
+        for fid in (failed, ok):
+            stored = store.load_run(fid)
+            assert stored == RunView.from_events(fid, live)
+            assert stored.version == sum(1 for ev in live if ev.flow_run_id == fid)
+        view = store.load_run(failed)
+    assert view.state == "Failed" and view.error == "ValueError: bad depth"
+    assert "ValueError: bad depth" in (view.traceback or "")
+    by_name = {t.name: t for t in view.tasks.values()}
+    assert [t.name for t in view.tasks.values()] == ["load", "cached", "feat", "train", "report"]
+    assert by_name["load"].attempts == 2 and by_name["load"].state == "Completed"
+    assert [s for s, _, _ in by_name["load"].history] == [
+        "Running",
+        "Retrying",
+        "Running",
+        "Completed",
+    ]
+    assert by_name["report"].state == "NotRun"
+    assert by_name["cached"].cached_from == "f0" and by_name["cached"].map_index == 0
+    assert by_name["feat"].edge_names == {by_name["load"].id: ["df_train", "df_val"]}
+    assert view.parameters == {"n": "3", "path": "'data.csv'"}
+    assert [log.message for log in view.logs] == ["rows: 10", "train failed"]
+    assert view.logs[0].task_run_id == by_name["load"].id
+
+
+def test_listing_counts_and_flows(recorder):
+    a = emit_run("alpha", "quick-fox", fail=True)
+    time.sleep(0.01)
+    b = emit_run("beta", "lazy-dog", fail=False)
+    assert recorder.flush(10)
+    with Store() as store:
+        runs = store.list_runs()
+        assert [r.id for r in runs] == [b, a]  # most recent first
+        fa = store.summary("quick-fox")
+        assert (fa.state, fa.tasks, fa.done, fa.failed) == ("Failed", 5, 3, 1)
+        assert fa.counts == {"Completed": 2, "Cached": 1, "Failed": 1, "NotRun": 1}
+        assert fa.duration == pytest.approx(0.011, abs=1e-6)  # Running -> Failed
+        assert [r.id for r in store.list_runs(flow="alpha")] == [a]
+        assert [r.id for r in store.list_runs(limit=1)] == [b]
+        assert [r.id for r in store.list_runs(state="Completed")] == [b]
+        assert [f[0] for f in store.flows()] == ["beta", "alpha"]
+        # the summary columns agree with the replayed view
+        view = store.load_run(a)
+        row = store.conn.execute(
+            'SELECT state, start, "end", error FROM flow_runs WHERE id = ?', (a,)
+        ).fetchone()
+        assert row == (view.state, view.start, view.end, view.error)
+        for t in view.tasks.values():
+            row = store.conn.execute(
+                'SELECT state, start, "end", attempts, error, cached_from FROM task_runs'
+                " WHERE id = ?",
+                (t.id,),
+            ).fetchone()
+            assert row == (t.state, t.start, t.end, t.attempts, t.error, t.cached_from)
+
+
+def test_resolve_by_id_prefix_and_name(recorder):
+    ids = [emit_run(run_id=f"abc{i}" + uuid.uuid4().hex, run_name=f"run-{i}") for i in range(2)]
+    emit_run(run_id="ffff" + uuid.uuid4().hex, run_name="twin")
+    emit_run(run_id="eeee" + uuid.uuid4().hex, run_name="twin")
+    assert recorder.flush(10)
+    with Store() as store:
+        assert store.resolve(ids[0]) == ids[0]
+        assert store.resolve(ids[1][:6]) == ids[1]
+        assert store.resolve("run-0") == ids[0]
+        with pytest.raises(Nb2flowError, match="ambiguous"):
+            store.resolve("abc")
+        with pytest.raises(Nb2flowError, match="2 runs are named 'twin'"):
+            store.resolve("twin")
+        with pytest.raises(Nb2flowError, match="no run named 'nope'"):
+            store.load_run("nope")
+        with pytest.raises(Nb2flowError, match="no run named 'ABC0'"):
+            store.resolve("ABC0")  # prefixes are case-sensitive (LIKE is not)
+        with pytest.raises(Nb2flowError, match="no run named 'ab_'"):
+            store.resolve("ab_")  # LIKE wildcards are literal
+
+
+def test_schema_is_versioned_and_in_wal_mode():
+    with Store() as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        path = store.path
+    assert path == Path(os.environ["NB2FLOW_HOME"]) / "runs.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(Nb2flowError, match="newer than this nb2flow"):
+        Store()
+
+
+def test_migrations_run_once_from_an_empty_file(tmp_path):
+    path = tmp_path / "runs.db"
+    for _ in range(2):  # the second open finds the schema in place
+        Store(path).close()
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"flow_runs", "task_runs", "states", "logs"} <= tables
+
+
+def test_enable_is_idempotent_and_follows_nb2flow_home(tmp_path, monkeypatch):
+    rec = recording.enable()
+    try:
+        assert recording.enable() is rec
+        assert events.subscribers().count(rec.append) == 1
+        fid = emit_run()
+        monkeypatch.setenv("NB2FLOW_HOME", str(tmp_path / "other"))
+        rec2 = recording.enable()  # a new home: the old recorder is flushed and closed
+        assert rec2 is not rec and rec.append not in events.subscribers()
+        fid2 = emit_run()
+        assert rec2.flush(10)
+        with Store(rec.path) as old, Store(rec2.path) as new:
+            assert [r.id for r in old.list_runs()] == [fid]
+            assert [r.id for r in new.list_runs()] == [fid2]
+    finally:
+        recording.disable()
+    assert recording.current() is None
+
+
+def _python(code: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_events_are_written_at_normal_exit_without_flush():
+    code = """
+        from nb2flow.store import recording
+        from nb2flow.runtime import events
+        recording.enable()
+        events.emit("flow_run", "exit-run", data={"flow_name": "f", "run_name": "bye-bye"})
+        events.emit("flow_state", "exit-run", data={"state": "Completed"})
+        for i in range(500):
+            events.emit("task_run", "exit-run", f"t{i}", {"task_name": "t"})
+    """
+    proc = _python(code)
+    assert proc.wait(60) == 0
+    with Store() as store:
+        s = store.summary("bye-bye")
+    assert s.state == "Completed" and s.tasks == 500
+
+
+def test_a_killed_process_run_is_marked_crashed_by_the_next_opener():
+    code = """
+        import time
+        from nb2flow.store import recording
+        from nb2flow.runtime import events
+        rec = recording.enable()
+        events.emit("flow_run", "doomed", data={"flow_name": "f", "run_name": "doomed-run"})
+        events.emit("flow_state", "doomed", data={"state": "Running"})
+        for i, state in enumerate(["Completed", "Running", "Pending"]):
+            events.emit("task_run", "doomed", f"t{i}", {"task_name": f"t{i}"})
+            if state != "Pending":
+                events.emit("task_state", "doomed", f"t{i}", {"state": "Running", "attempt": 1})
+            if state == "Completed":
+                events.emit("task_state", "doomed", f"t{i}", {"state": "Completed", "attempt": 1})
+        rec.flush()
+        print("ready", flush=True)
+        time.sleep(60)
+    """
+    proc = _python(code)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with Store() as store:  # the process is alive: its run is left alone
+            assert store.summary("doomed").state == "Running"
+            assert store.crashed == []
+        proc.kill()
+        proc.wait(10)
+    finally:
+        proc.kill()
+    with Store() as store:
+        assert store.crashed == ["doomed"]
+        view = store.load_run("doomed")
+    assert view.state == "Crashed" and "died" in (view.error or "")
+    states = {t.name: t.state for t in view.tasks.values()}
+    assert states == {"t0": "Completed", "t1": "Crashed", "t2": "Crashed"}
+    assert view.end is not None and view.end >= view.start
+    with Store() as store:  # the sweep is done once
+        assert store.crashed == []
+
+
+def test_a_reused_pid_does_not_hide_a_crash(recorder):
+    emit_run(run_id="mine", finish=False)  # a live run of this process
+    assert recorder.flush(10)
+    with Store() as store:
+        store.conn.execute(
+            "INSERT INTO flow_runs (id, seq, state, created, host, proc_pid, proc_start)"
+            " VALUES ('reused', 1, 'Running', 1.0, ?, ?, 'another-boot:123')",
+            (db.HOST, os.getpid()),
+        )
+    with Store() as store:
+        assert store.crashed == ["reused"]
+        assert store.summary("mine").state == "Running"
+        assert store.summary("reused").state == "Crashed"
+
+
+def test_process_identity():
+    token = db.process_start(os.getpid())
+    assert token is not None
+    assert db.process_alive(os.getpid(), token)
+    assert not db.process_alive(os.getpid(), token + "0")
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    pid = proc.pid
+    proc.wait()
+    assert not db.process_alive(pid, None)
+    assert not db.process_alive(None, None)
