@@ -1,0 +1,335 @@
+"""Layout and rendering of run views: SVG graph and timeline, tasks table, logs, report page."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from nb2flow.jupyter import render as R
+from nb2flow.jupyter.sample import sample_events
+from nb2flow.runtime import states as S
+from nb2flow.runtime.events import RunEvent
+from nb2flow.runtime.model import RunView
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+class Builder:
+    """Build a RunView by applying events, as the panel does live."""
+
+    def __init__(self, fid: str = "f1", flow_name: str = "demo", **params: str) -> None:
+        self.view = RunView(fid)
+        self.t = 100.0
+        self.ev("flow_run", None, flow_name=flow_name, run_name="calm-heron", parameters=params)
+        self.ev("flow_state", None, state=S.RUNNING)
+
+    def ev(self, kind: str, tid: str | None, dt: float = 0.1, **data: object) -> None:
+        self.t += dt
+        self.view.apply(RunEvent(kind, self.t, self.view.id, tid, dict(data)))
+
+    def task(self, tid: str, name: str, up: dict[str, list[str]] | None = None, idx=None):
+        up = up or {}
+        self.ev("task_run", tid, task_name=name, task_key=name, upstream=list(up),
+                edge_names=up, map_index=idx)  # fmt: skip
+
+    def state(self, tid: str, state: str, attempt: int = 1, dt: float = 0.1, **kw: object):
+        self.ev("task_state", tid, dt, state=state, attempt=attempt, **kw)
+
+    def run_ok(self, tid: str, dt: float = 0.1) -> None:
+        self.state(tid, S.RUNNING)
+        self.state(tid, S.COMPLETED, dt=dt)
+
+
+def parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)  # fails on any unescaped name
+
+
+def nodes(svg: str) -> dict[str, ET.Element]:
+    return {
+        g.get("data-task"): g for g in parse(svg).iter(f"{SVG}g") if g.get("class") == "nb2f-node"
+    }
+
+
+def edges(svg: str) -> list[ET.Element]:
+    return [g for g in parse(svg).iter(f"{SVG}g") if g.get("class") == "nb2f-edge"]
+
+
+def diamond() -> Builder:
+    b = Builder(max_depth="30")
+    b.task("a", "load")
+    b.task("b", "features", {"a": ["df"]})
+    b.task("c", "split", {"a": ["df", "cols"]})
+    b.task("d", "train", {"b": ["X"], "c": ["y"]})
+    b.task("e", "publish", {"d": ["model"]})
+    b.run_ok("a")
+    b.run_ok("b")
+    b.state("c", S.RUNNING)
+    b.state("c", S.RETRYING, error="IOError: flaky disk")
+    b.state("c", S.RUNNING, attempt=2, dt=0.3)
+    b.state("c", S.COMPLETED, attempt=2)
+    b.state("d", S.RUNNING)
+    b.state(
+        "d",
+        S.FAILED,
+        error="ValueError: bad <input>",
+        traceback="Traceback...\nValueError: bad <input>",
+    )
+    b.state("e", S.NOT_RUN)
+    b.ev("flow_state", None, state=S.FAILED, error="train failed")
+    return b
+
+
+def test_graph_has_every_node_and_edge_coloured_by_state():
+    run = diamond().view
+    svg = R.graph_svg(run)
+    ns = nodes(svg)
+    assert set(ns) == {"load", "features", "split", "train", "publish"}
+    for name, g in ns.items():
+        t = next(t for t in run.tasks.values() if t.name == name)
+        assert g.get("data-state") == t.state
+        rect = g.find(f"{SVG}rect")
+        fill, stroke, _ = R.STATE_STYLE[t.state]
+        assert (rect.get("fill"), rect.get("stroke")) == (fill, stroke)
+    assert ns["train"].find(f"{SVG}rect").get("fill") == "#ef4444"  # failed is red
+    # NotRun is hollow and dashed, unlike Pending
+    publish = ns["publish"].find(f"{SVG}rect")
+    assert publish.get("stroke-dasharray") and publish.get("fill") == "#ffffff"
+    pairs = {(e.get("data-src"), e.get("data-dst")): e.get("data-names") for e in edges(svg)}
+    assert pairs == {
+        ("a", "b"): "df",
+        ("a", "c"): "df, cols",
+        ("b", "d"): "X",
+        ("c", "d"): "y",
+        ("d", "e"): "model",
+    }
+    # names are hoverable (<title>) and, for small graphs, written on the edge
+    titles = [e.find(f"{SVG}title").text for e in edges(svg)]
+    assert "load \u2192 split: df, cols" in titles
+    assert any(t.text == "df, cols" for t in parse(svg).iter(f"{SVG}text"))
+
+
+def test_node_labels_carry_duration_and_attempts():
+    svg = R.graph_svg(diamond().view)
+    texts = {
+        g.get("data-task"): [t.text for t in g.iter(f"{SVG}text")] for g in nodes(svg).values()
+    }
+    assert texts["features"] == ["features", "Completed \u00b7 100ms"]
+    assert texts["split"][1].startswith("Completed") and "try 2" in texts["split"][1]
+    assert texts["publish"] == ["publish", "NotRun"]
+    tip = nodes(svg)["train"].find(f"{SVG}title").text
+    assert "error: ValueError: bad <input>" in tip
+
+
+def test_layout_layers_follow_dependencies_without_overlap():
+    run = diamond().view
+    lay = R.layout(run)
+    pos = {n.id: n for n in lay.nodes.values()}
+    for e in lay.edges:
+        assert pos[e.src].layer < pos[e.dst].layer
+        assert pos[e.src].x + R.NODE_W < pos[e.dst].x
+    assert pos["b"].layer == pos["c"].layer == 1
+    assert abs(pos["b"].y - pos["c"].y) >= R.NODE_H  # same layer, stacked apart
+    for n in lay.nodes.values():
+        assert 0 <= n.x and n.x + R.NODE_W <= lay.width
+        assert 0 <= n.y and n.y + R.NODE_H <= lay.height
+
+
+def test_barycentre_untangles_crossing_edges():
+    b = Builder()
+    b.task("a1", "a1")
+    b.task("a2", "a2")
+    b.task("b2", "b2", {"a2": []})  # created first, but its parent is the lower node
+    b.task("b1", "b1", {"a1": []})
+    lay = R.layout(b.view)
+    n = lay.nodes
+    assert (n["a1"].y < n["a2"].y) == (n["b1"].y < n["b2"].y)
+
+
+def test_names_are_escaped_everywhere():
+    evil = '<script>alert("x")</script>&'
+    b = Builder(flow_name=evil, p=evil)
+    b.task("a", evil)
+    b.task("b", "ok", {"a": [evil]})
+    b.state("a", S.RUNNING)
+    b.ev("log", "a", level=40, levelname="ERROR", message=evil)
+    b.state("a", S.FAILED, error=evil, traceback=evil)
+    page = R.report_html(b.view)
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
+    for part in (R.graph_svg(b.view), R.timeline_svg(b.view)):
+        parse(part)
+    for part in (R.header_html(b.view), R.tasks_table_html(b.view), R.logs_html(b.view)):
+        assert "<script>" not in part and "&lt;script&gt;" in part
+        ET.fromstring(f"<div>{part.replace('&nbsp;', ' ')}</div>")  # well-formed
+
+
+def test_mapped_tasks_collapse_into_one_node_with_count():
+    b = Builder()
+    b.task("src", "source")
+    for i in range(600):
+        b.task(f"m{i}", "square", {"src": ["xs"]}, idx=i)
+    b.task("sum", "total", {f"m{i}": ["y"] for i in range(600)})
+    b.run_ok("src")
+    for i in range(600):
+        b.state(f"m{i}", S.RUNNING, dt=0.001)
+        b.state(f"m{i}", S.FAILED if i == 7 else S.COMPLETED, dt=0.001, error="E")
+    svg = R.graph_svg(b.view)
+    ns = nodes(svg)
+    assert set(ns) == {"source", "square", "total"}
+    assert ns["square"].get("data-count") == "600"
+    assert ns["square"].get("data-state") == S.FAILED  # the worst member shows
+    assert "\u00d7600 \u00b7 600 done \u00b7 1 failed" in [
+        t.text for t in ns["square"].iter(f"{SVG}text")
+    ]
+    assert parse(svg).get("data-collapsed") == "true"
+    assert len(edges(svg)) == 2
+    # a small map stays expanded, one node per item
+    small = Builder()
+    small.task("src", "source")
+    for i in range(3):
+        small.task(f"m{i}", "square", {"src": ["xs"]}, idx=i)
+    assert set(nodes(R.graph_svg(small.view))) == {"source", "square[0]", "square[1]", "square[2]"}
+
+
+def test_many_distinct_submits_group_by_name_even_when_that_makes_a_loop():
+    b = Builder()
+    prev = None
+    for i in range(300):  # a chain alternating between two task names
+        tid = f"t{i}"
+        b.task(tid, "even" if i % 2 == 0 else "odd", {prev: ["x"]} if prev else {})
+        prev = tid
+    svg = R.graph_svg(b.view, max_nodes=60)
+    ns = nodes(svg)
+    assert set(ns) == {"even", "odd"}
+    assert {n.get("data-count") for n in ns.values()} == {"150"}
+
+
+def test_group_state():
+    assert R.group_state({S.COMPLETED: 3, S.FAILED: 1}) == S.FAILED
+    assert R.group_state({S.COMPLETED: 3, S.PENDING: 1}) == S.RUNNING
+    assert R.group_state({S.PENDING: 4}) == S.PENDING
+    assert R.group_state({S.CACHED: 2}) == S.CACHED
+    assert R.group_state({S.CACHED: 2, S.COMPLETED: 1}) == S.COMPLETED
+    assert R.group_state({S.NOT_RUN: 2, S.COMPLETED: 1}) == S.NOT_RUN
+
+
+def test_timeline_bars_show_states_and_retries():
+    run = diamond().view
+    svg = R.timeline_svg(run)
+    root = parse(svg)
+    rows = {g.get("data-task"): g for g in root.iter(f"{SVG}g") if g.get("class") == "nb2f-row"}
+    assert list(rows) == ["load", "features", "split", "train", "publish"]
+    split_bars = [r for r in rows["split"].iter(f"{SVG}rect")]
+    assert [(r.get("data-attempt"), r.get("data-state")) for r in split_bars] == [
+        ("1", S.RETRYING),
+        ("2", S.COMPLETED),
+    ]
+    assert float(split_bars[0].get("x")) < float(split_bars[1].get("x"))
+    assert len([ln for ln in rows["split"].iter(f"{SVG}line")]) == 1  # the wait before retry
+    train = list(rows["train"].iter(f"{SVG}rect"))
+    assert [r.get("fill") for r in train] == [R.STATE_STYLE[S.FAILED][0]]
+    assert "bad &lt;input&gt;" in svg or "bad <input>" in ET.tostring(train[0], encoding="unicode")
+    publish = list(rows["publish"].iter(f"{SVG}rect"))
+    assert publish[0].get("data-state") == S.NOT_RUN and publish[0].get("stroke-dasharray")
+    # bars are ordered in time as the tasks ran
+    xs = [float(next(rows[n].iter(f"{SVG}rect")).get("x")) for n in ("load", "features", "train")]
+    assert xs == sorted(xs)
+
+
+def test_timeline_of_a_running_task_reaches_now():
+    b = Builder()
+    b.task("a", "a")
+    b.state("a", S.RUNNING)
+    start = b.t
+    svg = R.timeline_svg(b.view, now=start + 10)
+    bar = next(r for r in parse(svg).iter(f"{SVG}rect") if r.get("class") == "nb2f-bar")
+    assert bar.get("data-state") == S.RUNNING
+    assert float(bar.get("width")) > 500  # nearly the whole 960 - 190 px plot
+
+
+def test_tasks_table_rows_errors_and_limit():
+    run = diamond().view
+    table = R.tasks_table_html(run)
+    rows = re.findall(r'<tr class="nb2f-tr" data-task="([^"]+)" data-state="([^"]+)"', table)
+    assert rows == [(t.name, t.state) for t in run.tasks.values()]
+    assert "ValueError: bad &lt;input&gt;" in table
+    assert "retried after: IOError: flaky disk" in table
+    # NotRun never started: no start, duration or attempts
+    publish = table.split('data-task="publish"')[1].split("</tr>")[0]
+    assert re.findall(r"<td>([^<]*)</td>", publish)[1:4] == ["", "", ""]
+    limited = R.tasks_table_html(run, limit=2)
+    kept = re.findall(r'data-task="([^"]+)" data-state', limited)
+    assert kept == ["load", "train"]  # the failed row is kept, then the earliest
+    assert "3 more task runs not shown" in limited
+
+
+def test_logs_levels_filter_and_traceback():
+    b = diamond()
+    b.ev("log", "a", level=20, levelname="INFO", message="loaded 10 rows")
+    b.ev("log", "d", level=30, levelname="WARNING", message="few rows")
+    b.ev("log", None, level=10, levelname="DEBUG", message="flow debug")
+    run = b.view
+    out = R.logs_html(run)
+    levels = re.findall(r'class="nb2f-log nb2f-lvl-(\w+)" data-level="(\w+)"', out)
+    assert ("error", "ERROR") in levels and ("warning", "WARNING") in levels
+    assert ("debug", "DEBUG") in levels
+    assert out.count("Traceback...") == 1  # the failed task's traceback, once
+    only_d = R.logs_html(run, task_run_id="d")
+    assert "few rows" in only_d and "Traceback..." in only_d and "loaded 10 rows" not in only_d
+    warn = R.logs_html(run, min_level=30)
+    assert "flow debug" not in warn and "loaded 10 rows" not in warn and "few rows" in warn
+    assert "older records not shown" in R.logs_html(run, limit=1)
+    # a traceback the runtime already logged is not repeated
+    b.ev(
+        "log",
+        "d",
+        level=40,
+        levelname="ERROR",
+        message="task failed\nTraceback...\nValueError: bad <input>",
+    )
+    assert R.logs_html(b.view).count("Traceback...") == 1
+
+
+def test_header_progress_and_elapsed():
+    run = diamond().view
+    head = R.header_html(run)
+    assert "demo" in head and "calm-heron" in head and 'data-state="Failed"' in head
+    assert "max_depth=30" in head
+    assert "<b>train</b> Failed: ValueError: bad &lt;input&gt;" in head
+    assert R.progress(run) == (5, 5)
+    assert R.elapsed(run) == pytest.approx(run.end - run.start)
+    live = Builder()
+    live.task("a", "a")
+    assert R.progress(live.view) == (0, 1)
+    assert R.elapsed(live.view, now=live.view.start + 3) == pytest.approx(3)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, ""), (0.0042, "4ms"), (1.25, "1.2s"), (75, "1m 15s"), (3725, "1h 02m")],
+)
+def test_fmt_duration(seconds, text):
+    assert R.fmt_duration(seconds) == text
+
+
+def test_report_is_self_contained_and_complete():
+    run = RunView.from_events("sample-run", sample_events())
+    page = R.report_html(run)
+    assert page.startswith("<!DOCTYPE html>")
+    urls = re.findall(r"https?://[^\s\"'<>]+", page)
+    assert set(urls) <= {"http://www.w3.org/2000/svg"}  # the SVG namespace, never fetched
+    assert not re.search(r"<(link|img|iframe)\b|\s(src|href)=", page)
+    for section in ('id="graph"', 'id="timeline"', 'id="tasks"', 'id="logs"'):
+        assert section in page
+    assert page.count('class="nb2f-node"') == len(run.tasks)
+    assert "inconsistent numbers of samples" in page
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in page
+
+
+def test_empty_run_renders():
+    run = RunView("empty")
+    for part in (R.graph_svg(run), R.timeline_svg(run), R.tasks_table_html(run), R.logs_html(run)):
+        assert "nb2f-empty" in part
+    assert "flow" in R.header_html(run) and R.progress(run) == (0, 0)
