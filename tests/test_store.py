@@ -363,3 +363,72 @@ def test_process_identity():
     proc.wait()
     assert not db.process_alive(pid, None)
     assert not db.process_alive(None, None)
+
+
+def test_eight_processes_write_to_one_store_at_once():
+    code = """
+        import os, sys, uuid
+        from nb2flow.store import recording
+        from nb2flow.runtime import events
+        rec = recording.enable()
+        emit = events.emit
+        for r in range(RUNS):
+            fid = uuid.uuid4().hex
+            emit("flow_run", fid, data={"flow_name": "many", "run_name": f"p{os.getpid()}-{r}"})
+            emit("flow_state", fid, data={"state": "Running"})
+            for i in range(TASKS):
+                tid = uuid.uuid4().hex
+                emit("task_run", fid, tid, {"task_name": f"t{i}"})
+                emit("task_state", fid, tid, {"state": "Running", "attempt": 1})
+                emit("task_state", fid, tid, {"state": "Completed", "attempt": 1})
+            emit("flow_state", fid, data={"state": "Completed"})
+            rec.flush()
+        print(rec.written, repr(rec.error), flush=True)
+    """
+    runs, tasks = 10, 200
+    procs = [
+        _python(
+            code.replace("RUNS", str(runs)).replace("TASKS", str(tasks)), stderr=subprocess.PIPE
+        )
+        for _ in range(8)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "locked" not in err and "nb2flow:" not in err, err
+        written, error = out.split(maxsplit=1)
+        assert int(written) == runs * (3 + 3 * tasks) and error.strip() == "None"
+    with Store() as store:
+        summaries = store.list_runs(limit=None)
+        assert len(summaries) == 8 * runs
+        assert all(s.state == "Completed" and s.counts == {"Completed": tasks} for s in summaries)
+        n_states = store.conn.execute("SELECT count(*) FROM states").fetchone()[0]
+        assert n_states == 8 * runs * (2 + 2 * tasks)
+
+
+def test_writes_retry_while_another_process_holds_the_lock(monkeypatch):
+    monkeypatch.setattr(db, "BUSY_TIMEOUT", 0.05)  # give up waiting inside SQLite quickly
+    Store().close()
+    path = db.default_path()
+    code = f"""
+        import sqlite3, time
+        conn = sqlite3.connect({str(path)!r}, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        print("locked", flush=True)
+        time.sleep(1.0)
+        conn.execute("COMMIT")
+    """
+    holder = _python(code)
+    assert holder.stdout.readline().strip() == "locked"
+    rec = recording.enable()
+    try:
+        t0 = time.monotonic()
+        fid = emit_run()
+        assert rec.flush(30)
+        waited = time.monotonic() - t0
+    finally:
+        recording.disable()
+    holder.wait(10)
+    assert rec.error is None and waited > 0.5  # it waited for the lock and then wrote
+    with Store() as store:
+        assert store.summary(fid).tasks == 5

@@ -1,0 +1,41 @@
+"""``nb2flow runs``: list the flow runs recorded in the run store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "List recorded flow runs, most recent first."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flow", metavar="NAME", help="only runs of this flow")
+    p.add_argument("--state", metavar="STATE", help="only runs in this state (e.g. Failed)")
+    p.add_argument(
+        "--limit", "-n", type=int, default=20, metavar="N", help="at most N runs (default 20)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from nb2flow.store import db, render
+
+    if args.limit is not None and args.limit < 1:
+        from nb2flow.errors import Nb2flowError
+
+        raise Nb2flowError(f"--limit must be at least 1, not {args.limit}")
+    path = db.default_path()
+    if not path.exists():
+        if args.json:
+            print("[]")
+        else:
+            print(f"No runs recorded yet ({path} does not exist).")
+        return 0
+    with db.Store(path) as store:
+        runs = store.list_runs(flow=args.flow, limit=args.limit, state=args.state)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return 0
+    render.print_runs(runs, path)
+    return 0

@@ -1,0 +1,35 @@
+"""``nb2flow show RUN``: one recorded flow run: tasks, graph, error, logs."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Show one recorded flow run: its tasks, graph, error and logs."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run name, run id or a unique prefix of the id")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="list every task, graph node and log line (default: the first 200 of each)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from nb2flow.errors import Nb2flowError
+    from nb2flow.store import db, render
+
+    path = db.default_path()
+    if not path.exists():
+        raise Nb2flowError(f"no runs recorded yet ({path} does not exist)")
+    with db.Store(path) as store:
+        view = store.load_run(args.run)
+    if args.json:
+        print(json.dumps(render.view_to_dict(view), indent=2, default=str))
+        return 0
+    render.print_run(view, limit=None if args.all else 200)
+    return 0

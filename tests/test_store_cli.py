@@ -1,0 +1,113 @@
+"""`nb2flow runs` and `nb2flow show` through nb2flow.cli.main, on runs recorded from events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_store import emit_run
+
+from nb2flow.cli import main
+from nb2flow.store import recording
+
+
+@pytest.fixture
+def two_runs(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    rec = recording.enable()
+    failed = emit_run("alpha", "quick-fox", fail=True)
+    ok = emit_run("beta", "lazy-dog", fail=False)
+    assert rec.flush(10)
+    recording.disable()
+    return failed, ok
+
+
+def test_runs_table(two_runs, capsys):
+    failed, ok = two_runs
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:7] == ["Run", "Flow", "State", "Start", "Duration", "Tasks", "Failed"]
+    lazy, quick = out[1].split(), out[2].split()  # most recent first
+    assert lazy[:3] == ["lazy-dog", "beta", "Completed"] and "5/5" in lazy
+    assert quick[:3] == ["quick-fox", "alpha", "Failed"] and quick[-3:-1] == ["3/5", "1"]
+    assert quick[-1] == failed[:12]
+
+
+def test_runs_filters_and_json(two_runs, capsys):
+    failed, ok = two_runs
+    assert main(["runs", "--flow", "beta", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == [ok]
+    assert rows[0]["done"] == 5 and rows[0]["state"] == "Completed"
+    assert main(["runs", "--limit", "1", "--json"]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [ok]
+    assert main(["runs", "--flow", "gamma"]) == 0
+    assert "No matching runs" in capsys.readouterr().out
+    assert main(["runs", "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def test_runs_before_anything_was_recorded(capsys):
+    assert main(["runs"]) == 0
+    assert "No runs recorded yet" in capsys.readouterr().out
+    assert main(["show", "x"]) == 2
+    assert "no runs recorded yet" in capsys.readouterr().err
+
+
+def test_show_text(two_runs, capsys):
+    failed, _ = two_runs
+    assert main(["show", "quick-fox"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"quick-fox  flow alpha  id {failed}"
+    assert lines[1].startswith("state Failed")
+    task_rows = {ln.split()[0]: ln.split() for ln in lines if ln.split()[:1]}
+    assert task_rows["load"][1:2] == ["Completed"] and "2" in task_rows["load"]
+    assert task_rows["train"][1] == "Failed" and "ValueError:" in task_rows["train"]
+    graph = out[out.index("\nGraph\n") : out.index("\nError\n")].strip().splitlines()[1:]
+    assert graph[0].split() == ["1", "load", "Completed"]
+    assert graph[2].split() == ["2", "feat", "Completed", "<-", "load", "(df_train,", "df_val)"]
+    assert graph[4].split() == ["4", "report", "NotRun", "<-", "train"]
+    assert "ValueError: bad depth" in out[out.index("\nError\n") :]
+    logs = out[out.index("\nLogs\n") :].strip().splitlines()[1:]
+    assert logs[0].split()[1:] == ["INFO", "load:", "rows:", "10"]
+    assert logs[1].split()[1:] == ["ERROR", "flow:", "train", "failed"]
+
+
+def test_show_json_by_prefix(two_runs, capsys):
+    _, ok = two_runs
+    assert main(["show", ok[:8], "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["id"] == ok and data["state"] == "Completed"
+    assert [t["name"] for t in data["tasks"]] == ["load", "cached", "feat", "train", "report"]
+    assert len(data["graph_layers"]) == 4
+
+
+def test_show_unknown_or_ambiguous_run(two_runs, capsys):
+    assert main(["show", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no run named 'no-such-run'") and "Traceback" not in err
+    rec = recording.enable()
+    emit_run(run_id="abcd1", run_name="one")
+    emit_run(run_id="abcd2", run_name="two")
+    assert rec.flush(10)
+    recording.disable()
+    assert main(["show", "abcd"]) == 2
+    assert "ambiguous" in capsys.readouterr().err
+
+
+def test_show_limits_long_runs(monkeypatch, capsys):
+    from nb2flow.runtime import events
+
+    rec = recording.enable()
+    events.emit("flow_run", "big", data={"flow_name": "big", "run_name": "big-run"})
+    for i in range(250):
+        events.emit("task_run", "big", f"t{i}", {"task_name": f"t{i}"})
+    assert rec.flush(10)
+    recording.disable()
+    assert main(["show", "big-run"]) == 0
+    out = capsys.readouterr().out
+    assert "... 50 more task runs (--all lists them)" in out
+    assert main(["show", "big-run", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "more task runs" not in out and "t249" in out
