@@ -155,6 +155,10 @@ def load(tmp_path: Path, source: str, name: str = "flowmod") -> object:
 BASE = """
     import math
 
+
+    def task(**options):
+        return lambda fn: fn
+
     SCALE = 3
     UNUSED = 9
 
@@ -178,6 +182,9 @@ BASE = """
         return 0
 
 
+    @task(
+        retries=1,
+    )
     def train(x):
         # the training cell
         return Model().predict(x)
@@ -202,7 +209,11 @@ def test_code_digest_follows_helpers_transitively(tmp_path):
         d = code_closure_digest(load(tmp_path, BASE.replace(old, new)).train)
         assert d not in seen, f"editing the {what} did not change the key"
         seen.add(d)
-    for old, new in [("return 0", "return 1"), ("UNUSED = 9", "UNUSED = 10")]:
+    for old, new in [
+        ("return 0", "return 1"),
+        ("UNUSED = 9", "UNUSED = 10"),
+        ("retries=1", "retries=3"),  # task options are not the task's code
+    ]:
         d = code_closure_digest(load(tmp_path, BASE.replace(old, new)).train)
         assert d == base, f"editing code train never reaches ({old}) changed the key"
 

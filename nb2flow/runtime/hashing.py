@@ -23,9 +23,11 @@ containers of them) that the code reads.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import pickle
 import struct
+import textwrap
 import types
 import weakref
 from collections.abc import Callable
@@ -255,6 +257,21 @@ def _global_names(code: types.CodeType, out: set[str]) -> set[str]:
     return out
 
 
+def _without_decorators(source: str) -> str:
+    """The ``def`` onwards: changing ``@task(retries=3)`` must not invalidate results."""
+    text = textwrap.dedent(source)
+    if not text.lstrip().startswith("@"):
+        return text
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return text
+    node = tree.body[0] if tree.body else None
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.decorator_list:
+        return "".join(text.splitlines(keepends=True)[node.lineno - 1 :])
+    return text
+
+
 def function_digest(fn: Callable[..., Any]) -> str:
     """Digest of one function's own source text and bytecode (helpers not included)."""
     try:
@@ -264,7 +281,7 @@ def function_digest(fn: Callable[..., Any]) -> str:
     h = new_hasher()
     _tag(h, b"q", getattr(fn, "__qualname__", "").encode())
     try:
-        source = inspect.getsource(fn)
+        source = _without_decorators(inspect.getsource(fn))
     except (OSError, TypeError):  # defined in a REPL or exec'd text: bytecode only
         source = ""
     _tag(h, b"src", source.encode("utf-8", "surrogatepass"))
