@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["show", "runs", "panel"]
+__all__ = ["show", "runs"]
 
 
 def show(run: Any) -> None:
@@ -17,15 +17,8 @@ def show(run: Any) -> None:
     _show(run)
 
 
-def panel(run: Any) -> Any:
-    """The :class:`~nb2flow.jupyter.panel.RunPanel` of a run, not displayed."""
-    from nb2flow.jupyter.panel import panel as _panel
-
-    return _panel(run)
-
-
-def runs(**filters: Any) -> Any:
-    """Browse the run history in the store (a widget; ``filters`` go to ``Store.list_runs``)."""
+def runs(flow: str | None = None, limit: int = 50) -> Any:
+    """A browser of the run history in the store (newest first, optionally of one flow)."""
     from nb2flow.jupyter.panel import runs as _runs
 
-    return _runs(**filters)
+    return _runs(flow=flow, limit=limit)

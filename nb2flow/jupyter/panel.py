@@ -314,12 +314,13 @@ def resolve(run: Any) -> RunView:
     if panel is not None:
         panel.wait(5)
         return panel.view
-    from nb2flow.store import Store  # only when a stored run is asked for
+    from nb2flow.store.db import Store  # only when a stored run is asked for
 
-    return Store().load_run(ref)
+    with Store() as store:
+        return store.load_run(ref)
 
 
-def panel(run: Any) -> RunPanel:
+def run_panel(run: Any) -> RunPanel:
     """A panel for a finished, live or stored run, without displaying it."""
     if isinstance(run, RunPanel):
         return run
@@ -330,4 +331,72 @@ def panel(run: Any) -> RunPanel:
 
 def show(run: Any) -> None:
     """Display the panel of a finished FlowRun, a RunView or a stored run reference."""
-    _display(panel(run).widget)
+    _display(run_panel(run).widget)
+
+
+class RunBrowser:
+    """The run history of the store: a flow filter, the list of runs (newest first) and the
+    panel of the run picked in it. ``refresh()`` reloads the list."""
+
+    def __init__(self, flow: str | None = None, limit: int = 50, path: Any = None) -> None:
+        import ipywidgets as W
+
+        self.path = path
+        self.limit = limit
+        self.flow = W.Dropdown(options=[("all flows", "")], value="", description="flow")
+        self.runs = W.Select(options=[], rows=8, layout=W.Layout(width="100%"))
+        self.refresh_button = W.Button(description="refresh", icon="refresh")
+        self.body = W.VBox([])
+        self.panel: RunPanel | None = None
+        self.widget = W.VBox(
+            [W.HBox([self.flow, self.refresh_button]), self.runs, self.body],
+            layout=W.Layout(border="1px solid #d1d5db", padding="6px 10px"),
+        )
+        self.widget.add_class("nb2f")
+        self.refresh(flow)
+        self.flow.observe(lambda _c: self.refresh(), "value")
+        self.runs.observe(lambda c: self.open(c["new"]), "value")
+        self.refresh_button.on_click(lambda _b: self.refresh())
+
+    def _store(self) -> Any:
+        from nb2flow.store.db import Store
+
+        return Store(self.path)
+
+    def refresh(self, flow: str | None = None) -> None:
+        with self._store() as store:
+            flows = [("all flows", "")] + [(f"{n} ({c})", n) for n, c, _ in store.flows()]
+            if flow is not None:
+                self.flow.options = flows
+                self.flow.value = flow if any(v == flow for _, v in flows) else ""
+            elif list(self.flow.options) != flows:
+                current = self.flow.value
+                self.flow.options = flows
+                self.flow.value = current if any(v == current for _, v in flows) else ""
+            summaries = store.list_runs(flow=self.flow.value or None, limit=self.limit)
+        self.runs.options = [(_summary_label(s), s.id) for s in summaries]
+
+    def open(self, run_id: str | None) -> None:
+        if not run_id:
+            self.body.children = []
+            self.panel = None
+            return
+        with self._store() as store:
+            view = store.load_run(run_id)
+        self.panel = RunPanel(view)
+        self.panel.render(final=True)
+        self.body.children = [self.panel.widget]
+
+    def _ipython_display_(self) -> None:
+        _display(self.widget)
+
+
+def _summary_label(s: Any) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created)) if s.created else "?"
+    took = R.fmt_duration(s.duration) if s.final else "running"
+    return f"{when}  {s.flow_name} / {s.run_name}  {s.state}  {took}  {s.tasks} tasks"
+
+
+def runs(flow: str | None = None, limit: int = 50) -> RunBrowser:
+    """A browser of the stored runs (display it, or leave it as a cell's last expression)."""
+    return RunBrowser(flow=flow, limit=limit)

@@ -18,7 +18,12 @@ def sample_events(
     out: list[RunEvent] = []
 
     def ev(kind: str, dt: float, task: str | None = None, **data: object) -> None:
-        out.append(RunEvent(kind, t + dt, flow_run_id, task, dict(data)))
+        # task run ids are unique across runs, as the runtime's are
+        tid = f"{flow_run_id}.{task}" if task else None
+        if kind == "task_run":
+            data["upstream"] = [f"{flow_run_id}.{u}" for u in data["upstream"]]  # type: ignore[union-attr]
+            data["edge_names"] = {f"{flow_run_id}.{u}": v for u, v in data["edge_names"].items()}  # type: ignore[union-attr]
+        out.append(RunEvent(kind, t + dt, flow_run_id, tid, dict(data)))
 
     def log(dt: float, task: str | None, level: int, msg: str) -> None:
         names = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR"}

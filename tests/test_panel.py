@@ -1,0 +1,173 @@
+"""The ipywidgets panel: static and live rendering, throttling, filters, hooks, run browser."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from nb2flow.jupyter import panel as P  # noqa: E402
+from nb2flow.jupyter.sample import replay, sample_events  # noqa: E402
+from nb2flow.runtime import events  # noqa: E402
+from nb2flow.runtime import states as S  # noqa: E402
+from nb2flow.runtime.model import RunView  # noqa: E402
+
+
+def finished() -> RunView:
+    return RunView.from_events("sample-run", sample_events())
+
+
+def test_static_panel_shows_every_part_of_a_failed_run():
+    p = P.run_panel(finished())
+    assert "duration-prediction" in p.header.value and "brave-otter" in p.header.value
+    assert 'data-state="Failed"' in p.header.value
+    assert "inconsistent numbers of samples" in p.header.value  # the error, without clicking
+    assert (p.progress.value, p.progress.max) == (8, 8)
+    assert p.progress.style.bar_color == "#dc2626"
+    # every tab rendered for a finished run (the saved notebook keeps them all)
+    assert p.graph.value.count('class="nb2f-node"') == 8
+    assert 'data-task="evaluate" data-state="Failed"' in p.graph.value
+    assert 'data-task="register_model" data-state="NotRun"' in p.graph.value
+    assert 'class="nb2f-timeline"' in p.timeline.value
+    assert "inconsistent numbers of samples" in p.table.value
+    assert "Traceback (most recent call last)" in p.logs.value
+    assert [p.tabs.get_title(i) for i in range(4)] == ["Graph", "Timeline", "Tasks", "Logs"]
+
+
+def test_log_filter_dropdowns():
+    p = P.run_panel(finished())
+    labels = dict((v, k) for k, v in p.log_task.options)
+    assert labels[""] == "all tasks"
+    assert {"load_data", "features", "train", "evaluate"} <= set(labels.values())
+    assert "score[0]" not in labels.values()  # no logs, no entry
+    p.log_task.value = "sample-run.t2"
+    assert "dropped 12 rows" in p.logs.value and "training xgboost" not in p.logs.value
+    p.log_task.value = ""
+    p.log_level.value = 40
+    assert "Traceback" in p.logs.value and "dropped 12 rows" not in p.logs.value
+
+
+def test_live_panel_follows_events_and_stops_at_the_end():
+    p = P.RunPanel.live("live-1")
+    try:
+        assert p._queue.append in events.subscribers()
+        evs = sample_events("live-1")
+        replay(evs[:13], events.emit)  # up to load_data Completed
+        done = 'data-task="load_data" data-state="Completed"'
+        deadline = time.monotonic() + 5
+        while done not in p.graph.value and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert done in p.graph.value
+        assert 'data-task="features" data-state="Pending"' in p.graph.value
+        assert "load_data" not in p.timeline.value  # unseen tabs are not re-rendered live
+        p.tabs.selected_index = 1  # ... until they are selected
+        assert 'data-task="load_data"' in p.timeline.value
+        replay(evs[13:], events.emit)
+        assert p.wait(5)
+        assert p._queue.append not in events.subscribers()
+        assert p.view.state == S.FAILED
+        assert 'data-task="evaluate" data-state="Failed"' in p.graph.value
+        assert "inconsistent numbers of samples" in p.table.value  # final render: every tab
+        assert "Traceback" in p.logs.value
+        assert p.progress.value == p.progress.max == 8
+        assert P._live["live-1"] is p
+        assert P.resolve(p) is p.view and P.resolve(type("FR", (), {"id": "live-1"})()) is p.view
+    finally:
+        p.stop()
+
+
+def test_live_updates_are_throttled():
+    p = P.RunPanel.live("busy")
+    try:
+        events.emit("flow_run", "busy", data={"flow_name": "busy"})
+        events.emit("flow_state", "busy", data={"state": S.RUNNING})
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < 0.6:  # a stream of events far faster than 10/s
+            tid = f"t{i}"
+            events.emit("task_run", "busy", tid, {"task_name": "work", "upstream": []})
+            events.emit("task_state", "busy", tid, {"state": S.RUNNING, "attempt": 1})
+            events.emit("task_state", "busy", tid, {"state": S.COMPLETED, "attempt": 1})
+            i += 1
+        spent = time.monotonic() - t0
+        events.emit("flow_state", "busy", data={"state": S.COMPLETED})
+        assert p.wait(10)
+        assert i > 200
+        # one render at start, at most ~10/s while running, one final
+        assert p.renders <= spent / p.min_interval + 3
+        assert p.progress.value == i
+    finally:
+        p.stop()
+
+
+def test_live_panel_ignores_other_runs():
+    p = P.RunPanel.live("mine")
+    try:
+        replay(sample_events("other"), events.emit)
+        replay(sample_events("mine", fail=False), events.emit)
+        assert p.wait(5)
+        assert p.view.state == S.COMPLETED and len(p.view.tasks) == 8
+        assert "Failed" not in p.table.value
+    finally:
+        p.stop()
+
+
+def test_maybe_attach_needs_a_widget_kernel_and_respects_the_switch(monkeypatch):
+    shown = []
+    monkeypatch.setattr(P, "_display", shown.append)
+    monkeypatch.setenv("NB2FLOW_PANEL", "on")
+    assert not P.in_widget_kernel()  # pytest is no kernel
+    assert P.maybe_attach("r0") is None and not shown
+    monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
+    p = P.maybe_attach("r1")
+    try:
+        assert isinstance(p, P.RunPanel) and shown == [p.widget]
+    finally:
+        p.stop()
+    monkeypatch.setenv("NB2FLOW_PANEL", "off")
+    assert P.maybe_attach("r2") is None and len(shown) == 1
+
+
+def test_maybe_attach_never_raises(monkeypatch):
+    monkeypatch.setenv("NB2FLOW_PANEL", "on")
+    monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
+
+    def broken(_obj):
+        raise RuntimeError("no front end")
+
+    monkeypatch.setattr(P, "_display", broken)
+    assert P.maybe_attach("r3") is None
+
+
+def _record(*runs: list) -> None:
+    from nb2flow.store import recording
+
+    rec = recording.enable()
+    try:
+        for evs in runs:
+            replay(evs, events.emit)
+        assert rec.flush(10)
+    finally:
+        recording.disable()
+
+
+def test_show_and_browse_stored_runs(monkeypatch):
+    shown = []
+    monkeypatch.setattr(P, "_display", shown.append)
+    _record(sample_events("stored-1"), sample_events("stored-2", fail=False))
+    P.show("stored-1")
+    assert len(shown) == 1
+    assert 'data-task="evaluate" data-state="Failed"' in shown[0].children[2].children[0].value
+    view = P.resolve("stored-2")
+    assert view.state == S.COMPLETED and len(view.tasks) == 8
+
+    browser = P.runs()
+    ids = [v for _, v in browser.runs.options]
+    assert set(ids) == {"stored-1", "stored-2"}
+    assert any("duration-prediction" in label for label, _ in browser.runs.options)
+    browser.runs.value = "stored-1"
+    assert browser.panel is not None and browser.panel.view.state == S.FAILED
+    assert browser.body.children == (browser.panel.widget,)
+    assert [v for _, v in browser.flow.options] == ["", "duration-prediction"]
