@@ -1,0 +1,84 @@
+"""The worked example's notebook: tagged as documented, clean, and it runs as a plain notebook."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import ROOT, require
+
+NOTEBOOK = ROOT / "notebooks" / "duration-prediction.ipynb"
+
+
+def _cells():
+    return json.loads(NOTEBOOK.read_text())["cells"]
+
+
+def _tags(cell):
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def test_notebook_is_tagged_and_outputs_cleared():
+    cells = _cells()
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    tags = [t for c in code for t in _tags(c)]
+    assert tags.count("parameters") == 1
+    assert "skip" in tags and "setup" in tags
+    for name in ("task:load_data", "task:features", "task:train_model"):
+        assert name in tags
+    by_task = {
+        t: _tags(c) for c in code for t in _tags(c) if t.startswith("task:")
+    }  # task -> all its tags
+    assert "cache" in by_task["task:load_data"] and "cache" in by_task["task:features"]
+    assert "retries:2" in by_task["task:load_data"]
+    assert any(t.startswith("after:") for t in tags)
+    # the parameters' defaults are the files the generator writes
+    params = next(c for c in code if "parameters" in _tags(c))
+    source = "".join(params["source"])
+    assert 'train_path = "data/green_tripdata_2021-01.parquet"' in source
+    assert 'tracking_uri = "sqlite:///mlflow.db"' in source
+
+
+def test_tags_parse_without_warnings():
+    from nb2flow.notebook.tags import parse_tags
+
+    for number, cell in enumerate(_cells(), start=1):
+        parsed = parse_tags(_tags(cell), f"cell {number}")
+        assert parsed.warnings == []
+
+
+@pytest.mark.slow
+def test_runs_top_to_bottom_as_a_plain_notebook(tmp_path):
+    """No flow run: the nb2flow tags are left out, everything else is logged to mlflow."""
+    for module in ("nbclient", "ipykernel", "mlflow", "xgboost"):
+        require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
+    import nbformat
+    from nbclient import NotebookClient
+
+    from nb2flow.examples import taxi
+
+    for month in ("2021-01", "2021-02"):
+        taxi.write_month(tmp_path / "data", month, rows=3000, seed=5)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    printed = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "rmse " in printed and "mlflow run " in printed
+    run_id = printed.split("mlflow run ")[1].split()[0]
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        metrics = dict(db.execute("select key, value from metrics where run_uuid=?", (run_id,)))
+        params = dict(db.execute("select key, value from params where run_uuid=?", (run_id,)))
+        tags = dict(db.execute("select key, value from tags where run_uuid=?", (run_id,)))
+    assert 0 < metrics["rmse"] < 20
+    assert params["max_depth"] == "8" and params["num_boost_round"] == "50"
+    assert not any(k.startswith("nb2flow.") for k in tags)  # not in a flow: no flow-run tags
+    artifacts = list((tmp_path / "mlruns").rglob("*"))
+    assert any(p.name == "preprocessor.b" for p in artifacts)
+    assert any(p.name == "MLmodel" for p in artifacts)
