@@ -1,0 +1,65 @@
+"""``nb2flow check``: run the notebook and its generated flow, and compare their values."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Run the notebook and its generated flow; check they compute the same values."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", help="the notebook (.ipynb) to check")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a parameter for both runs (a Python literal, else text); repeatable",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="seconds each notebook cell, and the flow as a whole, may take (default 600)",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="report but do not compare this value (differs by design: ids, timestamps)",
+    )
+    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
+    p.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance (default 1e-9)")
+    p.add_argument(
+        "--kernel", default="python3", metavar="NAME", help="Jupyter kernel (default python3)"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from nb2flow.check import check_notebook, parse_parameters
+    from nb2flow.check.compare import Tolerance
+    from nb2flow.errors import Nb2flowError
+
+    if args.timeout <= 0:
+        raise Nb2flowError(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
+    report = check_notebook(
+        args.notebook,
+        parse_parameters(args.parameter),
+        timeout=args.timeout,
+        kernel_name=args.kernel,
+        ignore=args.ignore,
+        tol=Tolerance(rtol=args.rtol, atol=args.atol),
+    )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        from nb2flow.check.report import print_report
+
+        print_report(report)
+    return 0 if report.ok else 1
