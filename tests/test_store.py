@@ -201,12 +201,13 @@ def test_listing_counts_and_flows(recorder):
         ).fetchone()
         assert row == (view.state, view.start, view.end, view.error)
         for t in view.tasks.values():
-            row = store.conn.execute(
-                'SELECT state, start, "end", attempts, error, cached_from FROM task_runs'
-                " WHERE id = ?",
-                (t.id,),
+            state, error, history = store.conn.execute(
+                "SELECT state, error, history FROM task_runs WHERE id = ?", (t.id,)
             ).fetchone()
-            assert row == (t.state, t.start, t.end, t.attempts, t.error, t.cached_from)
+            assert (state, error) == (t.state, t.error)
+            assert [(h.state, h.ts) for h in db.parse_history(history)] == [
+                (s, ts) for s, ts, _ in t.history
+            ]
 
 
 def test_resolve_by_id_prefix_and_name(recorder):
@@ -403,7 +404,13 @@ def test_eight_processes_write_to_one_store_at_once():
         assert len(summaries) == 8 * runs
         assert all(s.state == "Completed" and s.counts == {"Completed": tasks} for s in summaries)
         n_states = store.conn.execute("SELECT count(*) FROM states").fetchone()[0]
-        assert n_states == 8 * runs * (2 + 2 * tasks)
+        assert n_states == 8 * runs * 2  # flow transitions; task ones are in their rows
+        histories = store.conn.execute("SELECT history FROM task_runs").fetchall()
+        assert len(histories) == 8 * runs * tasks
+        assert all(
+            [h.state for h in db.parse_history(row[0])] == ["Running", "Completed"]
+            for row in histories
+        )
 
 
 def test_writes_retry_while_another_process_holds_the_lock(monkeypatch):

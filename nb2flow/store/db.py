@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.events import RunEvent
@@ -86,31 +86,30 @@ MIGRATIONS: list[str] = [
     CREATE INDEX flow_runs_name ON flow_runs (run_name);
     CREATE INDEX flow_runs_state ON flow_runs (state);
 
+    -- one row per task run; its state transitions are kept in `history` (one row per task
+    -- instead of one per transition keeps the recorder cheap), those with a message, an
+    -- error or a cache source also get a row in `states`
     CREATE TABLE task_runs (
-        id          TEXT PRIMARY KEY,
         flow_run_id TEXT NOT NULL,
+        id          TEXT NOT NULL,
         seq         INTEGER NOT NULL,
-        name        TEXT NOT NULL DEFAULT '',
-        task_key    TEXT NOT NULL DEFAULT '',
+        name        TEXT NOT NULL,
+        created     REAL,
+        state       TEXT NOT NULL,           -- the latest state
+        history     TEXT NOT NULL DEFAULT '',  -- ";seq,ts,state,attempt" per transition
+        task_key    TEXT,                    -- NULL when equal to name
         upstream    TEXT,                    -- JSON list, NULL when empty
         edge_names  TEXT,                    -- JSON dict, NULL when empty
         map_index   INTEGER,
-        state       TEXT NOT NULL DEFAULT 'Pending',
-        created     REAL,
-        start       REAL,
-        "end"       REAL,
-        attempts    INTEGER NOT NULL DEFAULT 0,
-        error       TEXT,
-        traceback   TEXT,
-        cached_from TEXT
-    );
-    CREATE INDEX task_runs_flow ON task_runs (flow_run_id, state);
+        error       TEXT,                    -- the latest error (one line)
+        PRIMARY KEY (flow_run_id, id)
+    ) WITHOUT ROWID;
 
-    -- every state transition of flow runs (task_run_id NULL) and task runs
+    -- flow run transitions (task_run_id NULL) and task run transitions with details
     CREATE TABLE states (
         flow_run_id TEXT NOT NULL,
-        task_run_id TEXT,
         seq         INTEGER NOT NULL,
+        task_run_id TEXT,
         ts          REAL NOT NULL,
         state       TEXT NOT NULL,
         attempt     INTEGER,
@@ -262,14 +261,27 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may won
         for i in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[i].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[i]):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit our transaction)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") for ln in pending.splitlines() if ln.strip()
+    ):
+        raise ValueError(f"incomplete SQL statement: {pending!r}")
 
 
 def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -310,42 +322,55 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
         marked = []
         for run_id in dead:
             row = c.execute(
-                f"SELECT proc_pid, state FROM flow_runs WHERE id = ? AND state IN ({marks})",
+                f"SELECT proc_pid, created FROM flow_runs WHERE id = ? AND state IN ({marks})",
                 (run_id, *OPEN_STATES),
             ).fetchone()
             if row is None:  # another process swept it first
                 continue
-            last = c.execute(
-                "SELECT max(ts) FROM (SELECT max(ts) AS ts FROM states WHERE flow_run_id = ?1"
-                " UNION ALL SELECT max(ts) FROM logs WHERE flow_run_id = ?1"
-                " UNION ALL SELECT max(created) FROM task_runs WHERE flow_run_id = ?1"
-                " UNION ALL SELECT created FROM flow_runs WHERE id = ?1)",
+            # the run ends where the dead process was last heard of
+            last = [row[1]] + [
+                r[0]
+                for r in c.execute(
+                    "SELECT max(ts) FROM states WHERE flow_run_id = ?1 UNION ALL"
+                    " SELECT max(ts) FROM logs WHERE flow_run_id = ?1 UNION ALL"
+                    " SELECT max(created) FROM task_runs WHERE flow_run_id = ?1",
+                    (run_id,),
+                )
+            ]
+            tasks = c.execute(
+                "SELECT id, history, state FROM task_runs WHERE flow_run_id = ? ORDER BY seq",
                 (run_id,),
-            ).fetchone()[0]
-            ts = last if last is not None else time.time()
+            ).fetchall()
+            last += [h.ts for _, history, _ in tasks for h in parse_history(history)[-1:]]
+            ts = max((t for t in last if t is not None), default=None) or time.time()
             message = (
                 f"the process running this flow (pid {row[0]} on {HOST}) died without finishing it"
             )
-            tasks = c.execute(
-                f"SELECT id, attempts FROM task_runs WHERE flow_run_id = ? AND state IN ({marks})"
-                " ORDER BY seq",
-                (run_id, *OPEN_STATES),
-            ).fetchall()
             seq = CRASH_SEQ
-            states = []
-            for task_id, attempts in tasks:
-                states.append((run_id, task_id, seq, ts, CRASHED, attempts, message, message))
-                seq += 1
-            states.append((run_id, None, seq, ts, CRASHED, None, message, message))
+            states, updates = [], []
+            for task_id, _, state in tasks:
+                if state in OPEN_STATES:
+                    states.append((run_id, seq, task_id, ts, CRASHED, None, message, message))
+                    updates.append(
+                        (
+                            CRASHED,
+                            format_transition(seq, ts, CRASHED, None),
+                            message,
+                            run_id,
+                            task_id,
+                        )
+                    )
+                    seq += 1
+            states.append((run_id, seq, None, ts, CRASHED, None, message, message))
             c.executemany(
-                "INSERT INTO states (flow_run_id, task_run_id, seq, ts, state, attempt,"
+                "INSERT INTO states (flow_run_id, seq, task_run_id, ts, state, attempt,"
                 " message, error) VALUES (?,?,?,?,?,?,?,?)",
                 states,
             )
-            c.execute(
-                f'UPDATE task_runs SET state = ?, "end" = ?, start = coalesce(start, ?),'
-                f" error = ? WHERE flow_run_id = ? AND state IN ({marks})",
-                (CRASHED, ts, ts, message, run_id, *OPEN_STATES),
+            c.executemany(
+                "UPDATE task_runs SET state = ?, history = history || ?, error = ?"
+                " WHERE flow_run_id = ? AND id = ?",
+                updates,
             )
             c.execute(
                 'UPDATE flow_runs SET state = ?, "end" = ?, start = coalesce(start, ?),'
@@ -359,6 +384,26 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+
+class Transition(NamedTuple):
+    seq: int
+    ts: float
+    state: str
+    attempt: int | None
+
+
+def format_transition(seq: int, ts: float, state: str, attempt: int | None) -> str:
+    """One entry of ``task_runs.history`` (entries are concatenated)."""
+    return f";{seq},{ts!r},{state},{'' if attempt is None else attempt}"
+
+
+def parse_history(history: str | None) -> list[Transition]:
+    out = []
+    for entry in (history or "").split(";")[1:]:
+        seq, ts, state, attempt = entry.split(",")
+        out.append(Transition(int(seq), float(ts), state, int(attempt) if attempt else None))
+    return out
 
 
 @dataclass
@@ -568,35 +613,47 @@ class Store:
             task_runner=row[5],
         )
         tagged.append((row[0], RunEvent("flow_run", row[1], run_id, None, data)))
-        for seq, tid, created, name, key, upstream, edges, map_index in c.execute(
-            "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index"
+        details: dict[int, tuple[Any, ...]] = {}
+        for seq, tid, ts, state, _attempt, message, error, tb, cached_from in c.execute(
+            "SELECT seq, task_run_id, ts, state, attempt, message, error, traceback,"
+            " cached_from FROM states WHERE flow_run_id = ?",
+            (run_id,),
+        ):
+            if tid is not None:  # a task transition: its details, merged below
+                details[seq] = (message, error, tb, cached_from)
+                continue
+            data = {"state": state, "message": message or ""}
+            if error is not None:
+                data["error"] = error
+            if tb is not None:
+                data["traceback"] = tb
+            tagged.append((seq, RunEvent("flow_state", ts, run_id, None, data)))
+        for seq, tid, created, name, key, upstream, edges, map_index, history in c.execute(
+            "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history"
             " FROM task_runs WHERE flow_run_id = ?",
             (run_id,),
         ):
             data = {
                 "task_name": name,
-                "task_key": key,
+                "task_key": name if key is None else key,
                 "upstream": json.loads(upstream) if upstream else [],
                 "edge_names": json.loads(edges) if edges else {},
                 "map_index": map_index,
             }
             tagged.append((seq, RunEvent("task_run", created, run_id, tid, data)))
-        for seq, tid, ts, state, attempt, message, error, tb, cached_from in c.execute(
-            "SELECT seq, task_run_id, ts, state, attempt, message, error, traceback,"
-            " cached_from FROM states WHERE flow_run_id = ?",
-            (run_id,),
-        ):
-            data = {"state": state, "message": message or ""}
-            if tid is not None:
-                data["attempt"] = attempt
-            if error is not None:
-                data["error"] = error
-            if tb is not None:
-                data["traceback"] = tb
-            if cached_from is not None:
-                data["cached_from"] = cached_from
-            kind = "flow_state" if tid is None else "task_state"
-            tagged.append((seq, RunEvent(kind, ts, run_id, tid, data)))
+            for h in parse_history(history):
+                data = {"state": h.state, "attempt": h.attempt}
+                extra = details.get(h.seq)
+                if extra is not None:
+                    message, error, tb, cached_from = extra
+                    data["message"] = message or ""
+                    if error is not None:
+                        data["error"] = error
+                    if tb is not None:
+                        data["traceback"] = tb
+                    if cached_from is not None:
+                        data["cached_from"] = cached_from
+                tagged.append((h.seq, RunEvent("task_state", h.ts, run_id, tid, data)))
         for seq, tid, ts, level, levelname, message, logger in c.execute(
             "SELECT seq, task_run_id, ts, level, levelname, message, logger FROM logs"
             " WHERE flow_run_id = ?",

@@ -177,62 +177,65 @@ class Recorder:
         self.batches += 1
         self.write_seconds += time.perf_counter() - t0
 
-    def _rows(self, batch: list[RunEvent]) -> dict[str, Any]:
-        """Turn events into rows; coalesce each run's and task run's summary columns."""
-        flow_runs, task_runs, states, logs = [], [], [], []
-        tasks: dict[str, list[Any]] = {}  # id -> [state, attempts, start, end, error, tb, cf]
-        flows: dict[str, list[Any]] = {}  # id -> [state, start, end, error, tb]
+    def _rows(self, batch: list[RunEvent]) -> dict[str, list[tuple[Any, ...]]]:
+        """Turn events into rows. A task run's transitions go into its one ``task_runs`` row
+        (inserted with its whole batch history, or appended to in a later batch)."""
+        flow_runs, states, logs = [], [], []
+        # task run id -> [flow run id, state, history parts, error, new row or None, seq]
+        tasks: dict[str, list[Any]] = {}
+        flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
         seq = _seq
-        host, pid, proc_start = db.HOST, self.pid, self._proc_start
         for kind, ts, fid, tid, d in batch:
             n = next(seq)
             if kind == "task_state":
                 state = d.get("state")
                 attempt = d.get("attempt")
-                error, tb, cached_from = d.get("error"), d.get("traceback"), d.get("cached_from")
-                states.append(
-                    (fid, tid, n, ts, state, attempt, d.get("message"), error, tb, cached_from)
-                )
                 t = tasks.get(tid)
                 if t is None:
-                    t = tasks[tid] = [state, 0, None, None, None, None, None]
-                t[0] = state
-                if attempt and attempt > t[1]:
-                    t[1] = attempt
-                if state in FINAL_STATES:
-                    t[3] = ts
-                    if t[2] is None:
-                        t[2] = ts
-                elif state == RUNNING and t[2] is None:
-                    t[2] = ts
-                if error is not None:
-                    t[4] = error
-                if tb is not None:
-                    t[5] = tb
-                if cached_from is not None:
-                    t[6] = cached_from
+                    t = tasks[tid] = [fid, state, "", None, None, n]
+                t[1] = state
+                t[2] += f";{n},{ts!r},{state},{'' if attempt is None else attempt}"
+                if len(d) > 2 or "attempt" not in d:  # maybe more than state and attempt
+                    message = d.get("message") or None
+                    error, tb = d.get("error"), d.get("traceback")
+                    cached_from = d.get("cached_from")
+                    if message or error is not None or tb is not None or cached_from is not None:
+                        states.append(
+                            (fid, n, tid, ts, state, attempt, message, error, tb, cached_from)
+                        )
+                        if error is not None:
+                            t[3] = error
             elif kind == "task_run":
+                name = d.get("task_name", "?")
+                key = d.get("task_key", name)
                 upstream = d.get("upstream")
                 edges = d.get("edge_names")
-                task_runs.append(
-                    (
-                        tid,
+                map_index = d.get("map_index")
+                if key == name and not upstream and not edges and map_index is None:
+                    row: tuple[Any, ...] = (fid, tid, n, name, ts)
+                else:
+                    row = (
                         fid,
+                        tid,
                         n,
-                        d.get("task_name", "?"),
-                        d.get("task_key", ""),
+                        name,
+                        ts,
+                        None if key == name else key,
                         _json(list(upstream)) if upstream else None,
                         _json(edges) if edges else None,
-                        d.get("map_index"),
-                        ts,
+                        map_index,
                     )
-                )
+                t = tasks.get(tid)
+                if t is None:
+                    tasks[tid] = [fid, "Pending", "", None, row, n]
+                else:  # its first state came first: keep it
+                    t[4] = row
             elif kind == "log":
                 logs.append(
                     (
                         fid,
-                        tid,
                         n,
+                        tid,
                         ts,
                         int(d.get("level", 20)),
                         d.get("levelname", "INFO"),
@@ -243,7 +246,7 @@ class Recorder:
             elif kind == "flow_state":
                 state = d.get("state")
                 error, tb = d.get("error"), d.get("traceback")
-                states.append((fid, None, n, ts, state, None, d.get("message"), error, tb, None))
+                states.append((fid, n, None, ts, state, None, d.get("message"), error, tb, None))
                 f = flows.get(fid)
                 if f is None:
                     f = flows[fid] = [state, None, None, None, None]
@@ -268,62 +271,58 @@ class Recorder:
                         _json(d.get("parameters") or {}),
                         d.get("task_runner", ""),
                         d.get("pid"),
-                        host,
-                        pid,
-                        proc_start,
+                        db.HOST,
+                        self.pid,
+                        self._proc_start,
                         _json(extra) if extra else None,
                     )
                 )
+        short, full, updates = [], [], []
+        for tid, (fid, state, history, error, row, first) in tasks.items():
+            if row is None:
+                updates.append((fid, tid, first, state, history, error))
+            elif len(row) == 5:
+                short.append((*row, state, history, error))
+            else:
+                full.append((*row, state, history, error))
         return {
             "flow_runs": flow_runs,
-            "task_runs": task_runs,
+            "short": short,
+            "full": full,
+            "updates": updates,
             "states": states,
             "logs": logs,
-            "tasks": [(*v, k) for k, v in tasks.items()],
             "flows": [(*v, k) for k, v in flows.items()],
         }
 
 
-def _insert(c: sqlite3.Connection, rows: dict[str, Any]) -> None:
-    if rows["flow_runs"]:
-        c.executemany(
-            "INSERT OR REPLACE INTO flow_runs (id, seq, run_name, flow_name, created, parameters,"
-            " task_runner, pid, host, proc_pid, proc_start, extra)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows["flow_runs"],
-        )
-    if rows["task_runs"]:
-        c.executemany(
-            "INSERT OR REPLACE INTO task_runs (id, flow_run_id, seq, name, task_key, upstream,"
-            " edge_names, map_index, created) VALUES (?,?,?,?,?,?,?,?,?)",
-            rows["task_runs"],
-        )
-    if rows["states"]:
-        c.executemany(
-            "INSERT INTO states (flow_run_id, task_run_id, seq, ts, state, attempt, message,"
-            " error, traceback, cached_from) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            rows["states"],
-        )
-    if rows["logs"]:
-        c.executemany(
-            "INSERT INTO logs (flow_run_id, task_run_id, seq, ts, level, levelname, message,"
-            " logger) VALUES (?,?,?,?,?,?,?,?)",
-            rows["logs"],
-        )
-    if rows["tasks"]:
-        c.executemany(
-            "UPDATE task_runs SET state = ?, attempts = max(attempts, ?), start = coalesce(start, ?),"
-            ' "end" = coalesce(?, "end"), error = coalesce(?, error),'
-            " traceback = coalesce(?, traceback), cached_from = coalesce(?, cached_from)"
-            " WHERE id = ?",
-            rows["tasks"],
-        )
-    if rows["flows"]:
-        c.executemany(
-            'UPDATE flow_runs SET state = ?, start = coalesce(start, ?), "end" = coalesce(?, "end"),'
-            " error = coalesce(?, error), traceback = coalesce(?, traceback) WHERE id = ?",
-            rows["flows"],
-        )
+_SQL = {
+    "flow_runs": "INSERT OR REPLACE INTO flow_runs (id, seq, run_name, flow_name, created,"
+    " parameters, task_runner, pid, host, proc_pid, proc_start, extra)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    "short": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, state,"
+    " history, error) VALUES (?,?,?,?,?,?,?,?)",
+    "full": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, task_key,"
+    " upstream, edge_names, map_index, state, history, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    # transitions of a task run whose row an earlier batch wrote (or that was never
+    # announced by a task_run event: then a placeholder row, as RunView.apply makes one)
+    "updates": "INSERT INTO task_runs (flow_run_id, id, seq, name, task_key, state, history,"
+    " error) VALUES (?,?,?,'?','',?,?,?) ON CONFLICT (flow_run_id, id) DO UPDATE SET"
+    " state = excluded.state, history = history || excluded.history,"
+    " error = coalesce(excluded.error, error)",
+    "states": "INSERT INTO states (flow_run_id, seq, task_run_id, ts, state, attempt, message,"
+    " error, traceback, cached_from) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    "logs": "INSERT INTO logs (flow_run_id, seq, task_run_id, ts, level, levelname, message,"
+    " logger) VALUES (?,?,?,?,?,?,?,?)",
+    "flows": 'UPDATE flow_runs SET state = ?, start = coalesce(start, ?), "end" = coalesce(?, "end"),'
+    " error = coalesce(?, error), traceback = coalesce(?, traceback) WHERE id = ?",
+}
+
+
+def _insert(c: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+    for key, sql in _SQL.items():  # in this order: rows exist before they are updated
+        if rows[key]:
+            c.executemany(sql, rows[key])
 
 
 # -- the process-wide recorder ---------------------------------------------------------------
