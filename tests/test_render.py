@@ -308,7 +308,14 @@ def test_header_progress_and_elapsed():
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, ""), (0.0042, "4ms"), (1.25, "1.2s"), (75, "1m 15s"), (3725, "1h 02m")],
+    [
+        (None, ""),
+        (0.0042, "4.2ms"),
+        (0.42, "420ms"),
+        (1.25, "1.2s"),
+        (75, "1m 15s"),
+        (3725, "1h 02m"),
+    ],
 )
 def test_fmt_duration(seconds, text):
     assert R.fmt_duration(seconds) == text
@@ -326,6 +333,22 @@ def test_report_is_self_contained_and_complete():
     assert page.count('class="nb2f-node"') == len(run.tasks)
     assert "inconsistent numbers of samples" in page
     assert "&lt;b&gt;not bold&lt;/b&gt;" in page
+
+
+def test_timeline_ticks_fit_the_span():
+    ticks = lambda v: [t.text for t in parse(R.timeline_svg(v)).iter(f"{SVG}text")][:4]  # noqa: E731
+    b = Builder()
+    b.ev("task_run", "a", dt=0.0, task_name="a", upstream=[])
+    b.state("a", S.RUNNING, dt=0.0)
+    b.state("a", S.COMPLETED, dt=0.0008)
+    b.ev("flow_state", None, dt=0.0, state=S.COMPLETED)
+    assert ticks(b.view)[:3] == ["0", "0.2ms", "0.4ms"]  # 0.8ms span
+    b = Builder()
+    b.task("a", "a")
+    b.state("a", S.RUNNING, dt=0.0)
+    b.state("a", S.COMPLETED, dt=7.0)
+    b.ev("flow_state", None, dt=0.0, state=S.COMPLETED)
+    assert ticks(b.view)[:3] == ["0", "1s", "2s"]
 
 
 def test_empty_run_renders():

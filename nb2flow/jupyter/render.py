@@ -36,8 +36,8 @@ FAILED_STATES = frozenset({S.FAILED, S.TIMED_OUT, S.CRASHED})
 #: states counted as "finished" by the progress bar
 DONE_STATES = S.FINAL_STATES
 
-NODE_W, NODE_H = 168, 46
-GAP_X, GAP_Y, PAD = 84, 18, 12
+NODE_W, NODE_H = 160, 46
+GAP_X, GAP_Y, PAD = 76, 18, 12
 
 
 def esc(value: Any) -> str:
@@ -52,6 +52,8 @@ def style_of(state: str) -> tuple[str, str, str]:
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
@@ -389,6 +391,18 @@ def _nice_step(span: float, ticks: int = 8) -> float:
     return 10 * mag
 
 
+def _fmt_tick(value: float, step: float) -> str:
+    """An axis label with as many decimals as the tick step needs."""
+    if value == 0:
+        return "0"
+    if step < 1:
+        ms, digits = value * 1000, max(0, -math.floor(math.log10(step * 1000) + 1e-9))
+        return f"{ms:.{digits}f}ms"
+    if step < 60:
+        return f"{value:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}s"
+    return fmt_duration(value)
+
+
 def attempt_segments(t: TaskRunView, now: float) -> list[tuple[float, float, str, int]]:
     """(start, end, outcome, attempt) for every Running stretch of a task run: a retried task
     has one segment per attempt, each coloured by how that attempt ended."""
@@ -449,7 +463,7 @@ def timeline_svg(
         out.append(
             f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - PAD}" '
             f'stroke="#e5e7eb"/><text x="{x:.1f}" y="{top - 10}" font-size="10" '
-            f'text-anchor="middle" fill="#6b7280">{esc(fmt_duration(k * step) or "0")}</text>'
+            f'text-anchor="middle" fill="#6b7280">{esc(_fmt_tick(k * step, step))}</text>'
         )
         k += 1
     for r, (label, group) in enumerate(row_list):

@@ -1,0 +1,394 @@
+"""The panel and the report in a real browser: JupyterLab 4 on 127.0.0.1 driven by headless
+Chromium through Playwright; a notebook runs a flow with one failing task and the rendered
+page is inspected. The report is opened as a file:// page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+#: what JupyterLab / ipywidgets show when a widget view cannot be made
+WIDGET_FAILURES = [
+    "Error displaying widget",
+    "Loading widget...",
+    "No renderer could be found",
+    "Failed to load model class",
+]
+
+FLOW_CELL = """\
+import nb2flow.runtime.api as api
+from nb2flow import flow, task
+
+@task
+def load():
+    return [1, 2, 3]
+
+@task
+def double(xs):
+    return [2 * x for x in xs]
+
+@task
+def boom(ys):
+    raise ValueError("bad value <42> in boom")
+
+@task
+def publish(z):
+    return z
+
+@flow(name="browser-demo")
+def demo():
+    xs = load.submit()
+    ys = double.submit(xs)
+    z = boom.submit(ys)
+    return publish.submit(z)
+
+state = demo(return_state=True)
+"""
+
+# Until the runtime exists, the same run is replayed from events through the same hook.
+REPLAY_CELL = """\
+from nb2flow.jupyter.panel import maybe_attach
+from nb2flow.jupyter.sample import replay, sample_events
+from nb2flow.runtime import events
+
+panel = maybe_attach("nb-run")
+assert panel is not None, "maybe_attach found no widget kernel"
+replay(sample_events("nb-run"), events.emit, speed=0.05)
+assert panel.wait(10)
+"""
+
+
+def runtime_ready() -> bool:
+    return (Path(__file__).parent.parent / "nb2flow" / "runtime" / "api.py").exists()
+
+
+def expected() -> dict[str, str]:
+    """task -> final state the notebook's run must show."""
+    if runtime_ready():
+        return {"load": "Completed", "double": "Completed", "boom": "Failed", "publish": "NotRun"}
+    return {
+        "load_data": "Completed",
+        "features": "Completed",
+        "train": "Completed",
+        "score[0]": "Completed",
+        "evaluate": "Failed",
+        "register_model": "NotRun",
+    }
+
+
+ERROR_TEXT = "bad value <42> in boom" if runtime_ready() else "inconsistent numbers of samples"
+
+
+def notebook() -> dict:
+    cells = [
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": FLOW_CELL if runtime_ready() else REPLAY_CELL,
+            "outputs": [],
+            "execution_count": None,
+        }
+    ]
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+class Lab:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.root = tmp / "root"
+        self.root.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = tmp / "settings" / "@jupyterlab"
+        # every cell rendered (no virtual scrolling), no news/update toasts over the page
+        write_json(
+            settings / "notebook-extension" / "tracker.jupyterlab-settings",
+            {"windowingMode": "none"},
+        )
+        write_json(
+            settings / "apputils-extension" / "notification.jupyterlab-settings",
+            {"checkForUpdates": False, "fetchNews": "false", "doNotDisturbMode": True},
+        )
+        env = dict(os.environ)
+        env.update(
+            JUPYTER_CONFIG_DIR=str(tmp / "config"),
+            JUPYTER_DATA_DIR=str(tmp / "data"),
+            JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+            IPYTHONDIR=str(tmp / "ipython"),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYDEVD_DISABLE_FILE_VALIDATION="1",
+            NB2FLOW_HOME=str(tmp / "home"),
+            NB2FLOW_PANEL="on",
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={self.root}",
+            "--IdentityProvider.token=",
+            "--PasswordIdentityProvider.hashed_password=",
+            "--ServerApp.allow_root=True",
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--LabApp.user_settings_dir={tmp / 'settings'}",
+            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+            "--ServerApp.terminals_enabled=False",
+        ]
+        self.log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/api", timeout=1) as r:
+                    json.load(r)
+                    return
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        raise TimeoutError(f"jupyter lab did not answer: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return (self.tmp / "server.log").read_bytes()[-2000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # SIGTERM to the server's process group: the server and the kernels it started
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("jupyterlab")
+    pytest.importorskip("playwright")
+    server = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- in the page
+
+RUN_ALL = r"""
+async ({timeoutMs}) => {
+  const t0 = performance.now();
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const left = () => timeoutMs - (performance.now() - t0);
+  const waitFor = async (pred, what) => {
+    while (true) { const v = pred(); if (v) return v;
+      if (left() <= 0) throw new Error('timeout waiting for ' + what); await sleep(25); } };
+  const app = window.jupyterapp;
+  await app.restored;
+  const panel = await waitFor(() => { const w = app.shell.currentWidget;
+      return (w && w.sessionContext && w.content && w.content.widgets) ? w : null; }, 'notebook');
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  await waitFor(() => { const k = panel.sessionContext.session &&
+      panel.sessionContext.session.kernel;
+      return k && k.connectionStatus === 'connected' && k.status === 'idle'; }, 'kernel');
+  app.shell.collapseLeft(); app.shell.collapseRight();
+  await app.commands.execute('notebook:run-all-cells');
+  const kernel = panel.sessionContext.session.kernel;
+  await waitFor(() => kernel.status === 'idle', 'kernel idle after run');
+  const errors = [];
+  let executed = 0;
+  for (const c of panel.content.widgets) {
+    if (c.model.type !== 'code') continue;
+    if (c.model.executionCount) executed++;
+    const outs = c.model.outputs;
+    for (let i = 0; i < outs.length; i++) {
+      const o = outs.get(i).toJSON();
+      if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+    }
+  }
+  return {executed, errors};
+}
+"""
+
+
+def open_browser(chromium_path: str, tmp: Path):
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    return pw, browser
+
+
+def node_states(page, root: str) -> dict[str, str]:
+    return page.evaluate(
+        """(root) => Object.fromEntries([...document.querySelectorAll(root + ' g.nb2f-node')]
+             .map(g => [g.dataset.task, g.dataset.state]))""",
+        root,
+    )
+
+
+def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_path: Path):
+    name = "panel.ipynb"
+    write_json(lab.root / name, notebook())
+    pw, browser = open_browser(chromium_path, tmp_path)
+    console: list[str] = []
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(f"{lab.url}/lab/tree/{urllib.parse.quote(name)}", wait_until="domcontentloaded")
+        page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+        result = page.evaluate(RUN_ALL, {"timeoutMs": 90_000})
+        assert result == {"executed": 1, "errors": []}, (result, lab.log_tail())
+
+        panel = page.locator(".nb2f-panel")
+        panel.wait_for(state="visible", timeout=20_000)
+        # the thread's final render lands shortly after the cell ends
+        want = expected()
+        page.wait_for_function(
+            """(want) => { const got = Object.fromEntries(
+                 [...document.querySelectorAll('.nb2f-panel g.nb2f-node')]
+                 .map(g => [g.dataset.task, g.dataset.state]));
+               return Object.entries(want).every(([k, v]) => got[k] === v); }""",
+            arg=want,
+            timeout=20_000,
+        )
+        states = node_states(page, ".nb2f-panel")
+        assert {k: states.get(k) for k in want} == want
+        head = panel.locator(".nb2f-head")
+        assert "Failed" in head.inner_text()
+        assert ERROR_TEXT in panel.locator(".nb2f-error").inner_text()  # visible without clicks
+        assert panel.locator("svg.nb2f-graph").is_visible()
+
+        # the tasks tab shows the error next to the failed task, the logs tab its traceback
+        panel.locator(".lm-TabBar-tab", has_text="Tasks").click()
+        failed_row = panel.locator('tr.nb2f-tr[data-state="Failed"]')
+        failed_row.wait_for(state="visible", timeout=10_000)
+        assert ERROR_TEXT in failed_row.inner_text()
+        panel.locator(".lm-TabBar-tab", has_text="Logs").click()
+        logs = panel.locator(".nb2f-logs")
+        logs.wait_for(state="visible", timeout=10_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.nb2f-logs')].some(e => "
+            "e.innerText.includes('Traceback'))",
+            timeout=10_000,
+        )
+        assert ERROR_TEXT in logs.inner_text()
+        panel.locator(".lm-TabBar-tab", has_text="Timeline").click()
+        page.wait_for_function(
+            "() => document.querySelector('.nb2f-panel svg.nb2f-timeline rect.nb2f-bar')",
+            timeout=10_000,
+        )
+
+        outputs = page.locator(".jp-Cell-outputArea").inner_text()
+        for text in WIDGET_FAILURES:
+            assert text not in outputs
+        assert page.locator(".jupyter-widgets-error-widget").count() == 0
+        panel.locator(".lm-TabBar-tab", has_text="Graph").click()
+        shot = tmp_path / "panel.png"
+        panel.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+    finally:
+        browser.close()
+        pw.stop()
+
+
+def test_report_opens_as_a_file(tmp_path: Path, chromium_path: str):
+    from nb2flow import cli
+    from nb2flow.jupyter.sample import replay, sample_events
+    from nb2flow.runtime import events
+    from nb2flow.store import recording
+
+    rec = recording.enable()
+    try:
+        replay(sample_events("report-run"), events.emit)
+        assert rec.flush(10)
+    finally:
+        recording.disable()
+    out = tmp_path / "run.html"
+    assert cli.main(["report", "report-run", "-o", str(out)]) == 0
+
+    pw, browser = open_browser(chromium_path, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(out.as_uri())
+        states = node_states(page, "#graph")
+        assert states["evaluate"] == "Failed" and states["register_model"] == "NotRun"
+        assert states["train"] == "Completed" and len(states) == 8
+        assert "inconsistent numbers of samples" in page.locator("#header").inner_text()
+        row = page.locator('#tasks tr[data-state="Failed"]')
+        assert row.is_visible() and "inconsistent numbers of samples" in row.inner_text()
+        assert "Traceback" in page.locator("#logs").inner_text()
+        # the log filter works offline (inline script)
+        page.select_option("#log-level", "40")
+        assert not page.locator("#logs .nb2f-log", has_text="dropped 12 rows").is_visible()
+        assert page.locator("#logs .nb2f-log", has_text="Traceback").is_visible()
+        assert requests == [out.as_uri()]  # nothing else was fetched
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        assert (tmp_path / "report.png").stat().st_size > 10_000
+    finally:
+        browser.close()
+        pw.stop()
