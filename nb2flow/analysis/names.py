@@ -1,0 +1,476 @@
+"""Which names a piece of notebook code reads and writes, in execution order.
+
+The code is analysed as the notebook runs it: at module scope, statement after statement.
+A name is an *input* when it is read before the code has surely bound it (a read inside a
+branch or loop after a write in another branch still counts). Writes include in-place
+changes: ``df['x'] = ...``, ``obj.attr = ...``, ``x += 1``, ``del x[k]`` and a method call
+on a name (``model.fit(X, y)``, ``lst.append(v)``), except for methods known not to change
+their object (``df.head()``, ``model.predict(X)``).
+
+Nested scopes (functions, lambdas, classes, comprehensions) follow Python's rules: their
+own locals stay inside; the free names they read count as reads where they are defined
+(conservative: the function may be called later), and names they declare ``global`` and
+assign count as (possible) writes. A walrus inside a comprehension binds in the cell.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+#: methods that return a new value and leave their object alone; any other method called
+#: on a name counts as an in-place change of that name (unless called with inplace=True)
+PURE_METHODS = frozenset(
+    """
+    head tail describe info copy groupby agg aggregate mean median mode sum prod min max std
+    var sem count nunique unique value_counts isna isnull notna notnull any all apply applymap
+    map astype to_numpy to_list tolist to_dict to_csv to_parquet to_json to_pickle to_excel
+    to_frame to_string to_markdown to_records to_datetime merge join query filter select_dtypes
+    drop dropna fillna rename replace sort_values sort_index reset_index set_index pivot
+    pivot_table melt stack unstack corr cov round abs cumsum cumprod plot hist boxplot
+    predict predict_proba predict_log_proba decision_function score transform
+    inverse_transform get_params get_feature_names_out keys values items get format
+    startswith endswith split rsplit strip lstrip rstrip lower upper title encode decode find
+    rfind index isin between where mask clip diff pct_change shift rolling expanding resample
+    ewm reshape flatten ravel dot argmax argmin argsort nonzero item sample nlargest
+    nsmallest idxmax idxmin total_seconds strftime isoformat exists is_file is_dir joinpath
+    read_text read_bytes glob rglob with_suffix with_name summary show savefig evaluate
+    """.split()
+)
+
+
+@dataclass
+class Names:
+    """Result of :func:`analyse` (lists keep first-occurrence order)."""
+
+    reads: list[str] = field(default_factory=list)  # read before surely bound here
+    writes: list[str] = field(default_factory=list)  # bound, rebound or changed in place
+    bound: list[str] = field(default_factory=list)  # bound by assignment/def/import/for... (no del)
+    mutated: list[str] = field(default_factory=list)  # changed in place (subset of writes)
+    definite: set[str] = field(default_factory=set)  # surely bound when the code ends
+    deleted: set[str] = field(default_factory=set)  # unbound by `del name` at the end
+    imported: set[str] = field(default_factory=set)  # bound by import statements
+    defined: set[str] = field(default_factory=set)  # bound by def / class statements
+    star_imports: list[str] = field(default_factory=list)  # modules of `from m import *`
+    all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
+
+
+def _add(items: list[str], name: str) -> None:
+    if name not in items:
+        items.append(name)
+
+
+def analyse(code: str | ast.Module) -> Names:
+    """Read/write sets of ``code`` run at module scope. Raises SyntaxError on bad code."""
+    tree = ast.parse(code) if isinstance(code, str) else code
+    walker = _ModuleScope()
+    walker.block(tree.body)
+    return walker.names
+
+
+class _ModuleScope:
+    def __init__(self) -> None:
+        self.names = Names()
+        self.bound: set[str] = set()  # surely bound at this point
+
+    # -- recording ----------------------------------------------------------------------
+    def read(self, name: str) -> None:
+        self.names.all_reads.add(name)
+        if name not in self.bound:
+            _add(self.names.reads, name)
+
+    def bind(self, name: str, *, surely: bool = True) -> None:
+        _add(self.names.writes, name)
+        _add(self.names.bound, name)
+        self.names.deleted.discard(name)
+        if surely:
+            self.bound.add(name)
+
+    def mutate(self, name: str) -> None:
+        self.read(name)
+        _add(self.names.writes, name)
+        _add(self.names.mutated, name)
+
+    # -- statements ---------------------------------------------------------------------
+    def block(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            self.stmt(stmt)
+        self.names.definite = set(self.bound)
+
+    def branch(self, body: list[ast.stmt]) -> set[str]:
+        """Run ``body`` as a branch that may or may not run; returns what it surely binds."""
+        saved = set(self.bound)
+        for stmt in body:
+            self.stmt(stmt)
+        result = self.bound
+        self.bound = saved
+        return result
+
+    def stmt(self, node: ast.stmt) -> None:  # noqa: C901 - one dispatch over statement kinds
+        match node:
+            case ast.Assign(targets=targets, value=value):
+                self.expr(value)
+                for target in targets:
+                    self.target(target)
+            case ast.AnnAssign(target=target, annotation=annotation, value=value):
+                self.expr(annotation)
+                if value is not None:
+                    self.expr(value)
+                    self.target(target)
+                elif not isinstance(target, ast.Name):
+                    self.target(target)
+            case ast.AugAssign(target=target, value=value):
+                self.expr(value)
+                if isinstance(target, ast.Name):
+                    self.read(target.id)
+                    self.bind(target.id)
+                else:
+                    self.target(target)
+            case ast.Delete(targets=targets):
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        self.read(target.id)
+                        _add(self.names.writes, target.id)
+                        self.bound.discard(target.id)
+                        self.names.deleted.add(target.id)
+                    else:
+                        self.target(target)
+            case ast.Import(names=aliases):
+                for alias in aliases:
+                    name = alias.asname or alias.name.split(".")[0]
+                    self.names.imported.add(name)
+                    self.bind(name)
+            case ast.ImportFrom(module=module, names=aliases):
+                for alias in aliases:
+                    if alias.name == "*":
+                        self.names.star_imports.append(module or ".")
+                        continue
+                    name = alias.asname or alias.name
+                    self.names.imported.add(name)
+                    self.bind(name)
+            case ast.FunctionDef() | ast.AsyncFunctionDef():
+                for decorator in node.decorator_list:
+                    self.expr(decorator)
+                self.arguments_defaults(node.args)
+                if node.returns is not None:
+                    self.expr(node.returns)
+                self.nested(node)
+                self.names.defined.add(node.name)
+                self.bind(node.name)
+            case ast.ClassDef():
+                for decorator in node.decorator_list:
+                    self.expr(decorator)
+                for base in node.bases:
+                    self.expr(base)
+                for keyword in node.keywords:
+                    self.expr(keyword.value)
+                self.nested(node)
+                self.names.defined.add(node.name)
+                self.bind(node.name)
+            case ast.If(test=test, body=body, orelse=orelse):
+                self.expr(test)
+                then = self.branch(body)
+                other = self.branch(orelse)
+                self.bound |= then & other
+            case ast.For() | ast.AsyncFor():
+                self.expr(node.iter)
+                saved = set(self.bound)
+                self.target(node.target)
+                for stmt in node.body:
+                    self.stmt(stmt)
+                self.bound = saved
+                self.branch(node.orelse)
+            case ast.While(test=test, body=body, orelse=orelse):
+                self.expr(test)
+                self.branch(body)
+                self.branch(orelse)
+            case ast.With() | ast.AsyncWith():
+                for item in node.items:
+                    self.expr(item.context_expr)
+                    if item.optional_vars is not None:
+                        self.target(item.optional_vars)
+                for stmt in node.body:
+                    self.stmt(stmt)
+            case ast.Try() | ast.TryStar():
+                self.branch(node.body)
+                for handler in node.handlers:
+                    saved = set(self.bound)
+                    if handler.type is not None:
+                        self.expr(handler.type)
+                    if handler.name:
+                        self.bind(handler.name)
+                    for stmt in handler.body:
+                        self.stmt(stmt)
+                    self.bound = saved
+                self.branch(node.orelse)
+                for stmt in node.finalbody:
+                    self.stmt(stmt)
+            case ast.Match(subject=subject, cases=cases):
+                self.expr(subject)
+                for case in cases:
+                    saved = set(self.bound)
+                    self.pattern(case.pattern)
+                    if case.guard is not None:
+                        self.expr(case.guard)
+                    for stmt in case.body:
+                        self.stmt(stmt)
+                    self.bound = saved
+            case ast.Global() | ast.Nonlocal() | ast.Pass() | ast.Break() | ast.Continue():
+                pass
+            case _:
+                # Expr, Return, Raise, Assert, TypeAlias...: reads only
+                for child in ast.iter_child_nodes(node):
+                    if isinstance(child, ast.expr):
+                        self.expr(child)
+
+    def pattern(self, node: ast.pattern) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.MatchValue | ast.MatchClass):
+                for child in ast.iter_child_nodes(sub):
+                    if isinstance(child, ast.expr):
+                        self.expr(child)
+            if isinstance(sub, ast.MatchMapping):
+                for key in sub.keys:
+                    self.expr(key)
+            name = getattr(sub, "name", None) or getattr(sub, "rest", None)
+            if isinstance(name, str):
+                self.bind(name)
+
+    def target(self, node: ast.expr) -> None:
+        """A store target: names are bound, subscripts and attributes change their root."""
+        match node:
+            case ast.Name(id=name):
+                self.bind(name)
+            case ast.Tuple(elts=elts) | ast.List(elts=elts):
+                for elt in elts:
+                    self.target(elt)
+            case ast.Starred(value=value):
+                self.target(value)
+            case ast.Subscript(value=value, slice=index):
+                self.expr(index)
+                self.change(value)
+            case ast.Attribute(value=value):
+                self.change(value)
+            case _:
+                self.expr(node)
+
+    def change(self, node: ast.expr) -> None:
+        """``node`` (``df``, ``df.x``, ``d['k']``...) is changed in place: so is its root."""
+        root = _root(node)
+        self.expr(node)
+        if root is not None:
+            self.mutate(root)
+
+    def arguments_defaults(self, args: ast.arguments) -> None:
+        for default in [*args.defaults, *args.kw_defaults]:
+            if default is not None:
+                self.expr(default)
+        for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if arg is not None and arg.annotation is not None:
+                self.expr(arg.annotation)
+
+    def nested(self, node: ast.AST) -> None:
+        reads, global_writes = _scope_free(node)
+        for name in reads:
+            self.read(name)
+        for name in global_writes:
+            self.bind(name, surely=False)
+
+    # -- expressions --------------------------------------------------------------------
+    def expr(self, node: ast.expr) -> None:  # noqa: C901
+        match node:
+            case ast.Name(id=name, ctx=ast.Load()):
+                self.read(name)
+            case ast.Name(id=name, ctx=ast.Store()):
+                self.bind(name)
+            case ast.NamedExpr(target=target, value=value):
+                self.expr(value)
+                self.bind(target.id)
+            case ast.Lambda(args=args):
+                self.arguments_defaults(args)
+                self.nested(node)
+            case ast.ListComp() | ast.SetComp() | ast.GeneratorExp() | ast.DictComp():
+                # The first iterable is evaluated here; the rest runs in its own scope.
+                self.expr(node.generators[0].iter)
+                reads, walrus = _scope_free(node)
+                for name in reads:
+                    self.read(name)
+                for name in walrus:
+                    self.bind(name, surely=False)
+            case ast.Call(func=func, args=args, keywords=keywords):
+                self.expr(func)
+                for arg in args:
+                    self.expr(arg)
+                for keyword in keywords:
+                    self.expr(keyword.value)
+                if isinstance(func, ast.Attribute):
+                    root = _root(func.value)
+                    in_place = any(
+                        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value
+                        for k in keywords
+                    )
+                    if root is not None and (in_place or func.attr not in PURE_METHODS):
+                        self.mutate(root)
+            case _:
+                for child in ast.iter_child_nodes(node):
+                    if isinstance(child, ast.expr):
+                        self.expr(child)
+                    elif isinstance(child, ast.keyword):
+                        self.expr(child.value)
+                    elif isinstance(child, ast.comprehension):  # pragma: no cover - handled
+                        self.expr(child.iter)
+
+
+def _root(node: ast.expr) -> str | None:
+    """The name at the root of ``a.b[c].d(...)``, or None (a literal, a call result...)."""
+    while True:
+        match node:
+            case ast.Name(id=name):
+                return name
+            case ast.Attribute(value=value) | ast.Subscript(value=value):
+                node = value
+            case ast.Call(func=ast.Attribute(value=value)):
+                node = value
+            case _:
+                return None
+
+
+# -- nested scopes ------------------------------------------------------------------------
+
+
+def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
+    """(locals, declared global, declared nonlocal) of a function/class/lambda/comprehension."""
+    local: set[str] = set()
+    globals_: set[str] = set()
+    nonlocals: set[str] = set()
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+        a = node.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+            if arg is not None:
+                local.add(arg.arg)
+    if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+        for gen in node.generators:
+            for sub in ast.walk(gen.target):
+                if isinstance(sub, ast.Name):
+                    local.add(sub.id)
+        return local, globals_, nonlocals
+    body = node.body if isinstance(node.body, list) else [node.body]
+    for child in _same_scope_nodes(body):
+        match child:
+            case ast.Name(id=name, ctx=ast.Store() | ast.Del()):
+                local.add(name)
+            case (
+                ast.FunctionDef(name=name)
+                | ast.AsyncFunctionDef(name=name)
+                | ast.ClassDef(name=name)
+            ):
+                local.add(name)
+            case ast.Import(names=aliases) | ast.ImportFrom(names=aliases):
+                for alias in aliases:
+                    if alias.name != "*":
+                        local.add(alias.asname or alias.name.split(".")[0])
+            case ast.ExceptHandler(name=str() as name):
+                local.add(name)
+            case ast.MatchAs(name=str() as name) | ast.MatchStar(name=str() as name):
+                local.add(name)
+            case ast.MatchMapping(rest=str() as name):
+                local.add(name)
+            case ast.Global(names=names):
+                globals_.update(names)
+            case ast.Nonlocal(names=names):
+                nonlocals.update(names)
+    return local - globals_ - nonlocals, globals_, nonlocals
+
+
+def _same_scope_nodes(body: list) -> list[ast.AST]:
+    """Every node of ``body`` that belongs to this scope (nested scopes only by their name,
+    decorators, defaults and the first iterable of comprehensions)."""
+    out: list[ast.AST] = []
+    stack: list[ast.AST] = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue  # its insides are another scope (handled by _scope_free)
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+            for sub in ast.walk(node):  # walrus targets bind in the enclosing scope
+                if isinstance(sub, ast.NamedExpr):
+                    out.append(sub.target)
+            stack.append(node.generators[0].iter)
+            continue
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    return out
+
+
+def _scope_free(node: ast.AST) -> tuple[list[str], list[str]]:
+    """Names a nested scope reads from outside, and names it binds outside.
+
+    For functions and classes the second list holds names declared ``global`` and assigned;
+    for comprehensions, the targets of walrus expressions.
+    """
+    local, globals_, _nonlocals = _bound_in_scope(node)
+    reads: list[str] = []
+    binds: list[str] = []
+    comprehension = isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
+    if comprehension:
+        parts: list[ast.AST] = []
+        for i, gen in enumerate(node.generators):  # type: ignore[attr-defined]
+            if i:
+                parts.append(gen.iter)
+            parts.extend(gen.ifs)
+        parts.extend(
+            [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]  # type: ignore[attr-defined]
+        )
+    elif isinstance(node, ast.Lambda):
+        parts = [node.body]
+    else:
+        parts = list(node.body)  # type: ignore[attr-defined]
+    for child in _same_scope_nodes(parts):
+        if isinstance(child, ast.Name):
+            if isinstance(child.ctx, ast.Load):
+                if child.id not in local or child.id in globals_:
+                    _add(reads, child.id)
+            elif child.id in globals_ or (comprehension and child.id not in local):
+                _add(binds, child.id)
+        elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            for expr in _def_time_exprs(child):
+                for sub_name in _scope_free_of_expr(expr, local, globals_):
+                    _add(reads, sub_name)
+            inner_reads, inner_binds = _scope_free(child)
+            class_body = isinstance(node, ast.ClassDef)  # methods do not see class names
+            for name in inner_reads:
+                if class_body or name not in local or name in globals_:
+                    _add(reads, name)
+            for name in inner_binds:
+                _add(binds, name)
+        elif isinstance(child, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+            inner_reads, inner_binds = _scope_free(child)
+            for name in inner_reads:
+                if name not in local or name in globals_:
+                    _add(reads, name)
+            for name in inner_binds:
+                if name in globals_ or (comprehension and name not in local):
+                    _add(binds, name)
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        # a function's global statement is only a write if the name is assigned there
+        binds = [name for name in binds if name in globals_]
+    return reads, binds
+
+
+def _def_time_exprs(node: ast.AST) -> list[ast.expr]:
+    """Expressions of a nested def evaluated in the enclosing scope (decorators, defaults)."""
+    exprs: list[ast.expr] = list(getattr(node, "decorator_list", []))
+    args = getattr(node, "args", None)
+    if isinstance(args, ast.arguments):
+        exprs += [d for d in [*args.defaults, *args.kw_defaults] if d is not None]
+    exprs += list(getattr(node, "bases", []))
+    return exprs
+
+
+def _scope_free_of_expr(expr: ast.expr, local: set[str], globals_: set[str]) -> list[str]:
+    names: list[str] = []
+    for sub in ast.walk(expr):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
+            if sub.id not in local or sub.id in globals_:
+                _add(names, sub.id)
+    return names

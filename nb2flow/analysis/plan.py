@@ -1,0 +1,645 @@
+"""Notebook -> plan: cells grouped into tasks, their inputs and outputs, and the task graph.
+
+Stages, each a function of the previous one's result (as nbconvert chains preprocessors):
+
+1. :func:`prepare` turns every cell into a :class:`Unit`: tags parsed, magics translated,
+   syntax checked, names analysed.
+2. :func:`group` decides what each code cell is (module level, setup, parameters, skipped,
+   or part of a task) and groups task cells into :class:`Task` objects.
+3. :func:`build_plan` follows the data through the tasks in notebook order and returns the
+   plan: a ``networkx.DiGraph`` whose nodes are task names (attributes: the task's data)
+   and whose edges carry the variable names that flow along them.
+
+Graph attributes (``plan.graph``): ``notebook`` (path label), ``sha256``, ``flow_name``,
+``split`` (the mode used), ``parameters``, ``module`` (module-level code blocks),
+``imports`` (import statements for the top of the script), ``outputs`` (the final values
+the flow returns: name -> task), ``order`` (task names in call order), ``warnings``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nb2flow.analysis.names import Names, analyse
+from nb2flow.errors import Nb2flowError, where
+from nb2flow.notebook.identifiers import identifier, unique
+from nb2flow.notebook.magics import to_python
+from nb2flow.notebook.reader import Notebook, read_notebook
+from nb2flow.notebook.tags import CellTags, parse_tags
+
+SPLIT_MODES = ("auto", "tags", "headings", "cells")
+
+BUILTIN_NAMES = frozenset(dir(builtins)) | {
+    "__name__",
+    "__file__",
+    "__doc__",
+    "__builtins__",
+    "__spec__",
+    "__loader__",
+    "__package__",
+    "__annotations__",
+}
+
+#: names the generated script itself uses at module level
+SCRIPT_NAMES = frozenset({"flow", "task", "run_cli", "nb2flow", "main"})
+
+_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_MODULE_STATEMENTS = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+)
+
+
+@dataclass
+class Unit:
+    """One code cell, ready for grouping."""
+
+    cell: int
+    code: str  # plain Python (magics translated)
+    tree: ast.Module
+    names: Names
+    tags: CellTags
+    markdown: list[str]  # markdown cells directly above (since the previous code cell)
+    heading: str | None  # the last heading in that markdown
+    needs: list[str] = field(default_factory=list)  # modules the magic translation uses
+
+    @property
+    def empty(self) -> bool:
+        return not self.tree.body
+
+    @property
+    def definitions_only(self) -> bool:
+        """Imports, def and class only (a docstring-like string allowed)."""
+        body = [
+            s
+            for s in self.tree.body
+            if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+        ]
+        return bool(body) and all(isinstance(s, _MODULE_STATEMENTS) for s in body)
+
+
+@dataclass
+class Task:
+    name: str
+    cells: list[int]
+    units: list[Unit]
+    explicit: bool
+    options: dict[str, Any] = field(default_factory=dict)
+    after: list[tuple[str, int]] = field(default_factory=list)  # (task name, cell)
+    doc: str = ""
+    func: str = ""
+    code: str = ""  # the body, hoisted imports removed
+    names: Names = field(default_factory=Names)
+    inputs: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # input -> task | "param" | "module"
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Param:
+    name: str
+    default: str  # a literal, as source
+    hint: str | None
+    cell: int
+
+
+@dataclass
+class Grouping:
+    tasks: list[Task]
+    module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code"}
+    imports: list[str]
+    parameters: list[Param]
+    skipped: list[int]
+    split: str
+    warnings: list[str]
+    units: list[Unit]
+
+
+# -- stage 1: cells -> units -----------------------------------------------------------------
+
+
+def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
+    """Parse tags, translate magics, check syntax and analyse names of every code cell."""
+    warnings: list[str] = list(nb.warnings)
+    units: list[Unit] = []
+    markdown: list[str] = []
+    for cell in nb.cells:
+        loc = where(nb.path, cell.number)
+        if cell.kind == "markdown":
+            if cell.source.strip():
+                markdown.append(cell.source.strip())
+            tags = parse_tags(cell.tags, loc)
+            warnings.extend(tags.warnings)
+            if tags.role or tags.options or tags.after:
+                warnings.append(f"{loc}: tags on a markdown cell are ignored")
+            continue
+        if cell.kind != "code":
+            continue
+        tags = parse_tags(cell.tags, loc)
+        warnings.extend(tags.warnings)
+        translation = to_python(cell.source, loc)
+        warnings.extend(translation.warnings)
+        code = translation.code
+        tree = _parse(code, nb.path, cell.number)
+        names = analyse(tree)
+        headings = [m.group(2).strip() for text in markdown for m in _HEADING.finditer(text)]
+        units.append(
+            Unit(
+                cell=cell.number,
+                code=code,
+                tree=tree,
+                names=names,
+                tags=tags,
+                markdown=markdown,
+                heading=headings[-1] if headings else None,
+                needs=translation.imports,
+            )
+        )
+        markdown = []
+    return units, warnings
+
+
+def _parse(code: str, path: Path, cell: int) -> ast.Module:
+    try:
+        tree = ast.parse(code)
+        compile(tree, f"cell {cell}", "exec")  # catches 'return'/'await' outside function too
+    except SyntaxError as exc:
+        message = exc.msg
+        if "await" in message:
+            message += " (top-level await is not supported in a flow)"
+        raise Nb2flowError(f"{where(path, cell, exc.lineno)}: syntax error: {message}") from None
+    except (ValueError, RecursionError) as exc:  # null bytes, absurd nesting
+        raise Nb2flowError(f"{where(path, cell)}: cannot parse the cell ({exc})") from None
+    return tree
+
+
+# -- stage 2: units -> tasks -----------------------------------------------------------------
+
+
+def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
+    """Decide the role of every code cell and group the task cells into tasks."""
+    if split not in SPLIT_MODES:
+        raise Nb2flowError(f"unknown split mode {split!r} (choose from {', '.join(SPLIT_MODES)})")
+    path = nb.path
+    warnings: list[str] = []
+    if split == "auto":
+        if any(u.tags.role == "task" for u in units):
+            split = "tags"
+        elif any(cell.kind == "markdown" and _HEADING.search(cell.source) for cell in nb.cells):
+            split = "headings"
+        else:
+            split = "cells"
+
+    tasks: list[Task] = []
+    module: list[dict[str, Any]] = []
+    parameters: dict[str, Param] = {}
+    skipped: list[int] = []
+    dynamic: set[str] = set()  # names bound by code that is not module level, so far
+    current: Task | None = None
+    explicit_names: dict[str, int] = {}
+
+    # Markdown above cells that start no task (module level, skipped...) carries over to
+    # the next task: its heading still names and starts that section.
+    carried: list[str] = []
+    carried_heading: str | None = None
+
+    def start(unit: Unit, name: str | None, *, explicit: bool) -> Task:
+        task = Task(name=name or "", cells=[], units=[], explicit=explicit)
+        task.doc = "\n\n".join(carried + unit.markdown)
+        tasks.append(task)
+        return task
+
+    for unit in units:
+        loc = where(path, unit.cell)
+        role = unit.tags.role
+        heading = unit.heading or carried_heading
+        if (
+            role in ("skip", "setup", "parameters")
+            or (unit.empty and role != "task")
+            or (role is None and unit.definitions_only and not (set(unit.names.reads) & dynamic))
+        ):
+            carried.extend(unit.markdown)
+            carried_heading = heading
+        if role == "skip":
+            skipped.append(unit.cell)
+            continue
+        if role == "setup":
+            reads = [r for r in unit.names.reads if r in dynamic]
+            if reads:
+                warnings.append(
+                    f"{loc}: setup cell reads {_quote(reads)}, which task code defines; "
+                    "setup code runs once at import, before any task"
+                )
+            module.append({"cell": unit.cell, "kind": "setup", "code": unit.code, "unit": unit})
+            continue
+        if role == "parameters":
+            rest = _parameters(unit, parameters, path, warnings)
+            if rest is None:
+                continue
+            dynamic.update(rest.names.writes)
+            current = start(rest, "derived_parameters", explicit=False)
+            carried, carried_heading = [], None
+            current.cells.append(unit.cell)
+            current.units.append(rest)
+            continue
+        if unit.empty and role != "task":
+            continue
+        if role is None and unit.definitions_only and not (set(unit.names.reads) & dynamic):
+            module.append(
+                {"cell": unit.cell, "kind": "definitions", "code": unit.code, "unit": unit}
+            )
+            continue
+        if (
+            role == "task"
+            or current is None
+            or split == "cells"
+            or (split == "headings" and heading is not None)
+        ):
+            explicit = unit.tags.task_name is not None
+            name = unit.tags.task_name
+            if explicit:
+                if name in explicit_names:
+                    raise Nb2flowError(
+                        f"{loc}: task name {name!r} is already used by cell "
+                        f"{explicit_names[name]} (task names must be unique)"
+                    )
+                explicit_names[name] = unit.cell  # type: ignore[index]
+            elif heading:
+                name = identifier(heading, fallback=f"cell_{unit.cell}", lower=True)
+            else:
+                name = f"cell_{unit.cell}"
+            current = start(unit, name, explicit=explicit)
+        carried, carried_heading = [], None
+        current.cells.append(unit.cell)
+        current.units.append(unit)
+        current.options.update(unit.tags.options)
+        current.after.extend((name, unit.cell) for name in unit.tags.after)
+        dynamic.update(unit.names.writes)
+
+    # Unique names: explicit task:NAME first, then derived names made unique around them.
+    taken = set(explicit_names)
+    for task in tasks:
+        if not task.explicit:
+            task.name = unique(task.name, taken)
+
+    return Grouping(
+        tasks=tasks,
+        module=module,
+        imports=[],
+        parameters=list(parameters.values()),
+        skipped=skipped,
+        split=split,
+        warnings=warnings,
+        units=units,
+    )
+
+
+def _quote(names: list[str] | set[str]) -> str:
+    return ", ".join(f"`{n}`" for n in sorted(names) if n)
+
+
+def _literal_hint(value: Any) -> str | None:
+    for kind in (bool, int, float, str, list, dict, tuple, set):
+        if type(value) is kind:
+            return kind.__name__
+    return None
+
+
+def _parameters(
+    unit: Unit, parameters: dict[str, Param], path: Path, warnings: list[str]
+) -> Unit | None:
+    """Take the literal assignments of a ``parameters`` cell; return the rest as a unit."""
+    rest: list[ast.stmt] = []
+    for stmt in unit.tree.body:
+        target = value = annotation = None
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            target, value = stmt.targets[0], stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            target, value, annotation = stmt.target, stmt.value, stmt.annotation
+        literal = _MISSING
+        if isinstance(target, ast.Name) and value is not None:
+            try:
+                literal = ast.literal_eval(value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                literal = _MISSING
+        if literal is _MISSING or not isinstance(target, ast.Name) or value is None:
+            rest.append(stmt)
+            continue
+        name = target.id
+        if name in parameters:
+            warnings.append(
+                f"{where(path, unit.cell)}: parameter `{name}` set again (cell "
+                f"{parameters[name].cell}); the last value is the default"
+            )
+        hint = ast.unparse(annotation) if annotation is not None else _literal_hint(literal)
+        parameters[name] = Param(name, ast.unparse(value), hint, unit.cell)
+    if not rest:
+        return None
+    warnings.append(
+        f"{where(path, unit.cell)}: parameters cell holds code other than literal "
+        "assignments; that code runs as task `derived_parameters`"
+    )
+    module = ast.Module(body=rest, type_ignores=[])
+    code = "\n".join(ast.unparse(s) for s in rest)
+    return Unit(
+        cell=unit.cell,
+        code=code,
+        tree=module,
+        names=analyse(code),
+        tags=CellTags(),
+        markdown=[],
+        heading=None,
+        needs=unit.needs,
+    )
+
+
+_MISSING = object()
+
+
+# -- stage 3: tasks -> plan ------------------------------------------------------------------
+
+
+def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Move top-level imports of task and definition cells to the script's import block.
+
+    Returns (import statements, modules needed by translated magics). Setup cells keep
+    their imports in place: their order may matter (``sys.path`` changes, ``matplotlib.use``).
+    """
+    imports: list[str] = []
+    needs: list[str] = []
+
+    def take(units_code: list[tuple[Unit, str]]) -> list[str]:
+        out = []
+        for unit, _ in units_code:
+            for module_name in unit.needs:
+                if module_name not in needs:
+                    needs.append(module_name)
+            out.append(_strip_statements(unit, imports))
+        return out
+
+    for block in module:
+        if block["kind"] == "definitions":
+            block["code"] = take([(block["unit"], block["code"])])[0]
+        else:
+            for module_name in block["unit"].needs:
+                if module_name not in needs:
+                    needs.append(module_name)
+    for task in tasks:
+        task.code = "\n\n".join(
+            part for part in take([(u, u.code) for u in task.units]) if part.strip()
+        )
+    return imports, needs
+
+
+def _strip_statements(unit: Unit, imports: list[str]) -> str:
+    """The unit's code without top-level imports (added to ``imports``) and ``global``s."""
+    body = unit.tree.body
+    drop = [s for s in body if isinstance(s, ast.Import | ast.ImportFrom | ast.Global)]
+    if not drop:
+        return unit.code
+    for stmt in drop:
+        if not isinstance(stmt, ast.Global):
+            text = ast.unparse(stmt)
+            if text not in imports:
+                imports.append(text)
+    lines = unit.code.split("\n")
+    # Remove whole lines when every dropped statement has its lines to itself; otherwise
+    # (``import os; x = 1``) fall back to the unparsed code of the rest.
+    spans = [(s.lineno, s.end_lineno or s.lineno) for s in body]
+    keep = [True] * len(lines)
+    for i, stmt in enumerate(body):
+        if stmt not in drop:
+            continue
+        start, end = spans[i]
+        shares = (i > 0 and spans[i - 1][1] >= start) or (
+            i + 1 < len(body) and spans[i + 1][0] <= end
+        )
+        if shares:
+            return "\n".join(ast.unparse(s) for s in body if s not in drop)
+        for n in range(start - 1, end):
+            keep[n] = False
+    return "\n".join(line for line, k in zip(lines, keep, strict=True) if k).strip("\n")
+
+
+def build_plan(
+    notebook: str | Path | Notebook,
+    *,
+    split: str = "auto",
+    cache_all: bool = False,
+    label: str | None = None,
+) -> Any:
+    """The plan of ``notebook`` as a ``networkx.DiGraph`` (see the module docstring)."""
+    import networkx as nx
+
+    nb = notebook if isinstance(notebook, Notebook) else read_notebook(notebook)
+    path = nb.path
+    units, warnings = prepare(nb)
+    grouping = group(nb, units, split)
+    warnings.extend(grouping.warnings)
+    tasks = grouping.tasks
+    imports, needs = _hoist(tasks, grouping.module)
+    for task in tasks:
+        task.names = analyse(task.code)
+        if cache_all:
+            task.options["cache"] = True
+
+    # Names that exist at module level: imports, definitions and setup code.
+    module_names: set[str] = set()
+    module_objects: set[str] = set(needs)  # imports, def and class: global, never data
+    for text in imports:
+        module_names |= analyse(text).imported
+    module_objects |= module_names
+    star: list[str] = []
+    for block in grouping.module:
+        names = block["unit"].names
+        module_names.update(names.writes)
+        module_objects |= names.imported | names.defined
+        star.extend(names.star_imports)
+    for text in imports:
+        star.extend(analyse(text).star_imports)
+    if star:
+        warnings.append(
+            f"{path}: `from {star[0]} import *` hides which names it defines; names no "
+            "cell defines are assumed to come from it"
+        )
+    task_writes = {w for task in tasks for w in task.names.writes}
+    task_writes |= {p.name for p in grouping.parameters}
+    for block in grouping.module:
+        unit = block["unit"]
+        _warn_unknown(unit, unit.names.reads, module_names, task_writes, star, path, warnings)
+
+    params = {p.name: p for p in grouping.parameters}
+    # Data flow in notebook order: the producer of each name's current version.
+    producer: dict[str, str] = {name: "module" for name in module_names}
+    producer.update({name: "param" for name in params})
+    readers: dict[str, list[str]] = {}
+    graph = nx.DiGraph()
+    for index, task in enumerate(tasks):
+        graph.add_node(task.name)
+        n = task.names
+        mutated = [m for m in n.mutated if m not in module_objects]
+        writes = [w for w in n.writes if w in n.bound or w in mutated or w in n.deleted]
+        changed = set(writes)
+        unknown: list[str] = []
+        for name in n.reads:
+            source = producer.get(name)
+            if source is None:
+                if name not in BUILTIN_NAMES:
+                    unknown.append(name)
+                continue
+            if source == "module" and name not in changed:
+                continue  # a global the task reads as is
+            task.inputs.append(name)
+            task.sources[name] = source
+        for name in n.writes:
+            # Written on some paths only: the old value must come in, as the notebook keeps it.
+            if name in n.bound and name not in n.definite and name not in n.deleted:
+                source = producer.get(name)
+                if source is not None and name not in task.sources:
+                    task.inputs.append(name)
+                    task.sources[name] = source
+        if unknown:
+            later = {w for t in tasks[index:] for w in t.names.writes}
+            _warn_unknown(task, unknown, module_names, later, star, path, warnings)
+        for name, source in task.sources.items():
+            if source not in ("param", "module"):
+                _edge(graph, source, task.name, "data", name)
+            readers.setdefault(name, []).append(task.name)
+        for name in writes:
+            if name in mutated or name in n.deleted:
+                # In place: every reader of the old version must finish first.
+                for reader in readers.get(name, []):
+                    if reader != task.name:
+                        _edge(graph, reader, task.name, "order", name)
+            readers[name] = []
+            if name in n.deleted and name not in n.definite:
+                producer.pop(name, None)
+            else:
+                producer[name] = task.name
+        graph.nodes[task.name]["index"] = index
+
+    by_name = {task.name: task for task in tasks}
+    for task in tasks:
+        for name, cell in task.after:
+            if name not in by_name:
+                raise Nb2flowError(
+                    f"{where(path, cell)}: tag after:{name} names no task "
+                    f"(tasks: {', '.join(by_name) or 'none'})"
+                )
+            if name == task.name:
+                raise Nb2flowError(f"{where(path, cell)}: tag after:{name} names its own task")
+            _edge(graph, name, task.name, "after", None)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = nx.find_cycle(graph)
+        names = [a for a, _ in cycle] + [cycle[0][0]]
+        cells = sorted({c for t in names for _, c in by_name[t].after})
+        raise Nb2flowError(
+            f"{where(path, cells[0] if cells else None)}: `after:` tags make a cycle: "
+            + " -> ".join(names)
+        )
+
+    # Outputs: what a later task reads from this one, and the notebook's final values.
+    finals: dict[str, str] = {}
+    for name, source in producer.items():
+        if source in ("module", "param"):
+            continue
+        task = by_name[source]
+        if name.startswith("_") or name in task.names.imported or name in task.names.defined:
+            continue
+        finals[name] = source
+    needed: dict[str, set[str]] = {t.name: set() for t in tasks}
+    for task in tasks:
+        for name, source in task.sources.items():
+            if source in needed:
+                needed[source].add(name)
+    for name, source in finals.items():
+        needed[source].add(name)
+    for task in tasks:
+        task.outputs = [w for w in task.names.writes if w in needed[task.name]]
+
+    _name_functions(tasks, module_names, params)
+    order = list(nx.lexicographical_topological_sort(graph, key=lambda t: graph.nodes[t]["index"]))
+    final_order = [w for t in tasks for w in t.outputs if finals.get(w) == t.name]
+    for task in tasks:
+        graph.nodes[task.name].update(
+            name=task.name,
+            func=task.func,
+            cells=list(task.cells),
+            doc=task.doc,
+            code=task.code,
+            inputs=list(task.inputs),
+            sources=dict(task.sources),
+            outputs=list(task.outputs),
+            options=dict(task.options),
+            after=[name for name, _ in task.after],
+        )
+    graph.graph.update(
+        notebook=label if label is not None else str(path),
+        sha256=nb.sha256,
+        flow_name=path.stem,
+        split=grouping.split,
+        parameters=grouping.parameters,
+        module=[{k: v for k, v in b.items() if k != "unit"} for b in grouping.module],
+        imports=imports,
+        needs=needs,
+        module_names=sorted(module_names),
+        outputs={name: finals[name] for name in final_order},
+        order=order,
+        skipped=grouping.skipped,
+        warnings=warnings,
+        star_imports=star,
+    )
+    return graph
+
+
+def _edge(graph: Any, a: str, b: str, kind: str, var: str | None) -> None:
+    rank = {"data": 0, "after": 1, "order": 2}
+    if graph.has_edge(a, b):
+        data = graph.edges[a, b]
+        if var and var not in data["vars"]:
+            data["vars"].append(var)
+        if rank[kind] < rank[data["kind"]]:
+            data["kind"] = kind
+    else:
+        graph.add_edge(a, b, kind=kind, vars=[var] if var else [])
+
+
+def _warn_unknown(
+    owner: Unit | Task,
+    names: list[str],
+    module_names: set[str],
+    known: set[str],
+    star: list[str],
+    path: Path,
+    warnings: list[str],
+) -> None:
+    if star:
+        return
+    units = owner.units if isinstance(owner, Task) else [owner]
+    for name in names:
+        if name in BUILTIN_NAMES or name in module_names or name == "display":
+            continue  # (the script defines a stand-in for IPython's display: see codegen)
+        cell = next((u.cell for u in units if name in u.names.all_reads), units[0].cell)
+        hint = " (an IPython built-in)" if name in ("get_ipython", "In", "Out") else ""
+        which = "no earlier cell defines" if name in known else "no cell defines"
+        warnings.append(f"{where(path, cell)}: reads `{name}`{hint}, which {which}")
+
+
+def _name_functions(tasks: list[Task], module_names: set[str], params: dict[str, Param]) -> None:
+    """Task function names: the task name, unless it would shadow a name the code uses."""
+    avoid = set(module_names) | set(params) | BUILTIN_NAMES | SCRIPT_NAMES
+    for task in tasks:
+        avoid |= task.names.all_reads | set(task.names.writes)
+    taken: set[str] = set()
+    for task in tasks:
+        base = task.name if task.name not in avoid else f"{task.name}_task"
+        task.func = unique(base, taken | avoid)
+        taken.add(task.func)

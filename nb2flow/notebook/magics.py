@@ -1,0 +1,453 @@
+"""IPython syntax (``%magics``, ``%%cell magics``, ``!shell``, ``x?``) -> plain Python.
+
+Two stages, so that the generated script never needs IPython:
+
+1. IPython's own input transformers (when IPython is importable) rewrite the cell into
+   calls such as ``get_ipython().run_line_magic('time', 'f(x)')``; without IPython a careful
+   line-based fallback produces the same calls.
+2. Those calls are replaced, by their exact source span, with plain Python
+   (``subprocess.run``, ``os.chdir``, the timed statement itself, ...) or, where no
+   equivalent exists, a ``# nb2flow:`` comment and a warning naming the cell and line.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+#: quick test: does the cell possibly contain IPython-only syntax?
+_MAYBE_IPYTHON = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)
+
+#: line magics that only affect the interactive session: dropped silently
+_SESSION_ONLY = {
+    "matplotlib",
+    "pylab",
+    "config",
+    "load_ext",
+    "reload_ext",
+    "unload_ext",
+    "autoreload",
+    "aimport",
+    "precision",
+    "xmode",
+    "pdb",
+    "who",
+    "whos",
+    "who_ls",
+    "lsmagic",
+    "magic",
+    "quickref",
+    "history",
+    "hist",
+    "pinfo",
+    "pinfo2",
+    "pdef",
+    "pdoc",
+    "psource",
+    "pfile",
+    "colors",
+    "pprint",
+    "automagic",
+    "autocall",
+    "autoawait",
+    "doctest_mode",
+    "notebook",
+    "clear",
+    "cls",
+    "page",
+    "dhist",
+    "dirs",
+    "bookmark",
+    "alias",
+    "unalias",
+    "rehashx",
+    "tb",
+    "connect_info",
+    "qtconsole",
+    "killbgscripts",
+    "recall",
+    "rerun",
+    "logstart",
+    "logstop",
+    "logon",
+    "logoff",
+    "logstate",
+    "env_list",
+    "time_it_off",
+    "mprun",
+    "memit",
+    "load",
+    "loadpy",
+    "paste",
+    "cpaste",
+    "save",
+    "edit",
+    "ed",
+    "macro",
+    "pycat",
+    "less",
+    "more",
+    "man",
+    "store",
+    "debug",
+    "conda_env",
+    "sc",
+}
+#: line magics whose argument is a statement to run (timing, profiling): keep the statement
+_RUN_ARGUMENT = {"time", "timeit", "prun", "lprun"}
+#: cell magics whose body is Python to run as is
+_CELL_PYTHON = {"time", "timeit", "capture", "prun", "python", "python3", "memit"}
+#: cell magics that only display something: the cell is dropped
+_CELL_DISPLAY = {"html", "markdown", "latex", "javascript", "js", "svg", "md"}
+_CELL_SHELL = {"bash": "/bin/bash", "sh": "/bin/sh", "script": None}
+_INSTALLERS = {"pip", "conda", "mamba", "micromamba"}
+
+
+@dataclass
+class Translation:
+    """The cell as plain Python, what it needs imported, and what was lost."""
+
+    code: str
+    imports: list[str] = field(default_factory=list)  # modules the new code uses
+    warnings: list[str] = field(default_factory=list)
+    changed: bool = False
+
+
+def has_ipython_syntax(source: str) -> bool:
+    return bool(_MAYBE_IPYTHON.search(source))
+
+
+def to_python(source: str, loc: str) -> Translation:
+    """Translate one cell. ``loc`` (``file, cell N``) prefixes warnings."""
+    if not has_ipython_syntax(source):
+        return Translation(source)
+    transformed = _ipython_transform(source)
+    if transformed is None:
+        transformed = fallback_transform(source)
+    if "get_ipython()" not in transformed:
+        return Translation(source)
+    try:
+        tree = ast.parse(transformed)
+    except SyntaxError:
+        return Translation(source)  # the syntax check reports it with the original lines
+    result = Translation(transformed, changed=True)
+    _Rewriter(transformed, tree, loc, result).run()
+    result.warnings.sort(key=_line_of)
+    return result
+
+
+def _line_of(message: str) -> int:
+    m = re.search(r", line (\d+):", message)
+    return int(m[1]) if m else 0
+
+
+def _ipython_transform(source: str) -> str | None:
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except Exception:  # IPython is optional: the fallback below needs nothing
+        return None
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:
+        return source
+
+
+_LINE_MAGIC = re.compile(r"^(?P<indent>[ \t]*)(?P<kind>%|!)(?P<rest>.*)$")
+_ASSIGN_MAGIC = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<target>[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*"
+    r"(?P<kind>%|!)(?P<rest>.*)$"
+)
+_HELP = re.compile(r"^(?P<indent>[ \t]*)(?P<obj>[A-Za-z_][\w.]*)\s*\?\??\s*$")
+
+
+def fallback_transform(source: str) -> str:
+    """Line-based stand-in for IPython's transformers (used when IPython is missing).
+
+    It recognises magics at the start of a line only and does not look inside multi-line
+    strings; IPython's transformers, when importable, are used instead.
+    """
+    lines = source.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        head = lines[first].lstrip()[2:]
+        name, _, arg = head.partition(" ")
+        body = "\n".join(lines[first + 1 :])
+        return f"get_ipython().run_cell_magic({name!r}, {arg.strip()!r}, {body!r})\n"
+    out = []
+    for line in lines:
+        m = _ASSIGN_MAGIC.match(line)
+        if m and not line.rstrip().endswith("%"):
+            call = _call(m["kind"], m["rest"], getoutput=True)
+            out.append(f"{m['indent']}{m['target']} = {call}")
+            continue
+        m = _LINE_MAGIC.match(line)
+        if m:
+            out.append(m["indent"] + _call(m["kind"], m["rest"], getoutput=False))
+            continue
+        m = _HELP.match(line)
+        if m:
+            out.append(f"{m['indent']}get_ipython().run_line_magic('pinfo', {m['obj']!r})")
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _call(kind: str, rest: str, *, getoutput: bool) -> str:
+    if kind == "!":
+        method = "getoutput" if getoutput else "system"
+        return f"get_ipython().{method}({rest.lstrip('!').strip()!r})"
+    name, _, arg = rest.strip().partition(" ")
+    return f"get_ipython().run_line_magic({name!r}, {arg.strip()!r})"
+
+
+def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
+    """``get_ipython().method('a', 'b')`` -> ``("method", ["a", "b"])``."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = node.func.value
+    if not (
+        isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+        and not owner.args
+    ):
+        return None
+    args = []
+    for arg in node.args:
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            return None
+        args.append(arg.value)
+    return node.func.attr, args
+
+
+def _comment(text: str) -> str:
+    return "# nb2flow: " + " ".join(text.split())
+
+
+class _Rewriter:
+    """Replace each ``get_ipython()`` call in the transformed cell by plain Python."""
+
+    def __init__(self, text: str, tree: ast.Module, loc: str, result: Translation) -> None:
+        self.lines = text.split("\n")
+        self.tree = tree
+        self.loc = loc
+        self.result = result
+        self.edits: list[tuple[int, int, int, int, str]] = []  # line, col, end_line, end_col
+
+    def warn(self, line: int, message: str) -> None:
+        self.result.warnings.append(f"{self.loc}, line {line}: {message}")
+
+    def need(self, module: str) -> None:
+        if module not in self.result.imports:
+            self.result.imports.append(module)
+
+    def run(self) -> None:
+        handled: set[int] = set()
+        for parent in ast.walk(self.tree):
+            for name in ("body", "orelse", "finalbody", "handlers"):
+                block = getattr(parent, name, None)
+                if not isinstance(block, list):
+                    continue
+                for stmt in block:
+                    if isinstance(stmt, ast.Expr) and _ipython_call(stmt.value):
+                        handled.add(id(stmt.value))
+                        alone = len(block) == 1 and not isinstance(parent, ast.Module)
+                        self._statement(stmt, alone)
+        for node in ast.walk(self.tree):
+            if id(node) not in handled and _ipython_call(node):
+                self._expression(node)
+        self._apply()
+
+    # -- statements -------------------------------------------------------------------
+    def _statement(self, stmt: ast.Expr, alone: bool) -> None:
+        method, args = _ipython_call(stmt.value)  # type: ignore[misc]
+        lines = self._statement_lines(method, args, stmt.lineno)
+        if all(line.startswith("#") for line in lines) and alone:
+            lines = ["pass  " + lines[0]] + lines[1:]
+        indent = " " * stmt.col_offset
+        text = ("\n" + indent).join(lines)
+        self.edits.append(
+            (stmt.lineno, stmt.col_offset, stmt.end_lineno, stmt.end_col_offset, text)
+        )  # type: ignore[arg-type]
+
+    def _statement_lines(self, method: str, args: list[str], line: int) -> list[str]:
+        if method == "system" and args:
+            return [self._shell(args[0], line)]
+        if method == "run_line_magic" and len(args) == 2:
+            return self._line_magic(args[0], args[1], line, statement=True)
+        if method == "run_cell_magic" and len(args) == 3:
+            return self._cell_magic(args[0], args[1], args[2], line)
+        expression = self._expression_text(method, args, line)
+        return [expression]
+
+    def _shell(self, command: str, line: int) -> str:
+        words = command.split()
+        if words and (
+            words[0] in _INSTALLERS or words[:3] == ["python", "-m", "pip"] or words[0] == "apt"
+        ):
+            self.warn(line, f"`!{command}` dropped: install dependencies before running the flow")
+            return _comment(f"removed install command: !{command}")
+        self._warn_expansion(command, line, "!")
+        self.need("subprocess")
+        return f"subprocess.run({command!r}, shell=True)"
+
+    def _warn_expansion(self, command: str, line: int, prefix: str) -> None:
+        if "{" in command or "$" in command:
+            self.warn(
+                line,
+                f"`{prefix}{command}`: IPython would expand {{...}} and $name here; "
+                "the script runs the command text as written",
+            )
+
+    def _line_magic(self, name: str, arg: str, line: int, *, statement: bool) -> list[str]:
+        if name in _RUN_ARGUMENT:
+            code = arg
+            # %timeit's options come first: "-n 10 -r 3 f(x)"
+            while code.startswith("-"):
+                option, _, code = code.partition(" ")
+                if option[1:] in ("n", "r", "p", "T", "s", "l", "f", "m", "D"):
+                    _, _, code = code.strip().partition(" ")
+                code = code.strip()
+            try:
+                ast.parse(code)
+            except SyntaxError:
+                self.warn(line, f"`%{name} {arg}`: not understood; dropped")
+                return [_comment(f"removed %{name} {arg}")]
+            if name != "time":
+                self.warn(line, f"`%{name}` runs its statement once in the script")
+            return [code] if code else [_comment(f"removed %{name}")]
+        if name in _SESSION_ONLY:
+            if name in ("debug", "store", "load", "paste", "cpaste", "edit", "ed", "macro"):
+                self.warn(line, f"`%{name} {arg}`: interactive-only magic dropped")
+            return [_comment(f"removed %{name} {arg}".strip())]
+        if name in _INSTALLERS:
+            self.warn(
+                line, f"`%{name} {arg}` dropped: install dependencies before running the flow"
+            )
+            return [_comment(f"removed install command: %{name} {arg}")]
+        if name == "env":
+            return self._env(arg, line, statement=True)
+        if name == "cd":
+            self.need("os")
+            path = arg.strip() or "~"
+            return [f"os.chdir(os.path.expanduser({path!r}))"]
+        if name == "pwd":
+            self.need("os")
+            return ["os.getcwd()"]
+        if name in ("sx", "system"):
+            return [self._getoutput(arg, line)]
+        if name == "run":
+            if arg.startswith("-") or not arg.strip():
+                self.warn(line, f"`%run {arg}` dropped: run that script before the flow")
+                return [_comment(f"removed %run {arg}")]
+            self.need("runpy")
+            self.warn(
+                line,
+                f"`%run {arg}` runs the script, but the names it defines are not visible "
+                "to the flow; import them instead",
+            )
+            path, *argv = arg.split()
+            if argv:
+                self.warn(line, f"`%run {arg}`: command-line arguments are not passed")
+            return [f"runpy.run_path({path!r}, run_name='__main__')"]
+        self.warn(line, f"`%{name} {arg}`: unknown IPython magic dropped".replace(" `", "`"))
+        return [_comment(f"removed %{name} {arg}".strip())]
+
+    def _env(self, arg: str, line: int, *, statement: bool) -> list[str]:
+        text = arg.strip()
+        if not text:
+            return [_comment("removed %env")]
+        m = re.match(r"^([A-Za-z_]\w*)\s*(?:=\s*|\s+)(.*)$", text)
+        self.need("os")
+        if m:
+            return [f"os.environ[{m[1]!r}] = {m[2]!r}"]
+        if statement:
+            return [_comment(f"removed %env {text}")]
+        return [f"os.environ.get({text!r})"]
+
+    def _getoutput(self, command: str, line: int) -> str:
+        self._warn_expansion(command, line, "!")
+        self.need("subprocess")
+        return (
+            f"subprocess.run({command!r}, shell=True, capture_output=True, text=True)"
+            ".stdout.splitlines()"
+        )
+
+    def _cell_magic(self, name: str, arg: str, body: str, line: int) -> list[str]:
+        if name in _CELL_PYTHON:
+            if name == "capture" and arg.strip():
+                self.warn(line, f"`%%capture {arg}`: output is not captured in the script")
+            inner = to_python(body, self.loc)
+            for module in inner.imports:
+                self.need(module)
+            self.result.warnings.extend(inner.warnings)
+            code = inner.code.rstrip("\n")
+            return code.split("\n") if code.strip() else [_comment(f"removed %%{name}")]
+        if name in ("writefile", "file"):
+            words = arg.split()
+            append = "-a" in words or "--append" in words
+            paths = [w for w in words if not w.startswith("-")]
+            if not paths:
+                self.warn(line, "`%%writefile` without a file name dropped")
+                return [_comment("removed %%writefile")]
+            mode = "a" if append else "w"
+            return [
+                f"with open({paths[0]!r}, {mode!r}) as _nb2flow_file:",
+                f"    _nb2flow_file.write({body!r})",
+            ]
+        if name in _CELL_SHELL:
+            executable = _CELL_SHELL[name]
+            if name == "script":
+                executable = arg.split()[0] if arg.split() else None
+                if executable is None:
+                    self.warn(line, "`%%script` without a program dropped")
+                    return [_comment("removed %%script cell")]
+            self.need("subprocess")
+            return [f"subprocess.run({body!r}, shell=True, executable={executable!r})"]
+        if name in _CELL_DISPLAY:
+            return [_comment(f"removed %%{name} cell (display only)")]
+        self.warn(line, f"`%%{name}` cell magic has no Python equivalent; the cell is dropped")
+        return [_comment(f"removed %%{name} {arg}".strip())] + [
+            "# " + body_line for body_line in body.rstrip("\n").split("\n")
+        ]
+
+    # -- expressions ------------------------------------------------------------------
+    def _expression(self, node: ast.Call) -> None:
+        method, args = _ipython_call(node)  # type: ignore[misc]
+        text = self._expression_text(method, args, node.lineno)
+        self.edits.append(
+            (node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, text)
+        )  # type: ignore[arg-type]
+
+    def _expression_text(self, method: str, args: list[str], line: int) -> str:
+        if method in ("getoutput", "system") and args:
+            return self._getoutput(args[0], line)
+        if method == "run_line_magic" and len(args) == 2:
+            name, arg = args
+            if name in ("sx", "system"):
+                return self._getoutput(arg, line)
+            if name == "pwd":
+                self.need("os")
+                return "os.getcwd()"
+            if name == "env":
+                return self._env(arg, line, statement=False)[0]
+            if name in _RUN_ARGUMENT:
+                try:
+                    ast.parse(arg, mode="eval")
+                except SyntaxError:
+                    pass
+                else:
+                    return f"({arg})"
+        self.warn(line, f"IPython call get_ipython().{method}{tuple(args)!r} replaced by None")
+        return "None"
+
+    def _apply(self) -> None:
+        # Edits never overlap (statements hold their calls); apply from the end so that
+        # earlier offsets stay valid. Offsets are in UTF-8 bytes, as ast reports them.
+        encoded = [line.encode("utf-8") for line in self.lines]
+        for line, col, end_line, end_col, text in sorted(self.edits, reverse=True):
+            head = encoded[line - 1][:col]
+            tail = encoded[end_line - 1][end_col:]
+            encoded[line - 1 : end_line] = [head + text.encode("utf-8") + tail]
+        self.result.code = "\n".join(part.decode("utf-8") for part in encoded)
