@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["flow", "task", "get_run_logger", "__version__"]
+__all__ = ["flow", "task", "get_run_logger", "run_cli", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nb2flow.runtime.api import flow, get_run_logger, task
+    from nb2flow.runtime.api import flow, get_run_logger, run_cli, task
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("flow", "task", "get_run_logger"):
+    if name in ("flow", "task", "get_run_logger", "run_cli"):
         from nb2flow.runtime import api
 
         return getattr(api, name)

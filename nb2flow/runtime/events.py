@@ -69,9 +69,18 @@ def emit(
 ) -> RunEvent:
     """Build an event and hand it to every subscriber (a failing subscriber never breaks a run)."""
     event = RunEvent(kind, time.time() if ts is None else ts, flow_run_id, task_run_id, data or {})
+    publish(event)
+    return event
+
+
+def publish(event: RunEvent) -> None:
+    """Hand an already built event to every subscriber.
+
+    The runtime builds events where they happen (a worker thread, a pool process) and
+    publishes them in the flow process; a failing subscriber never breaks a run.
+    """
     for fn in _subscribers:
         try:
             fn(event)
         except Exception:  # noqa: BLE001 - observers must not break the run they observe
             pass
-    return event

@@ -1,0 +1,74 @@
+"""``nb2flow run SCRIPT.py [flow options]``: import a flow script and run its flow.
+
+The same command line as ``python SCRIPT.py`` (one implementation: ``run_cli``), for
+scripts without the ``__main__`` block or holding several flows (pick one with ``--flow``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from nb2flow.errors import Nb2flowError, where
+
+HELP = "run the flow of a script (python file), with the flow's own options"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flow",
+        metavar="NAME",
+        help="the flow to run when the script defines several (flow name or variable name)",
+    )
+    p.add_argument("script", help="a Python file defining a @flow (e.g. converted_scripts/x.py)")
+    p.add_argument(
+        "flow_args",
+        nargs=argparse.REMAINDER,
+        metavar="...",
+        help="options of the flow and the runtime (see: nb2flow run SCRIPT.py --help)",
+    )
+
+
+def load_flows(path: Path) -> dict[str, object]:
+    """Execute the script (not as ``__main__``) and return its flows by variable name."""
+    import runpy
+
+    from nb2flow.runtime.api import Flow
+
+    if not path.is_file():
+        raise Nb2flowError(f"{path}: no such file")
+    if path.suffix == ".ipynb":
+        raise Nb2flowError(f"{path}: a notebook; convert it first: nb2flow convert {path}")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)  # as `python SCRIPT.py` does, for the script's own imports
+    try:
+        namespace = runpy.run_path(str(path), run_name="__nb2flow_run__")
+    except SyntaxError as exc:
+        raise Nb2flowError(f"{where(path, line=exc.lineno)}: syntax error: {exc.msg}") from None
+    return {k: v for k, v in namespace.items() if isinstance(v, Flow)}
+
+
+def pick_flow(flows: dict[str, object], name: str | None, path: Path) -> object:
+    if name is not None:
+        for var, fl in flows.items():
+            if name in (var, getattr(fl, "name", None)):
+                return fl
+        known = ", ".join(sorted(getattr(f, "name", v) for v, f in flows.items())) or "none"
+        raise Nb2flowError(f"{path}: no flow named {name!r} (flows: {known})")
+    distinct = {id(f): f for f in flows.values()}
+    if not distinct:
+        raise Nb2flowError(f"{path}: defines no @flow function")
+    if len(distinct) > 1:
+        known = ", ".join(sorted(getattr(f, "name", "?") for f in distinct.values()))
+        raise Nb2flowError(f"{path}: defines several flows ({known}); choose one with --flow")
+    return next(iter(distinct.values()))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nb2flow.runtime.api import run_cli
+
+    path = Path(args.script)
+    flow = pick_flow(load_flows(path), args.flow, path)
+    return run_cli(flow, list(args.flow_args), exit=False, prog=f"nb2flow run {args.script}")  # type: ignore[arg-type]

@@ -1,0 +1,321 @@
+"""The public API: ``@flow``, ``@task``, ``get_run_logger``, ``run_cli`` (Prefect's names).
+
+>>> @task(nout=2)
+... def split(xs):
+...     return xs[::2], xs[1::2]
+>>> @flow
+... def main(n: int = 6):
+...     a, b = split.submit(list(range(n)))   # two item futures, no waiting
+...     return {"a": a, "b": b}               # futures in the result are resolved
+>>> main()
+{'a': [0, 2, 4], 'b': [1, 3, 5]}
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from nb2flow.runtime import engine
+from nb2flow.runtime.engine import _RUN, FlowRun
+from nb2flow.runtime.futures import FUTURE_TYPES, Outcome, TaskFuture, completed_future
+from nb2flow.runtime.logs import get_run_logger
+from nb2flow.runtime.states import COMPLETED, FAILED
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = [
+    "Flow",
+    "FlowRun",
+    "Task",
+    "TaskFuture",
+    "current_flow_name",
+    "flow",
+    "get_run_logger",
+    "run_cli",
+    "task",
+    "unmapped",
+]
+
+
+class Task:
+    """A function the flow runs as a task run (states, retries, timeouts, cache, logs).
+
+    Called outside a flow (or inside another task), it is the plain function.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float | list[float] = 0,
+        timeout_seconds: float | None = None,
+        hard_timeout: bool = False,
+        cache: bool = False,
+        cache_key_fn: Callable[..., Any] | None = None,
+        cache_expiration: Any = None,
+        refresh_cache: bool = False,
+        tags: Iterable[str] | None = None,
+        log_prints: bool | None = None,
+        nout: int | None = None,
+        description: str | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, not {fn!r}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "task")
+        self.retries = int(retries or 0)
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = float(timeout_seconds) if timeout_seconds else None
+        #: run each attempt in a child process killed at the timeout (a hard stop)
+        self.hard_timeout = bool(hard_timeout)
+        self.cache = bool(cache)
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.refresh_cache = bool(refresh_cache)
+        self.tags = frozenset(tags or ())
+        self.log_prints = log_prints
+        if nout is not None and (not isinstance(nout, int) or nout < 2):
+            raise ValueError(f"task {self.name!r}: nout must be an integer >= 2, not {nout!r}")
+        self.nout = nout
+        self.description = description or inspect.getdoc(fn)
+        code = getattr(fn, "__code__", None)
+        #: names of the positional parameters (edge names of futures passed positionally)
+        self.argnames: tuple[str, ...] = code.co_varnames[: code.co_argcount] if code else ()
+        self._takes_wait_for = (
+            code is not None
+            and "wait_for" in code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        )
+        self._signature: inspect.Signature | None = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def with_options(self, **options: Any) -> Task:
+        """A copy of the task with some options changed (Prefect's ``with_options``)."""
+        current = {
+            "name": self.name,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "hard_timeout": self.hard_timeout,
+            "cache": self.cache,
+            "cache_key_fn": self.cache_key_fn,
+            "cache_expiration": self.cache_expiration,
+            "refresh_cache": self.refresh_cache,
+            "tags": self.tags,
+            "log_prints": self.log_prints,
+            "nout": self.nout,
+            "description": self.description,
+        }
+        current.update(options)
+        return Task(self.fn, **current)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults applied (for cache keys)."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    # -- calling -------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = _RUN.get()
+        if ctx is None or ctx.flow_run is None:
+            return self.fn(*args, **kwargs)
+        wait_for = None
+        if "wait_for" in kwargs and not self._takes_wait_for:
+            wait_for = kwargs.pop("wait_for")
+        return ctx.flow_run.call_task(self, args, kwargs, wait_for)
+
+    def submit(
+        self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> TaskFuture:
+        """Start a task run and return its future at once. Futures among the arguments
+        are resolved first and become edges of the run graph; ``wait_for`` adds ordering
+        edges without data. Outside a flow the function runs at once."""
+        ctx = _RUN.get()
+        if ctx is None or ctx.flow_run is None:
+            return self._run_now(args, kwargs, wait_for)
+        return ctx.flow_run.submit_task(self, args, kwargs, wait_for)
+
+    def map(
+        self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
+    ) -> list[TaskFuture]:
+        """One task run per item of the iterable arguments (all of the same length; wrap
+        an iterable in :func:`unmapped` to pass it whole to every run)."""
+        args_l = [_map_source(a) for a in args]
+        kwargs_l = {k: _map_source(v) for k, v in kwargs.items()}
+        lengths = {len(v) for v in [*args_l, *kwargs_l.values()] if isinstance(v, list)}
+        if not lengths:
+            raise TypeError(f"{self.name}.map() needs at least one iterable argument")
+        if len(lengths) > 1:
+            raise ValueError(
+                f"{self.name}.map(): the iterable arguments have different lengths "
+                f"{sorted(lengths)}"
+            )
+        n = lengths.pop()
+        wait = list(wait_for) if wait_for is not None else None
+        ctx = _RUN.get()
+        futures: list[TaskFuture] = []
+        key_base = None
+        if ctx is not None and ctx.flow_run is not None:
+            fr = ctx.flow_run
+            count = fr._keys.get(self.name, 0) + 1
+            fr._keys[self.name] = count
+            key_base = self.name if count == 1 else f"{self.name}-{count}"
+        for i in range(n):
+            a = tuple(_item(v, i) for v in args_l)
+            kw = {k: _item(v, i) for k, v in kwargs_l.items()}
+            if ctx is None or ctx.flow_run is None:
+                futures.append(self._run_now(a, kw, wait))
+            else:
+                futures.append(ctx.flow_run.submit_task(self, a, kw, wait, i, key_base))
+        return futures
+
+    def _run_now(self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any) -> TaskFuture:
+        for f in wait_for or ():
+            if isinstance(f, FUTURE_TYPES):
+                f.wait()
+        try:
+            args = engine.resolve_futures(args)
+            kwargs = engine.resolve_futures(kwargs)
+            outcome = Outcome(COMPLETED, self.fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - reported through the future
+            outcome = Outcome(FAILED, exc=exc, error=engine.error_line(exc))
+        return completed_future(self.name, outcome, self.nout)
+
+
+class unmapped:  # noqa: N801 - Prefect's name
+    """Pass a value whole to every run of ``task.map()``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _map_source(value: Any) -> Any:
+    if isinstance(value, unmapped):
+        return value
+    if isinstance(value, FUTURE_TYPES):
+        value = value.result()
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
+        return unmapped(value)
+    return list(value)
+
+
+def _item(source: Any, i: int) -> Any:
+    return source.value if isinstance(source, unmapped) else source[i]
+
+
+class Flow:
+    """A function whose calls are flow runs (run name, id, states, task runs, events)."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        task_runner: Any = None,
+        retries: int = 0,
+        retry_delay_seconds: float | list[float] = 0,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        persist: bool = True,
+        description: str | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@flow needs a function, not {fn!r}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "flow").replace("_", "-")
+        self.task_runner = task_runner
+        self.retries = int(retries or 0)
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = float(timeout_seconds) if timeout_seconds else None
+        self.log_prints = log_prints
+        self.persist = bool(persist)
+        self.description = description or inspect.getdoc(fn)
+        self.signature = inspect.signature(fn)
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name}>"
+
+    def with_options(self, **options: Any) -> Flow:
+        """A copy of the flow with some options changed (e.g. ``task_runner="processes"``)."""
+        current = {
+            "name": self.name,
+            "task_runner": self.task_runner,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "log_prints": self.log_prints,
+            "persist": self.persist,
+            "description": self.description,
+        }
+        current.update(options)
+        return Flow(self.fn, **current)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's parameters by name, defaults applied (raises TypeError like a call)."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the flow. Returns its value (futures in a returned dict/list/tuple resolved)
+        or, with ``return_state=True``, the :class:`FlowRun`. A failed run raises the
+        error of its first failed task (or of the flow body) unless ``return_state``."""
+        return engine.run_flow(self, args, kwargs, return_state)
+
+
+@overload
+def task(fn: F, /) -> Task: ...
+@overload
+def task(fn: None = None, /, **options: Any) -> Callable[[F], Task]: ...
+def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Decorator making a function a task: ``@task`` or ``@task(name=..., retries=...,
+    retry_delay_seconds=..., timeout_seconds=..., hard_timeout=..., cache=...,
+    cache_key_fn=..., cache_expiration=..., refresh_cache=..., tags=..., log_prints=...,
+    nout=...)``."""
+    if fn is None:
+        return lambda f: Task(f, **options)
+    return Task(fn, **options)
+
+
+@overload
+def flow(fn: F, /) -> Flow: ...
+@overload
+def flow(fn: None = None, /, **options: Any) -> Callable[[F], Flow]: ...
+def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Decorator making a function a flow: ``@flow`` or ``@flow(name=..., task_runner=...,
+    retries=..., retry_delay_seconds=..., timeout_seconds=..., log_prints=...,
+    persist=...)``."""
+    if fn is None:
+        return lambda f: Flow(f, **options)
+    return Flow(fn, **options)
+
+
+def run_cli(
+    flow: Flow, argv: list[str] | None = None, *, exit: bool = True, prog: str | None = None
+) -> int:
+    """The command line of a flow script: one ``--option`` per flow parameter, plus
+    ``--task-runner/--executor``, ``--quiet``, ``--no-store``, ``--json``. Exits (or
+    returns, with ``exit=False``) 0 on success, 1 when the flow fails, 130 on Ctrl-C."""
+    from nb2flow.runtime.flowcli import run_cli as _run_cli
+
+    return _run_cli(flow, argv, exit=exit, prog=prog)
+
+
+def current_flow_name() -> str | None:
+    """The name of the flow whose run the calling code belongs to (None outside runs)."""
+    ctx = _RUN.get()
+    return ctx.flow_name if ctx is not None else None

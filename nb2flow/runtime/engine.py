@@ -1,0 +1,1193 @@
+"""The engine: how one task run executes, and how a flow run drives its task runs.
+
+Two sides, kept apart so a task run can execute anywhere:
+
+* The **executing side** is :func:`execute`: given a :class:`TaskPayload` (the task and
+  its arguments, with upstream results replaced by :class:`Ref` placeholders) and the
+  upstream :class:`~nb2flow.runtime.futures.Outcome` objects, it runs the attempts
+  (cache lookup, retries, timeouts, NotRun when an upstream did not complete) and returns
+  an ``Outcome``. It emits its events (Running, Retrying, logs) through a ``sink``; with
+  no sink it buffers them in ``Outcome.events``. It needs nothing from the flow process, so
+  a thread, a pool process or a Dask worker can run it.
+* The **flow side** is :class:`FlowRun`: it creates task runs (:class:`TaskCall`, whose
+  future the user holds), records graph edges, hands ready calls to the task runner, and
+  on :meth:`TaskCall.finish` publishes the final state event and completes the future,
+  which schedules the downstream calls. Subscribers only ever live in the flow process.
+
+Hot path (one task run): a 16-hex-digit id, one scan of the arguments for futures (no
+copy unless a future is found), three event tuples (task_run, Running, final state), one
+contextvar set/reset. No thread is created per task, nothing is deep-copied.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from nb2flow.runtime import names
+from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.events import publish as _publish
+from nb2flow.runtime.exceptions import FlowTimeout, RemoteError, TaskRunError, TaskTimeout
+from nb2flow.runtime.futures import ItemFuture, Outcome, TaskFuture
+from nb2flow.runtime.states import (
+    CACHED,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    NOT_RUN,
+    OK_STATES,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    TIMED_OUT,
+)
+
+_now = time.time
+
+#: Echo log events to stderr while a top-level flow runs (run_cli's reporter turns it off,
+#: as it shows the logs itself).
+CONSOLE_ECHO = True
+
+
+# ------------------------------------------------------------------------------ context
+
+
+class RunContext:
+    """What code running inside a flow body or a task attempt can ask about its run."""
+
+    __slots__ = (
+        "flow_run_id",
+        "task_run_id",
+        "name",
+        "flow_name",
+        "sink",
+        "log_prints",
+        "flow_run",
+    )
+
+    def __init__(
+        self,
+        flow_run_id: str,
+        task_run_id: str | None,
+        name: str,
+        flow_name: str,
+        sink: Callable[[RunEvent], None],
+        log_prints: bool,
+        flow_run: FlowRun | None = None,
+    ) -> None:
+        self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id
+        self.name = name
+        self.flow_name = flow_name
+        #: where this run's events go (the flow run's publisher, or a buffer/queue)
+        self.sink = sink
+        self.log_prints = log_prints
+        #: the FlowRun, in a flow body only (task attempts see None: tasks called inside a
+        #: task are plain function calls)
+        self.flow_run = flow_run
+
+
+_RUN: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "nb2flow_run", default=None
+)
+
+
+def current() -> RunContext | None:
+    """The run context of the calling code (None outside flows and tasks)."""
+    return _RUN.get()
+
+
+# ------------------------------------------------------------------------ executing side
+
+
+class Ref:
+    """Placeholder for an upstream result inside a payload's arguments: item ``item`` (or
+    the whole value when None) of ``upstream[slot]``."""
+
+    __slots__ = ("slot", "item")
+
+    def __init__(self, slot: int, item: int | None) -> None:
+        self.slot = slot
+        self.item = item
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Ref, (self.slot, self.item))
+
+
+class TaskPayload:
+    """Everything the executing side needs to run one task run; picklable (cloudpickle)."""
+
+    __slots__ = (
+        "task",
+        "flow_run_id",
+        "task_run_id",
+        "flow_name",
+        "args",
+        "kwargs",
+        "has_refs",
+        "log_prints",
+    )
+
+    def __init__(
+        self,
+        task: Any,
+        flow_run_id: str,
+        task_run_id: str,
+        flow_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        has_refs: bool,
+        log_prints: bool,
+    ) -> None:
+        self.task = task
+        self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id
+        self.flow_name = flow_name
+        self.args = args
+        self.kwargs = kwargs
+        self.has_refs = has_refs
+        self.log_prints = log_prints
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            TaskPayload,
+            (
+                self.task,
+                self.flow_run_id,
+                self.task_run_id,
+                self.flow_name,
+                self.args,
+                self.kwargs,
+                self.has_refs,
+                self.log_prints,
+            ),
+        )
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
+    t = type(obj)
+    if t is Ref:
+        value = upstream[obj.slot].value
+        return value if obj.item is None else value[obj.item]
+    if t is dict:
+        return {k: _resolve_refs(v, upstream) for k, v in obj.items()}
+    if t in _CONTAINERS:
+        return t(_resolve_refs(v, upstream) for v in obj)
+    return obj
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (at most 500 characters)."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= 500 else line[:497] + "..."
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback text, without the engine's own frames at the top."""
+    remote = getattr(exc, "_nb2flow_traceback", None)
+    if remote:
+        return remote
+    import traceback
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _retry_delay(task: Any, attempt: int) -> float:
+    delay = task.retry_delay_seconds
+    if isinstance(delay, (list, tuple)):
+        if not delay:
+            return 0.0
+        return float(delay[min(attempt - 1, len(delay) - 1)])
+    return float(delay or 0)
+
+
+def _check_nout(task: Any, value: Any) -> None:
+    try:
+        n = len(value)
+    except TypeError:
+        raise TypeError(
+            f"task {task.name!r} declares nout={task.nout} but returned a "
+            f"{type(value).__name__}, which has no length"
+        ) from None
+    if n != task.nout:
+        raise ValueError(f"task {task.name!r} declares nout={task.nout} but returned {n} values")
+
+
+def execute(
+    payload: TaskPayload,
+    upstream: Sequence[Outcome] = (),
+    sink: Callable[[RunEvent], None] | None = None,
+) -> Outcome:
+    """Run one task run where it is called, and return its outcome (never raises for a
+    task's failure; KeyboardInterrupt propagates).
+
+    ``upstream`` are the outcomes the payload's :class:`Ref` placeholders point to, in
+    order; if one of them did not complete, the task is NotRun. ``sink`` receives the
+    events of the attempts (Running, Retrying, logs); without one they are buffered in the
+    returned ``Outcome.events``. The final state event is not emitted here: the flow side
+    publishes it in :meth:`TaskCall.finish`, after the buffered events.
+    """
+    buffered: list[RunEvent] | None = None
+    if sink is None:
+        buffered = []
+        sink = buffered.append
+    for o in upstream:
+        if o.state not in OK_STATES:
+            return Outcome(
+                NOT_RUN,
+                attempt=0,
+                ts=_now(),
+                message=f"an upstream task run is {o.state}",
+                events=buffered,
+            )
+    task = payload.task
+    args, kwargs = payload.args, payload.kwargs
+    if payload.has_refs:
+        args = _resolve_refs(args, upstream)
+        kwargs = _resolve_refs(kwargs, upstream)
+    frid, trid = payload.flow_run_id, payload.task_run_id
+    if payload.log_prints and not _prints_captured:
+        _capture_prints()
+    token = _RUN.set(RunContext(frid, trid, task.name, payload.flow_name, sink, payload.log_prints))
+    try:
+        key = None
+        if task.cache or task.cache_key_fn is not None:
+            hit, key = _cache_lookup(task, args, kwargs)
+            if hit is not None:
+                return Outcome(
+                    CACHED,
+                    hit.value,
+                    attempt=0,
+                    ts=_now(),
+                    message="result from the cache",
+                    cached_from=hit.flow_run_id,
+                    events=buffered,
+                )
+        fn, retries, timeout = task.fn, task.retries, task.timeout_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            sink(
+                RunEvent(
+                    "task_state",
+                    _now(),
+                    frid,
+                    trid,
+                    {"state": RUNNING, "attempt": attempt, "message": ""},
+                )
+            )
+            try:
+                if timeout is None:
+                    value = fn(*args, **kwargs)
+                elif task.hard_timeout:
+                    value = _attempt_in_process(task, args, kwargs, timeout)
+                else:
+                    value = _attempt_in_thread(task, args, kwargs, timeout)
+                if task.nout:
+                    _check_nout(task, value)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - SystemExit in a task fails the task
+                error, tb = error_line(exc), format_traceback(exc)
+                state = TIMED_OUT if isinstance(exc, TaskTimeout) else FAILED
+                if attempt <= retries:
+                    delay = _retry_delay(task, attempt)
+                    sink(
+                        RunEvent(
+                            "task_state",
+                            _now(),
+                            frid,
+                            trid,
+                            {
+                                "state": RETRYING,
+                                "attempt": attempt,
+                                "message": f"{state} (attempt {attempt} of {retries + 1}); "
+                                f"retrying in {delay:g}s",
+                                "error": error,
+                                "traceback": tb,
+                            },
+                        )
+                    )
+                    if delay > 0:
+                        time.sleep(delay)
+                    continue
+                return Outcome(
+                    state,
+                    exc=exc,
+                    error=error,
+                    traceback=tb,
+                    attempt=attempt,
+                    ts=_now(),
+                    events=buffered,
+                )
+            if key is not None:
+                _cache_save(key, value, task, frid, payload.flow_name, sink, trid)
+            return Outcome(COMPLETED, value, attempt=attempt, ts=_now(), events=buffered)
+    finally:
+        _RUN.reset(token)
+
+
+_prints_captured = False
+
+
+def _capture_prints() -> None:
+    global _prints_captured
+    from nb2flow.runtime.logs import install_print_capture
+
+    install_print_capture()
+    _prints_captured = True
+
+
+def _cache_lookup(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from nb2flow.runtime import cache
+
+    key = cache.key_for(task, task.bind(args, kwargs))
+    if key is None:
+        return None, None
+    return cache.lookup(key, task), key
+
+
+def _cache_save(
+    key: str,
+    value: Any,
+    task: Any,
+    flow_run_id: str,
+    flow_name: str,
+    sink: Callable[[RunEvent], None],
+    task_run_id: str,
+) -> None:
+    from nb2flow.runtime import cache
+
+    try:
+        cache.save(key, value, task=task, flow_run_id=flow_run_id, flow_name=flow_name)
+    except Exception as exc:  # noqa: BLE001 - the value was computed; the run goes on
+        sink(
+            RunEvent(
+                "log",
+                _now(),
+                flow_run_id,
+                task_run_id,
+                {
+                    "level": 30,
+                    "levelname": "WARNING",
+                    "message": f"result not cached: {error_line(exc)}",
+                    "logger": "nb2flow.cache",
+                },
+            )
+        )
+
+
+def _attempt_in_thread(task: Any, args: Any, kwargs: Any, timeout: float) -> Any:
+    """Run one attempt in a helper thread and stop waiting after ``timeout`` seconds.
+
+    A Python thread cannot be killed: on timeout the thread is asked to stop by raising
+    TaskTimeout in it at its next Python instruction, which ends pure-Python code; code
+    blocked in C (``time.sleep``, I/O, numpy) keeps running until that call returns, and
+    its result is discarded. ``hard_timeout=True`` runs the attempt in a child process
+    that is killed instead.
+    """
+    box: list[tuple[bool, Any]] = []
+    done = threading.Event()
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box.append((True, ctx.run(task.fn, *args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    th = threading.Thread(target=target, name=f"nb2flow-attempt-{task.name}", daemon=True)
+    th.start()
+    if not done.wait(timeout):
+        _interrupt_thread(th, done)
+        raise TaskTimeout(f"task {task.name!r} timed out after {timeout:g}s")
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+def _interrupt_thread(th: threading.Thread, done: threading.Event) -> None:
+    import ctypes
+
+    if th.ident is None or done.is_set():
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(th.ident), ctypes.py_object(TaskTimeout)
+    )
+
+
+def _attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any:
+    """Run one attempt in a child process (fork where the platform has it) and kill it
+    when ``timeout`` expires: a hard stop, whatever the task is doing."""
+    import multiprocessing as mp
+
+    import cloudpickle
+
+    ctx = _RUN.get()
+    assert ctx is not None
+    info = (ctx.flow_run_id, ctx.task_run_id, ctx.name, ctx.flow_name, ctx.log_prints)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mpctx = mp.get_context(method)
+    work: Any = (task.fn, args, kwargs, info)
+    if method != "fork":
+        work = cloudpickle.dumps(work)
+    recv, send = mpctx.Pipe(duplex=False)
+    proc = mpctx.Process(target=_child_attempt, args=(send, work), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            proc.kill()
+            proc.join()
+            raise TaskTimeout(f"task {task.name!r} timed out after {timeout:g}s (process killed)")
+        try:
+            data = recv.recv_bytes()
+        except EOFError:
+            proc.join()
+            raise RemoteError(
+                f"the process running task {task.name!r} died (exit code {proc.exitcode})"
+            ) from None
+    finally:
+        recv.close()
+    proc.join()
+    ok, value, events = cloudpickle.loads(data)
+    for ev in events:
+        ctx.sink(ev)
+    if ok:
+        return value
+    exc, error, tb = value
+    if exc is None:
+        exc = RemoteError(error, tb)
+    exc._nb2flow_traceback = tb
+    raise exc
+
+
+def _child_attempt(conn: Any, work: Any) -> None:
+    import cloudpickle
+
+    if isinstance(work, bytes):
+        work = cloudpickle.loads(work)
+    fn, args, kwargs, (frid, trid, name, flow_name, log_prints) = work
+    events: list[RunEvent] = []
+    _RUN.set(RunContext(frid, trid, name, flow_name, events.append, log_prints))
+    try:
+        msg: tuple[Any, ...] = (True, fn(*args, **kwargs), events)
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent
+        msg = (False, (exc, error_line(exc), format_traceback(exc)), events)
+    conn.send_bytes(dumps_outcome_message(msg))
+    conn.close()
+
+
+def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:
+    """cloudpickle ``(ok, value_or_error, events)``, degrading what cannot be pickled."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(msg)
+    except Exception as exc:  # noqa: BLE001
+        ok, value, events = msg
+        if ok:
+            err = f"TypeError: the result cannot be sent back from the child process ({exc})"
+            return cloudpickle.dumps((False, (None, err, ""), events))
+        _, error, tb = value
+        return cloudpickle.dumps((False, (None, error, tb), events))
+
+
+# ---------------------------------------------------------------------------- flow side
+
+
+class TaskCall:
+    """One task run on the flow side: what a task runner is handed.
+
+    Runner-facing attributes: ``payload`` (:class:`TaskPayload`), ``upstream`` (the
+    distinct :class:`TaskFuture` objects it waits for, data and ``wait_for``; the payload's
+    ``Ref(slot)`` indexes this list), ``future`` (its own future), :meth:`run` (execute
+    here, now) and :meth:`finish` (report an outcome).
+    """
+
+    __slots__ = ("flow_run", "payload", "future", "upstream", "started", "_pending")
+
+    def __init__(self, flow_run: FlowRun, payload: TaskPayload, upstream: list[TaskFuture]):
+        self.flow_run = flow_run
+        self.payload = payload
+        self.upstream = upstream
+        self.started = False
+        self._pending = 0
+        task = payload.task
+        self.future = TaskFuture(payload.task_run_id, task.name, task.nout, self)
+
+    @property
+    def task(self) -> Any:
+        return self.payload.task
+
+    def upstream_outcomes(self) -> list[Outcome]:
+        """The upstream outcomes, in slot order (all upstream futures must be done)."""
+        return [u._outcome for u in self.upstream]  # type: ignore[misc]
+
+    def run(self) -> None:
+        """Execute the task run in the calling thread and finish it (for local runners)."""
+        if self.flow_run.cancelled:
+            self.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message="flow run cancelled"))
+            return
+        try:
+            outcome = execute(self.payload, self.upstream_outcomes(), self.flow_run.publish)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the flow
+            outcome = Outcome(
+                FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=_now()
+            )
+        self.finish(outcome)
+
+    def finish(self, outcome: Outcome) -> bool:
+        """Publish the outcome's buffered events and final state, then complete the future.
+
+        Returns False if the run was already final (e.g. cancelled while it ran).
+        """
+        fut = self.future
+        if not fut._claim():
+            return False
+        fr = self.flow_run
+        publish = fr.publish
+        if outcome.events:
+            for ev in outcome.events:
+                publish(ev)
+            outcome.events = None
+        data: dict[str, Any] = {
+            "state": outcome.state,
+            "attempt": outcome.attempt,
+            "message": outcome.message,
+        }
+        if outcome.error is not None:
+            data["error"] = outcome.error
+            data["traceback"] = outcome.traceback or ""
+        if outcome.cached_from is not None:
+            data["cached_from"] = outcome.cached_from
+        publish(RunEvent("task_state", outcome.ts or _now(), fr.id, self.payload.task_run_id, data))
+        fut._complete(outcome)
+        return True
+
+    def _upstream_done(self, _fut: Any) -> None:
+        with _sched_lock:
+            self._pending -= 1
+            ready = self._pending == 0
+        if ready:
+            self.flow_run._dispatch(self)
+
+
+_sched_lock = threading.Lock()
+
+
+class _Scan:
+    """Collects the futures found in a call's arguments (the run's graph edges)."""
+
+    __slots__ = ("ups", "slots", "edges", "name")
+
+    def __init__(self) -> None:
+        self.ups: list[TaskFuture] = []
+        self.slots: dict[int, int] = {}
+        self.edges: dict[str, list[str]] = {}
+        self.name: str | None = None
+
+    def ref(self, fut: TaskFuture, item: int | None) -> Ref:
+        slot = self.slots.get(id(fut))
+        if slot is None:
+            slot = self.slots[id(fut)] = len(self.ups)
+            self.ups.append(fut)
+        if self.name is not None:
+            names = self.edges.setdefault(fut.task_run_id, [])
+            if self.name not in names:
+                names.append(self.name)
+        return Ref(slot, item)
+
+    def template(self, obj: Any) -> Any:
+        """``obj`` with futures replaced by Refs (the same object when it holds none)."""
+        t = type(obj)
+        if t is TaskFuture:
+            return self.ref(obj, None)
+        if t is ItemFuture:
+            return self.ref(obj.parent, obj.index)
+        if t is dict:
+            out = {k: self.template(v) for k, v in obj.items()}
+            return obj if all(out[k] is obj[k] for k in obj) else out
+        if t in _CONTAINERS:
+            items = [self.template(v) for v in obj]
+            return obj if all(a is b for a, b in zip(items, obj, strict=True)) else t(items)
+        return obj
+
+
+class FlowRun:
+    """One run of a flow: what ``my_flow(..., return_state=True)`` returns.
+
+    ``id``, ``name`` (adjective-animal), ``flow_name``, ``state``, ``parameters`` (values),
+    ``error``/``traceback``, ``start``/``end``/``duration``, ``task_runs`` (task run views
+    with states, timings, attempts and errors), :meth:`graph` and :meth:`result`. Its
+    ``events`` are the run events it published, in order.
+    """
+
+    def __init__(self, flow: Any, parameters: dict[str, Any], runner: Any, parent: Any) -> None:
+        self.id = names.flow_run_id()
+        self.name = names.run_name()
+        self.flow = flow
+        self.flow_name: str = flow.name
+        self.parameters = parameters
+        self.runner = runner
+        self.parent_id: str | None = parent.flow_run_id if parent is not None else None
+        self.state = PENDING
+        self.value: Any = None
+        self.exc: BaseException | None = None
+        self.error: str | None = None
+        self.traceback: str | None = None
+        self.cancelled = False
+        self.events: list[RunEvent] = []
+        self.calls: list[TaskCall] = []
+        self._keys: dict[str, int] = {}
+        self._runner_started = False
+        self._view: Any = None
+        self._view_len = -1
+
+    # -- events --------------------------------------------------------------------------
+
+    def publish(self, ev: RunEvent) -> None:
+        self.events.append(ev)
+        _publish(ev)
+
+    def emit(self, kind: str, task_run_id: str | None, data: dict[str, Any]) -> None:
+        self.publish(RunEvent(kind, _now(), self.id, task_run_id, data))
+
+    # -- what users read -----------------------------------------------------------------
+
+    @property
+    def view(self) -> Any:
+        """The run as observers see it (a :class:`~nb2flow.runtime.model.RunView`)."""
+        if self._view is None or self._view_len != len(self.events):
+            from nb2flow.runtime.model import RunView
+
+            self._view_len = len(self.events)
+            self._view = RunView.from_events(self.id, list(self.events))
+        return self._view
+
+    @property
+    def task_runs(self) -> list[Any]:
+        """Task runs in creation order (``TaskRunView``: name, state, attempts, start, end,
+        duration, error, traceback, upstream, history)."""
+        return list(self.view.tasks.values())
+
+    def task_run(self, name: str) -> Any:
+        """The task run whose key (or else name) is ``name``."""
+        runs = self.task_runs
+        for t in runs:
+            if t.task_key == name:
+                return t
+        for t in runs:
+            if t.name == name:
+                return t
+        raise KeyError(f"no task run {name!r} in flow run {self.name}")
+
+    def graph(self) -> Any:
+        """The task-run graph (networkx DiGraph; edges carry variable ``names``)."""
+        return self.view.graph()
+
+    @property
+    def start(self) -> float | None:
+        return self.view.start
+
+    @property
+    def end(self) -> float | None:
+        return self.view.end
+
+    @property
+    def duration(self) -> float | None:
+        return self.view.duration
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        if self.state in OK_STATES:
+            return self.value
+        if raise_on_failure and self.exc is not None:
+            raise self.exc
+        return self.exc
+
+    def __repr__(self) -> str:
+        return f"<FlowRun {self.flow_name} {self.name} {self.state}>"
+
+    # -- task runs -----------------------------------------------------------------------
+
+    def _new_call(
+        self,
+        task: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: Any,
+        map_index: int | None = None,
+        key_base: str | None = None,
+    ) -> TaskCall:
+        scan: _Scan | None = None
+        has_refs = False
+        # futures among the arguments: rare containers aside, a flat type check per argument
+        for a in args:
+            if type(a) in _SCANNED:
+                scan = _Scan()
+                break
+        else:
+            for a in kwargs.values():
+                if type(a) in _SCANNED:
+                    scan = _Scan()
+                    break
+        if scan is not None:
+            argnames = task.argnames
+            new_args = []
+            for i, a in enumerate(args):
+                scan.name = argnames[i] if i < len(argnames) else None
+                new_args.append(scan.template(a))
+            new_kwargs = {}
+            for k, a in kwargs.items():
+                scan.name = k
+                new_kwargs[k] = scan.template(a)
+            has_refs = bool(scan.ups)
+            if has_refs:
+                args, kwargs = tuple(new_args), new_kwargs
+        if wait_for:
+            if scan is None:
+                scan = _Scan()
+            scan.name = None
+            for f in wait_for:
+                if type(f) is ItemFuture:
+                    f = f.parent
+                if type(f) is TaskFuture and id(f) not in scan.slots:
+                    scan.slots[id(f)] = len(scan.ups)
+                    scan.ups.append(f)
+        trid = names.task_run_id()
+        name = task.name
+        if key_base is None:
+            n = self._keys.get(name, 0) + 1
+            self._keys[name] = n
+            key_base = name if n == 1 else f"{name}-{n}"
+        task_key = key_base if map_index is None else f"{key_base}[{map_index}]"
+        log_prints = task.log_prints if task.log_prints is not None else self.flow.log_prints
+        payload = TaskPayload(
+            task, self.id, trid, self.flow_name, args, kwargs, has_refs, bool(log_prints)
+        )
+        ups = scan.ups if scan is not None else []
+        call = TaskCall(self, payload, ups)
+        self.calls.append(call)
+        self.publish(
+            RunEvent(
+                "task_run",
+                _now(),
+                self.id,
+                trid,
+                {
+                    "task_name": name,
+                    "task_key": task_key,
+                    "upstream": [u.task_run_id for u in ups],
+                    "edge_names": scan.edges if scan is not None else {},
+                    "map_index": map_index,
+                },
+            )
+        )
+        return call
+
+    def call_task(
+        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any
+    ) -> Any:
+        """A task called in the flow body: run it here, now; return its value or raise."""
+        call = self._new_call(task, args, kwargs, wait_for)
+        for u in call.upstream:
+            u.wait()
+        bad = _first_bad(call.upstream)
+        if bad is not None:
+            call.finish(_not_run(bad))
+        else:
+            call.started = True
+            try:
+                outcome = execute(call.payload, call.upstream_outcomes(), self.publish)
+            except KeyboardInterrupt:
+                raise
+            call.finish(outcome)
+        return call.future.result()
+
+    def submit_task(
+        self,
+        task: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: Any,
+        map_index: int | None = None,
+        key_base: str | None = None,
+    ) -> TaskFuture:
+        call = self._new_call(task, args, kwargs, wait_for, map_index, key_base)
+        if not self._runner_started:
+            self.runner.start()
+            self._runner_started = True
+        ups = call.upstream
+        if not ups or self.runner.resolves_upstream:
+            self._dispatch(call)
+            return call.future
+        pending = [u for u in ups if u._outcome is None]
+        if not pending:
+            self._dispatch(call)
+            return call.future
+        call._pending = len(pending)
+        for u in pending:
+            u.add_done_callback(call._upstream_done)
+        return call.future
+
+    def _dispatch(self, call: TaskCall) -> None:
+        """Hand a call whose upstream runs are final (or a runner resolving them) over."""
+        if self.cancelled:
+            call.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message="flow run cancelled"))
+            return
+        runner = self.runner
+        if not runner.resolves_upstream:
+            bad = _first_bad(call.upstream)
+            if bad is not None:
+                call.finish(_not_run(bad))
+                return
+        call.started = True
+        try:
+            runner.submit(call)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. arguments that cannot be pickled
+            call.finish(
+                Outcome(
+                    FAILED,
+                    exc=exc,
+                    error=error_line(exc),
+                    traceback=format_traceback(exc),
+                    attempt=0,
+                    ts=_now(),
+                    message=f"the {runner.describe()} task runner could not run it",
+                )
+            )
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Run the flow body (with retries) and settle the run's final state."""
+        flow = self.flow
+        attempt = 0
+        while True:
+            attempt += 1
+            self.emit("flow_state", None, {"state": RUNNING, "message": ""})
+            first = len(self.calls)
+            try:
+                value, body_exc, timed_out = self._attempt(args, kwargs, first)
+            except KeyboardInterrupt:
+                self.cancel("cancelled by the user (Ctrl-C)")
+                raise
+            state, exc, error, tb = self._settle(first, body_exc, timed_out)
+            if state == COMPLETED:
+                self.state, self.value = COMPLETED, value
+                self.emit("flow_state", None, {"state": COMPLETED, "message": ""})
+                return
+            if attempt <= flow.retries:
+                delay = _retry_delay(flow, attempt)
+                self.emit(
+                    "flow_state",
+                    None,
+                    {
+                        "state": RETRYING,
+                        "message": f"{state} (attempt {attempt} of {flow.retries + 1}); "
+                        f"retrying in {delay:g}s",
+                        "error": error,
+                        "traceback": tb,
+                    },
+                )
+                try:
+                    time.sleep(delay)
+                except KeyboardInterrupt:
+                    self.cancel("cancelled by the user (Ctrl-C)")
+                    raise
+                continue
+            self.state, self.exc, self.error, self.traceback = state, exc, error, tb
+            self.emit(
+                "flow_state",
+                None,
+                {"state": state, "message": "", "error": error, "traceback": tb},
+            )
+            return
+
+    def _context(self) -> RunContext:
+        if self.flow.log_prints and not _prints_captured:
+            _capture_prints()
+        return RunContext(
+            self.id,
+            None,
+            self.flow_name,
+            self.flow_name,
+            self.publish,
+            bool(self.flow.log_prints),
+            self,
+        )
+
+    def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        token = _RUN.set(self._context())
+        try:
+            return resolve_futures(self.flow.fn(*args, **kwargs))
+        finally:
+            _RUN.reset(token)
+
+    def _attempt(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], first: int
+    ) -> tuple[Any, BaseException | None, bool]:
+        """Run the body, then wait for every task run it started. Returns (value, error of
+        the body or None, whether the flow's timeout expired)."""
+        timeout = self.flow.timeout_seconds
+        value: Any = None
+        body_exc: BaseException | None = None
+        if timeout is None:
+            try:
+                value = self._body(args, kwargs)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - SystemExit in a flow fails the flow
+                body_exc = exc
+            self._wait_calls(first, None)
+            return value, body_exc, False
+        deadline = time.monotonic() + timeout
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        ctx = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                box.append((True, ctx.run(self._body, args, kwargs)))
+            except BaseException as exc:  # noqa: BLE001
+                box.append((False, exc))
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"nb2flow-flow-{self.name}", daemon=True).start()
+        if not done.wait(timeout):
+            return None, None, True
+        ok, result = box[0]
+        if ok:
+            value = result
+        else:
+            body_exc = result
+        return value, body_exc, not self._wait_calls(first, deadline)
+
+    def _wait_calls(self, first: int, deadline: float | None) -> bool:
+        i = first
+        while i < len(self.calls):  # the list may grow while a timed-out body still runs
+            fut = self.calls[i].future
+            if deadline is None:
+                fut.wait()
+            elif not fut.wait(max(0.0, deadline - time.monotonic())):
+                return False
+            i += 1
+        return True
+
+    def _settle(
+        self, first: int, body_exc: BaseException | None, timed_out: bool
+    ) -> tuple[str, BaseException | None, str | None, str | None]:
+        """Final (state, exception, error line, traceback) of one attempt of the flow."""
+        if timed_out:
+            t = self.flow.timeout_seconds
+            exc = FlowTimeout(f"flow {self.flow_name!r} timed out after {t:g}s")
+            self._cancel_calls(f"flow timed out after {t:g}s")
+            return TIMED_OUT, exc, error_line(exc), None
+        failed: TaskCall | None = None
+        not_run: TaskCall | None = None
+        for call in self.calls[first:]:
+            o = call.future._outcome
+            if o is None or o.state in OK_STATES:
+                continue
+            if o.state == NOT_RUN:
+                not_run = not_run or call
+            elif failed is None:
+                failed = call
+        if body_exc is None and failed is None and not_run is None:
+            return COMPLETED, None, None, None
+        own_error = (
+            body_exc is not None
+            and not isinstance(body_exc, TaskRunError)
+            and (failed is None or body_exc is not failed.future._outcome.exc)  # type: ignore[union-attr]
+        )
+        if own_error or (failed is None and not_run is None):
+            assert body_exc is not None
+            return FAILED, body_exc, error_line(body_exc), format_traceback(body_exc)
+        call = failed or not_run
+        assert call is not None
+        o = call.future._outcome
+        assert o is not None
+        what = {TIMED_OUT: "timed out", NOT_RUN: "did not run"}.get(o.state, "failed")
+        error = f"task {self._key_of(call)!r} {what}: {o.error or o.message}"
+        return FAILED, o.exception(), error, o.traceback
+
+    def _key_of(self, call: TaskCall) -> str:
+        trid = call.payload.task_run_id
+        for ev in self.events:
+            if ev.kind == "task_run" and ev.task_run_id == trid:
+                return ev.data.get("task_key", call.task.name)
+        return call.task.name
+
+    def _cancel_calls(self, message: str) -> None:
+        for call in list(self.calls):
+            if call.future._outcome is None:
+                call.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message=message))
+
+    def cancel(self, message: str) -> None:
+        """Cancel the run: task runs not final become Cancelled (running threads cannot be
+        stopped: their results are dropped), then the flow is Cancelled."""
+        self.cancelled = True
+        self._cancel_calls(message)
+        self.state = CANCELLED
+        self.error = message
+        self.exc = KeyboardInterrupt()
+        self.emit("flow_state", None, {"state": CANCELLED, "message": message})
+
+
+_SCANNED = frozenset({TaskFuture, ItemFuture, list, tuple, dict, set, frozenset})
+
+
+def _first_bad(upstream: list[TaskFuture]) -> TaskFuture | None:
+    for u in upstream:
+        o = u._outcome
+        if o is not None and o.state not in OK_STATES:
+            return u
+    return None
+
+
+def _not_run(bad: TaskFuture) -> Outcome:
+    o = bad._outcome
+    state = o.state if o is not None else "?"
+    return Outcome(
+        NOT_RUN,
+        attempt=0,
+        ts=_now(),
+        message=f"upstream task {bad.name!r} is {state}",
+    )
+
+
+def resolve_futures(value: Any) -> Any:
+    """``value`` with the futures in it (at any depth of dict/list/tuple/set) replaced by
+    their results; raises the first failed one's error."""
+    t = type(value)
+    if t is TaskFuture or t is ItemFuture:
+        return value.result()
+    if t is dict:
+        out = {k: resolve_futures(v) for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if t in _CONTAINERS:
+        items = [resolve_futures(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else t(items)
+    return value
+
+
+# ------------------------------------------------------------------------- flow entry
+
+
+def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool) -> Any:
+    """Call a flow: create the run, attach the hooks, run it, return its value (or the
+    :class:`FlowRun` with ``return_state=True``); raise its error when it failed."""
+    from nb2flow.runtime import runners
+
+    parent = _RUN.get()
+    top = parent is None
+    parameters = flow.bind(args, kwargs)
+    runner = runners.create(flow.task_runner)
+    fr = FlowRun(flow, parameters, runner, parent)
+    recorder = _enable_store(flow) if top else None
+    if top:
+        _attach_panel(fr.id)
+    echo = None
+    if top and CONSOLE_ECHO:
+        from nb2flow.runtime.logs import echo_to_stderr
+
+        echo = subscribe(echo_to_stderr)
+    data: dict[str, Any] = {
+        "flow_name": flow.name,
+        "run_name": fr.name,
+        "parameters": {k: _short_repr(v) for k, v in parameters.items()},
+        "pid": os.getpid(),
+        "task_runner": runner.describe(),
+    }
+    if fr.parent_id is not None:
+        data["parent_flow_run_id"] = fr.parent_id
+    if not flow.persist:
+        data["persist"] = False
+    fr.emit("flow_run", None, data)
+    try:
+        fr.run(args, kwargs)
+    finally:
+        try:
+            if fr._runner_started:
+                runner.shutdown(cancel=fr.cancelled or fr.state == TIMED_OUT)
+        finally:
+            if echo is not None:
+                unsubscribe(echo)
+            if recorder is not None:
+                _flush_store(recorder)
+    if return_state:
+        return fr
+    if fr.state in OK_STATES:
+        return fr.value
+    assert fr.exc is not None
+    raise fr.exc
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_store_warned = False
+
+
+def _store_warn(what: str, exc: BaseException) -> None:
+    global _store_warned
+    if not _store_warned:
+        _store_warned = True
+        print(f"warning: run history not recorded: {what}: {error_line(exc)}", file=sys.stderr)
+
+
+def _enable_store(flow: Any) -> Any:
+    if not flow.persist or os.environ.get("NB2FLOW_STORE", "").lower() in ("off", "0", "false"):
+        return None
+    try:
+        from nb2flow.store import recording
+
+        return recording.enable()
+    except Exception as exc:  # noqa: BLE001 - an unusable store must not stop the flow
+        _store_warn("cannot open the run store", exc)
+        return None
+
+
+def _flush_store(recorder: Any) -> None:
+    try:
+        recorder.flush()
+    except Exception as exc:  # noqa: BLE001
+        _store_warn("cannot write the run store", exc)
+
+
+def _attach_panel(flow_run_id: str) -> None:
+    if "ipykernel" not in sys.modules or os.environ.get("NB2FLOW_PANEL", "").lower() == "off":
+        return
+    try:
+        from nb2flow.jupyter import panel
+    except ImportError:  # the panel is optional (the jupyter extra)
+        return
+    try:
+        panel.maybe_attach(flow_run_id)
+    except Exception as exc:  # noqa: BLE001 - the panel must not stop the flow
+        print(f"warning: no live panel: {error_line(exc)}", file=sys.stderr)

@@ -1,0 +1,297 @@
+"""Futures and outcomes: what a submitted task run gives back, on every task runner.
+
+An :class:`Outcome` is the result of one task run as the executing side reports it (state,
+value or error, attempts, end time); it is small and picklable, so a process pool or a Dask
+worker can send it back. A :class:`TaskFuture` is the flow-side handle users hold: it is
+completed once with an outcome and wakes whoever waits on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from nb2flow.runtime.exceptions import RemoteError, TaskCancelled, TaskTimeout, UpstreamFailed
+from nb2flow.runtime.states import (
+    CANCELLED,
+    NOT_RUN,
+    OK_STATES,
+    PENDING,
+    RUNNING,
+    TIMED_OUT,
+)
+
+# One lock for the completion fields of every future: held for a few attribute writes only.
+_lock = threading.Lock()
+
+
+class Outcome:
+    """How a task run ended: ``state``, and ``value`` or ``error``/``traceback``/``exc``.
+
+    ``events`` holds the run events of the attempt when the executing side buffered them
+    (see :func:`nb2flow.runtime.engine.execute`); the flow side publishes them before the
+    final state.
+    """
+
+    __slots__ = (
+        "state",
+        "value",
+        "exc",
+        "error",
+        "traceback",
+        "attempt",
+        "ts",
+        "message",
+        "cached_from",
+        "events",
+    )
+
+    def __init__(
+        self,
+        state: str,
+        value: Any = None,
+        *,
+        exc: BaseException | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        attempt: int = 1,
+        ts: float | None = None,
+        message: str = "",
+        cached_from: str | None = None,
+        events: list[Any] | None = None,
+    ) -> None:
+        self.state = state
+        self.value = value
+        self.exc = exc
+        self.error = error
+        self.traceback = traceback
+        self.attempt = attempt
+        self.ts = ts
+        self.message = message
+        self.cached_from = cached_from
+        self.events = events
+
+    @property
+    def ok(self) -> bool:
+        return self.state in OK_STATES
+
+    def exception(self) -> BaseException:
+        """The exception to raise for a run that did not complete."""
+        if self.exc is not None:
+            return self.exc
+        text = self.error or self.message or self.state
+        if self.state == NOT_RUN:
+            return UpstreamFailed(text)
+        if self.state == CANCELLED:
+            return TaskCancelled(text)
+        if self.state == TIMED_OUT:
+            return TaskTimeout(text)
+        return RemoteError(text, self.traceback or "")
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.state!r}, attempt={self.attempt})"
+
+
+class TaskFuture:
+    """The handle of a submitted task run (Prefect's ``PrefectFuture`` interface).
+
+    ``result()`` waits and returns the value (or raises the task's error), ``wait()``
+    waits, ``state`` is the state name now. A task declared with ``nout=N`` gives N item
+    futures when unpacked (``a, b = t.submit(x)``) without waiting; otherwise iterating
+    waits for the value and iterates it.
+    """
+
+    __slots__ = (
+        "task_run_id",
+        "name",
+        "nout",
+        "call",
+        "handle",
+        "_outcome",
+        "_claimed",
+        "_waiter",
+        "_callbacks",
+        "__weakref__",
+    )
+
+    def __init__(self, task_run_id: str, name: str, nout: int | None = None, call: Any = None):
+        self.task_run_id = task_run_id
+        self.name = name
+        self.nout = nout
+        #: the flow-side :class:`~nb2flow.runtime.engine.TaskCall` (None for plain futures)
+        self.call = call
+        #: free for the task runner (a Dask runner keeps its own future here)
+        self.handle: Any = None
+        self._outcome: Outcome | None = None
+        self._claimed = False
+        self._waiter: threading.Event | None = None
+        self._callbacks: list[Callable[[TaskFuture], None]] | None = None
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run is final; return whether it is."""
+        if self._outcome is not None:
+            return True
+        with _lock:
+            if self._outcome is not None:
+                return True
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = threading.Event()
+        return waiter.wait(timeout)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return self._outcome
+
+    @property
+    def state(self) -> str:
+        o = self._outcome
+        if o is not None:
+            return o.state
+        call = self.call
+        return RUNNING if call is not None and call.started else PENDING
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's value; raises its error (or :class:`UpstreamFailed`, ...) on failure.
+
+        With ``raise_on_failure=False`` a failed run returns its exception instead.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"task {self.name!r} did not finish within {timeout}s")
+        o = self._outcome
+        assert o is not None
+        if o.state in OK_STATES:
+            return o.value
+        if raise_on_failure:
+            raise o.exception()
+        return o.exception()
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self.wait(timeout)
+        o = self._outcome
+        return None if o is None or o.ok else o.exception()
+
+    def add_done_callback(self, fn: Callable[[TaskFuture], None]) -> None:
+        """Call ``fn(self)`` when the run is final (at once if it already is)."""
+        with _lock:
+            if self._outcome is None:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
+                return
+        fn(self)
+
+    # -- completion (flow side) ----------------------------------------------------------
+
+    def _claim(self) -> bool:
+        """Reserve the right to complete this future (the first finisher wins)."""
+        with _lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+    def _complete(self, outcome: Outcome) -> None:
+        with _lock:
+            self._outcome = outcome
+            waiter, callbacks = self._waiter, self._callbacks
+            self._callbacks = None
+        if waiter is not None:
+            waiter.set()
+        if callbacks:
+            for fn in callbacks:
+                fn(self)
+
+    # -- unpacking -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.nout:
+            return iter([ItemFuture(self, i) for i in range(self.nout)])
+        return iter(self.result())
+
+    def __getitem__(self, index: int) -> Any:
+        if self.nout:
+            if not isinstance(index, int) or not -self.nout <= index < self.nout:
+                raise IndexError(f"task {self.name!r} has nout={self.nout}; no item {index!r}")
+            return ItemFuture(self, index % self.nout)
+        return self.result()[index]
+
+    def __len__(self) -> int:
+        return self.nout if self.nout else len(self.result())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture {self.name} {self.state}>"
+
+
+class ItemFuture:
+    """Item ``index`` of a task run's result (from unpacking a ``nout=N`` future)."""
+
+    __slots__ = ("parent", "index")
+
+    def __init__(self, parent: TaskFuture, index: int) -> None:
+        self.parent = parent
+        self.index = index
+
+    @property
+    def task_run_id(self) -> str:
+        return self.parent.task_run_id
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent.name}[{self.index}]"
+
+    @property
+    def state(self) -> str:
+        return self.parent.state
+
+    def done(self) -> bool:
+        return self.parent.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.parent.wait(timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        value = self.parent.result(timeout, raise_on_failure)
+        o = self.parent.outcome
+        if o is not None and not o.ok:  # raise_on_failure=False: the exception, not an item
+            return value
+        return value[self.index]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self.parent.exception(timeout)
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self.parent.add_done_callback(lambda _f: fn(self))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.result())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.result()[index]
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return f"<ItemFuture {self.name} {self.state}>"
+
+
+def completed_future(name: str, outcome: Outcome, nout: int | None = None) -> TaskFuture:
+    """A future that is already final (``.submit()`` outside a flow runs at once)."""
+    fut = TaskFuture("", name, nout)
+    fut._claimed = True
+    fut._outcome = outcome
+    return fut
+
+
+FUTURE_TYPES = (TaskFuture, ItemFuture)

@@ -1,0 +1,146 @@
+"""Run logging: ``get_run_logger()``, ``log_prints`` and the stderr echo.
+
+Records of the run logger become ``log`` run events carrying the flow run, the task run and
+the level; they reach the terminal, the store and the panel like every other event. The
+event is built where the code runs (a worker thread, a pool process) and goes through that
+run's sink, so logs of a task in another process are forwarded like its states.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import sys
+import time
+from typing import Any
+
+from nb2flow.runtime.engine import _RUN, RunContext
+from nb2flow.runtime.events import RunEvent
+
+#: Parent of every run logger (``nb2flow.run.<flow or task name>``). It does not propagate
+#: to the root logger: its records reach the console through run events. Add handlers to
+#: it to send them elsewhere as well.
+ROOT_NAME = "nb2flow.run"
+
+
+class _EventHandler(logging.Handler):
+    """Turns a run logger's records into ``log`` events of the run that logged them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx: RunContext | None = getattr(record, "nb2flow_ctx", None) or _RUN.get()
+        if ctx is None:
+            return
+        try:
+            message = self.format(record)
+        except Exception:  # noqa: BLE001
+            message = str(record.msg)
+        ctx.sink(
+            RunEvent(
+                "log",
+                record.created,
+                ctx.flow_run_id,
+                ctx.task_run_id,
+                {
+                    "level": record.levelno,
+                    "levelname": record.levelname,
+                    "message": message,
+                    "logger": record.name,
+                },
+            )
+        )
+
+
+_root = logging.getLogger(ROOT_NAME)
+if not any(isinstance(h, _EventHandler) for h in _root.handlers):
+    _root.addHandler(_EventHandler())
+_root.propagate = False
+if _root.level == logging.NOTSET:
+    _root.setLevel(logging.INFO)
+
+
+class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger bound to one flow or task run (the standard ``Logger`` methods)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **self.extra}  # type: ignore[dict-item]
+        return msg, kwargs
+
+
+def get_run_logger() -> RunLogger:
+    """The logger of the current flow or task run (Prefect's name).
+
+    Its records become ``log`` run events: shown on the terminal, kept in the store, shown
+    in the panel. Raises ``RuntimeError`` outside a flow or task run.
+    """
+    ctx = _RUN.get()
+    if ctx is None:
+        raise RuntimeError("get_run_logger() can only be called inside a flow or a task run")
+    return RunLogger(logging.getLogger(f"{ROOT_NAME}.{ctx.name}"), {"nb2flow_ctx": ctx})
+
+
+# ------------------------------------------------------------------------------- prints
+
+_original_print = builtins.print
+_installed = False
+
+
+def _print(
+    *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
+    ctx = _RUN.get()
+    if ctx is None or not ctx.log_prints or (file is not None and file is not sys.stdout):
+        _original_print(*args, sep=sep, end=end, file=file, flush=flush)
+        return
+    message = (" " if sep is None else sep).join(str(a) for a in args)
+    tail = "\n" if end is None else end
+    if tail != "\n":
+        message += tail
+    ctx.sink(
+        RunEvent(
+            "log",
+            time.time(),
+            ctx.flow_run_id,
+            ctx.task_run_id,
+            {
+                "level": logging.INFO,
+                "levelname": "INFO",
+                "message": message,
+                "logger": f"{ROOT_NAME}.{ctx.name}",
+            },
+        )
+    )
+
+
+def install_print_capture() -> None:
+    """Route ``print`` (to stdout) inside runs with ``log_prints=True`` to log events.
+
+    Installed once, process-wide, the first time such a run starts; outside those runs
+    ``print`` behaves as before (one contextvar lookup more).
+    """
+    global _installed
+    if not _installed:
+        builtins.print = _print
+        _installed = True
+
+
+# --------------------------------------------------------------------------------- echo
+
+
+def format_log(ev: RunEvent, task_name: str | None = None) -> str:
+    d = ev.data
+    stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
+    where = task_name or (ev.task_run_id or "flow")
+    return f"{stamp} {d.get('levelname', 'INFO'):<7} {where} | {d.get('message', '')}"
+
+
+def echo_to_stderr(ev: RunEvent) -> None:
+    """Subscriber printing log events to stderr (when no terminal reporter shows them)."""
+    if ev.kind == "log":
+        d = ev.data
+        logger = d.get("logger", "")
+        who = logger.rsplit(".", 1)[-1] if logger.startswith(ROOT_NAME) else logger
+        _original_print(format_log(ev, who), file=sys.stderr)

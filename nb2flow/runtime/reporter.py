@@ -1,0 +1,219 @@
+"""The terminal reporter of flows run from the command line: a live rich display of the
+task runs on a terminal, log lines above it, and a one-line summary at the end.
+
+It is a run-event subscriber like the store and the panel. On the hot path it only appends
+the event to a deque; the display thread folds the events into a
+:class:`~nb2flow.runtime.model.RunView` a few times a second. Everything goes to stderr,
+so ``--json`` output on stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from nb2flow.runtime.events import RunEvent
+from nb2flow.runtime.logs import format_log
+from nb2flow.runtime.states import (
+    CACHED,
+    CANCELLED,
+    COMPLETED,
+    CRASHED,
+    FAILED,
+    NOT_RUN,
+    PENDING,
+    RETRYING,
+    RUNNING,
+    TIMED_OUT,
+)
+
+STYLE = {
+    PENDING: "dim",
+    RUNNING: "cyan",
+    RETRYING: "yellow",
+    COMPLETED: "green",
+    CACHED: "green",
+    FAILED: "bold red",
+    TIMED_OUT: "bold red",
+    CRASHED: "bold red",
+    CANCELLED: "magenta",
+    NOT_RUN: "dim",
+}
+MARK = {
+    PENDING: "·",
+    RUNNING: "▶",
+    RETRYING: "↻",
+    COMPLETED: "✓",
+    CACHED: "✓",
+    FAILED: "✗",
+    TIMED_OUT: "✗",
+    CRASHED: "✗",
+    CANCELLED: "■",
+    NOT_RUN: "-",
+}
+#: rows of task runs shown live (running and retrying first, then the latest finished)
+MAX_ROWS = 12
+
+
+def summary_line(view: Any) -> str:
+    """``flow run-name State in 1.23s: 5 of 5 tasks completed (run 1a2b3c4d)``."""
+    counts = view.counts()
+    done = counts.get(COMPLETED, 0) + counts.get(CACHED, 0)
+    total = len(view.tasks)
+    parts = [f"{done} of {total} tasks completed"]
+    if counts.get(CACHED):
+        parts.append(f"{counts[CACHED]} from cache")
+    for state in (FAILED, TIMED_OUT, CRASHED, NOT_RUN, CANCELLED):
+        if counts.get(state):
+            parts.append(f"{counts[state]} {state}")
+    duration = f" in {view.duration:.2f}s" if view.duration is not None else ""
+    return (
+        f"{view.flow_name} {view.run_name} {view.state}{duration}: "
+        f"{', '.join(parts)} (run {view.id[:8]})"
+    )
+
+
+class TerminalReporter:
+    """Subscriber for one top-level flow run started by ``run_cli``.
+
+    ``mode``: ``"live"`` (rich display on a terminal), ``"plain"`` (log lines, summary
+    line at the end) or ``"quiet"`` (warnings and errors only).
+    """
+
+    def __init__(self, mode: str = "live", stream: Any = None) -> None:
+        self.mode = mode
+        self.stream = stream or sys.stderr
+        self.flow_run_id: str | None = None
+        self._pending: deque[RunEvent] = deque()
+        self._view: Any = None
+        self._live: Any = None
+        self._console: Any = None
+        self._names: dict[str, str] = {}
+
+    # -- subscriber (hot path) -----------------------------------------------------------
+
+    def __call__(self, ev: RunEvent) -> None:
+        if self.flow_run_id is None:
+            if ev.kind != "flow_run" or ev.data.get("parent_flow_run_id"):
+                return
+            self.flow_run_id = ev.flow_run_id
+        if ev.flow_run_id != self.flow_run_id:
+            return
+        if ev.kind == "log":
+            self._log(ev)
+        elif ev.kind == "task_run":
+            self._names[ev.task_run_id or ""] = ev.data.get("task_key", "?")
+        if self.mode == "live":
+            self._pending.append(ev)
+
+    def _log(self, ev: RunEvent) -> None:
+        level = int(ev.data.get("level", 20))
+        if self.mode == "quiet" and level < 30:
+            return
+        who = self._names.get(ev.task_run_id or "", "flow") if ev.task_run_id else "flow"
+        line = format_log(ev, who)
+        if self._console is not None:
+            style = "red" if level >= 40 else "yellow" if level >= 30 else None
+            self._console.print(line, style=style, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    # -- display -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.mode != "live":
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        from nb2flow.runtime.model import RunView
+
+        self._view = RunView("")
+        self._console = Console(file=self.stream)
+        self._live = Live(
+            get_renderable=self._render,
+            console=self._console,
+            refresh_per_second=8,
+            transient=False,
+            redirect_stdout=True,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            try:
+                self._live.refresh()
+            finally:
+                self._live.stop()
+                self._live = None
+
+    def _fold(self) -> Any:
+        view = self._view
+        pending = self._pending
+        while pending:
+            ev = pending.popleft()
+            if view.id != ev.flow_run_id:
+                view.id = ev.flow_run_id
+            view.apply(ev)
+        return view
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        view = self._fold()
+        now = time.time()
+        counts = view.counts()
+        total = len(view.tasks)
+        final = sum(1 for t in view.tasks.values() if t.final)
+        elapsed = (view.end or now) - view.start if view.start else 0.0
+        head = Text.assemble(
+            (view.flow_name or "flow", "bold"),
+            " · ",
+            (view.run_name or "", "cyan"),
+            " · ",
+            (view.state, STYLE.get(view.state, "")),
+            f" · {elapsed:.1f}s · {final}/{total} tasks",
+        )
+        bad = sum(counts.get(s, 0) for s in (FAILED, TIMED_OUT, CRASHED))
+        if bad:
+            head.append(f" · {bad} failed", style="bold red")
+        bar = ProgressBar(total=max(total, 1), completed=final, width=50)
+        table = Table.grid(padding=(0, 2))
+        for t in _rows(view):
+            dur = t.duration if t.final else (now - t.start if t.start else None)
+            attempts = f"attempt {t.attempts}" if t.attempts > 1 else ""
+            table.add_row(
+                Text(MARK.get(t.state, "?"), style=STYLE.get(t.state, "")),
+                Text(t.task_key or t.name),
+                Text(t.state, style=STYLE.get(t.state, "")),
+                Text(f"{dur:.2f}s" if dur is not None else "", style="dim"),
+                Text(attempts, style="yellow"),
+                Text((t.error or "")[:80], style="red"),
+            )
+        hidden = total - table.row_count
+        parts: list[Any] = [head, bar, table]
+        if hidden > 0:
+            parts.append(Text(f"  … {hidden} more", style="dim"))
+        return Group(*parts)
+
+
+def _rows(view: Any) -> list[Any]:
+    tasks = list(view.tasks.values())
+    if len(tasks) <= MAX_ROWS:
+        return tasks
+    active = [t for t in tasks if t.state in (RUNNING, RETRYING)]
+    bad = [t for t in tasks if t.state in (FAILED, TIMED_OUT, CRASHED)]
+    done = [t for t in tasks if t.final and t not in bad]
+    done.sort(key=lambda t: t.end or 0)
+    rows = (bad + active)[:MAX_ROWS]
+    room = MAX_ROWS - len(rows)
+    if room > 0:
+        rows += done[-room:]
+    order = {t.id: i for i, t in enumerate(tasks)}
+    return sorted(rows, key=lambda t: order[t.id])

@@ -1,0 +1,691 @@
+"""The runtime core: flows, tasks, futures, states, retries, timeouts, logs, runners."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nb2flow import flow, get_run_logger, task
+from nb2flow.errors import Nb2flowError
+from nb2flow.runtime import events, runners
+from nb2flow.runtime.api import Flow, Task, unmapped
+from nb2flow.runtime.engine import FlowRun
+from nb2flow.runtime.exceptions import FlowTimeout, TaskTimeout, UpstreamFailed
+from nb2flow.runtime.futures import ItemFuture, TaskFuture
+
+
+@pytest.fixture
+def recorded():
+    """Every run event published during the test, in order."""
+    seen: list[events.RunEvent] = []
+    events.subscribe(seen.append)
+    yield seen
+    events.unsubscribe(seen.append)
+
+
+def states_of(evs, task_run_id):
+    return [e.data["state"] for e in evs if e.kind == "task_state" and e.task_run_id == task_run_id]
+
+
+# ------------------------------------------------------------------------------- basics
+
+
+def test_decorators_with_and_without_arguments():
+    @task
+    def plain(x):
+        return x + 1
+
+    @task(name="renamed", retries=2, nout=2)
+    def two(x):
+        return x, x
+
+    @flow
+    def my_flow():
+        return plain(1)
+
+    @flow(name="named", task_runner="sequential")
+    def other():
+        return 0
+
+    assert isinstance(plain, Task) and plain.name == "plain" and plain.retries == 0
+    assert two.name == "renamed" and two.retries == 2 and two.nout == 2
+    assert isinstance(my_flow, Flow) and my_flow.name == "my-flow"
+    assert other.name == "named" and other.task_runner == "sequential"
+    assert plain.__name__ == "plain" and plain.__wrapped__(1) == 2
+    with pytest.raises(ValueError, match="nout"):
+        task(nout=1)(lambda: 0)
+
+
+def test_outside_a_flow_a_task_is_the_plain_function(recorded):
+    @task
+    def double(x):
+        return 2 * x
+
+    assert double(4) == 8
+    fut = double.submit(5)
+    assert fut.done() and fut.result() == 10 and fut.state == "Completed"
+    assert [f.result() for f in double.map([1, 2])] == [2, 4]
+    assert recorded == []  # no run, no events
+
+
+def test_direct_call_returns_value_and_emits_lifecycle(recorded):
+    @task
+    def inc(x):
+        return x + 1
+
+    @flow
+    def f(x: int = 1):
+        return inc(inc(x))
+
+    assert f(5) == 7
+    kinds = [(e.kind, e.data.get("state")) for e in recorded]
+    assert kinds[:2] == [("flow_run", None), ("flow_state", "Running")]
+    assert kinds[2:5] == [
+        ("task_run", None),
+        ("task_state", "Running"),
+        ("task_state", "Completed"),
+    ]
+    assert kinds[-1] == ("flow_state", "Completed")
+    run_ev = recorded[0]
+    assert run_ev.data["flow_name"] == "f" and run_ev.data["parameters"] == {"x": "5"}
+    assert "-" in run_ev.data["run_name"] and len(run_ev.flow_run_id) == 32
+    # the second call got the first one's value, not a future: no edge
+    second = [e for e in recorded if e.kind == "task_run"][1]
+    assert second.data["upstream"] == [] and second.data["task_key"] == "inc-2"
+
+
+def test_futures_as_arguments_become_edges_with_names(recorded):
+    @task
+    def load():
+        return [1, 2, 3]
+
+    @task
+    def total(data, extra=0):
+        return sum(data) + extra
+
+    @task
+    def size(items):
+        return len(items[0]) + items[1]
+
+    @flow
+    def f():
+        d = load.submit()
+        e = load.submit()
+        return total.submit(d, extra=size.submit([e, 10]))  # a future inside a list too
+
+    run = f(return_state=True)
+    assert run.state == "Completed" and run.value == 6 + 13
+    by_key = {t.task_key: t for t in run.task_runs}
+    assert set(by_key) == {"load", "load-2", "size", "total"}
+    assert by_key["size"].upstream == [by_key["load-2"].id]
+    assert by_key["size"].edge_names == {by_key["load-2"].id: ["items"]}
+    assert set(by_key["total"].upstream) == {by_key["load"].id, by_key["size"].id}
+    g = run.graph()
+    assert g.edges[by_key["load"].id, by_key["total"].id]["names"] == ["data"]
+    assert g.edges[by_key["size"].id, by_key["total"].id]["names"] == ["extra"]
+
+
+def test_nout_unpacks_without_waiting():
+    gate = threading.Event()
+
+    @task(nout=2)
+    def split():
+        gate.wait(5)
+        return "left", "right"
+
+    @task
+    def join(a, b):
+        return f"{a}+{b}"
+
+    @flow
+    def f():
+        t0 = time.perf_counter()
+        a, b = split.submit()
+        unpack_time = time.perf_counter() - t0
+        assert isinstance(a, ItemFuture) and isinstance(b, ItemFuture)
+        assert not a.done()  # unpacking did not wait for the task
+        joined = join.submit(b, a)
+        gate.set()
+        return {"joined": joined, "a": a, "unpack": unpack_time}
+
+    out = f()
+    assert out["joined"] == "right+left" and out["a"] == "left"
+    assert out["unpack"] < 1.0
+
+
+def test_nout_mismatch_fails_with_a_clear_error():
+    @task(nout=2)
+    def three():
+        return 1, 2, 3
+
+    @flow
+    def f():
+        a, b = three.submit()
+        return a
+
+    run = f(return_state=True)
+    assert run.state == "Failed"
+    assert "declares nout=2 but returned 3 values" in run.task_run("three").error
+
+
+def test_future_without_nout_iterates_its_value():
+    @task
+    def pair():
+        return (1, 2)
+
+    @flow
+    def f():
+        x, y = pair.submit()  # waits, then iterates the value
+        return x + y
+
+    assert f() == 3
+
+
+def test_wait_for_orders_tasks_without_data(recorded):
+    log: list[str] = []
+
+    @task
+    def first():
+        time.sleep(0.2)
+        log.append("first")
+
+    @task
+    def second():
+        log.append("second")
+
+    @flow
+    def f():
+        a = first.submit()
+        b = second.submit(wait_for=[a])
+        return b
+
+    run = f(return_state=True)
+    assert log == ["first", "second"]
+    t = run.task_run("second")
+    assert t.upstream == [run.task_run("first").id] and t.edge_names == {}
+
+
+def test_returned_containers_are_resolved():
+    @task
+    def val(x):
+        return x
+
+    @flow
+    def f():
+        return {"a": val.submit(1), "b": [val.submit(2), (val.submit(3), 4)], "c": "x"}
+
+    assert f() == {"a": 1, "b": [2, (3, 4)], "c": "x"}
+
+
+def test_return_state_gives_the_flow_run():
+    @task
+    def boom():
+        raise KeyError("missing")
+
+    @flow
+    def f(n: int = 2):
+        return boom.submit()
+
+    run = f(3, return_state=True)
+    assert isinstance(run, FlowRun)
+    assert run.state == "Failed" and run.parameters == {"n": 3}
+    assert run.error == "task 'boom' failed: KeyError: 'missing'"
+    assert "KeyError" in run.traceback and "raise KeyError" in run.traceback
+    t = run.task_runs[0]
+    assert t.state == "Failed" and t.attempts == 1 and t.duration is not None
+    assert run.duration is not None and run.duration >= 0
+    with pytest.raises(KeyError):
+        run.result()
+
+
+def test_failure_raises_the_task_error_without_return_state():
+    @task
+    def boom():
+        raise ValueError("bad input")
+
+    @flow
+    def f():
+        boom.submit()
+
+    with pytest.raises(ValueError, match="bad input"):
+        f()
+
+
+def test_flow_body_error_fails_the_flow():
+    @flow
+    def f():
+        raise RuntimeError("in the body")
+
+    run = f(return_state=True)
+    assert run.state == "Failed" and run.error == "RuntimeError: in the body"
+
+
+# ---------------------------------------------------------------------- NotRun, states
+
+
+def test_not_run_propagates_after_independent_branches_finish(recorded):
+    @task
+    def boom():
+        raise ValueError("no")
+
+    @task
+    def after(x):
+        return x
+
+    @task
+    def slow():
+        time.sleep(0.4)
+        return "done"
+
+    @flow
+    def f():
+        b = boom.submit()
+        c = after.submit(after.submit(b))
+        s = slow.submit()
+        return {"c": c, "s": s}
+
+    run = f(return_state=True)
+    states = {t.task_key: t.state for t in run.task_runs}
+    assert states == {"boom": "Failed", "after": "NotRun", "after-2": "NotRun", "slow": "Completed"}
+    assert run.state == "Failed" and run.error.startswith("task 'boom' failed")
+    slow_end = run.task_run("slow").end
+    assert run.end >= slow_end  # the flow failed only after the independent branch ended
+    assert (
+        "upstream task 'boom'"
+        in [e.data["message"] for e in recorded if e.data.get("state") == "NotRun"][0]
+    )
+    fut_state = None
+
+    @flow
+    def g():
+        nonlocal fut_state
+        x = after.submit(boom.submit())
+        x.wait()
+        fut_state = x.state
+        with pytest.raises(UpstreamFailed):
+            x.result()
+        return 1
+
+    assert g(return_state=True).state == "Failed" and fut_state == "NotRun"
+
+
+def test_retries_wait_and_then_succeed(recorded):
+    calls: list[float] = []
+
+    @task(retries=2, retry_delay_seconds=0.15)
+    def flaky():
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise ConnectionError(f"try {len(calls)}")
+        return "ok"
+
+    @flow
+    def f():
+        return flaky.submit()
+
+    run = f(return_state=True)
+    t = run.task_runs[0]
+    assert run.state == "Completed" and run.value == "ok" and t.attempts == 3
+    assert [s for s, _ts, _a in t.history] == [
+        "Running",
+        "Retrying",
+        "Running",
+        "Retrying",
+        "Running",
+        "Completed",
+    ]
+    assert calls[1] - calls[0] >= 0.14 and calls[2] - calls[1] >= 0.14
+    retry = [e for e in recorded if e.data.get("state") == "Retrying"][0]
+    assert retry.data["error"] == "ConnectionError: try 1" and retry.data["attempt"] == 1
+
+
+def test_retries_exhausted_fail_with_attempt_count():
+    @task(retries=1, retry_delay_seconds=[0.01])
+    def always():
+        raise OSError("down")
+
+    @flow
+    def f():
+        always.submit()
+
+    run = f(return_state=True)
+    t = run.task_runs[0]
+    assert t.state == "Failed" and t.attempts == 2 and t.error == "OSError: down"
+
+
+def test_timeout_marks_timed_out_and_interrupts_python_code():
+    stopped = threading.Event()
+
+    @task(timeout_seconds=0.2)
+    def spin():
+        try:
+            while True:
+                sum(range(100))
+        except TaskTimeout:
+            stopped.set()
+            raise
+
+    @flow
+    def f():
+        return spin.submit()
+
+    t0 = time.monotonic()
+    run = f(return_state=True)
+    assert time.monotonic() - t0 < 2
+    t = run.task_runs[0]
+    assert t.state == "TimedOut" and "timed out after 0.2s" in t.error
+    assert run.state == "Failed" and "timed out" in run.error
+    assert stopped.wait(2)  # the abandoned thread was stopped at its next instruction
+
+
+def test_timeout_then_retry_succeeds():
+    n = []
+
+    @task(timeout_seconds=0.2, retries=1)
+    def sometimes_slow():
+        n.append(1)
+        if len(n) == 1:
+            time.sleep(1)
+        return len(n)
+
+    @flow
+    def f():
+        return sometimes_slow.submit()
+
+    run = f(return_state=True)
+    t = run.task_runs[0]
+    assert run.value == 2 and [s for s, _, _ in t.history][:2] == ["Running", "Retrying"]
+
+
+def test_hard_timeout_kills_the_attempt_process():
+    @task(timeout_seconds=0.5, hard_timeout=True)
+    def stuck():
+        time.sleep(30)  # blocked in C: only a process kill stops it
+
+    @task(timeout_seconds=5, hard_timeout=True)
+    def quick(x):
+        get_run_logger().info("in the child")
+        return x * 2
+
+    @flow
+    def f():
+        return {"q": quick.submit(21), "s": stuck.submit()}
+
+    t0 = time.monotonic()
+    run = f(return_state=True)
+    assert time.monotonic() - t0 < 5
+    assert run.task_run("stuck").state == "TimedOut"
+    assert "process killed" in run.task_run("stuck").error
+    assert run.task_run("quick").state == "Completed"
+    assert [lg.message for lg in run.view.logs] == ["in the child"]
+
+
+def test_every_state_name_is_reachable():
+    @task
+    def ok():
+        return 1
+
+    @task
+    def bad():
+        raise ValueError
+
+    @task(retries=1)
+    def retried():
+        raise ValueError
+
+    @task(timeout_seconds=0.05)
+    def slow():
+        time.sleep(0.5)
+
+    @task
+    def downstream(x):
+        return x
+
+    @flow
+    def f():
+        ok.submit()
+        bad.submit()
+        retried.submit()
+        slow.submit()
+        downstream.submit(bad.submit())
+
+    run = f(return_state=True)
+    seen = {s for t in run.task_runs for s, _, _ in t.history}
+    assert {"Running", "Completed", "Failed", "Retrying", "TimedOut", "NotRun"} <= seen
+    assert all(t.created is not None for t in run.task_runs)  # created Pending
+
+
+def test_flow_retries_rerun_the_body():
+    attempts = []
+
+    @task
+    def step():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first time")
+        return "second time"
+
+    @flow(retries=1)
+    def f():
+        return step.submit()
+
+    run = f(return_state=True)
+    assert run.state == "Completed" and run.value == "second time"
+    flow_states = [e.data["state"] for e in run.events if e.kind == "flow_state"]
+    assert flow_states == ["Running", "Retrying", "Running", "Completed"]
+
+
+def test_flow_timeout():
+    @task
+    def slow():
+        time.sleep(1)
+
+    @flow(timeout_seconds=0.2)
+    def f():
+        slow.submit()
+
+    t0 = time.monotonic()
+    run = f(return_state=True)
+    assert time.monotonic() - t0 < 0.9
+    assert run.state == "TimedOut" and isinstance(run.exc, FlowTimeout)
+    assert run.task_runs[0].state == "Cancelled"
+    with pytest.raises(FlowTimeout):
+        f()
+
+
+# -------------------------------------------------------------------------- concurrency
+
+
+def _sleepers(runner: str, dependent: bool) -> float:
+    @task
+    def nap(prev=None):
+        time.sleep(0.25)
+        return 1
+
+    @flow(task_runner=runner)
+    def f():
+        prev = None
+        futs = []
+        for _ in range(3):
+            fut = nap.submit(prev) if dependent else nap.submit()
+            futs.append(fut)
+            prev = fut if dependent else None
+        return futs
+
+    t0 = time.monotonic()
+    assert f() == [1, 1, 1]
+    return time.monotonic() - t0
+
+
+def test_independent_sleeps_overlap_on_threads():
+    assert _sleepers("threads", dependent=False) < 0.6
+
+
+def test_dependent_sleeps_do_not_overlap():
+    assert _sleepers("threads", dependent=True) >= 0.74
+
+
+def test_sequential_runner_runs_one_at_a_time():
+    assert _sleepers("sequential", dependent=False) >= 0.74
+
+
+def test_thread_width_limits_concurrency():
+    active = []
+    peak = []
+    lock = threading.Lock()
+
+    @task
+    def work(i):
+        with lock:
+            active.append(i)
+            peak.append(len(active))
+        time.sleep(0.05)
+        with lock:
+            active.remove(i)
+
+    @flow(task_runner="threads:2")
+    def f():
+        return work.map(range(6))
+
+    run = f(return_state=True)
+    assert run.state == "Completed" and max(peak) == 2
+    assert run.view.task_runner == "threads:2"
+    assert sorted(t.map_index for t in run.task_runs) == list(range(6))
+
+
+def test_map_with_unmapped_and_futures():
+    @task
+    def nums():
+        return [1, 2, 3]
+
+    @task
+    def scale(x, factor):
+        return x * factor
+
+    @flow
+    def f():
+        return scale.map(nums.submit(), unmapped(10))
+
+    assert f() == [10, 20, 30]
+    with pytest.raises(ValueError, match="different lengths"):
+        scale.map([1, 2], [1])
+
+
+# ------------------------------------------------------------------------------ logging
+
+
+def test_logs_from_tasks_and_flows_become_events(recorded):
+    @task(log_prints=True)
+    def talk(x):
+        get_run_logger().warning("careful with %s", x)
+        print("printed", x)
+        return x
+
+    @flow
+    def f():
+        get_run_logger().info("flow says hi")
+        return talk.submit(3)
+
+    run = f(return_state=True)
+    logs = [(lg.task_run_id, lg.levelname, lg.message) for lg in run.view.logs]
+    tid = run.task_runs[0].id
+    assert (None, "INFO", "flow says hi") in logs
+    assert (tid, "WARNING", "careful with 3") in logs
+    assert (tid, "INFO", "printed 3") in logs
+    log_events = [e for e in recorded if e.kind == "log"]
+    assert all(e.flow_run_id == run.id for e in log_events) and len(log_events) == 3
+
+
+def test_print_without_log_prints_is_left_alone(capsys):
+    @task
+    def talk():
+        print("plain print")
+
+    @flow
+    def f():
+        talk.submit()
+
+    run = f(return_state=True)
+    assert run.view.logs == [] and "plain print" in capsys.readouterr().out
+
+
+def test_get_run_logger_outside_a_run_raises():
+    with pytest.raises(RuntimeError, match="inside a flow or a task"):
+        get_run_logger()
+
+
+# ------------------------------------------------------------------------------ runners
+
+
+def test_runner_registry_parses_specs():
+    assert runners.parse("threads:8") == ("threads", "8")
+    assert runners.parse("dask://host:8786") == ("dask", "host:8786")
+    assert runners.parse("tcp://h:1") == ("dask", "tcp://h:1")
+    assert runners.create("threads:3").width == 3
+    assert runners.create("sequential").describe() == "sequential"
+    assert runners.create(None).name == "threads"
+    with pytest.raises(Nb2flowError, match="unknown task runner 'nope'"):
+        runners.create("nope")
+    with pytest.raises(Nb2flowError, match="width"):
+        runners.create("threads:zero")
+
+
+def test_registered_runner_is_used():
+    class Recording(runners.TaskRunner):
+        name = "recording"
+        seen: list[str] = []
+
+        def submit(self, call):
+            Recording.seen.append(call.task.name)
+            call.run()
+
+    runners.register("recording", Recording)
+
+    @task
+    def one():
+        return 1
+
+    @flow(task_runner="recording")
+    def f():
+        return one.submit()
+
+    assert f() == 1 and Recording.seen == ["one"]
+
+
+def test_subflow_runs_as_its_own_flow_run():
+    @task
+    def one():
+        return 1
+
+    @flow
+    def child():
+        return one.submit()
+
+    @flow
+    def parent():
+        return child() + 1
+
+    run = parent(return_state=True)
+    assert run.value == 2
+    child_runs = {e.flow_run_id for e in run.events}  # only the parent's own events
+    assert child_runs == {run.id}
+
+
+def test_future_interface():
+    @task
+    def val():
+        return 5
+
+    @flow
+    def f():
+        fut = val.submit()
+        assert isinstance(fut, TaskFuture)
+        assert fut.wait(5) and fut.state == "Completed" and fut.result(timeout=1) == 5
+        got = []
+        fut.add_done_callback(lambda x: got.append(x.result()))
+        assert got == [5] and fut.exception() is None
+        return fut
+
+    assert f() == 5

@@ -1,0 +1,231 @@
+"""run_cli and ``nb2flow run``: options from the flow signature, exit codes, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nb2flow.cli import main as nb2flow_main
+from nb2flow.runtime.api import flow, run_cli, task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@task
+def add(x, y):
+    return x + y
+
+
+@flow
+def params_flow(
+    count: int,
+    rate: float = 0.5,
+    label: str = "a",
+    dry_run: bool = False,
+    names: list[str] | None = None,
+    options: dict | None = None,
+    path: Path = Path("data"),
+    untyped=3,
+) -> dict:
+    return {
+        "count": count,
+        "rate": rate,
+        "label": label,
+        "dry_run": dry_run,
+        "names": names,
+        "options": options,
+        "path": path,
+        "untyped": untyped,
+        "sum": add.submit(count, untyped),
+    }
+
+
+def test_options_are_typed_from_the_signature(capsys):
+    code = run_cli(
+        params_flow,
+        [
+            "--count", "4", "--rate", "1.5", "--dry-run", "--names", "x", "y",
+            "--options", '{"k": [1]}', "--path", "/tmp/p", "--untyped", "7", "--json", "--quiet",
+        ],
+        exit=False,
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "count": 4,
+        "rate": 1.5,
+        "label": "a",
+        "dry_run": True,
+        "names": ["x", "y"],
+        "options": {"k": [1]},
+        "path": "/tmp/p",
+        "untyped": 7,
+        "sum": 11,
+    }
+
+
+def test_bad_and_missing_options_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(params_flow, ["--rate", "2"], exit=False)  # --count is required
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        run_cli(params_flow, ["--count", "two"], exit=False)
+    assert exc.value.code == 2
+    assert "invalid int value" in capsys.readouterr().err
+
+
+def test_help_lists_parameters_and_runtime_options(capsys):
+    with pytest.raises(SystemExit):
+        run_cli(params_flow, ["--help"], exit=False, prog="demo")
+    text = capsys.readouterr().out
+    for option in ("--count COUNT", "--dry-run, --no-dry-run", "--task-runner", "--executor"):
+        assert option in text
+    assert "--quiet" in text and "--no-store" in text and "--json" in text
+
+
+@task
+def explode():
+    raise ValueError("broken input")
+
+
+@flow
+def failing_flow():
+    return explode.submit()
+
+
+def test_failed_flow_exits_1_with_one_error_line(capsys):
+    assert run_cli(failing_flow, ["--no-store"], exit=False) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "task 'explode' failed: ValueError: broken input" in lines[0]
+    assert "Traceback" not in err
+    assert run_cli(failing_flow, ["--executor", "nope"], exit=False) == 2
+
+
+def test_summary_line_when_not_a_terminal(capsys):
+    assert run_cli(params_flow, ["--count", "1", "--task-runner", "sequential"], exit=False) == 0
+    err = capsys.readouterr().err
+    assert "params-flow" in err and "1 of 1 tasks completed" in err
+
+
+def test_runs_are_recorded_in_the_store():
+    from nb2flow.store.db import Store
+
+    assert run_cli(params_flow, ["--count", "1", "--quiet"], exit=False) == 0
+    with Store() as store:
+        runs = store.list_runs()
+        assert len(runs) == 1
+        view = store.load_run(runs[0].id)
+    assert view.state == "Completed" and view.flow_name == "params-flow"
+    assert [t.name for t in view.tasks.values()] == ["add"]
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from nb2flow import flow, task, run_cli, get_run_logger
+
+    @task
+    def square(x: int) -> int:
+        get_run_logger().info("squaring %d", x)
+        return x * x
+
+    @task
+    def wait_forever(marker):
+        Path(marker).write_text("started")
+        time.sleep(60)
+
+    @flow(name="script-flow")
+    def main(x: int = 3, hang: str = "") -> dict:
+        if hang:
+            wait_forever.submit(hang)
+        return {"y": square.submit(x)}
+
+    if __name__ == "__main__":
+        run_cli(main)
+    """
+)
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "flow_script.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_nb2flow_run_uses_the_same_command_line(script, capsys):
+    assert nb2flow_main(["run", str(script), "--x", "5", "--json", "--no-store"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"y": 25}
+    assert "squaring 5" in captured.err
+
+
+def test_nb2flow_run_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    assert nb2flow_main(["run", str(empty)]) == 2
+    assert "defines no @flow" in capsys.readouterr().err
+    assert nb2flow_main(["run", str(tmp_path / "missing.py")]) == 2
+    bad = tmp_path / "bad.py"
+    bad.write_text("def (:\n")
+    assert nb2flow_main(["run", str(bad)]) == 2
+    assert "bad.py, line 1: syntax error" in capsys.readouterr().err
+
+
+def test_script_runs_as_a_program_and_no_store_records_nothing(script, _isolated_home):
+    proc = subprocess.run(
+        [sys.executable, str(script), "--x", "4", "--json", "--no-store"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"y": 16}
+    assert not (_isolated_home / "runs.db").exists()
+
+
+def test_ctrl_c_cancels_cleanly(script, tmp_path):
+    marker = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--hang", str(marker)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10  # did not wait for the 60 s task
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "cancelled" in err
+    from nb2flow.store.db import Store
+
+    with Store() as store:
+        view = store.load_run(store.list_runs()[0].id)
+    assert view.state == "Cancelled"
+    assert {t.name: t.state for t in view.tasks.values()} == {
+        "wait_forever": "Cancelled",
+        "square": "Completed",
+    }
