@@ -1,0 +1,110 @@
+"""``nb2flow convert NB.ipynb``: write the flow script for a notebook."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "convert a notebook into a flow script (converted_scripts/<name>.py)"
+
+MAX_TASK_LINES = 20
+MAX_WARNING_LINES = 10
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebooks", nargs="+", metavar="NB.ipynb", help="notebook(s) to convert")
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        default="converted_scripts",
+        metavar="DIR",
+        help="directory for the scripts (default: converted_scripts)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("auto", "tags", "headings", "cells"),
+        default="auto",
+        help="how to cut the notebook into tasks: by task tags, markdown headings or one "
+        "task per code cell (default auto: tags if any, else headings, else cells)",
+    )
+    p.add_argument(
+        "--check-only",
+        action="store_true",
+        help="convert and check the script compiles, write nothing; exit 1 if the file on "
+        "disk is missing or differs",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite a file nb2flow did not generate")
+    p.add_argument("--cache", action="store_true", help="turn on caching for every task")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nb2flow.codegen import convert_notebook, script_path, write_script
+
+    status = 0
+    for notebook in args.notebooks:
+        conversion = convert_notebook(notebook, split=args.split, cache_all=args.cache)
+        target = script_path(notebook, args.output_dir)
+        if args.check_only:
+            try:
+                current = target.read_text(encoding="utf-8")
+            except OSError:
+                current = None
+            if current == conversion.script:
+                verdict = "up to date"
+            else:
+                verdict = "missing" if current is None else "out of date"
+                status = 1
+            if not args.quiet or status:
+                print(f"{notebook} -> {target}: {verdict} (not written)")
+        else:
+            written = write_script(conversion, args.output_dir, force=args.force)
+            if not args.quiet:
+                print(f"{notebook} -> {written}")
+        if not args.quiet:
+            print(summary(conversion))
+        print_warnings(conversion.warnings)
+    return status
+
+
+def summary(conversion) -> str:  # noqa: ANN001 - a Conversion (imported lazily)
+    """A one-screen summary: counts, then one line per task."""
+    plan = conversion.plan
+    g = plan.graph
+    tasks = conversion.tasks
+    lines = [
+        f"  {len(tasks)} task{'s' * (len(tasks) != 1)}, {plan.number_of_edges()} edges, "
+        f"{len(g['parameters'])} parameters, {len(conversion.warnings)} warnings "
+        f"(split: {g['split']})"
+    ]
+    width = max((len(t["name"]) for t in tasks[:MAX_TASK_LINES]), default=0)
+    for t in tasks[:MAX_TASK_LINES]:
+        line = f"  {t['name']:<{width}}  {cells_text(t['cells'])}"
+        if t["inputs"]:
+            line += "  in: " + ", ".join(t["inputs"])
+        if t["outputs"]:
+            line += "  out: " + ", ".join(t["outputs"])
+        lines.append(line[:200])
+    if len(tasks) > MAX_TASK_LINES:
+        lines.append(f"  ... and {len(tasks) - MAX_TASK_LINES} more (nb2flow inspect lists all)")
+    return "\n".join(lines)
+
+
+def cells_text(cells: list[int]) -> str:
+    if not cells:
+        return "no cells"
+    if len(cells) == 1:
+        return f"cell {cells[0]}"
+    if cells == list(range(cells[0], cells[-1] + 1)):
+        return f"cells {cells[0]}-{cells[-1]}"
+    return "cells " + ",".join(map(str, cells))
+
+
+def print_warnings(warnings: list[str], limit: int = MAX_WARNING_LINES) -> None:
+    for message in warnings[:limit]:
+        print(f"warning: {message}", file=sys.stderr)
+    if len(warnings) > limit:
+        print(
+            f"warning: ... and {len(warnings) - limit} more (nb2flow inspect lists all)",
+            file=sys.stderr,
+        )

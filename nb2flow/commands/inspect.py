@@ -1,0 +1,113 @@
+"""``nb2flow inspect NB.ipynb``: show the plan (tasks, graph, warnings) without writing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+HELP = "show how a notebook would be converted: tasks, inputs, outputs, graph, warnings"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", metavar="NB.ipynb")
+    p.add_argument(
+        "--split",
+        choices=("auto", "tags", "headings", "cells"),
+        default="auto",
+        help="how to cut the notebook into tasks (as for convert)",
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def plan_dict(plan: Any, warnings: list[str]) -> dict[str, Any]:
+    """The plan as plain JSON-able data (also used by ``--json``)."""
+    g = plan.graph
+    pos = {name: i for i, name in enumerate(g["order"])}
+    return {
+        "notebook": g["notebook"],
+        "sha256": g["sha256"],
+        "flow": g["flow_name"],
+        "split": g["split"],
+        "parameters": [
+            {"name": p.name, "default": p.default, "type": p.hint, "cell": p.cell}
+            for p in g["parameters"]
+        ],
+        "tasks": [
+            {
+                key: plan.nodes[name][key]
+                for key in ("name", "func", "cells", "inputs", "outputs", "options", "after")
+            }
+            for name in g["order"]
+        ],
+        "edges": [
+            {"from": a, "to": b, "kind": d["kind"], "vars": list(d["vars"])}
+            for a, b, d in sorted(plan.edges(data=True), key=lambda e: (pos[e[1]], pos[e[0]]))
+        ],
+        "module_cells": [block["cell"] for block in g["module"]],
+        "skipped_cells": list(g["skipped"]),
+        "outputs": list(g["outputs"]),
+        "warnings": list(warnings),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from nb2flow.analysis.plan import build_plan
+    from nb2flow.codegen import source_label
+    from nb2flow.commands.convert import cells_text
+
+    plan = build_plan(args.notebook, split=args.split, label=source_label(args.notebook))
+    warnings = plan.graph["warnings"]
+    data = plan_dict(plan, warnings)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"{data['notebook']}: flow {data['flow']!r}, split by {data['split']}")
+    if data["parameters"]:
+        print("\nparameters:")
+        for p in data["parameters"]:
+            kind = f": {p['type']}" if p["type"] else ""
+            print(f"  {p['name']}{kind} = {p['default']}  (cell {p['cell']})")
+    if data["module_cells"]:
+        print(f"\nmodule level (imports, definitions, setup): cells {_list(data['module_cells'])}")
+    if data["skipped_cells"]:
+        print(f"skipped: cells {_list(data['skipped_cells'])}")
+    rows = [("task", "cells", "inputs", "outputs", "options")]
+    for t in data["tasks"]:
+        options = ", ".join(f"{k}={v}" for k, v in t["options"].items())
+        if t["after"]:
+            options = ", ".join(filter(None, [options, "after=" + "/".join(t["after"])]))
+        rows.append(
+            (
+                t["name"],
+                cells_text(t["cells"]).removeprefix("cells ").removeprefix("cell "),
+                ", ".join(t["inputs"]) or "-",
+                ", ".join(t["outputs"]) or "-",
+                options or "-",
+            )
+        )
+    print(f"\n{len(data['tasks'])} tasks:")
+    widths = [min(max(len(r[i]) for r in rows), 40) for i in range(4)]
+    for r in rows:
+        cols = [r[i][:40].ljust(widths[i]) for i in range(4)] + [r[4]]
+        print("  " + "  ".join(cols).rstrip())
+    print("\ngraph:")
+    if not data["edges"]:
+        print("  (no edges: every task is independent)")
+    for e in data["edges"]:
+        label = ", ".join(e["vars"])
+        kind = "" if e["kind"] == "data" else f" ({e['kind']})"
+        print(f"  {e['from']} -> {e['to']}{kind}" + (f": {label}" if label else ""))
+    if data["outputs"]:
+        print(f"\nflow returns: {', '.join(data['outputs'])}")
+    if warnings:
+        print(f"\n{len(warnings)} warnings:")
+        for message in warnings:
+            print(f"  {message}")
+    return 0
+
+
+def _list(cells: list[int]) -> str:
+    return ", ".join(map(str, cells))
