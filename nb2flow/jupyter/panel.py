@@ -21,6 +21,7 @@ from typing import Any
 from nb2flow.jupyter import render as R
 from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
 from nb2flow.runtime.model import RunView
+from nb2flow.runtime.states import FINAL_STATES
 
 OFF_VALUES = frozenset({"off", "0", "false", "no", "none"})
 TAB_TITLES = ("Graph", "Timeline", "Tasks", "Logs")
@@ -82,46 +83,68 @@ class RunPanel:
         self.render_seconds = 0.0
         self.error: str | None = None
 
-        self.header = W.HTML()
+        # one Layout and one style shared by the plain widgets: building a widget's own
+        # Layout costs more than the widget, and the panel is built as the run starts
+        plain = W.Layout()
+        try:
+            from ipywidgets.widgets.widget_string import HTMLStyle
+
+            shared = {"layout": plain, "style": HTMLStyle()}
+        except ImportError:  # another ipywidgets layout of modules: own styles then
+            shared = {"layout": plain}
+
+        def html() -> Any:
+            return W.HTML(**shared)
+
+        self.header = html()
         self.progress = W.IntProgress(
-            value=0, min=0, max=1, layout=W.Layout(width="60%"), style={"bar_color": "#16a34a"}
-        )
-        self.progress_text = W.HTML()
-        self.graph = W.HTML()
-        self.timeline = W.HTML()
-        self.table = W.HTML()
-        self.log_task = W.Dropdown(
-            options=[("all tasks", "")],
-            value="",
-            description="task",
-            layout=W.Layout(width="280px"),
-        )
-        self.log_level = W.Dropdown(
-            options=[("all", 0), ("INFO+", 20), ("WARNING+", 30), ("ERROR+", 40)],
             value=0,
-            description="level",
-            layout=W.Layout(width="180px"),
+            min=0,
+            max=1,
+            description="0 / 0 tasks",
+            layout=W.Layout(width="70%"),
+            style={"bar_color": "#16a34a", "description_width": "initial"},
         )
-        self.logs = W.HTML()
+        self.graph = html()
+        self.timeline = html()
+        self.table = html()
+        self.logs = html()
+        self.log_task: Any = None
+        self.log_level: Any = None
+        self.log_box = W.VBox([self.logs], layout=plain)
         self.tabs = W.Tab(
-            children=[
-                self.graph,
-                self.timeline,
-                self.table,
-                W.VBox([W.HBox([self.log_task, self.log_level]), self.logs]),
-            ]
+            children=[self.graph, self.timeline, self.table, self.log_box], layout=plain
         )
         for i, title in enumerate(TAB_TITLES):
             self.tabs.set_title(i, title)
         self.widget = W.VBox(
-            [self.header, W.HBox([self.progress, self.progress_text]), self.tabs],
+            [self.header, self.progress, self.tabs],
             layout=W.Layout(border="1px solid #d1d5db", padding="6px 10px"),
         )
         self.widget.add_class("nb2f")
         self.widget.add_class("nb2f-panel")
         self.tabs.observe(self._on_view_change, "selected_index")
-        self.log_task.observe(self._on_view_change, "value")
-        self.log_level.observe(self._on_view_change, "value")
+
+    def _log_filters(self) -> tuple[Any, Any]:
+        if self.log_task is None:
+            import ipywidgets as W
+
+            self.log_task = W.Dropdown(
+                options=[("all tasks", "")],
+                value="",
+                description="task",
+                layout=W.Layout(width="280px"),
+            )
+            self.log_level = W.Dropdown(
+                options=[("all", 0), ("INFO+", 20), ("WARNING+", 30), ("ERROR+", 40)],
+                value=0,
+                description="level",
+                layout=W.Layout(width="180px"),
+            )
+            self.log_box.children = [W.HBox([self.log_task, self.log_level]), self.logs]
+            self.log_task.observe(self._on_view_change, "value")
+            self.log_level.observe(self._on_view_change, "value")
+        return self.log_task, self.log_level
 
     # ------------------------------------------------------------------ construction
 
@@ -139,7 +162,8 @@ class RunPanel:
     def _start(self) -> None:
         self._queue = collections.deque()
         subscribe(self._queue.append)  # the whole hot-path cost: one deque.append per event
-        self.render()
+        # the thread renders on its first wake; until then the header says it is starting
+        self.header.value = f"<style>{R.CSS}</style>" + R.header_html(self.view)
         self._thread = threading.Thread(
             target=self._loop, name=f"nb2flow-panel-{self.view.id}", daemon=True
         )
@@ -160,21 +184,28 @@ class RunPanel:
         return True
 
     def _loop(self) -> None:
-        interval = self.min_interval
+        poll = min(0.02, self.min_interval)
+        next_render = time.monotonic() + self.min_interval
         last = time.monotonic()
+        q = self._queue
+        assert q is not None
         try:
-            while not self._closed.is_set():
-                self._closed.wait(interval)
+            while not self._closed.wait(poll):
+                # render at the run's end at once; otherwise only when the interval is up
+                if time.monotonic() < next_render and not (q and _ends(q[-1], self.view.id)):
+                    continue
                 changed = self._drain()
                 if self.view.final:
                     self._drain()
                     self.render(final=True)
                     break
                 now = time.monotonic()
+                next_render = now + self.min_interval
                 if changed or now - last >= 1.0:  # keep the elapsed time ticking
                     t = time.perf_counter()
                     self.render(header_only=not changed)
-                    interval = max(self.min_interval, self.cost_factor * (time.perf_counter() - t))
+                    cost = time.perf_counter() - t
+                    next_render = now + max(self.min_interval, self.cost_factor * cost)
                     last = now
         except Exception as exc:  # noqa: BLE001 - a broken panel must never break the run
             self.error = f"{type(exc).__name__}: {exc}"
@@ -218,7 +249,7 @@ class RunPanel:
             self.progress.value = done
             failed = any(t.state in R.FAILED_STATES for t in v.tasks.values())
             self.progress.style.bar_color = "#dc2626" if failed else "#16a34a"
-            self.progress_text.value = f"&nbsp;{done} / {known} tasks finished"
+            self.progress.description = f"{done} / {known} tasks"
             if not header_only:
                 every = final or self._thread is None
                 tabs = range(len(TAB_TITLES)) if every else [self.tabs.selected_index or 0]
@@ -229,7 +260,10 @@ class RunPanel:
 
     def _render_tab(self, i: int) -> None:
         v = self.view
-        key: Any = (self.log_task.value, self.log_level.value) if i == 3 else None
+        key: Any = None
+        if i == 3:
+            task, level = self._log_filters()
+            key = (task.value, level.value)
         if self._rendered.get(i) == (v.version, key):
             return
         if i == 0:
@@ -252,7 +286,6 @@ class RunPanel:
                 )
                 + "</div>"
             )
-            key = (self.log_task.value, self.log_level.value)
         self._rendered[i] = (v.version, key)
 
     def _update_log_options(self) -> None:
@@ -266,6 +299,14 @@ class RunPanel:
             with self.log_task.hold_trait_notifications():
                 self.log_task.options = options
                 self.log_task.value = current if any(o[1] == current for o in options) else ""
+
+
+def _ends(ev: RunEvent, flow_run_id: str) -> bool:
+    return (
+        ev.kind == "flow_state"
+        and ev.flow_run_id == flow_run_id
+        and ev.data.get("state") in FINAL_STATES
+    )
 
 
 def _legend_html() -> str:

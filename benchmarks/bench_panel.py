@@ -1,0 +1,148 @@
+"""What the live Jupyter panel costs a run: a 2,000-task flow with the panel on vs off.
+
+There is no kernel here, so the runtime's hook is made to believe there is one (``ipykernel``
+imported, ``in_widget_kernel`` answering yes, ``display`` a no-op): everything else is the real
+path, the runtime calling ``maybe_attach``, the panel subscribing, its thread folding events
+and rendering into real ipywidgets (which work without a front end). The run store is off in
+both cases so only the panel differs. On and off runs alternate; medians are compared.
+
+    python benchmarks/bench_panel.py [--tasks 2000] [--repeat 5]
+
+Target: ratio <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+
+def build_flow(n: int, work_ms: float):
+    from nb2flow import flow, task
+
+    @task
+    def source() -> int:
+        return 1
+
+    @task
+    def work(x: int, i: int) -> int:
+        if work_ms:  # busy CPU, holding the GIL like real Python work
+            end = time.perf_counter() + work_ms / 1000
+            while time.perf_counter() < end:
+                pass
+        return x + i
+
+    @task
+    def total(*parts: int) -> int:
+        return sum(parts)
+
+    @flow(name="bench-panel")
+    def bench() -> int:
+        s = source.submit()
+        # ten chains side by side, each a task that waits for the previous one
+        heads = [s] * 10
+        for i in range(n - 2):
+            heads[i % 10] = work.submit(heads[i % 10], i)
+        return total.submit(*heads)
+
+    return bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument(
+        "--work-ms",
+        type=float,
+        nargs="*",
+        default=[0.0, 0.5],
+        help="CPU work per task, one scenario each (0: the runtime's own overhead only)",
+    )
+    a = ap.parse_args(argv)
+
+    os.environ["NB2FLOW_HOME"] = tempfile.mkdtemp(prefix="bench_panel_")
+    os.environ["NB2FLOW_STORE"] = "off"
+    import ipykernel  # noqa: F401 - the runtime only looks for a panel inside a kernel
+
+    from nb2flow.jupyter import panel as P
+
+    P.in_widget_kernel = lambda: True
+    P._display = lambda obj: None
+    attach_s: list[float] = []
+    real_attach = P.maybe_attach
+
+    def timed_attach(flow_run_id: str) -> P.RunPanel | None:
+        t = time.perf_counter()
+        try:
+            return real_attach(flow_run_id)
+        finally:
+            attach_s.append(time.perf_counter() - t)
+
+    P.maybe_attach = timed_attach
+    worst = 0.0
+    for work_ms in a.work_ms:
+        worst = max(worst, scenario(a.tasks, work_ms, a.repeat, P, attach_s))
+    return 0 if worst <= 1.10 else 1
+
+
+def scenario(tasks: int, work_ms: float, repeat: int, P, attach_s: list[float]) -> float:
+    bench = build_flow(tasks, work_ms)
+    attach_s.clear()
+
+    def one(on: bool) -> tuple[float, float, P.RunPanel | None]:
+        os.environ["NB2FLOW_PANEL"] = "on" if on else "off"
+        before = set(P._live)
+        gc.collect()  # start each run with the same heap, whatever the last one left
+        t0 = time.perf_counter()
+        fr = bench(return_state=True)
+        run_s = time.perf_counter() - t0
+        assert fr.state == "Completed", fr.state
+        p = None
+        if on:
+            new = [k for k in P._live if k not in before]
+            assert new == [fr.id], "the runtime did not attach a panel"
+            p = P._live[fr.id]
+            assert p.wait(60), "the panel never rendered the final state"
+        shown_s = time.perf_counter() - t0  # until the panel shows the end (= run_s when off)
+        if p is not None:
+            assert p.progress.value == tasks, (p.progress.value, tasks)
+        return run_s, shown_s, p
+
+    one(False)  # warm-up: imports, thread pools
+    one(True)
+    off, on, on_shown, renders, render_s = [], [], [], [], []
+    for _ in range(repeat):
+        off.append(one(False)[0])
+        r, s, p = one(True)
+        on.append(r)
+        on_shown.append(s)
+        renders.append(p.renders)
+        render_s.append(p.render_seconds)
+    m_off, m_on, m_shown = (statistics.median(x) for x in (off, on, on_shown))
+    print(f"\nflow of {tasks} tasks, {work_ms} ms of CPU work each, {repeat} runs each, medians")
+    print(
+        "  samples (ms) off:",
+        " ".join(f"{x * 1000:.0f}" for x in off),
+        "| on:",
+        " ".join(f"{x * 1000:.0f}" for x in on),
+    )
+    print(f"  panel off:                    {m_off * 1000:8.1f} ms")
+    print(f"  panel on:                     {m_on * 1000:8.1f} ms")
+    print(f"  panel on, until final render: {m_shown * 1000:8.1f} ms")
+    print(f"  maybe_attach (widgets built): {statistics.median(attach_s) * 1000:8.1f} ms")
+    print(f"  renders per run:              {statistics.median(renders):8.0f}")
+    print(f"  render time per run:          {statistics.median(render_s) * 1000:8.1f} ms")
+    ratio = m_on / m_off
+    print(f"ratio on/off (run): {ratio:.3f}  (target <= 1.10)")
+    print(f"ratio on/off (until the panel shows the end): {m_shown / m_off:.3f}")
+    return ratio
+
+
+if __name__ == "__main__":
+    sys.exit(main())
