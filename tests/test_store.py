@@ -439,3 +439,19 @@ def test_writes_retry_while_another_process_holds_the_lock(monkeypatch):
     assert rec.error is None and waited > 0.5  # it waited for the lock and then wrote
     with Store() as store:
         assert store.summary(fid).tasks == 5
+
+
+def test_runs_of_flows_with_persist_false_are_not_recorded(recorder):
+    emit = events.emit
+    emit("flow_run", "secret", data={"flow_name": "f", "run_name": "s", "persist": False})
+    emit("flow_run", "sub", data={"flow_name": "g", "parent_flow_run_id": "secret"})
+    for fid in ("secret", "sub"):
+        emit("task_run", fid, f"{fid}-t", {"task_name": "t"})
+        emit("task_state", fid, f"{fid}-t", {"state": "Completed", "attempt": 1})
+        emit("flow_state", fid, data={"state": "Completed"})
+    kept = emit_run()
+    assert recorder.flush(10)
+    with Store() as store:
+        assert [r.id for r in store.list_runs()] == [kept]
+        assert store.conn.execute("SELECT count(*) FROM task_runs").fetchone()[0] == 5
+    assert recorder._skip == set()  # forgotten once they ended

@@ -25,6 +25,7 @@ import os
 import random
 import socket
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -354,7 +355,7 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
                     updates.append(
                         (
                             CRASHED,
-                            format_transition(seq, ts, CRASHED, None),
+                            format_transition(ts, CRASHED, None, seq),
                             message,
                             run_id,
                             task_id,
@@ -387,22 +388,42 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
 
 
 class Transition(NamedTuple):
-    seq: int
     ts: float
     state: str
     attempt: int | None
+    #: set when the transition has a row in ``states`` (message, error, traceback...)
+    seq: int | None = None
 
 
-def format_transition(seq: int, ts: float, state: str, attempt: int | None) -> str:
-    """One entry of ``task_runs.history`` (entries are concatenated)."""
-    return f";{seq},{ts!r},{state},{'' if attempt is None else attempt}"
+_DOUBLE = struct.Struct("<d")
+
+
+def format_ts(ts: float) -> str:
+    """A timestamp as 16 hex digits (its IEEE double, little-endian): exact, and 6x faster
+    to write than ``repr``, which matters on the recorder's path."""
+    return _DOUBLE.pack(ts).hex()
+
+
+def format_transition(ts: float, state: str, attempt: int | None, seq: int | None = None) -> str:
+    """One entry of ``task_runs.history``: ``;TS,STATE,ATTEMPT[,SEQ]`` (entries are
+    concatenated; SEQ links the entry to its row in ``states``)."""
+    text = f";{format_ts(ts)},{state},{'' if attempt is None else attempt}"
+    return text if seq is None else f"{text},{seq}"
 
 
 def parse_history(history: str | None) -> list[Transition]:
     out = []
+    unpack = _DOUBLE.unpack
     for entry in (history or "").split(";")[1:]:
-        seq, ts, state, attempt = entry.split(",")
-        out.append(Transition(int(seq), float(ts), state, int(attempt) if attempt else None))
+        ts, state, attempt, *seq = entry.split(",")
+        out.append(
+            Transition(
+                unpack(bytes.fromhex(ts))[0],
+                state,
+                int(attempt) if attempt else None,
+                int(seq[0]) if seq else None,
+            )
+        )
     return out
 
 
@@ -594,9 +615,10 @@ class Store:
         return RunView.from_events(run_id, list(self.events(run_id)))
 
     def events(self, run_id: str) -> Iterator[RunEvent]:
-        """The run events of one run, rebuilt from its rows, in recording order."""
+        """The run events of one run, rebuilt from its rows, in recording order (except that
+        a task run's transitions follow its ``task_run`` event)."""
         c = self.conn
-        tagged: list[tuple[int, RunEvent]] = []
+        tagged: list[tuple[int, int, RunEvent]] = []
         row = c.execute(
             "SELECT seq, created, run_name, flow_name, parameters, task_runner, pid, extra"
             " FROM flow_runs WHERE id = ?",
@@ -612,7 +634,7 @@ class Store:
             pid=row[6],
             task_runner=row[5],
         )
-        tagged.append((row[0], RunEvent("flow_run", row[1], run_id, None, data)))
+        tagged.append((row[0], 0, RunEvent("flow_run", row[1], run_id, None, data)))
         details: dict[int, tuple[Any, ...]] = {}
         for seq, tid, ts, state, _attempt, message, error, tb, cached_from in c.execute(
             "SELECT seq, task_run_id, ts, state, attempt, message, error, traceback,"
@@ -627,7 +649,7 @@ class Store:
                 data["error"] = error
             if tb is not None:
                 data["traceback"] = tb
-            tagged.append((seq, RunEvent("flow_state", ts, run_id, None, data)))
+            tagged.append((seq, 0, RunEvent("flow_state", ts, run_id, None, data)))
         for seq, tid, created, name, key, upstream, edges, map_index, history in c.execute(
             "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history"
             " FROM task_runs WHERE flow_run_id = ?",
@@ -640,10 +662,12 @@ class Store:
                 "edge_names": json.loads(edges) if edges else {},
                 "map_index": map_index,
             }
-            tagged.append((seq, RunEvent("task_run", created, run_id, tid, data)))
-            for h in parse_history(history):
+            tagged.append((seq, 0, RunEvent("task_run", created, run_id, tid, data)))
+            # a task's transitions follow its creation, in their order; their exact
+            # interleaving with other tasks' events does not change the view
+            for i, h in enumerate(parse_history(history), 1):
                 data = {"state": h.state, "attempt": h.attempt}
-                extra = details.get(h.seq)
+                extra = details.get(h.seq) if h.seq is not None else None
                 if extra is not None:
                     message, error, tb, cached_from = extra
                     data["message"] = message or ""
@@ -653,16 +677,16 @@ class Store:
                         data["traceback"] = tb
                     if cached_from is not None:
                         data["cached_from"] = cached_from
-                tagged.append((h.seq, RunEvent("task_state", h.ts, run_id, tid, data)))
+                tagged.append((seq, i, RunEvent("task_state", h.ts, run_id, tid, data)))
         for seq, tid, ts, level, levelname, message, logger in c.execute(
             "SELECT seq, task_run_id, ts, level, levelname, message, logger FROM logs"
             " WHERE flow_run_id = ?",
             (run_id,),
         ):
             data = {"level": level, "levelname": levelname, "message": message, "logger": logger}
-            tagged.append((seq, RunEvent("log", ts, run_id, tid, data)))
-        tagged.sort(key=lambda p: p[0])
-        return (ev for _, ev in tagged)
+            tagged.append((seq, 0, RunEvent("log", ts, run_id, tid, data)))
+        tagged.sort(key=lambda p: (p[0], p[1]))
+        return (ev for _, _, ev in tagged)
 
     def messages(self, run_id: str) -> dict[str | None, list[tuple[float, str, str]]]:
         """State messages per task run id (``None``: the flow run): ``(ts, state, message)``."""

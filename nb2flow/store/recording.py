@@ -1,8 +1,8 @@
 """The recorder: subscribes to run events and writes them to the run store off the hot path.
 
 The subscriber is the ``append`` of a :class:`collections.deque` (a C call, no Python frame):
-that is all a task run pays. A background thread wakes every :data:`INTERVAL` seconds (or
-at once on :meth:`Recorder.flush`), drains the queue and writes the batch with
+that is all a task run pays. A background thread wakes every :data:`BUSY_INTERVAL` seconds while
+events come (:data:`IDLE_INTERVAL` when none came; at once on :meth:`Recorder.flush`), drains the queue and writes the batch with
 ``executemany`` in one ``BEGIN IMMEDIATE`` transaction.
 
 The runtime calls :func:`enable` on a flow run (cheap and idempotent: it returns the running
@@ -13,10 +13,10 @@ top-level flow run. The recorder also flushes at interpreter exit.
 from __future__ import annotations
 
 import atexit
-import itertools
 import json
 import os
 import sqlite3
+import struct
 import sys
 import threading
 import time
@@ -29,16 +29,30 @@ from nb2flow.runtime.events import RunEvent
 from nb2flow.runtime.states import FINAL_STATES, RUNNING
 from nb2flow.store import db
 
-#: seconds between two drains of the queue when nobody asks for a flush
-INTERVAL = 0.1
+#: seconds between two drains of the queue while events keep coming / when it was empty
+#: (flush() wakes the writer at once)
+BUSY_INTERVAL = 0.05
+IDLE_INTERVAL = 0.25
 #: most events written in one transaction (bounds how long the write lock is held)
 MAX_BATCH = 20_000
 #: seconds :func:`_flush_at_exit` waits for the last batch
 EXIT_TIMEOUT = 30.0
 
 # one counter per process: the order of a run's rows (all recorded by one process)
-_seq = itertools.count(1)
+_seq_next = 1
+_seq_lock = threading.Lock()
 
+
+def _reserve(n: int) -> int:
+    """Reserve ``n`` consecutive seq numbers; return the first."""
+    global _seq_next
+    with _seq_lock:
+        first = _seq_next
+        _seq_next += n
+    return first
+
+
+_DOUBLE = struct.Struct("<d")
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
 
 
@@ -56,6 +70,7 @@ class Recorder:
         #: the subscriber: appending to the queue is all the hot path does
         self.append = self._queue.append
         self._wake = threading.Event()
+        self._busy = True
         self._stop = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
@@ -68,6 +83,8 @@ class Recorder:
         self.error: BaseException | None = None
         self._warned = False
         self._dead = False
+        #: flow runs not to record (persist=False), until they end
+        self._skip: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,6 +94,12 @@ class Recorder:
             self._thread = threading.Thread(target=self._run, name="nb2flow-store", daemon=True)
             self._thread.start()
         return self
+
+    def kick(self) -> None:
+        """A flow run starts: drain often from now on, so that writing overlaps the run and
+        the flush() at its end finds little left to write."""
+        self._busy = True
+        self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until every event emitted so far is committed. False on timeout."""
@@ -118,28 +141,25 @@ class Recorder:
             self._fail(exc, fatal=True)
             return
         queue, wake = self._queue, self._wake
+        popleft = queue.popleft
+        interval = IDLE_INTERVAL
         while True:
-            wake.wait(INTERVAL)
+            wake.wait(interval)
             wake.clear()
+            # while events keep coming, drain often so that flush() finds little left to do
+            busy = self._busy or bool(queue)
+            self._busy = False
+            interval = BUSY_INTERVAL if busy else IDLE_INTERVAL
             while queue:
-                batch: list[RunEvent] = []
-                markers: list[threading.Event] = []
-                popleft = queue.popleft
-                try:
-                    while len(batch) < MAX_BATCH:
-                        item = popleft()
-                        if type(item) is RunEvent:
-                            batch.append(item)
-                        elif isinstance(item, threading.Event):
-                            markers.append(item)
-                            break  # the flusher is waiting: commit now
-                        # anything else was not an event: ignore it
-                except IndexError:
-                    pass
-                if batch:
-                    self._write(batch)
+                items = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
+                markers = [x for x in items if type(x) is not RunEvent]
+                if markers:  # flush() markers (anything else is not an event: ignored)
+                    items = [x for x in items if type(x) is RunEvent]
+                if items:
+                    self._write(items)
                 for m in markers:
-                    m.set()
+                    if isinstance(m, threading.Event):
+                        m.set()
             if self._stop:
                 break
         if self._conn is not None:
@@ -184,9 +204,15 @@ class Recorder:
         # task run id -> [flow run id, state, history parts, error, new row or None, seq]
         tasks: dict[str, list[Any]] = {}
         flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
-        seq = _seq
-        for kind, ts, fid, tid, d in batch:
-            n = next(seq)
+        skip = self._skip
+        pack = _DOUBLE.pack  # see db.format_ts
+        # seq numbers for this batch: reserve len(batch) of the process-wide counter
+        base = _reserve(len(batch))
+        for n, (kind, ts, fid, tid, d) in enumerate(batch, base):
+            if skip and fid in skip:  # a run of a @flow(persist=False) (or of its subflows)
+                if kind == "flow_state" and d.get("state") in FINAL_STATES:
+                    skip.discard(fid)
+                continue
             if kind == "task_state":
                 state = d.get("state")
                 attempt = d.get("attempt")
@@ -194,15 +220,18 @@ class Recorder:
                 if t is None:
                     t = tasks[tid] = [fid, state, "", None, None, n]
                 t[1] = state
-                t[2] += f";{n},{ts!r},{state},{'' if attempt is None else attempt}"
-                if len(d) > 2 or "attempt" not in d:  # maybe more than state and attempt
-                    message = d.get("message") or None
+                t[2] += f";{pack(ts).hex()},{state},{'' if attempt is None else attempt}"
+                message = d.get("message")
+                # details beyond state/attempt/an empty message (rare): keep them in `states`
+                if message or len(d) > 2 + (message is not None) or "attempt" not in d:
                     error, tb = d.get("error"), d.get("traceback")
                     cached_from = d.get("cached_from")
+                    message = message or None
                     if message or error is not None or tb is not None or cached_from is not None:
                         states.append(
                             (fid, n, tid, ts, state, attempt, message, error, tb, cached_from)
                         )
+                        t[2] += f",{n}"  # links the history entry to its details
                         if error is not None:
                             t[3] = error
             elif kind == "task_run":
@@ -211,8 +240,9 @@ class Recorder:
                 upstream = d.get("upstream")
                 edges = d.get("edge_names")
                 map_index = d.get("map_index")
-                if key == name and not upstream and not edges and map_index is None:
-                    row: tuple[Any, ...] = (fid, tid, n, name, ts)
+                key = None if key == name else key
+                if not upstream and not edges and map_index is None:
+                    row: tuple[Any, ...] = (fid, tid, n, name, ts, key)
                 else:
                     row = (
                         fid,
@@ -220,7 +250,7 @@ class Recorder:
                         n,
                         name,
                         ts,
-                        None if key == name else key,
+                        key,
                         _json(list(upstream)) if upstream else None,
                         _json(edges) if edges else None,
                         map_index,
@@ -260,6 +290,9 @@ class Recorder:
                 if tb is not None:
                     f[4] = tb
             elif kind == "flow_run":
+                if d.get("persist") is False or d.get("parent_flow_run_id") in skip:
+                    skip.add(fid)
+                    continue
                 extra = {k: v for k, v in d.items() if k not in _FLOW_RUN_KEYS}
                 flow_runs.append(
                     (
@@ -281,7 +314,7 @@ class Recorder:
         for tid, (fid, state, history, error, row, first) in tasks.items():
             if row is None:
                 updates.append((fid, tid, first, state, history, error))
-            elif len(row) == 5:
+            elif len(row) == 6:
                 short.append((*row, state, history, error))
             else:
                 full.append((*row, state, history, error))
@@ -300,8 +333,8 @@ _SQL = {
     "flow_runs": "INSERT OR REPLACE INTO flow_runs (id, seq, run_name, flow_name, created,"
     " parameters, task_runner, pid, host, proc_pid, proc_start, extra)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-    "short": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, state,"
-    " history, error) VALUES (?,?,?,?,?,?,?,?)",
+    "short": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, task_key,"
+    " state, history, error) VALUES (?,?,?,?,?,?,?,?,?)",
     "full": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, task_key,"
     " upstream, edge_names, map_index, state, history, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     # transitions of a task run whose row an earlier batch wrote (or that was never
@@ -343,6 +376,7 @@ def enable(path: str | os.PathLike[str] | None = None) -> Recorder:
     target = Path(path) if path is not None else db.default_path()
     rec = _recorder
     if rec is not None and rec.path == target and rec.pid == os.getpid():
+        rec.kick()
         return rec
     with _lock:
         rec = _recorder
