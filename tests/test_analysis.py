@@ -1,0 +1,239 @@
+"""Read/write sets per cell, task grouping, and the plan graph."""
+
+from __future__ import annotations
+
+import pytest
+from notebooks.nbbuild import code, md, write
+
+from nb2flow.analysis.names import analyse
+from nb2flow.analysis.plan import build_plan
+from nb2flow.errors import Nb2flowError
+
+# -- names -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source, reads, writes, mutated",
+    [
+        ("x = x + 1", ["x"], ["x"], []),
+        ("y = 1\nprint(y)", ["print"], ["y"], []),
+        ("df['a'] = 1", ["df"], ["df"], ["df"]),
+        ("obj.attr = v", ["v", "obj"], ["obj"], ["obj"]),
+        ("x += 1", ["x"], ["x"], []),
+        ("del d[k]", ["k", "d"], ["d"], ["d"]),
+        ("model.fit(X, y)", ["model", "X", "y"], ["model"], ["model"]),
+        ("lst.append(v)", ["lst", "v"], ["lst"], ["lst"]),
+        ("df.head()\np = model.predict(X)", ["df", "model", "X"], ["p"], []),
+        ("df.fillna(0, inplace=True)", ["df"], ["df"], ["df"]),
+        ("df['a'].fillna(0, inplace=True)", ["df"], ["df"], ["df"]),
+        # comprehension and lambda scopes keep their own names
+        ("r = [i * k for i in data if i]", ["data", "k"], ["r"], []),
+        ("f = lambda a: a + b", ["b"], ["f"], []),
+        ("s = {k: v for k, v in d.items()}", ["d"], ["s"], []),
+        # walrus in a comprehension binds in the cell
+        ("r = [w := i for i in data]", ["data"], ["w", "r"], []),
+        ("if (n := len(a)) > 1:\n    pass", ["len", "a"], ["n"], []),
+        # for / with targets, tuple unpacking
+        ("for i, (j, k) in pairs:\n    pass", ["pairs"], ["i", "j", "k"], []),
+        (
+            "with open(p) as fh, ctx() as (a, b):\n    pass",
+            ["open", "p", "ctx"],
+            ["fh", "a", "b"],
+            [],
+        ),
+        ("(a, b), *c = t", ["t"], ["a", "b", "c"], []),
+        # functions: free names are reads, params are not, global assignments are writes
+        (
+            "def f(a, b=dflt):\n    global G\n    G = a + c\n    return h(b)",
+            ["dflt", "c", "h"],
+            ["G", "f"],
+            [],
+        ),
+        (
+            "class A(Base):\n    x = y\n    def m(self):\n        return x + self.z",
+            ["Base", "y", "x"],
+            ["A"],
+            [],
+        ),
+        ("import numpy as np\nnp.random.seed(1)", [], ["np"], ["np"]),
+    ],
+)
+def test_read_write_sets(source, reads, writes, mutated):
+    names = analyse(source)
+    assert names.reads == reads
+    assert names.writes == writes
+    assert names.mutated == mutated
+
+
+def test_conditional_writes_do_not_hide_the_old_value():
+    both = analyse("if c:\n    a = 1\nelse:\n    a = 2\nprint(a)")
+    assert "a" not in both.reads and "a" in both.definite
+    one = analyse("if c:\n    a = 1\nprint(a)")
+    assert "a" in one.reads and "a" not in one.definite
+    loop = analyse("for i in xs:\n    total = 0\nprint(total)")
+    assert "total" in loop.reads
+
+
+def test_del_and_star_import():
+    names = analyse("del tmp\nfrom os.path import *")
+    assert names.reads == ["tmp"] and names.deleted == {"tmp"}
+    assert names.star_imports == ["os.path"]
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+
+def _plan(tmp_path, cells, **kw):
+    return build_plan(write(tmp_path / "nb.ipynb", cells), **kw)
+
+
+def test_tagged_grouping_inputs_outputs_and_edges(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("import math"),
+            code("n = 10\nname = 'x'", "parameters"),
+            md("## Load"),
+            code("data = list(range(n))", "task:load", "retries:2"),
+            code("extra = [1]"),  # joins load
+            code("total = sum(data) + sum(extra)", "task:total"),
+            code("root = math.sqrt(total)", "task:root"),
+            code("print(data)", "skip"),
+        ],
+    )
+    assert plan.graph["order"] == ["load", "total", "root"]
+    load = plan.nodes["load"]
+    assert load["cells"] == [4, 5]
+    assert load["inputs"] == ["n"] and load["sources"] == {"n": "param"}
+    assert load["outputs"] == ["data", "extra"]
+    assert load["options"] == {"retries": 2}
+    assert load["doc"] == "## Load"
+    assert plan.edges["load", "total"] == {"kind": "data", "vars": ["data", "extra"]}
+    assert plan.edges["total", "root"]["vars"] == ["total"]
+    assert not plan.has_edge("load", "root")
+    assert [p.name for p in plan.graph["parameters"]] == ["n", "name"]
+    assert plan.graph["skipped"] == [8]
+    assert list(plan.graph["outputs"]) == ["data", "extra", "total", "root"]
+    assert "import math" in plan.graph["imports"]
+
+
+def test_in_place_change_orders_readers_before_the_mutation(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("df = {'a': 1}", "task:make"),
+            code("n = len(df)", "task:count"),
+            code("df['b'] = 2", "task:mutate"),
+            code("m = len(df)", "task:recount"),
+        ],
+    )
+    assert plan.edges["make", "count"]["kind"] == "data"
+    assert plan.edges["count", "mutate"] == {"kind": "order", "vars": ["df"]}
+    assert plan.edges["make", "mutate"]["kind"] == "data"
+    assert plan.nodes["mutate"]["outputs"] == ["df"]
+    # the reader after the change reads the mutated version
+    assert plan.edges["mutate", "recount"]["vars"] == ["df"]
+    assert not plan.has_edge("make", "recount")
+
+
+def test_independent_tasks_have_no_edge(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [code("a = 1", "task:a"), code("b = 2", "task:b"), code("c = a + b", "task:c")],
+    )
+    assert not plan.has_edge("a", "b") and not plan.has_edge("b", "a")
+    assert set(plan.predecessors("c")) == {"a", "b"}
+
+
+def test_headings_split_and_unique_names(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            md("# Prep"),
+            code("a = 1"),
+            code("b = a + 1"),
+            md("# Prep"),
+            code("c = b * 2"),
+            md("## Plot it!"),
+            code("def helper():\n    return 3"),  # module level: heading carries over
+            code("d = helper() + c"),
+        ],
+    )
+    assert plan.graph["split"] == "headings"
+    assert plan.graph["order"] == ["prep", "prep_2", "plot_it"]
+    assert plan.nodes["prep"]["cells"] == [2, 3]
+    assert [b["cell"] for b in plan.graph["module"]] == [7]
+
+
+def test_cells_split_without_headings(tmp_path):
+    plan = _plan(tmp_path, [code("a = 1"), code("b = a"), code("c = b")])
+    assert plan.graph["split"] == "cells"
+    assert plan.graph["order"] == ["cell_1", "cell_2", "cell_3"]
+
+
+def test_derived_names_never_take_an_explicit_task_name(tmp_path):
+    plan = _plan(tmp_path, [md("# Load"), code("a = 1"), code("b = a", "task:load")])
+    assert plan.graph["order"] == ["load_2", "load"]
+
+
+def test_duplicate_task_names_are_an_error(tmp_path):
+    with pytest.raises(Nb2flowError, match=r"cell 2: task name 'a' is already used by cell 1"):
+        _plan(tmp_path, [code("x = 1", "task:a"), code("y = 2", "task:a")])
+
+
+def test_after_cycle_is_an_error_naming_the_cycle(tmp_path):
+    with pytest.raises(Nb2flowError, match=r"cycle: (a -> b -> a|b -> a -> b)"):
+        _plan(tmp_path, [code("x = 1", "task:a", "after:b"), code("y = x", "task:b")])
+
+
+def test_after_unknown_task(tmp_path):
+    with pytest.raises(Nb2flowError, match=r"cell 1: tag after:nope names no task"):
+        _plan(tmp_path, [code("x = 1", "task:a", "after:nope")])
+
+
+def test_after_adds_an_ordering_edge(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("open('f', 'w').write('1')", "task:w"),
+            code("r = open('f').read()", "task:r", "after:w"),
+        ],
+    )
+    assert plan.edges["w", "r"] == {"kind": "after", "vars": []}
+
+
+def test_syntax_error_names_cell_and_line(tmp_path):
+    with pytest.raises(Nb2flowError, match=r"nb\.ipynb, cell 2, line 2: syntax error"):
+        _plan(tmp_path, [code("a = 1"), code("b = 2\nc = (")])
+
+
+def test_unknown_names_and_star_imports_warn(tmp_path):
+    plan = _plan(
+        tmp_path, [code("a = foo + 1", "task:a"), code("b = later", "task:b"), code("later = 1")]
+    )
+    warnings = plan.graph["warnings"]
+    assert any("cell 1: reads `foo`, which no cell defines" in w for w in warnings)
+    assert any("cell 2: reads `later`, which no earlier cell defines" in w for w in warnings)
+    star = _plan(tmp_path, [code("from math import *"), code("a = sqrt(2)")])
+    assert any("import *" in w for w in star.graph["warnings"])
+    assert not any("sqrt" in w for w in star.graph["warnings"])
+
+
+def test_module_level_names_rebound_by_a_task_are_passed_in(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("LIMIT = 3", "setup"),
+            code("LIMIT = LIMIT + 1", "task:bump"),
+            code("x = LIMIT", "task:use"),
+        ],
+    )
+    assert plan.nodes["bump"]["sources"] == {"LIMIT": "module"}
+    assert plan.nodes["use"]["sources"] == {"LIMIT": "bump"}
+
+
+def test_parameters_cell_with_code_keeps_the_code_as_a_task(tmp_path):
+    plan = _plan(tmp_path, [code("a = 1\nb = a * 2", "parameters"), code("c = b", "task:c")])
+    assert [p.name for p in plan.graph["parameters"]] == ["a"]
+    assert plan.graph["order"] == ["derived_parameters", "c"]
+    assert plan.nodes["derived_parameters"]["inputs"] == ["a"]
