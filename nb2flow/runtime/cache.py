@@ -23,7 +23,9 @@ directory per key (``results/ab/ab12.../``), holding the value files (see
 which is the index ``nb2flow cache ls`` reads. Directories are 0700 and files 0600. An entry
 is written into a private temporary directory and renamed into place, so readers see a
 whole entry or none, and of two processes filling the same key at once, both succeed and
-one entry remains. A corrupt or unreadable entry is a miss with a :class:`CacheWarning`.
+one entry remains. A corrupt or unreadable entry is a miss with a warning: a WARNING log
+event of the task run (logger ``nb2flow.cache``) inside a run, a :class:`CacheWarning`
+outside one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +49,8 @@ from nb2flow.runtime import hashing
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 DIR_MODE = 0o700
+#: the ``logger`` of the run log events cache warnings become inside a run
+LOGGER = "nb2flow.cache"
 _TMP = ".tmp"
 _TRASH = ".trash"
 #: temporary directories older than this belong to a writer that died
@@ -166,6 +171,16 @@ _warned: set[tuple[str, str]] = set()
 
 
 def _warn(message: str, once_for: tuple[str, str] | None = None) -> None:
+    """Inside a flow or task run: a WARNING log event of that run (terminal, store, panel
+    show it). Elsewhere: a :class:`CacheWarning` (``once_for`` shows it once per process)."""
+    engine = sys.modules.get("nb2flow.runtime.engine")
+    ctx = engine.current() if engine is not None else None
+    if ctx is not None:
+        from nb2flow.runtime.events import RunEvent
+
+        data = {"level": 30, "levelname": "WARNING", "message": message, "logger": LOGGER}
+        ctx.sink(RunEvent("log", time.time(), ctx.flow_run_id, ctx.task_run_id, data))
+        return
     if once_for is not None:
         with _warned_lock:
             if once_for in _warned:
@@ -322,8 +337,6 @@ def lookup(key: str, task: Any = None) -> Hit | None:
 
 def _current_flow_name() -> str | None:
     """The flow being run in this thread, asked of the runtime when it can tell."""
-    import sys
-
     api = sys.modules.get("nb2flow.runtime.api")
     for attr in ("current_flow_name", "_current_flow_name"):
         fn = getattr(api, attr, None)
