@@ -455,3 +455,19 @@ def test_runs_of_flows_with_persist_false_are_not_recorded(recorder):
         assert [r.id for r in store.list_runs()] == [kept]
         assert store.conn.execute("SELECT count(*) FROM task_runs").fetchone()[0] == 5
     assert recorder._skip == set()  # forgotten once they ended
+
+
+def test_a_forked_child_does_not_write_through_the_parents_recorder(recorder):
+    parent = emit_run()
+    pid = os.fork()
+    if pid == 0:  # the child: its inherited recorder is dropped, its events go nowhere
+        try:
+            events.emit("flow_run", "from-child", data={"flow_name": "child"})
+            ok = recording.current() is None and recorder.append not in events.subscribers()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert recorder.flush(10)
+    with Store() as store:
+        assert [r.id for r in store.list_runs()] == [parent]

@@ -247,3 +247,21 @@ def test_eight_processes_run_flows_against_one_store():
         1 for a in spans for b in spans if a[0] < b[0] and a[1] < b[2] and b[1] < a[2]
     )
     assert overlapping > 0  # the processes really wrote at the same time
+
+
+@task
+def _square(x: int) -> int:
+    return x * x
+
+
+@flow(task_runner="processes")
+def _in_processes(n: int = 3) -> int:
+    return sum(f.result() for f in _square.map(range(n)))
+
+
+def test_task_runs_in_worker_processes_are_recorded_by_the_flow_process():
+    fr = _in_processes(return_state=True)
+    assert fr.state == "Completed"
+    with Store() as store:
+        assert store.load_run(fr.id) == fr.view
+        assert store.summary(fr.id).counts == {"Completed": 3}
