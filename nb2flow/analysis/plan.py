@@ -567,7 +567,10 @@ def build_plan(
 
     _name_functions(tasks, module_names, params)
     order = list(nx.lexicographical_topological_sort(graph, key=lambda t: graph.nodes[t]["index"]))
-    final_order = [w for t in tasks for w in t.outputs if finals.get(w) == t.name]
+    first_written: dict[str, None] = {}  # final values in the order the notebook first sets them
+    for task in tasks:
+        first_written.update(dict.fromkeys(w for w in task.names.writes if w in finals))
+    final_order = list(first_written)
     for task in tasks:
         graph.nodes[task.name].update(
             name=task.name,
