@@ -111,3 +111,28 @@ def test_show_limits_long_runs(monkeypatch, capsys):
     assert main(["show", "big-run", "--all"]) == 0
     out = capsys.readouterr().out
     assert "more task runs" not in out and "t249" in out
+
+
+def test_a_file_that_is_not_a_store_is_a_clear_error(capsys):
+    from nb2flow.store import db
+
+    path = db.default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("this is not sqlite " * 100)
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: cannot read the run store") and "Traceback" not in err
+
+
+def test_odd_state_names_do_not_break_the_history():
+    from nb2flow.runtime import events
+    from nb2flow.store.db import Store
+
+    rec = recording.enable()
+    events.emit("flow_run", "odd", data={"flow_name": "f", "run_name": "odd-run"})
+    events.emit("task_run", "odd", "t", {"task_name": "t"})
+    events.emit("task_state", "odd", "t", {"state": "Weird;state,1", "attempt": 1})
+    assert rec.flush(10)
+    recording.disable()
+    with Store() as store:
+        assert store.load_run("odd").tasks["t"].state == "Weird state 1"

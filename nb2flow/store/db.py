@@ -497,9 +497,15 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, sweep: bool = True):
         self.path = Path(path) if path is not None else default_path()
-        self.conn = connect(self.path)
-        #: ids of the runs this open marked Crashed
-        self.crashed: list[str] = sweep_crashed(self.conn) if sweep else []
+        try:
+            self.conn = connect(self.path)
+            #: ids of the runs this open marked Crashed
+            self.crashed: list[str] = sweep_crashed(self.conn) if sweep else []
+        except sqlite3.DatabaseError as exc:
+            raise Nb2flowError(
+                f"{self.path}: cannot read the run store ({exc}); move the file away or set "
+                "NB2FLOW_HOME to another directory"
+            ) from exc
 
     def close(self) -> None:
         self.conn.close()

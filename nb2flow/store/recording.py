@@ -26,7 +26,7 @@ from typing import Any
 
 from nb2flow.runtime import events
 from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.states import FINAL_STATES, RUNNING
+from nb2flow.runtime.states import ALL_STATES, FINAL_STATES, RUNNING
 from nb2flow.store import db
 
 #: seconds between two drains of the queue while events keep coming / when it was empty
@@ -53,6 +53,7 @@ def _reserve(n: int) -> int:
 
 
 _DOUBLE = struct.Struct("<d")
+_STATES = frozenset(ALL_STATES)
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
 
 
@@ -215,6 +216,8 @@ class Recorder:
                 continue
             if kind == "task_state":
                 state = d.get("state")
+                if state not in _STATES:  # keep the history parseable whatever comes
+                    state = str(state).replace(";", " ").replace(",", " ")
                 attempt = d.get("attempt")
                 t = tasks.get(tid)
                 if t is None:
