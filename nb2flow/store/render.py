@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nb2flow.jupyter import render as R  # the one place durations and labels are formatted
+from nb2flow.jupyter.render import task_label
 from nb2flow.runtime.model import RunView, TaskRunView
 from nb2flow.store.db import RunSummary
 
@@ -35,21 +37,7 @@ def fmt_time(ts: float | None, seconds: bool = True) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 60:
-        return f"{seconds:.2f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def task_label(t: TaskRunView) -> str:
-    return t.name if t.map_index is None else f"{t.name}[{t.map_index}]"
+    return R.fmt_duration(seconds) or "-"
 
 
 def _state(state: str) -> Any:
