@@ -136,3 +136,15 @@ def test_odd_state_names_do_not_break_the_history():
     recording.disable()
     with Store() as store:
         assert store.load_run("odd").tasks["t"].state == "Weird state 1"
+
+
+def test_show_a_run_still_running(capsys):
+    rec = recording.enable()
+    emit_run("alpha", "busy-bee", finish=False)
+    assert rec.flush(10)
+    recording.disable()
+    assert main(["show", "busy-bee"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("state Running") and "running for" in lines[1]
+    train = next(ln.split() for ln in lines if ln.split()[:1] == ["train"])
+    assert train[1] == "Running" and train[3].endswith("...")

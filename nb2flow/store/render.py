@@ -40,6 +40,12 @@ def fmt_duration(seconds: float | None) -> str:
     return R.fmt_duration(seconds) or "-"
 
 
+def _task_duration(t: TaskRunView) -> str:
+    if t.start is not None and not t.final:  # still running: how long so far
+        return f"{fmt_duration(time.time() - t.start)}..."
+    return fmt_duration(t.duration)
+
+
 def _state(state: str) -> Any:
     from rich.text import Text
 
@@ -143,7 +149,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
     line.append_text(_state(view.state))
     line.append(
         f"  start {fmt_time(view.start if view.start is not None else view.created)}"
-        f"  duration {fmt_duration(view.duration)}"
+        f"  {'duration' if view.final else 'running for'} {fmt_duration(R.elapsed(view))}"
     )
     if view.task_runner:
         line.append(f"  runner {view.task_runner}")
@@ -177,7 +183,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
                 Text(task_label(t)),
                 _state(t.state),
                 offset,
-                fmt_duration(t.duration),
+                _task_duration(t),
                 str(t.attempts),
                 Text(note.splitlines()[0] if note else ""),
             )
