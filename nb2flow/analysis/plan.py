@@ -581,6 +581,9 @@ def build_plan(
             inputs=list(task.inputs),
             sources=dict(task.sources),
             outputs=list(task.outputs),
+            maybe_unbound=[
+                o for o in task.outputs if o not in task.names.definite and o not in task.sources
+            ],
             options=dict(task.options),
             after=[name for name, _ in task.after],
         )

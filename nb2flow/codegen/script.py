@@ -122,7 +122,11 @@ def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
     if body.strip():
         lines.append(_indent(body))
     if t["outputs"]:
-        lines.append(f"    return {', '.join(t['outputs'])}")
+        # A name the task binds on some paths only (and had no value before) is returned as
+        # None when unbound, where the notebook would leave it undefined.
+        maybe = set(t["maybe_unbound"])
+        values = [f"locals().get({o!r})" if o in maybe else o for o in t["outputs"]]
+        lines.append(f"    return {', '.join(values)}")
     elif not body.strip() or not ast.parse(body).body:
         if not doc:
             lines.append("    pass")

@@ -27,3 +27,33 @@ def write(path: Path, cells: list[Any], **metadata: Any) -> Path:
         cell["id"] = f"cell-{i}"
     nbformat.write(nb, str(path))
     return Path(path)
+
+
+def run_cells(path: Path, **overrides: Any) -> dict[str, Any]:
+    """Run a notebook's code cells in order in one namespace, as Jupyter would (cells tagged
+    ``skip`` included; ``overrides`` replace the parameters cell's values, as papermill does).
+    Returns the namespace."""
+    from nb2flow.notebook.magics import to_python
+
+    nb = nbformat.read(str(path), as_version=4)
+    namespace: dict[str, Any] = {"__name__": "__notebook__"}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        translation = to_python(cell.source, "cell")
+        for module in translation.imports:
+            namespace[module] = __import__(module)
+        exec(compile(translation.code, "cell", "exec"), namespace)
+        if "parameters" in cell.metadata.get("tags", []):
+            namespace.update(overrides)
+    return namespace
+
+
+def run_script_flow(script: str, directory: Path, **params: Any) -> Any:
+    """Import a generated script (not as __main__) from ``directory`` and call its flow."""
+    import runpy
+
+    path = Path(directory) / "generated_flow.py"
+    path.write_text(script, encoding="utf-8")
+    module = runpy.run_path(str(path), run_name="generated_flow")
+    return module["main"](**params)
