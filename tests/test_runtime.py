@@ -93,7 +93,7 @@ def test_direct_call_returns_value_and_emits_lifecycle(recorded):
     assert "-" in run_ev.data["run_name"] and len(run_ev.flow_run_id) == 32
     # the second call got the first one's value, not a future: no edge
     second = [e for e in recorded if e.kind == "task_run"][1]
-    assert second.data["upstream"] == [] and second.data["task_key"] == "inc-2"
+    assert list(second.data["upstream"]) == [] and second.data["task_key"] == "inc-2"
 
 
 def test_futures_as_arguments_become_edges_with_names(recorded):

@@ -22,6 +22,7 @@ contextvar set/reset. No thread is created per task, nothing is deep-copied.
 from __future__ import annotations
 
 import contextvars
+import gc
 import os
 import sys
 import threading
@@ -48,6 +49,15 @@ from nb2flow.runtime.states import (
 )
 
 _now = time.time
+
+# Event data is read-only for subscribers: the common payloads are shared, which saves
+# allocations (and garbage-collector work) on the hot path.
+_RUNNING_1: dict[str, Any] = {"state": RUNNING, "attempt": 1, "message": ""}
+_COMPLETED_1: dict[str, Any] = {"state": COMPLETED, "attempt": 1, "message": ""}
+_NO_EDGES: dict[str, list[str]] = {}
+
+#: Freeze the objects that exist when a top-level flow run starts (see run_flow).
+FREEZE_GC = True
 
 #: Echo log events to stderr while a top-level flow runs (run_cli's reporter turns it off,
 #: as it shows the logs itself).
@@ -285,7 +295,9 @@ def execute(
                     _now(),
                     frid,
                     trid,
-                    {"state": RUNNING, "attempt": attempt, "message": ""},
+                    _RUNNING_1
+                    if attempt == 1
+                    else {"state": RUNNING, "attempt": attempt, "message": ""},
                 )
             )
             try:
@@ -535,8 +547,10 @@ class TaskCall:
     def task(self) -> Any:
         return self.payload.task
 
-    def upstream_outcomes(self) -> list[Outcome]:
+    def upstream_outcomes(self) -> Sequence[Outcome]:
         """The upstream outcomes, in slot order (all upstream futures must be done)."""
+        if not self.upstream:
+            return ()
         return [u._outcome for u in self.upstream]  # type: ignore[misc]
 
     def run(self) -> None:
@@ -568,11 +582,15 @@ class TaskCall:
             for ev in outcome.events:
                 publish(ev)
             outcome.events = None
-        data: dict[str, Any] = {
-            "state": outcome.state,
-            "attempt": outcome.attempt,
-            "message": outcome.message,
-        }
+        if (
+            outcome.attempt == 1
+            and outcome.state == COMPLETED
+            and not outcome.message
+            and outcome.error is None
+        ):
+            data = _COMPLETED_1  # the common case shares one read-only dict
+        else:
+            data = {"state": outcome.state, "attempt": outcome.attempt, "message": outcome.message}
         if outcome.error is not None:
             data["error"] = outcome.error
             data["traceback"] = outcome.traceback or ""
@@ -782,7 +800,13 @@ class FlowRun:
         payload = TaskPayload(
             task, self.id, trid, self.flow_name, args, kwargs, has_refs, bool(log_prints)
         )
-        ups = scan.ups if scan is not None else []
+        if scan is not None and scan.ups:
+            ups: Any = scan.ups
+            upstream_ids: Any = [u.task_run_id for u in ups]
+            edges = scan.edges
+        else:
+            ups = upstream_ids = ()
+            edges = _NO_EDGES
         call = TaskCall(self, payload, ups)
         self.calls.append(call)
         self.publish(
@@ -794,8 +818,8 @@ class FlowRun:
                 {
                     "task_name": name,
                     "task_key": task_key,
-                    "upstream": [u.task_run_id for u in ups],
-                    "edge_names": scan.edges if scan is not None else {},
+                    "upstream": upstream_ids,
+                    "edge_names": edges,
                     "map_index": map_index,
                 },
             )
@@ -1124,9 +1148,17 @@ def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_st
     if not flow.persist:
         data["persist"] = False
     fr.emit("flow_run", None, data)
+    # The objects alive before the run (modules, the user's data) need no garbage-collector
+    # passes while it runs: freezing them makes each collection scan only the run's own
+    # objects. Skipped when the program froze objects itself (we would unfreeze them).
+    frozen = top and FREEZE_GC and gc.get_freeze_count() == 0
+    if frozen:
+        gc.freeze()
     try:
         fr.run(args, kwargs)
     finally:
+        if frozen:
+            gc.unfreeze()
         try:
             if fr._runner_started:
                 runner.shutdown(cancel=fr.cancelled or fr.state == TIMED_OUT)

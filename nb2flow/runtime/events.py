@@ -3,7 +3,8 @@ the Jupyter panel learn what a run does.
 
 The runtime calls :func:`emit` for every flow/task state change and every log record.
 Subscribers are plain callables taking one :class:`RunEvent`; they must be fast (append
-to a queue, update a counter) because they run on the hot path of every task.
+to a queue, update a counter) because they run on the hot path of every task. Event data
+is read-only: the runtime shares the common payloads between events.
 
 Event kinds and their ``data`` keys:
 
@@ -13,7 +14,7 @@ Event kinds and their ``data`` keys:
 ``flow_state`` ``state`` (a name from :mod:`nb2flow.runtime.states`), ``message``,
                and for failures ``error`` (one line) and ``traceback``.
 ``task_run``   a task run was created: ``task_name``, ``task_key`` (stable name in the
-               flow), ``upstream`` (list of task run ids it waits for), ``edge_names``
+               flow), ``upstream`` (sequence of task run ids it waits for), ``edge_names``
                (dict upstream task run id -> list of variable names, may be empty),
                ``map_index`` (int or None).
 ``task_state`` ``state``, ``attempt`` (1-based), ``message``; failures add ``error``
