@@ -66,7 +66,9 @@ def diamond() -> Builder:
     b.run_ok("a")
     b.run_ok("b")
     b.state("c", S.RUNNING)
-    b.state("c", S.RETRYING, error="IOError: flaky disk")
+    b.state(
+        "c", S.RETRYING, error="IOError: flaky disk", traceback="Traceback-c\nIOError: flaky disk"
+    )
     b.state("c", S.RUNNING, attempt=2, dt=0.3)
     b.state("c", S.COMPLETED, attempt=2)
     b.state("d", S.RUNNING)
@@ -77,7 +79,13 @@ def diamond() -> Builder:
         traceback="Traceback...\nValueError: bad <input>",
     )
     b.state("e", S.NOT_RUN)
-    b.ev("flow_state", None, state=S.FAILED, error="train failed")
+    b.ev(
+        "flow_state",
+        None,
+        state=S.FAILED,
+        error="ValueError: bad <input>",
+        traceback="Traceback-flow\nValueError: bad <input>",
+    )
     return b
 
 
@@ -281,6 +289,12 @@ def test_logs_levels_filter_and_traceback():
     warn = R.logs_html(run, min_level=30)
     assert "flow debug" not in warn and "loaded 10 rows" not in warn and "few rows" in warn
     assert "older records not shown" in R.logs_html(run, limit=1)
+    # the retried attempt's traceback, as a warning when it was retried
+    retry = [ln for ln in out.split("</div>") if "Traceback-c" in ln]
+    assert len(retry) == 1 and 'data-level="WARNING"' in retry[0]
+    assert "attempt 1 failed, retried:" in retry[0]
+    # the flow failed because of train: its traceback is not repeated
+    assert "Traceback-flow" not in out
     # a traceback the runtime already logged is not repeated
     b.ev(
         "log",
@@ -290,6 +304,38 @@ def test_logs_levels_filter_and_traceback():
         message="task failed\nTraceback...\nValueError: bad <input>",
     )
     assert R.logs_html(b.view).count("Traceback...") == 1
+
+
+def test_flow_traceback_shows_when_no_task_explains_it():
+    b = Builder()
+    b.task("a", "a")
+    b.run_ok("a")
+    b.ev(
+        "flow_state",
+        None,
+        state=S.FAILED,
+        error="KeyError: 'x'",
+        traceback="Tb-flow\nKeyError: 'x'",
+    )
+    out = R.logs_html(b.view)
+    assert "Tb-flow" in out and 'data-task=""' in out
+
+
+def test_long_chains_are_laid_out_top_to_bottom():
+    b = Builder()
+    prev = None
+    for i in range(9):
+        b.task(f"t{i}", f"step_{i}", {prev: ["v"]} if prev else {})
+        prev = f"t{i}"
+    lay = R.layout(b.view)
+    assert lay.direction == "TB" and lay.width < 400
+    ys = [lay.nodes[f"t{i}"].y for i in range(9)]
+    assert ys == sorted(ys) and len(set(ys)) == 9
+    svg = R.graph_svg(b.view)
+    assert parse(svg).get("data-direction") == "TB"
+    assert len(edges(svg)) == 8
+    assert R.layout(b.view, direction="LR").width > 1040
+    assert R.layout(diamond().view).direction == "LR"  # short graphs read left to right
 
 
 def test_header_progress_and_elapsed():

@@ -38,6 +38,8 @@ DONE_STATES = S.FINAL_STATES
 
 NODE_W, NODE_H = 160, 46
 GAP_X, GAP_Y, PAD = 76, 18, 12
+#: gaps of the top-to-bottom layout (between nodes of a layer, between layers)
+TB_GAP_X, TB_GAP_Y = 22, 46
 
 
 def esc(value: Any) -> str:
@@ -52,6 +54,8 @@ def style_of(state: str) -> tuple[str, str, str]:
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}\u00b5s"
     if seconds < 0.01:
         return f"{seconds * 1000:.1f}ms"
     if seconds < 1:
@@ -180,11 +184,17 @@ class Layout:
     width: float
     height: float
     collapsed: bool
+    direction: str = "LR"
 
 
-def layout(run: RunView, max_nodes: int = 60) -> Layout:
-    """Layered left-to-right layout of the task graph (networkx topological generations on
-    the graph of nodes, then two barycentre sweeps to untangle each layer)."""
+def layout(
+    run: RunView, max_nodes: int = 60, direction: str = "auto", max_width: float = 1040
+) -> Layout:
+    """Layered layout of the task graph: networkx topological generations on the graph of
+    nodes, then two barycentre sweeps to untangle each layer. ``direction`` is ``LR`` (layers
+    left to right, as Prefect draws runs), ``TB`` (top to bottom) or ``auto``: LR while it
+    fits in ``max_width`` pixels, TB for longer chains (notebooks tend to be long chains, and
+    a notebook output scrolls down better than sideways)."""
     import networkx as nx
 
     assign = group_tasks(run, max_nodes)
@@ -252,20 +262,53 @@ def layout(run: RunView, max_nodes: int = 60) -> Layout:
     sweep(list(reversed(keys))[1:], succs)
 
     tallest = max((len(v) for v in layers.values()), default=0)
-    height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
-    for k, layer in layers.items():
-        span = len(layer) * NODE_H + (len(layer) - 1) * GAP_Y
-        top = (height - span) / 2
-        for j, node in enumerate(layer):
-            node.x = PAD + k * (NODE_W + GAP_X)
-            node.y = top + j * (NODE_H + GAP_Y)
-    width = PAD * 2 + len(layers) * NODE_W + max(len(layers) - 1, 0) * GAP_X
+    n_layers = len(layers)
+    lr_width = PAD * 2 + n_layers * NODE_W + max(n_layers - 1, 0) * GAP_X
+    if direction == "auto":
+        direction = "LR" if lr_width <= max_width or n_layers <= 2 else "TB"
+    if direction == "LR":
+        width = lr_width
+        height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
+        for k, layer in layers.items():
+            top = (height - (len(layer) * NODE_H + (len(layer) - 1) * GAP_Y)) / 2
+            for j, node in enumerate(layer):
+                node.x = PAD + k * (NODE_W + GAP_X)
+                node.y = top + j * (NODE_H + GAP_Y)
+    else:
+        width = PAD * 2 + tallest * NODE_W + max(tallest - 1, 0) * TB_GAP_X
+        height = PAD * 2 + n_layers * NODE_H + max(n_layers - 1, 0) * TB_GAP_Y
+        for k, layer in layers.items():
+            left = (width - (len(layer) * NODE_W + (len(layer) - 1) * TB_GAP_X)) / 2
+            for j, node in enumerate(layer):
+                node.x = left + j * (NODE_W + TB_GAP_X)
+                node.y = PAD + k * (NODE_H + TB_GAP_Y)
     edges = [Edge(s, d, names) for (s, d), names in edge_names.items()]
     collapsed = any(n.grouped for n in nodes.values())
-    return Layout(nodes, edges, max(width, 2 * PAD), max(height, 2 * PAD), collapsed)
+    return Layout(nodes, edges, max(width, 2 * PAD), max(height, 2 * PAD), collapsed, direction)
 
 
 # --------------------------------------------------------------------------- graph SVG
+
+
+def _edge_path(a: Node, b: Node, direction: str) -> tuple[str, tuple[float, float]]:
+    """An SVG path from node ``a`` to node ``b`` and where its label goes."""
+    if direction == "LR":
+        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
+        if x2 > x1:
+            cx = (x1 + x2) / 2
+            c = f"C{cx:.1f},{y1:.1f} {cx:.1f},{y2:.1f}"
+        else:  # same or earlier layer (only after condensing a loop): arc above
+            c = f"C{x1 + 40:.1f},{y1 - 60:.1f} {x2 - 40:.1f},{y2 - 60:.1f}"
+        label = ((x1 + x2) / 2, (y1 + y2) / 2 - 3)
+    else:
+        x1, y1, x2, y2 = a.x + NODE_W / 2, a.y + NODE_H, b.x + NODE_W / 2, b.y
+        if y2 > y1:
+            cy = (y1 + y2) / 2
+            c = f"C{x1:.1f},{cy:.1f} {x2:.1f},{cy:.1f}"
+        else:  # arc to the left
+            c = f"C{x1 - 60:.1f},{y1 + 40:.1f} {x2 - 60:.1f},{y2 - 40:.1f}"
+        label = ((x1 + x2) / 2 + 4, (y1 + y2) / 2 + 3)
+    return f"M{x1:.1f},{y1:.1f} {c} {x2:.1f},{y2:.1f}", label
 
 
 def _node_title(node: Node) -> str:
@@ -316,21 +359,17 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
         f'<svg class="nb2f-graph" xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" '
         f'height="{lay.height:.0f}" viewBox="0 0 {lay.width:.0f} {lay.height:.0f}" '
         f'font-family="system-ui, sans-serif" data-nodes="{len(lay.nodes)}" '
-        f'data-edges="{len(lay.edges)}" data-collapsed="{str(lay.collapsed).lower()}">',
+        f'data-edges="{len(lay.edges)}" data-collapsed="{str(lay.collapsed).lower()}" '
+        f'data-direction="{lay.direction}">',
         f'<defs><marker id="{mid}" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" '
         'markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#6b7280"/></marker>'
         "</defs>",
     ]
     show_labels = len(lay.edges) <= edge_labels
+    anchor = "middle" if lay.direction == "LR" else "start"
     for e in lay.edges:
         a, b = lay.nodes[e.src], lay.nodes[e.dst]
-        x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
-        x2, y2 = b.x, b.y + NODE_H / 2
-        if x2 <= x1:  # same or earlier layer (only after condensing a loop): arc around
-            d = f"M{x1:.1f},{y1:.1f} C{x1 + 40:.1f},{y1 - 60:.1f} {x2 - 40:.1f},{y2 - 60:.1f} {x2:.1f},{y2:.1f}"
-        else:
-            cx = (x1 + x2) / 2
-            d = f"M{x1:.1f},{y1:.1f} C{cx:.1f},{y1:.1f} {cx:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+        d, (lx, ly) = _edge_path(a, b, lay.direction)
         names = ", ".join(e.names)
         title = f"{a.label} \u2192 {b.label}" + (f": {names}" if names else "")
         out.append(
@@ -340,9 +379,8 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
             f'marker-end="url(#{mid})"/>'
         )
         if names and show_labels:
-            lx, ly = (x1 + x2) / 2, (y1 + y2) / 2 - 3
             out.append(
-                f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" text-anchor="middle" '
+                f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" text-anchor="{anchor}" '
                 f'fill="#374151" stroke="#ffffff" stroke-width="3" paint-order="stroke">'
                 f"{esc(_short(names, 26))}</text>"
             )
@@ -614,19 +652,42 @@ def tasks_table_html(run: RunView, limit: int | None = None) -> str:
     )
 
 
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def log_entries(run: RunView) -> list[LogView]:
-    """The run's log records, newest last, with the traceback of every failed task run (and
-    of the flow) added as an ERROR record at its end time unless a record already holds it."""
+    """The run's log records, newest last, with tracebacks added where no record holds them:
+    each failed task run's (ERROR, at its end), a retried task's earlier failure (WARNING, when
+    it was retried) and the flow's own when no failed task explains it."""
     logs = list(run.logs)
     extra: list[LogView] = []
+
+    def logged(tid: str | None, tb: str) -> bool:
+        tb = tb.strip()
+        return any(lg.task_run_id == tid and tb in lg.message for lg in logs)
+
+    failed_lines = set()
     for t in run.tasks.values():
-        if t.traceback and not any(
-            lg.task_run_id == t.id and t.traceback.strip() in lg.message for lg in logs
-        ):
+        if not t.traceback or logged(t.id, t.traceback):
+            continue
+        if t.state in FAILED_STATES:
+            failed_lines.add(_last_line(t.traceback))
             extra.append(
                 LogView(t.end or t.start or 0.0, t.id, 40, "ERROR", t.traceback.rstrip(), "")
             )
-    if run.traceback and not any(run.traceback.strip() in lg.message for lg in logs):
+        else:
+            retries = [(ts, a) for state, ts, a in t.history if state == S.RETRYING]
+            if retries:
+                ts, attempt = retries[-1]
+                text = f"attempt {attempt} failed, retried:\n{t.traceback.rstrip()}"
+                extra.append(LogView(ts, t.id, 30, "WARNING", text, ""))
+    if (
+        run.traceback
+        and _last_line(run.traceback) not in failed_lines
+        and not logged(None, run.traceback)
+    ):
         extra.append(LogView(run.end or 0.0, None, 40, "ERROR", run.traceback.rstrip(), ""))
     if extra:
         logs = sorted(logs + extra, key=lambda lg: lg.ts)
@@ -678,6 +739,7 @@ def _level_class(level: int) -> str:
 CSS = """
 .nb2f{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;font-size:13px;color:#111827;
  background:#ffffff;}
+.nb2f .widget-html-content{line-height:1.45}
 .nb2f-head{font-size:15px;margin:2px 0 4px 0}
 .nb2f-flow{font-weight:700}
 .nb2f-run{color:#4b5563;margin-left:4px}
@@ -689,7 +751,7 @@ CSS = """
 .nb2f-params,.nb2f-counts{margin:3px 0}
 .nb2f-error{margin:4px 0;padding:4px 8px;border-left:4px solid #dc2626;background:#fef2f2;
  color:#7f1d1d;white-space:pre-wrap}
-.nb2f-scroll{overflow:auto;max-height:520px;background:#ffffff}
+.nb2f-scroll{overflow:auto;max-height:640px;background:#ffffff}
 .nb2f-table{border-collapse:collapse;font-size:12px;width:100%;color:#111827}
 .nb2f-table th{text-align:left;border-bottom:2px solid #d1d5db;padding:3px 8px;
  background:#f9fafb;position:sticky;top:0}
