@@ -689,3 +689,55 @@ def test_future_interface():
         return fut
 
     assert f() == 5
+
+
+# -------------------------------------------------------------------------------- hooks
+
+
+def test_panel_hook_only_for_top_level_runs_in_a_kernel(monkeypatch):
+    import sys
+
+    from nb2flow.jupyter import panel
+
+    attached: list[str] = []
+    monkeypatch.setattr(panel, "maybe_attach", attached.append)
+
+    @flow
+    def child():
+        return 1
+
+    @flow
+    def parent():
+        return child()
+
+    parent()  # no kernel loaded: no panel
+    assert attached == []
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)
+    monkeypatch.setenv("NB2FLOW_PANEL", "on")
+    run = parent(return_state=True)
+    assert attached == [run.id]
+    monkeypatch.setenv("NB2FLOW_PANEL", "off")
+    parent()
+    assert attached == [run.id]
+
+
+def test_store_hook_records_and_flushes_each_top_level_run(_isolated_home):
+    from nb2flow.store.db import Store
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def stored():
+        return one.submit()
+
+    @flow(persist=False)
+    def not_stored():
+        return one.submit()
+
+    run = stored(return_state=True)
+    not_stored()
+    with Store() as store:  # flushed: readable as soon as the call returned
+        assert [r.id for r in store.list_runs()] == [run.id]
+        assert store.load_run(run.id).tasks[run.task_runs[0].id].state == "Completed"

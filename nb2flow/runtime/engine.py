@@ -39,6 +39,7 @@ from nb2flow.runtime.states import (
     CACHED,
     CANCELLED,
     COMPLETED,
+    CRASHED,
     FAILED,
     NOT_RUN,
     OK_STATES,
@@ -1051,7 +1052,12 @@ class FlowRun:
         assert call is not None
         o = call.future._outcome
         assert o is not None
-        what = {TIMED_OUT: "timed out", NOT_RUN: "did not run"}.get(o.state, "failed")
+        what = {
+            TIMED_OUT: "timed out",
+            NOT_RUN: "did not run",
+            CRASHED: "crashed",
+            CANCELLED: "was cancelled",
+        }.get(o.state, "failed")
         error = f"task {self._key_of(call)!r} {what}: {o.error or o.message}"
         return FAILED, o.exception(), error, o.traceback
 
@@ -1215,10 +1221,8 @@ def _flush_store(recorder: Any) -> None:
 def _attach_panel(flow_run_id: str) -> None:
     if "ipykernel" not in sys.modules or os.environ.get("NB2FLOW_PANEL", "").lower() == "off":
         return
-    try:
-        from nb2flow.jupyter import panel
-    except ImportError:  # the panel is optional (the jupyter extra)
-        return
+    from nb2flow.jupyter import panel
+
     try:
         panel.maybe_attach(flow_run_id)
     except Exception as exc:  # noqa: BLE001 - the panel must not stop the flow
