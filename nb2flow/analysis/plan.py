@@ -592,6 +592,8 @@ def build_plan(
         sha256=nb.sha256,
         flow_name=path.stem,
         split=grouping.split,
+        requested_split=split,
+        cache_all=cache_all,
         parameters=grouping.parameters,
         module=[{k: v for k, v in b.items() if k != "unit"} for b in grouping.module],
         imports=imports,
