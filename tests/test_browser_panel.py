@@ -362,6 +362,8 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
             "() => document.querySelector('.nb2f-panel svg.nb2f-timeline rect.nb2f-bar')",
             timeout=10_000,
         )
+        if DOCS_DIR:
+            panel.screenshot(path=str(Path(DOCS_DIR) / "panel-timeline.png"))
 
         outputs = page.locator(".jp-Cell-outputArea").inner_text()
         for text in WIDGET_FAILURES:

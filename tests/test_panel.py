@@ -141,6 +141,17 @@ def test_maybe_attach_never_raises(monkeypatch):
     assert P.maybe_attach("r3") is None
 
 
+def test_show_a_flow_run_object_without_the_store(monkeypatch):
+    shown = []
+    monkeypatch.setattr(P, "_display", shown.append)
+    view = finished()
+    flow_run = type("FlowRun", (), {"id": "not-stored", "view": view})()
+    P.show(flow_run)
+    assert len(shown) == 1 and 'data-task="evaluate"' in shown[0].children[2].children[0].value
+    with pytest.raises(TypeError, match="cannot show int"):
+        P.resolve(42)
+
+
 def _record(*runs: list) -> None:
     from nb2flow.store import recording
 
@@ -171,3 +182,64 @@ def test_show_and_browse_stored_runs(monkeypatch):
     assert browser.panel is not None and browser.panel.view.state == S.FAILED
     assert browser.body.children == (browser.panel.widget,)
     assert [v for _, v in browser.flow.options] == ["", "duration-prediction"]
+
+
+def test_runtime_attaches_a_live_panel_to_a_real_flow(monkeypatch):
+    pytest.importorskip("nb2flow.runtime.api")
+    import ipykernel  # noqa: F401 - the runtime looks for a panel only inside a kernel
+
+    from nb2flow import flow, task
+
+    shown = []
+    monkeypatch.setenv("NB2FLOW_PANEL", "on")
+    monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
+    monkeypatch.setattr(P, "_display", shown.append)
+    calls = []
+
+    @task(retries=1)
+    def flaky(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise ConnectionError("first try fails")
+        return x
+
+    @task
+    def square(x):
+        return x * x
+
+    @task
+    def boom(xs):
+        raise ValueError("no <good>")
+
+    @task
+    def after(v):
+        return v
+
+    @flow(name="real-flow")
+    def real():
+        y = flaky.submit(3)
+        squares = square.map([1, 2, 3])
+        return after.submit(boom.submit(squares, wait_for=[y]))
+
+    fr = real(return_state=True)
+    p = P._live[fr.id]
+    assert shown == [p.widget]
+    assert p.wait(10)
+    states = {
+        t.name if t.map_index is None else f"{t.name}[{t.map_index}]": t.state
+        for t in p.view.tasks.values()
+    }
+    assert states == {
+        "flaky": S.COMPLETED,
+        "square[0]": S.COMPLETED,
+        "square[1]": S.COMPLETED,
+        "square[2]": S.COMPLETED,
+        "boom": S.FAILED,
+        "after": S.NOT_RUN,
+    }
+    assert 'data-task="boom" data-state="Failed"' in p.graph.value
+    assert 'data-task="after" data-state="NotRun"' in p.graph.value
+    assert 'data-attempt="2"' in p.timeline.value  # the retry is its own bar
+    assert "ValueError: no &lt;good&gt;" in p.table.value
+    assert "Traceback" in p.logs.value
+    assert p.progress.value == p.progress.max == 6

@@ -335,13 +335,16 @@ def maybe_attach(flow_run_id: str) -> RunPanel | None:
 
 
 def resolve(run: Any) -> RunView:
-    """A RunView from a RunView, a flow run object (``.id`` / ``.flow_run_id``) or a run
-    reference for the store (id, id prefix, or whatever ``Store.load_run`` accepts)."""
+    """A RunView from a RunView, a FlowRun (its ``view``; else its ``id``), a live panel, or
+    a run reference for the store (id, unique id prefix or run name)."""
     if isinstance(run, RunView):
         return run
     if isinstance(run, RunPanel):
         run.wait(5)
         return run.view
+    view = getattr(run, "view", None)
+    if isinstance(view, RunView):  # a FlowRun keeps its own events: no store needed
+        return view
     ref = run if isinstance(run, str) else None
     if ref is None:
         for attr in ("flow_run_id", "id"):
