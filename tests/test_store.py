@@ -471,3 +471,18 @@ def test_a_forked_child_does_not_write_through_the_parents_recorder(recorder):
     assert recorder.flush(10)
     with Store() as store:
         assert [r.id for r in store.list_runs()] == [parent]
+
+
+def test_a_bad_event_costs_only_itself(recorder, capsys):
+    fid = emit_run()
+    events.emit("log", fid, None, {"level": "not a number", "message": "bad"})
+    events.emit("log", fid, None, {"level": 20, "levelname": "INFO", "message": "good"})
+    assert recorder.flush(10) is False  # something was lost, and flush says so
+    assert recorder.lost == 1 and isinstance(recorder.error, ValueError)
+    assert "could not write some run events" in capsys.readouterr().err
+    with Store() as store:
+        view = store.load_run(fid)
+    assert [log.message for log in view.logs] == ["rows: 10", "train failed", "good"]
+    assert len(view.tasks) == 5
+    events.emit("log", fid, None, {"level": 30, "levelname": "WARNING", "message": "later"})
+    assert recorder.flush(10) is True  # the recorder keeps going

@@ -1,9 +1,11 @@
 """The recorder: subscribes to run events and writes them to the run store off the hot path.
 
 The subscriber is the ``append`` of a :class:`collections.deque` (a C call, no Python frame):
-that is all a task run pays. A background thread wakes every :data:`BUSY_INTERVAL` seconds while
-events come (:data:`IDLE_INTERVAL` when none came; at once on :meth:`Recorder.flush`), drains the queue and writes the batch with
-``executemany`` in one ``BEGIN IMMEDIATE`` transaction.
+that is all a task run pays. A background thread wakes every :data:`BUSY_INTERVAL` seconds
+while events come (:data:`IDLE_INTERVAL` when none came, at once on :meth:`Recorder.flush`),
+drains the queue and writes the batch with ``executemany`` in one ``BEGIN IMMEDIATE``
+transaction. A batch that fails for another reason than a lock is written event by event,
+so one bad event costs only itself.
 
 The runtime calls :func:`enable` on a flow run (cheap and idempotent: it returns the running
 recorder unless ``$NB2FLOW_HOME`` changed) and :meth:`Recorder.flush` at the end of each
@@ -76,8 +78,9 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._proc_start = db.process_start(self.pid)
-        #: figures: events written, batches (transactions), seconds spent writing
+        #: figures: events written, events lost (could not be written), batches, seconds
         self.written = 0
+        self.lost = 0
         self.batches = 0
         self.write_seconds = 0.0
         #: the last write error (the recorder keeps going; runs never fail for it)
@@ -103,9 +106,11 @@ class Recorder:
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until every event emitted so far is committed. False on timeout."""
+        """Block until every event emitted so far is committed. False on timeout or when
+        some could not be written (``error`` says why; runs never fail for it)."""
         if self._dead:
-            return True
+            return False
+        lost = self.lost
         if self._thread is None or not self._thread.is_alive():
             if not self._queue:
                 return True
@@ -113,7 +118,7 @@ class Recorder:
         done = threading.Event()
         self._queue.append(done)
         self._wake.set()
-        return done.wait(timeout)
+        return done.wait(timeout) and self.lost == lost and not self._dead
 
     def close(self, timeout: float | None = EXIT_TIMEOUT) -> None:
         """Unsubscribe, write what is queued and stop the writer thread."""
@@ -156,11 +161,13 @@ class Recorder:
                 markers = [x for x in items if type(x) is not RunEvent]
                 if markers:  # flush() markers (anything else is not an event: ignored)
                     items = [x for x in items if type(x) is RunEvent]
-                if items:
-                    self._write(items)
-                for m in markers:
-                    if isinstance(m, threading.Event):
-                        m.set()
+                try:
+                    if items:
+                        self._write(items)
+                finally:
+                    for m in markers:
+                        if isinstance(m, threading.Event):
+                            m.set()
             if self._stop:
                 break
         if self._conn is not None:
@@ -171,7 +178,7 @@ class Recorder:
         self.error = exc
         if not self._warned:
             self._warned = True
-            what = "stops recording" if fatal else "lost a batch of run events"
+            what = "stops recording" if fatal else "could not write some run events"
             print(f"nb2flow: the run store {self.path} {what}: {exc}", file=sys.stderr)
         if fatal:
             self._dead = True
@@ -183,20 +190,28 @@ class Recorder:
 
     def _write(self, batch: list[RunEvent]) -> None:
         t0 = time.perf_counter()
-        rows = self._rows(batch)
-        assert self._conn is not None
-        for attempt in range(3):
-            try:
-                db.transaction(self._conn, lambda c: _insert(c, rows))
-                self.written += len(batch)
-                break
-            except sqlite3.Error as exc:  # busy is retried inside; this is something else
-                if attempt == 2:
-                    self._fail(exc)
-                else:
-                    time.sleep(0.1 * (attempt + 1))
+        skip = set(self._skip)
+        try:
+            self._commit(batch)
+        except Exception:  # noqa: BLE001 - a bad event or a sick file: save what can be saved
+            self._skip = skip
+            lost, last = 0, None
+            for ev in batch:
+                try:
+                    self._commit([ev])
+                except Exception as exc:  # noqa: BLE001
+                    lost, last = lost + 1, exc
+            if last is not None:
+                self.lost += lost
+                self._fail(last)
         self.batches += 1
         self.write_seconds += time.perf_counter() - t0
+
+    def _commit(self, batch: list[RunEvent]) -> None:
+        assert self._conn is not None
+        rows = self._rows(batch)
+        db.transaction(self._conn, lambda c: _insert(c, rows))  # retried while locked
+        self.written += len(batch)
 
     def _rows(self, batch: list[RunEvent]) -> dict[str, list[tuple[Any, ...]]]:
         """Turn events into rows. A task run's transitions go into its one ``task_runs`` row
