@@ -741,3 +741,54 @@ def test_store_hook_records_and_flushes_each_top_level_run(_isolated_home):
     with Store() as store:  # flushed: readable as soon as the call returned
         assert [r.id for r in store.list_runs()] == [run.id]
         assert store.load_run(run.id).tasks[run.task_runs[0].id].state == "Completed"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_graphs_respect_dependencies_and_failures(seed):
+    import random
+
+    rng = random.Random(seed)
+    n = 120
+    deps = [rng.sample(range(i), min(i, rng.randint(0, 3))) for i in range(n)]
+    failing = set(rng.sample(range(n), 4))
+    times: dict[int, tuple[float, float]] = {}
+
+    @task
+    def node(i, *ups):
+        start = time.monotonic()
+        if rng.random() < 0.2:
+            time.sleep(0.001)
+        times[i] = (start, time.monotonic())
+        if i in failing:
+            raise RuntimeError(f"node {i}")
+        return 1 + sum(ups)
+
+    @flow(task_runner="threads:4")
+    def graph():
+        futs = []
+        for i in range(n):
+            futs.append(node.submit(i, *[futs[d] for d in deps[i]]))
+        return futs
+
+    run = graph(return_state=True)
+    # expected outcome, computed sequentially
+    value: dict[int, int] = {}
+    expected: dict[int, str] = {}
+    for i in range(n):
+        if any(expected[d] != "Completed" for d in deps[i]):
+            expected[i] = "NotRun"
+        elif i in failing:
+            expected[i] = "Failed"
+        else:
+            expected[i] = "Completed"
+            value[i] = 1 + sum(value[d] for d in deps[i])
+    runs = run.task_runs
+    assert [t.state for t in runs] == [expected[i] for i in range(n)]
+    for i in range(n):
+        if expected[i] == "NotRun":
+            assert i not in times
+            continue
+        for d in deps[i]:
+            assert times[d][1] <= times[i][0]  # started after every upstream ended
+        assert set(runs[i].upstream) == {runs[d].id for d in deps[i]}
+    assert run.state == "Failed"

@@ -145,10 +145,13 @@ SCRIPT = textwrap.dedent(
         time.sleep(60)
 
     @flow(name="script-flow")
-    def main(x: int = 3, hang: str = "") -> dict:
-        if hang:
-            wait_forever.submit(hang)
-        return {"y": square.submit(x)}
+    def main(x: int = 3, hang: str = "", direct: bool = False) -> dict:
+        y = square.submit(x)
+        if hang and direct:
+            wait_forever(hang)  # Ctrl-C lands in the task, in the flow's thread
+        elif hang:
+            wait_forever.submit(hang)  # Ctrl-C lands in the flow waiting for it
+        return {"y": y}
 
     if __name__ == "__main__":
         run_cli(main)
@@ -201,10 +204,11 @@ def test_script_runs_as_a_program_and_no_store_records_nothing(script, _isolated
     assert not (_isolated_home / "runs.db").exists()
 
 
-def test_ctrl_c_cancels_cleanly(script, tmp_path):
+@pytest.mark.parametrize("how", ["--no-direct", "--direct"])
+def test_ctrl_c_cancels_cleanly(script, tmp_path, how):
     marker = tmp_path / "started"
     proc = subprocess.Popen(
-        [sys.executable, str(script), "--hang", str(marker)],
+        [sys.executable, str(script), "--hang", str(marker), how],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
