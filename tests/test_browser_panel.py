@@ -375,6 +375,23 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         assert shot.stat().st_size > 10_000
         if DOCS_DIR:
             panel.screenshot(path=str(Path(DOCS_DIR) / "panel.png"))
+
+        # under a dark theme the panel keeps its own colours: dark text on white
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "
+                      "{theme: 'JupyterLab Dark'})")  # fmt: skip
+        page.wait_for_function(
+            "() => document.body.dataset.jpThemeLight === 'false'", timeout=20_000
+        )
+        colours = page.evaluate(
+            """() => { const c = (sel, p) => getComputedStyle(
+                 document.querySelector('.nb2f-panel ' + sel))[p];
+               return [c('.nb2f-flow', 'color'), c('.nb2f-counts', 'color'),
+                       c('.widget-tab-contents', 'backgroundColor'),
+                       getComputedStyle(document.querySelector('.nb2f-panel')).backgroundColor,
+                       c('.widget-label', 'color')]; }"""
+        )
+        dark, white = "rgb(17, 24, 39)", "rgb(255, 255, 255)"
+        assert colours == [dark, dark, white, white, dark]
     finally:
         browser.close()
         pw.stop()

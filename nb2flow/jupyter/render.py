@@ -740,6 +740,8 @@ CSS = """
 .nb2f{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;font-size:13px;color:#111827;
  background:#ffffff;}
 .nb2f .widget-html-content{line-height:1.45}
+.nb2f .widget-html-content,.nb2f .widget-label,.nb2f .widget-label-basic{color:#111827}
+.nb2f .widget-tab > .widget-tab-contents{background:#ffffff !important}
 .nb2f-head{font-size:15px;margin:2px 0 4px 0}
 .nb2f-flow{font-weight:700}
 .nb2f-run{color:#4b5563;margin-left:4px}
