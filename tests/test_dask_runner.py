@@ -1,0 +1,388 @@
+"""The Dask task runner on a real LocalCluster (2 worker processes on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nb2flow.errors import Nb2flowError
+from nb2flow.runtime import runners
+from nb2flow.runtime.api import flow, get_run_logger, task
+from nb2flow.runtime.events import subscribe, unsubscribe
+from tests.conftest import ROOT, require
+
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    require("dask", HAS_DASK, "dask[distributed] is not installed")
+    import dask
+    from distributed import Client, LocalCluster
+
+    # one lost worker is forgiven (the task runs again elsewhere), two fail the task: keeps
+    # the killed-worker tests short
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        lc = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+    client = Client(lc, set_as_default=False)
+    yield lc, client
+    client.close()
+    lc.close()
+
+
+@pytest.fixture
+def runner(cluster):
+    from nb2flow.runtime.dask_runner import DaskRunner
+
+    lc, client = cluster
+    client.wait_for_workers(2, timeout=60)  # a killed worker comes back (nanny)
+    return DaskRunner(cluster=lc)
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@task
+def square(x):
+    return x * x
+
+
+@task
+def make_blob(n: int, log_path: str):
+    return Blob(b"x" * n, log_path)
+
+
+@task
+def blob_len(blob):
+    return len(blob.data)
+
+
+@task
+def blob_first(blob):
+    return blob.data[:1].decode()
+
+
+@task
+def join(a, b):
+    return f"{a}:{b}"
+
+
+@task(nout=2)
+def big_and_small(n: int):
+    return b"y" * n, n
+
+
+@task
+def add_one(x):
+    return x + 1
+
+
+def _restore_blob(data: bytes, log_path: str) -> Blob:
+    with open(log_path, "a") as fh:  # who unpickled it: proves where the data went
+        fh.write(f"{os.getpid()}\n")
+    return Blob(data, log_path)
+
+
+class Blob:
+    def __init__(self, data: bytes, log_path: str) -> None:
+        self.data = data
+        self.log_path = log_path
+
+    def __reduce__(self):
+        return (_restore_blob, (self.data, self.log_path))
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_map_over_200_items_is_one_batch(runner):
+    @flow(persist=False)
+    def many(n: int = 200):
+        futures = square.map(range(n))
+        return [f.result() for f in futures]
+
+    run = many.with_options(task_runner=runner)(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.value == [i * i for i in range(200)]
+    tasks = run.task_runs
+    assert len(tasks) == 200
+    assert {t.state for t in tasks} == {"Completed"}
+    assert sorted(t.map_index for t in tasks) == list(range(200))
+    assert all(t.start is not None and t.end >= t.start for t in tasks)
+    # the 200 runs reached the scheduler in a couple of graph updates, not 200
+    assert runner.stats["submitted"] == 200
+    assert runner.stats["graph_updates"] <= 3
+    assert run.view.task_runner.startswith("dask:tcp://127.0.0.1:")
+
+
+def test_diamond_intermediates_stay_on_the_workers(runner, cluster, tmp_path):
+    _, client = cluster
+    log = tmp_path / "unpickled.txt"
+    log.write_text("")
+    seen: dict = {}
+
+    @flow(persist=False)
+    def diamond(n: int = 3_000_000):
+        blob = make_blob.submit(n, str(log))
+        left = blob_len.submit(blob)
+        right = blob_first.submit(blob)
+        out = join.submit(left, right)
+        out.wait()
+        seen["who_has"] = client.who_has()  # while the run holds its futures
+        seen["blob_key"] = blob.handle.key
+        seen["blob"] = blob
+        return out
+
+    run = diamond.with_options(task_runner=runner)(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.value == "3000000:x"
+    workers = set(client.scheduler_info()["workers"])
+    holders = seen["who_has"][seen["blob_key"]]
+    assert holders and set(holders) <= workers  # the intermediate lives on a worker
+    # the flow process never received it: its value was not fetched, never unpickled here
+    assert not seen["blob"].outcome.fetched
+    assert str(os.getpid()) not in log.read_text().split()
+    # released once the run ended (nothing left behind on the cluster)
+    assert seen["blob"].handle is None
+
+
+def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
+    _, client = cluster
+    seen: dict = {}
+
+    @flow(persist=False)
+    def items(n: int = 2_000_000):
+        big, small = big_and_small.submit(n)
+        out = add_one.submit(small)
+        out.wait()
+        seen["keys"] = set(client.who_has())
+        seen["parent"] = big.parent
+        return out
+
+    run = items.with_options(task_runner=runner)(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.value == 2_000_001
+    trid = seen["parent"].task_run_id
+    # add_one received item 1 alone, from a Dask task picking it on the cluster
+    assert f"big_and_small.item1-{trid}" in seen["keys"]
+    assert f"big_and_small.item0-{trid}" not in seen["keys"]
+    assert not seen["parent"].outcome.fetched
+
+
+def test_failing_task_retries_with_states_streamed_live(runner, tmp_path):
+    counter = tmp_path / "attempts.txt"
+    counter.write_text("0")
+
+    @task(retries=2, retry_delay_seconds=0.4)
+    def flaky(path: str):
+        n = int(Path(path).read_text()) + 1
+        Path(path).write_text(str(n))
+        get_run_logger().info("attempt %d on pid %d", n, os.getpid())
+        if n < 3:
+            raise RuntimeError(f"boom {n}")
+        return n
+
+    @task(retries=1)
+    def always_fails():
+        raise ValueError("never works")
+
+    @flow(persist=False)
+    def retrying(path: str):
+        ok = flaky.submit(path)
+        bad = always_fails.submit()
+        after = add_one.submit(bad)
+        return {"ok": ok, "bad": bad, "after": after}
+
+    received: list = []
+
+    def record(ev):
+        received.append((time.monotonic(), ev))
+
+    subscribe(record)
+    try:
+        run = retrying.with_options(task_runner=runner)(str(counter), return_state=True)
+    finally:
+        unsubscribe(record)
+    assert run.state == "Failed"
+    assert "always_fails" in run.error and "never works" in run.error
+    flaky_run = run.task_run("flaky")
+    assert flaky_run.state == "Completed"
+    assert flaky_run.attempts == 3
+    states = [s for s, _, _ in flaky_run.history]
+    assert states == ["Running", "Retrying", "Running", "Retrying", "Running", "Completed"]
+    logs = [log.message for log in run.view.logs if log.task_run_id == flaky_run.id]
+    assert [m.split(" on ")[0] for m in logs] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert str(os.getpid()) not in " ".join(logs)  # it ran on a worker
+    bad = run.task_run("always_fails")
+    assert bad.state == "Failed" and bad.attempts == 2
+    assert "ValueError: never works" in bad.error
+    assert run.task_run("add_one").state == "NotRun"
+    # live: the first Retrying reached the flow process well before the final state
+    trid = flaky_run.id
+    times = {
+        (ev.data["state"], ev.data["attempt"]): t
+        for t, ev in received
+        if ev.kind == "task_state" and ev.task_run_id == trid
+    }
+    assert times[("Completed", 3)] - times[("Retrying", 1)] >= 0.6
+
+
+def _kill_worker_once(marker: str) -> int:
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+@task
+def survives_a_killed_worker(marker: str) -> int:
+    return _kill_worker_once(marker)
+
+
+@task
+def kills_its_worker() -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@pytest.mark.timeout(120)
+def test_worker_killed_mid_run_the_task_runs_again(runner, tmp_path):
+    marker = tmp_path / "killed.txt"
+
+    @flow(persist=False, timeout_seconds=90)
+    def once(marker: str):
+        return survives_a_killed_worker.submit(marker)
+
+    run = once.with_options(task_runner=runner)(str(marker))
+    killed = int(marker.read_text())
+    assert run != killed  # finished by another worker process
+    assert run != os.getpid()
+
+
+@pytest.mark.timeout(120)
+def test_worker_killed_every_time_fails_cleanly(runner):
+    @flow(persist=False, timeout_seconds=90)
+    def doomed():
+        dead = kills_its_worker.submit()
+        return add_one.submit(dead)
+
+    t0 = time.monotonic()
+    run = doomed.with_options(task_runner=runner)(return_state=True)
+    assert time.monotonic() - t0 < 60
+    assert run.state == "Failed"
+    crashed = run.task_run("kills_its_worker")
+    assert crashed.state == "Crashed"
+    assert "the Dask workers running it died" in crashed.error
+    assert "KilledWorker" in crashed.error
+    assert run.task_run("add_one").state == "NotRun"
+    assert "kills_its_worker" in run.error
+
+
+# --------------------------------------------------------------- choosing the runner
+
+
+def test_specs_and_environment_choose_the_dask_runner(monkeypatch):
+    require("dask", HAS_DASK, "dask[distributed] is not installed")
+    from nb2flow.runtime.dask_runner import DaskRunner
+
+    r = runners.create("dask://10.0.0.5:8786")
+    assert isinstance(r, DaskRunner) and r.address == "tcp://10.0.0.5:8786"
+    assert r.describe() == "dask:tcp://10.0.0.5:8786"
+    assert runners.create("tcp://h:1").address == "tcp://h:1"
+    assert runners.create("dask:tls://h:1").address == "tls://h:1"
+    local = runners.create("dask:3")
+    assert local.n_workers == 3 and local.address is None
+    assert runners.create("dask").describe() == "dask"
+    monkeypatch.setenv("NB2FLOW_TASK_RUNNER", "dask://sched:8786")
+    assert runners.create(None).address == "tcp://sched:8786"
+
+
+def test_missing_distributed_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    with pytest.raises(Nb2flowError, match=r"needs the 'distributed' package.*pip install"):
+        runners.create("dask")
+
+
+def test_unreachable_scheduler_is_a_clear_error(capsys):
+    require("dask", HAS_DASK, "dask[distributed] is not installed")
+    import dask
+
+    from nb2flow.runtime.api import run_cli
+
+    @flow(persist=False, task_runner="dask://127.0.0.1:9")
+    def nowhere(x: int = 1):
+        return square.submit(x)
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        t0 = time.monotonic()
+        run = nowhere(return_state=True)
+        assert time.monotonic() - t0 < 20
+        assert run.state == "Failed"
+        assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.error
+        code = run_cli(nowhere, ["--quiet"], exit=False)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "error:" in err and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    assert "Traceback" not in err
+
+
+SCRIPT = """
+from nb2flow import flow, run_cli, task
+
+OFFSET = 1000  # module level: shipped with the tasks
+
+
+@task
+def cube(x):
+    return x ** 3 + OFFSET
+
+
+@task
+def total(xs):
+    return sum(xs)
+
+
+@flow(name="cubes")
+def main(n: int = 10):
+    return {"total": total.submit(cube.map(range(n)))}
+
+
+if __name__ == "__main__":
+    run_cli(main)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_script_command_line_executor(cluster, tmp_path):
+    lc, _ = cluster
+    script = tmp_path / "cubes.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    expected = sum(x**3 + 1000 for x in range(12))
+    for executor in (lc.scheduler_address.replace("tcp://", "dask://"), "dask:2"):
+        proc = subprocess.run(
+            [sys.executable, str(script), "--n", "12", "--executor", executor, "--json", "-q"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout) == {"total": expected}
