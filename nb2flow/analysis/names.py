@@ -68,6 +68,29 @@ def analyse(code: str | ast.Module) -> Names:
     return walker.names
 
 
+def sequence(parts: list[Names]) -> Names:
+    """The names of code made of ``parts`` run one after the other (same as analysing the
+    joined code, without parsing it again)."""
+    out = Names()
+    for part in parts:
+        for name in part.reads:
+            if name not in out.definite:
+                _add(out.reads, name)
+        for name in part.writes:
+            _add(out.writes, name)
+        for name in part.bound:
+            _add(out.bound, name)
+        for name in part.mutated:
+            _add(out.mutated, name)
+        out.deleted = (out.deleted - set(part.bound)) | part.deleted
+        out.definite = (out.definite - part.deleted) | part.definite
+        out.imported |= part.imported
+        out.defined |= part.defined
+        out.star_imports += part.star_imports
+        out.all_reads |= part.all_reads
+    return out
+
+
 class _ModuleScope:
     def __init__(self) -> None:
         self.names = Names()

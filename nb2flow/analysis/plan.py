@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2flow.analysis.names import Names, analyse
+from nb2flow.analysis.names import Names, analyse, sequence
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.notebook.identifiers import identifier, unique
 from nb2flow.notebook.magics import to_python
@@ -167,10 +167,18 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
     return units, warnings
 
 
+#: words whose misuse only compile() reports (parsing accepts them): a cell containing one
+#: is compiled too, to name the cell in the error; the rest are only parsed (faster)
+_COMPILE_CHECKED = re.compile(
+    r"\b(return|yield|await|async|nonlocal|global|break|continue|lambda|def|__debug__)\b"
+)
+
+
 def _parse(code: str, path: Path, cell: int) -> ast.Module:
     try:
         tree = ast.parse(code)
-        compile(tree, f"cell {cell}", "exec")  # catches 'return'/'await' outside function too
+        if _COMPILE_CHECKED.search(code):
+            compile(tree, f"cell {cell}", "exec")  # 'return'/'await'... outside a function
     except SyntaxError as exc:
         message = exc.msg
         if "await" in message:
@@ -393,8 +401,14 @@ def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], 
                 if module_name not in needs:
                     needs.append(module_name)
     for task in tasks:
-        task.code = "\n\n".join(
-            part for part in take([(u, u.code) for u in task.units]) if part.strip()
+        parts = take([(u, u.code) for u in task.units])
+        task.code = "\n\n".join(part for part in parts if part.strip())
+        # names of the body as it will run: re-analyse only the cells that lost statements
+        task.names = sequence(
+            [
+                u.names if part is u.code else analyse(part)
+                for u, part in zip(task.units, parts, strict=True)
+            ]
         )
     return imports, needs
 
@@ -447,7 +461,6 @@ def build_plan(
     tasks = grouping.tasks
     imports, needs = _hoist(tasks, grouping.module)
     for task in tasks:
-        task.names = analyse(task.code)
         if cache_all:
             task.options["cache"] = True
 
@@ -604,6 +617,11 @@ def build_plan(
         skipped=grouping.skipped,
         warnings=warnings,
         star_imports=star,
+        used_names=sorted(
+            module_names
+            | {n for b in grouping.module for n in b["unit"].names.all_reads}
+            | {n for t in tasks for n in t.names.all_reads | set(t.names.writes)}
+        ),
     )
     return graph
 

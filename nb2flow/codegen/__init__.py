@@ -92,6 +92,7 @@ def convert_notebook(
     try:
         compile(text, str(script_path(path)), "exec")
     except SyntaxError as exc:  # a converter bug, or code only a notebook accepts
+        _raise_for_cell(path)
         raise Nb2flowError(
             f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
             f"{exc.msg}); please report this with the notebook"
@@ -107,6 +108,23 @@ def convert_notebook(
         warnings=warnings,
         output_names=list(plan.graph["outputs"]),
     )
+
+
+def _raise_for_cell(path: Path) -> None:
+    """Compile every code cell alone; raise the error of the first that fails, if any."""
+    from nb2flow.notebook.magics import to_python
+    from nb2flow.notebook.reader import read_notebook
+
+    nb = read_notebook(path)
+    for cell in nb.cells:
+        if cell.kind != "code":
+            continue
+        try:
+            compile(to_python(cell.source, "").code, f"cell {cell.number}", "exec")
+        except SyntaxError as exc:
+            raise Nb2flowError(
+                f"{where(path, cell.number, exc.lineno)}: syntax error: {exc.msg}"
+            ) from None
 
 
 def is_generated(path: str | Path) -> bool:

@@ -31,11 +31,7 @@ def render(plan: Any) -> str:
     g = plan.graph
     tasks = [plan.nodes[name] for name in g["order"]]
     module_names = set(g["module_names"])
-    used = set(module_names)
-    for t in tasks:
-        used |= _names_in(t["code"])
-    for block in g["module"]:
-        used |= _names_in(block["code"])
+    used = set(g["used_names"])
     # The decorators come in as `flow`, `task`, `run_cli`, unless the notebook uses those names.
     clash = bool(used & {"flow", "task", "run_cli"})
     deco = "_nb2flow." if clash else ""
@@ -106,16 +102,6 @@ def _string_literal(text: str) -> str:
     return repr(text)
 
 
-def _names_in(code: str) -> set[str]:
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:  # pragma: no cover - every cell was checked before
-        return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)
-    }
-
-
 def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
     options = [f"name={t['name']!r}"]
     if len(t["outputs"]) >= 2:
@@ -148,10 +134,12 @@ def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
 
 def _indent(code: str) -> str:
     """Indent by four spaces, except lines inside multi-line strings (that would change them)."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        tree = None
+    tree = None
+    if '"""' in code or "'''" in code or "\\\n" in code:  # else no string spans lines
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            tree = None
     inside: set[int] = set()
     if tree is not None:
         for node in ast.walk(tree):

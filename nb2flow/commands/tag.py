@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.auto == bool(args.cell is not None or args.add or args.remove):
         raise Nb2flowError("use either --auto, or --cell N with --add/--remove TAG")
-    nb = read_notebook(args.notebook)
+    nb = read_notebook(args.notebook, strict=True)
     path = nb.path
+    node = nb.node
     if args.auto:
         changes = auto_tags(nb, args.split)
         for number, tag in changes:
-            cell = nb.node.cells[number - 1]
+            cell = node.cells[number - 1]
             cell.setdefault("metadata", {}).setdefault("tags", []).append(tag)
             print(f"cell {number}: + {tag}")
         if not changes:
@@ -53,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.cell is None or not (args.add or args.remove):
             raise Nb2flowError("give --cell N and at least one --add TAG or --remove TAG")
-        if not 1 <= args.cell <= len(nb.node.cells):
+        if not 1 <= args.cell <= len(node.cells):
             raise Nb2flowError(
-                f"{path}: no cell {args.cell} (the notebook has {len(nb.node.cells)} cells, "
+                f"{path}: no cell {args.cell} (the notebook has {len(node.cells)} cells, "
                 "counted from 1)"
             )
-        cell = nb.node.cells[args.cell - 1]
+        cell = node.cells[args.cell - 1]
         tags: list[str] = list(cell.get("metadata", {}).get("tags", []))
         loc = where(path, args.cell)
         for tag in args.add:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if not tags:
             del cell["metadata"]["tags"]
         print(f"cell {args.cell}: tags {', '.join(tags) if tags else '(none)'}")
-    write_notebook(nb.node, path)
+    write_notebook(node, path)
     return 0
 
 

@@ -31,14 +31,24 @@ class Cell:
 
 @dataclass
 class Notebook:
-    """A notebook read from disk: the nbformat node (for writing back) and its cells."""
+    """A notebook read from disk: its version-4 JSON, its cells, and (lazily) the nbformat
+    node, for code that writes it back or runs it."""
 
     path: Path
-    node: Any  # nbformat.NotebookNode, version 4
+    data: Any  # the notebook as version-4 JSON (a dict, or nbformat's NotebookNode)
     cells: list[Cell]
     sha256: str
     original_version: int
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def node(self) -> Any:
+        """The notebook as an ``nbformat.NotebookNode`` (imports nbformat on first use)."""
+        import nbformat
+
+        if not isinstance(self.data, nbformat.NotebookNode):
+            self.data = nbformat.from_dict(self.data)
+        return self.data
 
 
 def _text(value: Any) -> str:
@@ -48,10 +58,15 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def read_notebook(path: str | Path) -> Notebook:
-    """Read, upgrade (nbformat 3 -> 4) and check the notebook at ``path``."""
-    import nbformat
+def read_notebook(path: str | Path, *, strict: bool = False) -> Notebook:
+    """Read, upgrade (nbformat 3 -> 4) and check the notebook at ``path``.
 
+    Version-4 notebooks are read as plain JSON and checked for what conversion needs
+    (cells, their types, sources and tags): importing nbformat costs more than a whole
+    conversion (its JSON-schema stack). ``strict=True`` also validates against nbformat's
+    schema (a warning when it fails); nbformat 3 notebooks always go through nbformat's
+    upgrade.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -82,17 +97,21 @@ def read_notebook(path: str | Path) -> Notebook:
         raise Nb2flowError(f"{path}: not a notebook (no '{key}' list)")
 
     notes: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            node = nbformat.reads(text, as_version=4)
-        except Exception as exc:  # nbformat raises many types for malformed input
-            raise Nb2flowError(f"{path}: not a valid notebook ({_first_line(exc)})") from None
-        try:
-            nbformat.validate(node)
-        except Exception as exc:
-            # Jupyter opens many slightly-off notebooks; convert them, but say so.
-            notes.append(f"{path}: notebook does not fully validate ({_first_line(exc)})")
+    node: Any = data
+    if version == 3 or strict:
+        import nbformat
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                node = nbformat.reads(text, as_version=4)
+            except Exception as exc:  # nbformat raises many types for malformed input
+                raise Nb2flowError(f"{path}: not a valid notebook ({_first_line(exc)})") from None
+            try:
+                nbformat.validate(node)
+            except Exception as exc:
+                # Jupyter opens many slightly-off notebooks; convert them, but say so.
+                notes.append(f"{path}: notebook does not fully validate ({_first_line(exc)})")
     if version == 3:
         notes.append(f"{path}: upgraded from nbformat 3 to 4 for conversion")
 
@@ -100,7 +119,7 @@ def read_notebook(path: str | Path) -> Notebook:
     cells = _cells(path, node)
     return Notebook(
         path=path,
-        node=node,
+        data=node,
         cells=cells,
         sha256=hashlib.sha256(raw).hexdigest(),
         original_version=version,
