@@ -29,6 +29,13 @@ def recorder():
     recording.disable()
 
 
+@pytest.fixture(params=["thread", "helper"])
+def helper_mode(request, monkeypatch):
+    """Write in the recorder's thread, or through the helper process."""
+    monkeypatch.setenv("NB2FLOW_STORE_HELPER", "never" if request.param == "thread" else "always")
+    return request.param
+
+
 @pytest.fixture
 def live():
     """Every event emitted while the test runs, as a live observer sees them."""
@@ -149,7 +156,7 @@ def emit_run(
     return fid
 
 
-def test_round_trip_equals_the_live_view(recorder, live):
+def test_round_trip_equals_the_live_view(helper_mode, recorder, live):
     failed = emit_run(fail=True)
     ok = emit_run(fail=False)
     assert recorder.flush(10)
@@ -283,7 +290,7 @@ def _python(code: str, **kw) -> subprocess.Popen:
     )
 
 
-def test_events_are_written_at_normal_exit_without_flush():
+def test_events_are_written_at_normal_exit_without_flush(helper_mode):
     code = """
         from nb2flow.store import recording
         from nb2flow.runtime import events
@@ -454,7 +461,7 @@ def test_runs_of_flows_with_persist_false_are_not_recorded(recorder):
     with Store() as store:
         assert [r.id for r in store.list_runs()] == [kept]
         assert store.conn.execute("SELECT count(*) FROM task_runs").fetchone()[0] == 5
-    assert recorder._skip == set()  # forgotten once they ended
+    assert recorder._local.skip == set()  # forgotten once they ended
 
 
 def test_a_forked_child_does_not_write_through_the_parents_recorder(recorder):
@@ -473,12 +480,13 @@ def test_a_forked_child_does_not_write_through_the_parents_recorder(recorder):
         assert [r.id for r in store.list_runs()] == [parent]
 
 
-def test_a_bad_event_costs_only_itself(recorder, capsys):
+def test_a_bad_event_costs_only_itself(helper_mode, recorder, capsys):
     fid = emit_run()
     events.emit("log", fid, None, {"level": "not a number", "message": "bad"})
     events.emit("log", fid, None, {"level": 20, "levelname": "INFO", "message": "good"})
     assert recorder.flush(10) is False  # something was lost, and flush says so
-    assert recorder.lost == 1 and isinstance(recorder.error, ValueError)
+    assert recorder.lost == 1 and "not a number" in str(recorder.error)
+    assert (recorder.helper_pid is not None) == (helper_mode == "helper")
     assert "could not write some run events" in capsys.readouterr().err
     with Store() as store:
         view = store.load_run(fid)

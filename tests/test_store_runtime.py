@@ -15,7 +15,7 @@ import pytest
 
 from nb2flow import flow, get_run_logger, task
 from nb2flow.cli import main
-from nb2flow.store import recording
+from nb2flow.store import db, recording
 from nb2flow.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,14 @@ def _fresh_recorder():
     recording.disable()
 
 
-def test_a_real_flow_round_trips_through_the_store(capsys):
+@pytest.fixture(params=["thread", "helper"])
+def helper_mode(request, monkeypatch):
+    """Write in the recorder's thread, or through the helper process."""
+    monkeypatch.setenv("NB2FLOW_STORE_HELPER", "never" if request.param == "thread" else "always")
+    return request.param
+
+
+def test_a_real_flow_round_trips_through_the_store(helper_mode, capsys):
     calls = {"n": 0}
 
     @task(retries=1)
@@ -91,7 +98,7 @@ def test_a_real_flow_round_trips_through_the_store(capsys):
     assert "ValueError: bad value 6" in out and "loading 4 rows" in out
 
 
-def test_every_task_run_of_a_10000_task_flow_is_stored():
+def test_every_task_run_of_a_10000_task_flow_is_stored(helper_mode):
     @task
     def inc(x: int) -> int:
         return x + 1
@@ -104,6 +111,7 @@ def test_every_task_run_of_a_10000_task_flow_is_stored():
 
     fr = big(return_state=True)
     assert fr.state == "Completed"
+    assert (recording.current().helper_pid is not None) == (helper_mode == "helper")
     with Store() as store:  # flush() ran when the flow returned: nothing is missing
         summary = store.summary(fr.id)
         assert summary.counts == {"Completed": 10_000}
@@ -138,6 +146,23 @@ def test_a_flow_with_persist_false_is_not_stored():
             store.load_run(fr.id)
 
 
+def _helpers_of(pid: int) -> list[int]:
+    """Pids of the store helper processes started by process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        if ppid == pid and b"--helper" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
 def _python(code: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NB2FLOW_PANEL": "off"}
     return subprocess.Popen(
@@ -150,7 +175,7 @@ def _python(code: str, **kw) -> subprocess.Popen:
     )
 
 
-def test_a_flow_killed_mid_run_is_marked_crashed():
+def test_a_flow_killed_mid_run_is_marked_crashed(helper_mode):
     code = """
         import time
         from nb2flow import flow, task
@@ -193,11 +218,18 @@ def test_a_flow_killed_mid_run_is_marked_crashed():
             pytest.fail(f"the flow never ran its slow task: {view}")
         with Store() as store:  # alive: left alone
             assert store.crashed == [] and store.summary(view.id).state == "Running"
+        helpers = _helpers_of(proc.pid)
+        assert len(helpers) == (1 if helper_mode == "helper" else 0)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         proc.kill()
         proc.communicate()
+    for pid in helpers:  # the helper ends by itself when its flow process is gone
+        deadline = time.monotonic() + 20
+        while db.process_alive(pid, None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not db.process_alive(pid, None), "the helper outlived its flow process"
     with Store() as store:
         assert store.crashed == [view.id]
         crashed = store.load_run(view.id)
@@ -208,7 +240,7 @@ def test_a_flow_killed_mid_run_is_marked_crashed():
     assert all(t.final for t in crashed.tasks.values())
 
 
-def test_eight_processes_run_flows_against_one_store():
+def test_eight_processes_run_flows_against_one_store(helper_mode):
     go = Path(os.environ["NB2FLOW_HOME"]) / "go"
     code = f"""
         import os, time

@@ -7,6 +7,13 @@ drains the queue and writes the batch with ``executemany`` in one ``BEGIN IMMEDI
 transaction. A batch that fails for another reason than a lock is written event by event,
 so one bad event costs only itself.
 
+Big flows get a helper process. Turning events into rows and SQLite's work cost a few
+microseconds per task run, which a thread pays with the flow's GIL; when a drain finds
+:data:`HELPER_MIN_BATCH` events or more, the recorder starts ``python -m
+nb2flow.store.recording --helper`` and from then on only ``marshal``s each batch into its
+stdin (about 2 us per task run); the helper writes it and acknowledges flushes. Where the
+helper cannot start, the thread writes. ``NB2FLOW_STORE_HELPER=never|always`` overrides.
+
 The runtime calls :func:`enable` on a flow run (cheap and idempotent: it returns the running
 recorder unless ``$NB2FLOW_HOME`` changed) and :meth:`Recorder.flush` at the end of each
 top-level flow run. The recorder also flushes at interpreter exit.
@@ -16,15 +23,19 @@ from __future__ import annotations
 
 import atexit
 import json
+import marshal
 import os
+import signal
 import sqlite3
 import struct
+import subprocess
 import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from nb2flow.runtime import events
 from nb2flow.runtime.events import RunEvent
@@ -37,6 +48,8 @@ BUSY_INTERVAL = 0.05
 IDLE_INTERVAL = 0.25
 #: most events written in one transaction (bounds how long the write lock is held)
 MAX_BATCH = 20_000
+#: a drain of at least this many events starts the helper process
+HELPER_MIN_BATCH = 3_000
 #: seconds :func:`_flush_at_exit` waits for the last batch
 EXIT_TIMEOUT = 30.0
 
@@ -57,173 +70,77 @@ def _reserve(n: int) -> int:
 _DOUBLE = struct.Struct("<d")
 _STATES = frozenset(ALL_STATES)
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
+#: an event as a plain tuple (kind, ts, flow_run_id, task_run_id, data): RunEvent or not
+Event = tuple[str, float, str, "str | None", "dict[str, Any]"]
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, default=repr, separators=(",", ":"))
 
 
-class Recorder:
-    """Writes the run events of this process to one store file."""
+class _Writer:
+    """Turns events into rows and commits them: in the recorder's thread or in the helper."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, pid: int, proc_start: str | None):
         self.path = path
-        self.pid = os.getpid()
-        self._queue: deque[Any] = deque()
-        #: the subscriber: appending to the queue is all the hot path does
-        self.append = self._queue.append
-        self._wake = threading.Event()
-        self._busy = True
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None
-        self._proc_start = db.process_start(self.pid)
-        #: figures: events written, events lost (could not be written), batches, seconds
+        #: the process that runs the flows (crash detection checks it, not the helper)
+        self.pid = pid
+        self.proc_start = proc_start
+        self.conn: sqlite3.Connection | None = None
+        #: flow runs not to record (persist=False), until they end
+        self.skip: set[str] = set()
         self.written = 0
         self.lost = 0
         self.batches = 0
         self.write_seconds = 0.0
-        #: the last write error (the recorder keeps going; runs never fail for it)
         self.error: BaseException | None = None
-        self._warned = False
-        self._dead = False
-        #: flow runs not to record (persist=False), until they end
-        self._skip: set[str] = set()
 
-    # -- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        if self.conn is None:
+            self.conn = db.connect(self.path)
+            db.sweep_crashed(self.conn)
 
-    def start(self) -> Recorder:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._run, name="nb2flow-store", daemon=True)
-            self._thread.start()
-        return self
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
-    def kick(self) -> None:
-        """A flow run starts: drain often from now on, so that writing overlaps the run and
-        the flush() at its end finds little left to write."""
-        self._busy = True
-        self._wake.set()
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Block until every event emitted so far is committed. False on timeout or when
-        some could not be written (``error`` says why; runs never fail for it)."""
-        if self._dead:
-            return False
-        lost = self.lost
-        if self._thread is None or not self._thread.is_alive():
-            if not self._queue:
-                return True
-            self.start()
-        done = threading.Event()
-        self._queue.append(done)
-        self._wake.set()
-        return done.wait(timeout) and self.lost == lost and not self._dead
-
-    def close(self, timeout: float | None = EXIT_TIMEOUT) -> None:
-        """Unsubscribe, write what is queued and stop the writer thread."""
-        events.unsubscribe(self.append)
-        self.flush(timeout)
-        self._stop = True
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def _after_fork(self) -> None:
-        # A forked worker inherits the queue and subscription but not the thread; its events
-        # reach the flow process by forwarding, so it must not buffer or write them itself.
-        events.unsubscribe(self.append)
-        self._queue.clear()
-        self._thread = None
-        self._conn = None
-
-    # -- the writer thread -----------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._conn = db.connect(self.path)
-            db.sweep_crashed(self._conn)
-        except BaseException as exc:  # noqa: BLE001 - never let the store break a run
-            self._fail(exc, fatal=True)
-            return
-        queue, wake = self._queue, self._wake
-        popleft = queue.popleft
-        interval = IDLE_INTERVAL
-        while True:
-            wake.wait(interval)
-            wake.clear()
-            # while events keep coming, drain often so that flush() finds little left to do
-            busy = self._busy or bool(queue)
-            self._busy = False
-            interval = BUSY_INTERVAL if busy else IDLE_INTERVAL
-            while queue:
-                items = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
-                markers = [x for x in items if type(x) is not RunEvent]
-                if markers:  # flush() markers (anything else is not an event: ignored)
-                    items = [x for x in items if type(x) is RunEvent]
-                try:
-                    if items:
-                        self._write(items)
-                finally:
-                    for m in markers:
-                        if isinstance(m, threading.Event):
-                            m.set()
-            if self._stop:
-                break
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _fail(self, exc: BaseException, fatal: bool = False) -> None:
-        self.error = exc
-        if not self._warned:
-            self._warned = True
-            what = "stops recording" if fatal else "could not write some run events"
-            print(f"nb2flow: the run store {self.path} {what}: {exc}", file=sys.stderr)
-        if fatal:
-            self._dead = True
-            events.unsubscribe(self.append)
-            while self._queue:  # release anyone waiting in flush()
-                item = self._queue.popleft()
-                if isinstance(item, threading.Event):
-                    item.set()
-
-    def _write(self, batch: list[RunEvent]) -> None:
+    def write(self, batch: Sequence[Event], base: int) -> int:
+        """Commit ``batch`` (seq numbers from ``base``); return how many events were lost."""
         t0 = time.perf_counter()
-        skip = set(self._skip)
+        skip = set(self.skip)
+        lost = 0
         try:
-            self._commit(batch)
+            self._commit(batch, base)
         except Exception:  # noqa: BLE001 - a bad event or a sick file: save what can be saved
-            self._skip = skip
-            lost, last = 0, None
-            for ev in batch:
+            self.skip = skip
+            for i, ev in enumerate(batch):
                 try:
-                    self._commit([ev])
+                    self._commit([ev], base + i)
                 except Exception as exc:  # noqa: BLE001
-                    lost, last = lost + 1, exc
-            if last is not None:
-                self.lost += lost
-                self._fail(last)
+                    lost += 1
+                    self.error = exc
+        self.lost += lost
         self.batches += 1
         self.write_seconds += time.perf_counter() - t0
+        return lost
 
-    def _commit(self, batch: list[RunEvent]) -> None:
-        assert self._conn is not None
-        rows = self._rows(batch)
-        db.transaction(self._conn, lambda c: _insert(c, rows))  # retried while locked
+    def _commit(self, batch: Sequence[Event], base: int) -> None:
+        self.open()
+        assert self.conn is not None
+        rows = self._rows(batch, base)
+        db.transaction(self.conn, lambda c: _insert(c, rows))  # retried while locked
         self.written += len(batch)
 
-    def _rows(self, batch: list[RunEvent]) -> dict[str, list[tuple[Any, ...]]]:
+    def _rows(self, batch: Sequence[Event], base: int) -> dict[str, list[tuple[Any, ...]]]:
         """Turn events into rows. A task run's transitions go into its one ``task_runs`` row
         (inserted with its whole batch history, or appended to in a later batch)."""
         flow_runs, states, logs = [], [], []
         # task run id -> [flow run id, state, history parts, error, new row or None, seq]
         tasks: dict[str, list[Any]] = {}
         flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
-        skip = self._skip
+        skip = self.skip
         pack = _DOUBLE.pack  # see db.format_ts
-        # seq numbers for this batch: reserve len(batch) of the process-wide counter
-        base = _reserve(len(batch))
         for n, (kind, ts, fid, tid, d) in enumerate(batch, base):
             if skip and fid in skip:  # a run of a @flow(persist=False) (or of its subflows)
                 if kind == "flow_state" and d.get("state") in FINAL_STATES:
@@ -324,7 +241,7 @@ class Recorder:
                         d.get("pid"),
                         db.HOST,
                         self.pid,
-                        self._proc_start,
+                        self.proc_start,
                         _json(extra) if extra else None,
                     )
                 )
@@ -345,6 +262,328 @@ class Recorder:
             "logs": logs,
             "flows": [(*v, k) for k, v in flows.items()],
         }
+
+
+class _Helper:
+    """The helper process, seen from the recorder: frames in, acknowledgements out."""
+
+    def __init__(self, path: Path, pid: int, proc_start: str | None, recorder: Recorder):
+        import nb2flow
+
+        root = str(Path(nb2flow.__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self.recorder = recorder
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nb2flow.store.recording", "--helper", str(path), str(pid)]
+            + ([proc_start] if proc_start else []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # no Ctrl-C from the terminal: it ends on end of input
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.fd = self.proc.stdin.fileno()
+        self.ready = threading.Event()
+        self.dead = False
+        self.pending: dict[str, threading.Event] = {}
+        self._ids = 0
+        self._written = self._lost = 0
+        self._reader = threading.Thread(
+            target=self._read, args=(self.proc.stdout,), name="nb2flow-store-helper", daemon=True
+        )
+        self._reader.start()
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        view = memoryview(kind + len(payload).to_bytes(4, "little") + payload)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    def flush(self, marker: threading.Event) -> None:
+        self._ids += 1
+        key = str(self._ids)
+        self.pending[key] = marker
+        try:
+            self.send(b"F", key.encode())
+        except OSError:
+            self._died("the helper process is gone")
+        if self.dead:  # it may have died before seeing this flush: never leave it waiting
+            self.pending.pop(key, None)
+            marker.set()
+
+    def _read(self, out: IO[bytes]) -> None:
+        rec = self.recorder
+        for line in out:
+            parts = line.decode("utf-8", "replace").rstrip("\n").split(" ", 4)
+            if parts[0] == "R":
+                self.ready.set()
+            elif parts[0] == "A" and len(parts) >= 4:
+                written, lost = int(parts[2]), int(parts[3])
+                rec.written += written - self._written
+                if lost > self._lost:
+                    rec._fail(RuntimeError(parts[4] if len(parts) > 4 else "write failed"))
+                    rec.lost += lost - self._lost
+                self._written, self._lost = written, lost
+                marker = self.pending.pop(parts[1], None)
+                if marker is not None:
+                    marker.set()
+        self._died("the helper process ended")
+
+    def _died(self, why: str) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        self.ready.set()
+        if self.pending:  # what it had not acknowledged may be lost
+            self.recorder.lost += 1
+            self.recorder._fail(RuntimeError(why))
+            for marker in list(self.pending.values()):
+                marker.set()
+            self.pending.clear()
+
+    def close(self, timeout: float | None) -> None:
+        try:
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._reader.join(1.0)
+
+
+class Recorder:
+    """Writes the run events of this process to one store file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.pid = os.getpid()
+        self._queue: deque[Any] = deque()
+        #: the subscriber: appending to the queue is all the hot path does
+        self.append = self._queue.append
+        self._wake = threading.Event()
+        self._busy = True
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._local = _Writer(path, self.pid, db.process_start(self.pid))
+        self._helper: _Helper | None = None
+        self._helper_mode = os.environ.get("NB2FLOW_STORE_HELPER", "auto").lower()
+        self._helper_failed = self._helper_mode in ("never", "off", "0")
+        #: figures: events written, events lost (could not be written)
+        self.written = 0
+        self.lost = 0
+        #: the last write error (the recorder keeps going; runs never fail for it)
+        self.error: BaseException | None = None
+        self._warned = False
+        self._dead = False
+
+    @property
+    def helper_pid(self) -> int | None:
+        """The pid of the helper process writing for this recorder, if one runs."""
+        h = self._helper
+        return h.proc.pid if h is not None and not h.dead else None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Recorder:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="nb2flow-store", daemon=True)
+            self._thread.start()
+        return self
+
+    def kick(self) -> None:
+        """A flow run starts: drain often from now on, so that writing overlaps the run and
+        the flush() at its end finds little left to write."""
+        self._busy = True
+        self._wake.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until every event emitted so far is committed. False on timeout or when
+        some could not be written (``error`` says why; runs never fail for it)."""
+        if self._dead:
+            return False
+        lost = self.lost
+        if self._thread is None or not self._thread.is_alive():
+            if not self._queue:
+                return True
+            self.start()
+        done = threading.Event()
+        self._queue.append(done)
+        self._wake.set()
+        return done.wait(timeout) and self.lost == lost and not self._dead
+
+    def close(self, timeout: float | None = EXIT_TIMEOUT) -> None:
+        """Unsubscribe, write what is queued and stop the writer thread (and helper)."""
+        events.unsubscribe(self.append)
+        self.flush(timeout)
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _after_fork(self) -> None:
+        # A forked worker inherits the queue and subscription but not the threads; its events
+        # reach the flow process by forwarding, so it must not buffer or write them itself.
+        events.unsubscribe(self.append)
+        self._queue.clear()
+        self._thread = None
+        self._local.conn = None
+        if self._helper is not None:  # let the helper see the end of its input with the parent
+            try:
+                os.close(self._helper.fd)
+            except OSError:
+                pass
+            self._helper = None
+
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._local.open()
+        except BaseException as exc:  # noqa: BLE001 - never let the store break a run
+            self._fail(exc, fatal=True)
+            return
+        if self._helper_mode == "always":
+            self._start_helper(wait=True)
+        queue, wake = self._queue, self._wake
+        popleft = queue.popleft
+        interval = IDLE_INTERVAL
+        try:
+            while True:
+                wake.wait(interval)
+                wake.clear()
+                # while events keep coming, drain often so that flush() finds little to do
+                busy = self._busy or bool(queue)
+                self._busy = False
+                interval = BUSY_INTERVAL if busy else IDLE_INTERVAL
+                while queue:
+                    items = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
+                    markers = [x for x in items if type(x) is not RunEvent]
+                    if markers:  # flush() markers (anything else is not an event: ignored)
+                        items = [x for x in items if type(x) is RunEvent]
+                    try:
+                        if items:
+                            self._dispatch(items)
+                    finally:
+                        for m in markers:
+                            if isinstance(m, threading.Event):
+                                self._release(m)
+                if self._stop:
+                    break
+        finally:
+            if self._helper is not None:
+                self._helper.close(EXIT_TIMEOUT)
+                self._helper = None
+            self._local.close()
+
+    def _dispatch(self, items: list[RunEvent]) -> None:
+        base = _reserve(len(items))
+        h = self._helper
+        if h is None and not self._helper_failed and len(items) >= HELPER_MIN_BATCH:
+            self._start_helper(wait=False)  # it takes over once it is ready
+        elif h is not None and h.ready.is_set() and not h.dead:
+            try:
+                h.send(b"B", marshal.dumps((base, [tuple(e) for e in items])))
+                return
+            except (OSError, ValueError):  # gone, or data marshal cannot carry: write here
+                pass
+        lost = self._local.write(items, base)
+        self.written += len(items) - lost
+        if lost:
+            self.lost += lost
+            self._fail(self._local.error or RuntimeError("write failed"))
+
+    def _release(self, marker: threading.Event) -> None:
+        h = self._helper
+        if h is not None and h.ready.is_set() and not h.dead:
+            h.flush(marker)  # set when the helper has committed everything sent before
+        else:
+            marker.set()
+
+    def _start_helper(self, wait: bool) -> None:
+        try:
+            h = _Helper(self.path, self.pid, self._local.proc_start, self)
+        except Exception as exc:  # noqa: BLE001 - no helper: the thread keeps writing
+            self._helper_failed = True
+            self.error = exc
+            return
+        self._helper = h
+        # the helper takes over the runs not to record
+        h.send(b"S", marshal.dumps(sorted(self._local.skip)))
+        if wait:
+            h.ready.wait(30)
+
+    def _fail(self, exc: BaseException, fatal: bool = False) -> None:
+        self.error = exc
+        if not self._warned:
+            self._warned = True
+            what = "stops recording" if fatal else "could not write some run events"
+            print(f"nb2flow: the run store {self.path} {what}: {exc}", file=sys.stderr)
+        if fatal:
+            self._dead = True
+            events.unsubscribe(self.append)
+            while self._queue:  # release anyone waiting in flush()
+                item = self._queue.popleft()
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    # figures of the thread and the helper together
+
+    @property
+    def batches(self) -> int:
+        return self._local.batches
+
+    @property
+    def write_seconds(self) -> float:
+        return self._local.write_seconds
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _helper_main(argv: list[str]) -> int:
+    """``python -m nb2flow.store.recording --helper PATH PID [PROC_START]``: write the frames
+    read on stdin to the store; answer ``R`` when ready and ``A id written lost [error]`` to
+    each flush frame, once everything before it is committed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path, pid = Path(argv[0]), int(argv[1])
+    writer = _Writer(path, pid, argv[2] if len(argv) > 2 else None)
+    out = sys.stdout.buffer
+    try:
+        writer.open()
+    except Exception:  # noqa: BLE001 - the recorder's thread will write (and report) instead
+        return 1
+    out.write(b"R\n")
+    out.flush()
+    stdin = sys.stdin.buffer
+    while True:
+        head = _read_exact(stdin, 5)
+        if head is None:
+            break
+        payload = _read_exact(stdin, int.from_bytes(head[1:], "little"))
+        if payload is None:
+            break
+        kind = head[:1]
+        if kind == b"B":
+            base, batch = marshal.loads(payload)
+            writer.write(batch, base)
+        elif kind == b"S":
+            writer.skip = set(marshal.loads(payload))
+        elif kind == b"F":
+            error = " ".join(str(writer.error or "").split())
+            out.write(f"A {payload.decode()} {writer.written} {writer.lost} {error}\n".encode())
+            out.flush()
+    writer.close()
+    return 0
 
 
 _SQL = {
@@ -440,3 +679,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--helper"]:
+    sys.exit(_helper_main(sys.argv[2:]))
