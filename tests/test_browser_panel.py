@@ -90,36 +90,20 @@ def main(path: str = "data/green_2021-01.parquet", max_depth: int = 30):
 state = main(return_state=True)
 """
 
-# Until the runtime exists, the same run is replayed from events through the same hook.
-REPLAY_CELL = """\
-from nb2flow.jupyter.panel import maybe_attach
-from nb2flow.jupyter.sample import replay, sample_events
-from nb2flow.runtime import events
-
-panel = maybe_attach("nb-run")
-assert panel is not None, "maybe_attach found no widget kernel"
-replay(sample_events("nb-run"), events.emit, speed=0.05)
-assert panel.wait(10)
-"""
-
-
-def runtime_ready() -> bool:
-    return (Path(__file__).parent.parent / "nb2flow" / "runtime" / "api.py").exists()
+#: task -> final state the notebook's run must show
+EXPECTED = {
+    "load_data": "Completed",
+    "features": "Completed",
+    "train": "Completed",
+    "score[0]": "Completed",
+    "score[1]": "Completed",
+    "score[2]": "Completed",
+    "evaluate": "Failed",
+    "register_model": "NotRun",
+}
 
 
-def expected() -> dict[str, str]:
-    """task -> final state the notebook's run must show."""
-    return {
-        "load_data": "Completed",
-        "features": "Completed",
-        "train": "Completed",
-        "score[0]": "Completed",
-        "evaluate": "Failed",
-        "register_model": "NotRun",
-    }
-
-
-ERROR_TEXT = "bad value <42> in evaluate" if runtime_ready() else "inconsistent numbers of samples"
+ERROR_TEXT = "bad value <42> in evaluate"
 #: set to a folder (e.g. docs) to keep the screenshots there too
 DOCS_DIR = os.environ.get("NB2FLOW_SCREENSHOTS")
 
@@ -129,7 +113,7 @@ def notebook() -> dict:
         {
             "cell_type": "code",
             "metadata": {},
-            "source": FLOW_CELL if runtime_ready() else REPLAY_CELL,
+            "source": FLOW_CELL,
             "outputs": [],
             "execution_count": None,
         }
@@ -276,9 +260,17 @@ async ({timeoutMs}) => {
       panel.sessionContext.session.kernel;
       return k && k.connectionStatus === 'connected' && k.status === 'idle'; }, 'kernel');
   app.shell.collapseLeft(); app.shell.collapseRight();
-  await app.commands.execute('notebook:run-all-cells');
   const kernel = panel.sessionContext.session.kernel;
-  await waitFor(() => kernel.status === 'idle', 'kernel idle after run');
+  // watch the panel while the cell runs: live updates must reach the page before the end
+  const seen = new Set();
+  let ran = false;
+  app.commands.execute('notebook:run-all-cells').then(() => { ran = true; });
+  while (!ran || kernel.status !== 'idle') {
+    for (const g of document.querySelectorAll('.nb2f-panel g.nb2f-node'))
+      seen.add(g.dataset.state);
+    if (left() <= 0) throw new Error('timeout waiting for the run');
+    await sleep(15);
+  }
   const errors = [];
   let executed = 0;
   for (const c of panel.content.widgets) {
@@ -290,7 +282,7 @@ async ({timeoutMs}) => {
       if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
     }
   }
-  return {executed, errors};
+  return {executed, errors, seen: [...seen].sort()};
 }
 """
 
@@ -322,12 +314,14 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         page.goto(f"{lab.url}/lab/tree/{urllib.parse.quote(name)}", wait_until="domcontentloaded")
         page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
         result = page.evaluate(RUN_ALL, {"timeoutMs": 90_000})
+        seen = result.pop("seen")
         assert result == {"executed": 1, "errors": []}, (result, lab.log_tail())
+        assert "Running" in seen, seen  # the panel updated while the cell was running
 
         panel = page.locator(".nb2f-panel")
         panel.wait_for(state="visible", timeout=20_000)
         # the thread's final render lands shortly after the cell ends
-        want = expected()
+        want = EXPECTED
         page.wait_for_function(
             """(want) => { const got = Object.fromEntries(
                  [...document.querySelectorAll('.nb2f-panel g.nb2f-node')]
@@ -399,22 +393,11 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
 
 def test_report_opens_as_a_file(tmp_path: Path, chromium_path: str):
     from nb2flow import cli
-    from nb2flow.jupyter.sample import replay, sample_events
-    from nb2flow.runtime import events
-    from nb2flow.store import recording
 
-    if runtime_ready():  # a real run, recorded by the runtime's own store hook
-        ns: dict = {}
-        exec(FLOW_CELL, ns)  # noqa: S102 - the notebook's flow, run here without a kernel
-        run_id = ns["state"].id
-    else:
-        rec = recording.enable()
-        try:
-            replay(sample_events("report-run"), events.emit)
-            assert rec.flush(10)
-        finally:
-            recording.disable()
-        run_id = "report-run"
+    # the notebook's flow, run here without a kernel, recorded by the runtime's store hook
+    ns: dict = {}
+    exec(FLOW_CELL, ns)  # noqa: S102
+    run_id = ns["state"].id
     out = tmp_path / "run.html"
     assert cli.main(["report", run_id, "-o", str(out)]) == 0
 

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from nb2flow.jupyter import panel as P  # noqa: E402
-from nb2flow.jupyter.sample import replay, sample_events  # noqa: E402
+from nb2flow.jupyter.sample import record, replay, sample_events  # noqa: E402
 from nb2flow.runtime import events  # noqa: E402
 from nb2flow.runtime import states as S  # noqa: E402
 from nb2flow.runtime.model import RunView  # noqa: E402
@@ -152,22 +152,10 @@ def test_show_a_flow_run_object_without_the_store(monkeypatch):
         P.resolve(42)
 
 
-def _record(*runs: list) -> None:
-    from nb2flow.store import recording
-
-    rec = recording.enable()
-    try:
-        for evs in runs:
-            replay(evs, events.emit)
-        assert rec.flush(10)
-    finally:
-        recording.disable()
-
-
 def test_show_and_browse_stored_runs(monkeypatch):
     shown = []
     monkeypatch.setattr(P, "_display", shown.append)
-    _record(sample_events("stored-1"), sample_events("stored-2", fail=False))
+    record(sample_events("stored-1"), sample_events("stored-2", fail=False))
     P.show("stored-1")
     assert len(shown) == 1
     assert 'data-task="evaluate" data-state="Failed"' in shown[0].children[2].children[0].value

@@ -8,20 +8,7 @@ import sys
 
 from nb2flow import cli
 from nb2flow.commands.report import default_name
-from nb2flow.jupyter.sample import replay, sample_events
-from nb2flow.runtime import events
-
-
-def record(*runs: list) -> None:
-    from nb2flow.store import recording
-
-    rec = recording.enable()
-    try:
-        for evs in runs:
-            replay(evs, events.emit)
-        assert rec.flush(10)
-    finally:
-        recording.disable()
+from nb2flow.jupyter.sample import record, sample_events
 
 
 def test_report_writes_one_self_contained_page(tmp_path, capsys):

@@ -109,3 +109,19 @@ def replay(events: list[RunEvent], emit: Callable[..., object], speed: float = 0
             time.sleep(max(0.0, e.ts - prev) * speed)
         prev = e.ts
         emit(e.kind, e.flow_run_id, e.task_run_id, dict(e.data))
+
+
+def record(*runs: list[RunEvent], timeout: float = 10) -> None:
+    """Write recorded runs into the run store (``$NB2FLOW_HOME``) through the store's own
+    recorder, as if they had just run; the recorder is closed afterwards."""
+    from nb2flow.runtime import events
+    from nb2flow.store import recording
+
+    rec = recording.enable()
+    try:
+        for evs in runs:
+            replay(evs, events.emit)
+        if not rec.flush(timeout):
+            raise TimeoutError("the run store did not take the events in time")
+    finally:
+        recording.disable()
