@@ -90,9 +90,10 @@ def test_notebook_side_collects_values_and_names_the_failing_cell(tmp_path):
         prepared, numbers, out, cwd=tmp_path, timeout=60, kernel_name="python3", label="x.ipynb"
     )
     assert result.error is None
-    assert result.values["y"] == ("value", [2, 2])
-    kind, reason = result.values["lock"]
+    assert result.values["y"] == ("value", [2, 2], "")
+    kind, reason, type_name = result.values["lock"]
     assert kind == "error" and "cannot be pickled" in reason
+    assert type_name == "_thread.lock"
     assert "absent" not in result.values
 
     bad = new_notebook(cells=[code("a = 1"), new_markdown_cell("m"), code("1 / 0")])
@@ -112,3 +113,149 @@ def test_missing_nbclient_is_a_clear_error(tmp_path, monkeypatch):
     path = write_nb(tmp_path / "x.ipynb", [code("a = 1")])
     with pytest.raises(Nb2flowError, match=r"needs nbclient: pip install 'nb2flow\[jupyter\]'"):
         check_notebook(path)
+
+
+def _check_cli(notebook, cwd, *args):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2flow", "check", str(notebook), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    data = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
+    return proc, data
+
+
+@pytest.mark.slow
+def test_check_passes_on_the_worked_example(tmp_path):
+    _need_kernel()
+    for module in ("mlflow", "xgboost", "sklearn"):
+        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
+    from nb2flow.examples import taxi
+    from tests.conftest import ROOT
+
+    for month in ("2021-01", "2021-02"):
+        taxi.write_month(tmp_path / "data", month, rows=2000, seed=4)
+    notebook = ROOT / "notebooks" / "duration-prediction.ipynb"
+    proc, data = _check_cli(notebook, tmp_path, "--json", "-p", "num_boost_round=5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert data["ok"] is True and data["parameters"] == {"num_boost_round": "5"}
+    rows = {row["name"]: row for row in data["values"]}
+    for name in ("df_train", "X_train", "y_val", "dv", "y_pred", "rmse", "best_params"):
+        assert rows[name]["status"] == "equal", rows[name]
+    assert rows["booster"]["status"] == "equal"
+    assert "same predictions" in rows["booster"]["detail"]
+    assert rows["run_id"]["status"] == "ignored"  # notebook metadata: a new mlflow run each time
+    assert rows["f_out"]["status"] == "not compared"  # a closed file
+    assert "cannot be pickled" in rows["f_out"]["detail"]
+    assert data["counts"]["equal"] >= 15
+
+
+SCALED = [
+    code("scale = 2", "parameters"),
+    code("import numpy as np\n\nxs = np.arange(5) * scale", "task:make"),
+    code("total = float(xs.sum())", "task:total"),
+]
+
+
+@pytest.mark.slow
+def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
+    """A converter bug (simulated: the generated task multiplies by the wrong factor) shows up
+    as mismatched values, named, with the difference."""
+    _need_kernel()
+    import nb2flow.check as check
+    from nb2flow.check.report import print_report
+
+    path = write_nb(tmp_path / "scaled.ipynb", SCALED)
+    real = check._convert
+
+    def buggy(p):
+        script, names, warnings = real(p)
+        assert "xs = np.arange(5) * scale" in script
+        return script.replace("np.arange(5) * scale", "np.arange(5) * (scale + 1)"), names, warnings
+
+    monkeypatch.setattr(check, "_convert", buggy)
+    report = check.check_notebook(path, {"scale": 3}, cwd=tmp_path, timeout=120)
+    assert not report.ok
+    rows = {row.name: row for row in report.rows}
+    assert rows["xs"].status == "different" and "5 elements differ" in rows["xs"].detail
+    assert rows["total"].status == "different" and "30.0 != 40.0" in rows["total"].detail
+
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    print_report(report, console)
+    text = console.export_text()
+    assert "FAIL" in text and "different" in text and "30.0 != 40.0" in text
+
+
+@pytest.mark.slow
+def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path):
+    """An unseeded random number differs between the runs: exit 1, the value named. An
+    untagged notebook (split by headings) with an unpicklable value passes."""
+    _need_kernel()
+    random_nb = write_nb(
+        tmp_path / "noisy.ipynb",
+        [
+            new_markdown_cell("# Draw"),
+            code("import random\n\nx = random.random()"),
+            new_markdown_cell("## Use"),
+            code("y = round(x * 10, 3)\nlabel = 'fixed'"),
+        ],
+    )
+    proc, _ = _check_cli(random_nb, tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "different" in proc.stdout and "FAIL" in proc.stdout
+    assert "label" in proc.stdout
+
+    untagged = write_nb(
+        tmp_path / "untagged.ipynb",
+        [
+            new_markdown_cell("# Load"),
+            code("import threading\n\nrows = [1, 2, 3]\nlock = threading.Lock()"),
+            new_markdown_cell("## Summarise"),
+            code("total = sum(rows)\nmean = total / len(rows)"),
+        ],
+    )
+    proc, data = _check_cli(untagged, tmp_path, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {row["name"]: row["status"] for row in data["values"]}
+    assert rows == {
+        "rows": "equal",
+        "lock": "not compared",
+        "total": "equal",
+        "mean": "equal",
+    }
+
+
+@pytest.mark.slow
+def test_check_reports_a_failing_notebook_with_its_cell(tmp_path):
+    _need_kernel()
+    path = write_nb(
+        tmp_path / "missing.ipynb",
+        [code("path = 'no/such/file.csv'", "parameters"), code("data = open(path).read()")],
+    )
+    proc, data = _check_cli(path, tmp_path, "--json")
+    assert proc.returncode == 1
+    assert data["ok"] is False
+    assert data["notebook_error"].endswith(
+        "missing.ipynb, cell 2: FileNotFoundError: [Errno 2] No such file or directory: "
+        "'no/such/file.csv'"
+    )
+    assert "FileNotFoundError" in data["flow_error"]
+
+
+def test_check_cli_errors(tmp_path):
+    proc, _ = _check_cli(tmp_path / "absent.ipynb", tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "no such file" in proc.stderr
+    path = write_nb(tmp_path / "x.ipynb", [code("a = 1")])
+    proc, _ = _check_cli(path, tmp_path, "-p", "oops")
+    assert proc.returncode == 2 and "expected -p name=value" in proc.stderr
+    proc, _ = _check_cli(path, tmp_path, "--timeout", "0")
+    assert proc.returncode == 2 and "--timeout" in proc.stderr

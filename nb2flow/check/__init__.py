@@ -159,14 +159,14 @@ def check_notebook(
 
 def _compare_all(
     names: list[str],
-    nb_values: dict[str, tuple[str, Any]],
-    flow_values: dict[str, tuple[str, Any]],
+    nb_values: dict[str, tuple[str, Any, str]],
+    flow_values: dict[str, tuple[str, Any, str]],
     ignored: set[str],
     tol: Tolerance | None,
 ) -> list[ValueRow]:
     from nb2flow.check.compare import is_sample
 
-    samples = [v for kind, v in nb_values.values() if kind == "value" and is_sample(v)]
+    samples = [v for kind, v, _ in nb_values.values() if kind == "value" and is_sample(v)]
     rows = []
     for name in names:
         if name in ignored:
@@ -178,11 +178,17 @@ def _compare_all(
         if name not in flow_values:
             rows.append(ValueRow(name, MISSING_IN_FLOW, "the flow does not return it"))
             continue
-        (nb_kind, expected), (flow_kind, actual) = nb_values[name], flow_values[name]
+        (nb_kind, expected, nb_type), (flow_kind, actual, flow_type) = (
+            nb_values[name],
+            flow_values[name],
+        )
         if nb_kind == "error" or flow_kind == "error":
-            side = "notebook" if nb_kind == "error" else "flow"
-            reason = expected if nb_kind == "error" else actual
-            rows.append(ValueRow(name, NOT_COMPARED, f"{side}: {reason}"))
+            side, reason, kind = (
+                ("notebook", expected, nb_type)
+                if nb_kind == "error"
+                else ("flow", actual, flow_type)
+            )
+            rows.append(ValueRow(name, NOT_COMPARED, f"{side}: {reason}", _short_type(kind)))
             continue
         try:
             verdict = compare(expected, actual, tol, samples)
@@ -191,6 +197,13 @@ def _compare_all(
             continue
         rows.append(ValueRow(name, verdict.status, verdict.detail, type_name(expected)))
     return rows
+
+
+def _short_type(qualified: str) -> str:
+    """``xgboost.core.DMatrix`` -> ``xgboost.DMatrix``, as :func:`type_name` writes types."""
+    module, _, name = qualified.rpartition(".")
+    top = module.split(".")[0]
+    return name if top in ("", "builtins") else f"{top}.{name}"
 
 
 def _metadata_ignore(node: Any) -> list[str]:

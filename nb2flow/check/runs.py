@@ -23,8 +23,8 @@ from typing import Any
 
 from nb2flow.errors import Nb2flowError
 
-#: the values a run left behind: name -> ("value", obj) or ("error", message)
-Values = dict[str, tuple[str, Any]]
+#: the values a run left behind: name -> ("value", obj, "") or ("error", why, type name)
+Values = dict[str, tuple[str, Any, str]]
 
 
 @dataclass
@@ -54,7 +54,9 @@ def _nb2flow_dump(values, out):
         try:
             data = pickler.dumps(value)
         except BaseException as exc:
+            kind = type(value)
             with open(os.path.join(out, f"{i}.err"), "w") as f:
+                f.write(f"{kind.__module__}.{kind.__qualname__}\n")
                 f.write(f"cannot be pickled: {type(exc).__name__}: {exc}"[:300])
             continue
         with open(os.path.join(out, f"{i}.pkl"), "wb") as f:
@@ -82,7 +84,7 @@ flows = [v for v in vars(module).values() if isinstance(v, Flow)]
 if len(flows) != 1:
     raise SystemExit(f"expected one flow in {script}, found {len(flows)}")
 flow = flows[0]
-unknown = sorted(set(params) - set(flow.parameters))
+unknown = sorted(set(params) - set(flow.signature.parameters))
 if unknown:
     sys.stderr.write("NB2FLOW-CHECK-UNKNOWN-PARAMS " + json.dumps(unknown) + "\n")
     raise SystemExit(3)
@@ -104,16 +106,18 @@ def load_values(out: Path) -> Values:
     for name, i in index.items():
         err = out / f"{i}.err"
         if err.exists():
-            values[name] = ("error", err.read_text())
+            kind, _, reason = err.read_text().partition("\n")
+            values[name] = ("error", reason, kind)
             continue
         try:
             import cloudpickle as pickler
         except ImportError:  # pragma: no cover - cloudpickle is a core dependency
             import pickle as pickler
         try:
-            values[name] = ("value", pickler.loads((out / f"{i}.pkl").read_bytes()))
+            values[name] = ("value", pickler.loads((out / f"{i}.pkl").read_bytes()), "")
         except Exception as exc:  # noqa: BLE001 - e.g. a class only the notebook defined
-            values[name] = ("error", f"cannot be loaded here: {type(exc).__name__}: {exc}"[:300])
+            reason = f"cannot be loaded here: {type(exc).__name__}: {exc}"[:300]
+            values[name] = ("error", reason, "")
     return values
 
 
@@ -138,7 +142,7 @@ def prepare_notebook(
     cells, numbers = [], []
     injected = not param_source
     for number, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code":
+        if cell.get("cell_type") != "code":
             continue
         role = parse_tags(cell.metadata.get("tags") or [], f"cell {number}").role
         if role == "skip":
@@ -166,7 +170,10 @@ def prepare_notebook(
 def _clean(cell: Any) -> Any:
     import nbformat
 
-    fresh = nbformat.v4.new_code_cell(cell.source)
+    source = cell.get("source") or ""
+    if isinstance(source, list):  # the file's form: a list of lines
+        source = "".join(source)
+    fresh = nbformat.v4.new_code_cell(source)
     fresh.metadata = dict(cell.metadata)
     return fresh
 
@@ -261,6 +268,9 @@ def run_flow(
     params_file = out / "params.pkl"
     params_file.write_bytes(pickle.dumps(params))
     env = dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
+    # the check proves the conversion: every task runs, none is served from the cache
+    # (cache keys hash a loader's path argument, not the file it names)
+    env["NB2FLOW_CACHE"] = "off"
     start = time.perf_counter()
     try:
         proc = subprocess.run(
