@@ -163,3 +163,27 @@ def test_tag_auto_from_headings_gives_the_same_plan(tmp_path, monkeypatch, capsy
     after = json.loads(capsys.readouterr().out)
     assert after["split"] == "tags"
     assert after["tasks"] == before["tasks"] and after["edges"] == before["edges"]
+
+
+def test_output_path_outside_the_directory_is_refused(nb, tmp_path, capsys):
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("# nb2flow: generated\n")
+    (tmp_path / "converted_scripts").mkdir()
+    (tmp_path / "converted_scripts" / "duration_prediction.py").symlink_to(outside)
+    assert main(["convert", str(nb)]) == 2
+    assert "outside converted_scripts" in capsys.readouterr().err
+    assert outside.read_text() == "# nb2flow: generated\n"
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("x = 1\nreturn x", "cell 1, line 2: syntax error: 'return' outside function"),
+        ("await thing()", "top-level await is not supported"),
+        ("def f(a, a):\n    pass", "cell 1, line 1: syntax error: duplicate argument"),
+    ],
+)
+def test_code_only_a_kernel_accepts_is_a_clear_error(nb, capsys, source, message):
+    write(nb, [code(source)])
+    assert main(["convert", str(nb)]) == 2
+    assert message in capsys.readouterr().err
