@@ -25,10 +25,8 @@ import atexit
 import json
 import marshal
 import os
-import signal
 import sqlite3
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -268,6 +266,8 @@ class _Helper:
     """The helper process, seen from the recorder: frames in, acknowledgements out."""
 
     def __init__(self, path: Path, pid: int, proc_start: str | None, recorder: Recorder):
+        import subprocess  # only big flows get here: keep it off the import path
+
         import nb2flow
 
         root = str(Path(nb2flow.__file__).resolve().parent.parent)
@@ -342,6 +342,8 @@ class _Helper:
             self.pending.clear()
 
     def close(self, timeout: float | None) -> None:
+        import subprocess
+
         try:
             self.proc.stdin.close()  # type: ignore[union-attr]
         except OSError:
@@ -554,6 +556,8 @@ def _helper_main(argv: list[str]) -> int:
     """``python -m nb2flow.store.recording --helper PATH PID [PROC_START]``: write the frames
     read on stdin to the store; answer ``R`` when ready and ``A id written lost [error]`` to
     each flush frame, once everything before it is committed."""
+    import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, pid = Path(argv[0]), int(argv[1])
     writer = _Writer(path, pid, argv[2] if len(argv) > 2 else None)
