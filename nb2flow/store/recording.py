@@ -286,6 +286,8 @@ class _Helper:
         self.fd = self.proc.stdin.fileno()
         self.ready = threading.Event()
         self.dead = False
+        #: whether batches go to it (then the thread's skip set was handed over)
+        self.took_over = False
         self.pending: dict[str, threading.Event] = {}
         self._ids = 0
         self._written = self._lost = 0
@@ -487,15 +489,30 @@ class Recorder:
             self._start_helper(wait=False)  # it takes over once it is ready
         elif h is not None and h.ready.is_set() and not h.dead:
             try:
-                h.send(b"B", marshal.dumps((base, [tuple(e) for e in items])))
-                return
-            except (OSError, ValueError):  # gone, or data marshal cannot carry: write here
-                pass
+                payload = marshal.dumps((base, [tuple(e) for e in items]))
+            except ValueError:  # data marshal cannot carry: write this batch here, in order
+                self._sync_helper(h)
+            else:
+                try:
+                    if not h.took_over:  # from now on the helper knows which runs to skip
+                        h.send(b"S", marshal.dumps(sorted(self._local.skip)))
+                        h.took_over = True
+                    h.send(b"B", payload)
+                    return
+                except OSError:  # it died: what it had not committed is counted lost
+                    h._died("the helper process is gone")
         lost = self._local.write(items, base)
         self.written += len(items) - lost
         if lost:
             self.lost += lost
             self._fail(self._local.error or RuntimeError("write failed"))
+
+    def _sync_helper(self, h: _Helper) -> None:
+        """Wait until the helper has committed everything sent to it (before this thread
+        writes a batch itself: a task run's transitions must land in order)."""
+        done = threading.Event()
+        h.flush(done)
+        done.wait(EXIT_TIMEOUT)
 
     def _release(self, marker: threading.Event) -> None:
         h = self._helper
@@ -512,8 +529,6 @@ class Recorder:
             self.error = exc
             return
         self._helper = h
-        # the helper takes over the runs not to record
-        h.send(b"S", marshal.dumps(sorted(self._local.skip)))
         if wait:
             h.ready.wait(30)
 
