@@ -52,6 +52,21 @@ def latest_mlflow_run(tracking_uri: str, experiment: str, flow_run_id: str | Non
     return runs[0] if runs else None
 
 
+def _flow_run_name(flow_run_id: str | None) -> tuple[Path, str]:
+    """The run store's path, and the name it recorded for the flow run (the mlflow tag has
+    the id; the runtime has no public way for a task to read its flow run's name)."""
+    from nb2flow.store.db import Store, default_path
+
+    path = default_path()
+    if not flow_run_id or not path.exists():
+        return path, "(unknown)"
+    try:
+        with Store(path) as store:
+            return path, store.summary(flow_run_id).run_name
+    except Exception as exc:  # noqa: BLE001 - the summary is informative only
+        return path, f"(not found: {exc})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nb2flow.examples.demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="trips per month (20,000)")
@@ -83,19 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("demo: the flow ran but no mlflow run was found", file=sys.stderr)
         return 1
     tags = run.data.tags
-    home = Path(os.environ.get("NB2FLOW_HOME") or Path.home() / ".nb2flow")
+    flow_run_id = tags.get("nb2flow.flow_run_id")
+    store_path, run_name = _flow_run_name(flow_run_id)
     rows = [
         ("validation RMSE", f"{run.data.metrics.get('rmse', float('nan')):.3f} minutes"),
         ("mlflow run id", run.info.run_id),
-        ("nb2flow run name", tags.get("nb2flow.flow_run_name", "(not tagged)")),
-        ("nb2flow run id", tags.get("nb2flow.flow_run_id", "(not tagged)")),
+        ("nb2flow run name", run_name),
+        ("nb2flow run id", flow_run_id or "(not tagged)"),
         ("mlflow database", f"{Path('mlflow.db').resolve()}  (artifacts in ./mlruns)"),
-        ("nb2flow run store", str(home / "runs.db")),
+        ("nb2flow run store", str(store_path)),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
-    flow_run_id = tags.get("nb2flow.flow_run_id")
     print(
         f"""
 Next:

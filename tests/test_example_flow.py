@@ -1,0 +1,88 @@
+"""The worked example end to end: convert the notebook, run the flow twice as production
+would, read the mlflow run and the nb2flow run store back."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require
+
+NOTEBOOK = ROOT / "notebooks" / "duration-prediction.ipynb"
+MONTHS = ("2021-01", "2021-02")
+
+pytestmark = pytest.mark.slow
+
+
+def _need(*modules: str) -> None:
+    for module in modules:
+        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
+
+
+def _run_flow(script: Path, cwd: Path) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(script)]
+    args += ["--train-path", "data/green_tripdata_2021-01.parquet"]
+    args += ["--val-path", "data/green_tripdata_2021-02.parquet", "--num-boost-round", "20"]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_home):
+    _need("mlflow", "xgboost", "pandas", "sklearn")
+    import mlflow
+
+    from nb2flow.codegen import convert_notebook
+    from nb2flow.examples import taxi
+    from nb2flow.store.db import Store
+
+    for month in MONTHS:
+        taxi.write_month(tmp_path / "data", month, rows=3000, seed=11)
+    script = tmp_path / "duration_prediction.py"
+    script.write_text(convert_notebook(NOTEBOOK).script)
+
+    _run_flow(script, tmp_path)
+    _run_flow(script, tmp_path)
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("nyc-taxi-experiment")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert len(runs) == 2
+    first, second = runs
+    for run in runs:
+        assert 0 < run.data.metrics["rmse"] < 20
+        assert run.data.params["num_boost_round"] == "20"
+        assert run.data.params["max_depth"] == "8"
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "preprocessor")]
+        assert artifacts == ["preprocessor/preprocessor.b"]
+        models = client.search_logged_models(
+            experiment_ids=[experiment.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+        )
+        assert [m.name for m in models] == ["models_mlflow"]
+    # same data, same seed: the cached features give the same model
+    assert first.data.metrics["rmse"] == pytest.approx(second.data.metrics["rmse"])
+
+    # the mlflow runs name the nb2flow runs that made them, and the run store agrees
+    with Store(_isolated_home / "runs.db") as store:
+        views = [store.load_run(r.data.tags["nb2flow.flow_run_id"]) for r in runs]
+    for run, view in zip(runs, views, strict=True):
+        assert view.state == "Completed" and view.flow_name == "duration-prediction"
+        assert run.data.tags["nb2flow.flow_name"] == "duration-prediction"
+        assert run.data.tags["nb2flow.flow_run_id"] == view.id
+    states = [{t.name: t.state for t in view.tasks.values()} for view in views]
+    assert states[0] == {
+        "load_data": "Completed",
+        "features": "Completed",
+        "train_model": "Completed",
+        "best_run": "Completed",
+    }
+    # second run: loading and features come from the cache, training runs again
+    assert states[1]["load_data"] == "Cached" and states[1]["features"] == "Cached"
+    assert states[1]["train_model"] == "Completed"
