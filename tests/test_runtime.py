@@ -792,3 +792,29 @@ def test_random_graphs_respect_dependencies_and_failures(seed):
             assert times[d][1] <= times[i][0]  # started after every upstream ended
         assert set(runs[i].upstream) == {runs[d].id for d in deps[i]}
     assert run.state == "Failed"
+
+
+def test_run_context_names_the_run_everywhere():
+    from nb2flow.runtime.api import get_run_context
+
+    def names():
+        ctx = get_run_context()
+        return (ctx.flow_run_id, ctx.flow_run_name, ctx.flow_name, ctx.task_run_id is not None)
+
+    @task
+    def where():
+        return names()
+
+    @task(timeout_seconds=10, hard_timeout=True)
+    def where_in_child():
+        return names()
+
+    @flow(name="ctx-flow")
+    def f():
+        return {"body": names(), "thread": where.submit(), "child": where_in_child.submit()}
+
+    run = f(return_state=True)
+    assert get_run_context() is None
+    assert run.value["body"] == (run.id, run.name, "ctx-flow", False)
+    assert run.value["thread"] == (run.id, run.name, "ctx-flow", True)
+    assert run.value["child"] == (run.id, run.name, "ctx-flow", True)

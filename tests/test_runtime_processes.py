@@ -93,6 +93,7 @@ def test_tasks_run_in_worker_processes_with_events_forwarded(tmp_path):
     assert len(logged) == 1 and logged[0].task_run_id == run.task_run("square_all").id
     worker_pid = int(logged[0].data["message"].rsplit(" ", 1)[1])
     assert worker_pid != os.getpid()
+    assert run.task_run("square_all").state == "Completed"
     messages = {lg.message for lg in run.view.logs}
     assert messages == {f"squaring 4 numbers in {worker_pid}", "value 1", "value 2"}
     # per task, events arrive in order: Running before the final state

@@ -33,6 +33,7 @@ __all__ = [
     "TaskFuture",
     "current_flow_name",
     "flow",
+    "get_run_context",
     "get_run_logger",
     "run_cli",
     "task",
@@ -313,6 +314,12 @@ def run_cli(
     from nb2flow.runtime.flowcli import run_cli as _run_cli
 
     return _run_cli(flow, argv, exit=exit, prog=prog)
+
+
+def get_run_context() -> engine.RunContext | None:
+    """The run the calling code belongs to (``flow_run_id``, ``flow_run_name``,
+    ``flow_name``, ``task_run_id`` (None in a flow body), ``name``), or None outside runs."""
+    return _RUN.get()
 
 
 def current_flow_name() -> str | None:

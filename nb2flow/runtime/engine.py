@@ -79,6 +79,7 @@ class RunContext:
         "sink",
         "log_prints",
         "flow_run",
+        "flow_run_name",
     )
 
     def __init__(
@@ -90,6 +91,7 @@ class RunContext:
         sink: Callable[[RunEvent], None],
         log_prints: bool,
         flow_run: FlowRun | None = None,
+        flow_run_name: str = "",
     ) -> None:
         self.flow_run_id = flow_run_id
         self.task_run_id = task_run_id
@@ -101,6 +103,8 @@ class RunContext:
         #: the FlowRun, in a flow body only (task attempts see None: tasks called inside a
         #: task are plain function calls)
         self.flow_run = flow_run
+        #: the flow run's readable name (``brave-okapi``)
+        self.flow_run_name = flow_run_name
 
 
 _RUN: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
@@ -142,6 +146,7 @@ class TaskPayload:
         "kwargs",
         "has_refs",
         "log_prints",
+        "flow_run_name",
     )
 
     def __init__(
@@ -154,6 +159,7 @@ class TaskPayload:
         kwargs: dict[str, Any],
         has_refs: bool,
         log_prints: bool,
+        flow_run_name: str = "",
     ) -> None:
         self.task = task
         self.flow_run_id = flow_run_id
@@ -163,6 +169,7 @@ class TaskPayload:
         self.kwargs = kwargs
         self.has_refs = has_refs
         self.log_prints = log_prints
+        self.flow_run_name = flow_run_name
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -176,11 +183,14 @@ class TaskPayload:
                 self.kwargs,
                 self.has_refs,
                 self.log_prints,
+                self.flow_run_name,
             ),
         )
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
+#: types worth looking into for Ref placeholders (the containers and Ref itself)
+_REF_SCANNED = frozenset({Ref, list, tuple, dict, set, frozenset})
 
 
 def _resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
@@ -189,8 +199,12 @@ def _resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
         value = upstream[obj.slot].value
         return value if obj.item is None else value[obj.item]
     if t is dict:
+        if _REF_SCANNED.isdisjoint(map(type, obj.values())):
+            return obj
         return {k: _resolve_refs(v, upstream) for k, v in obj.items()}
     if t in _CONTAINERS:
+        if _REF_SCANNED.isdisjoint(map(type, obj)):
+            return obj
         return t(_resolve_refs(v, upstream) for v in obj)
     return obj
 
@@ -271,7 +285,18 @@ def execute(
     frid, trid = payload.flow_run_id, payload.task_run_id
     if payload.log_prints and not _prints_captured:
         _capture_prints()
-    token = _RUN.set(RunContext(frid, trid, task.name, payload.flow_name, sink, payload.log_prints))
+    token = _RUN.set(
+        RunContext(
+            frid,
+            trid,
+            task.name,
+            payload.flow_name,
+            sink,
+            payload.log_prints,
+            None,
+            payload.flow_run_name,
+        )
+    )
     try:
         key = None
         if task.cache or task.cache_key_fn is not None:
@@ -453,7 +478,14 @@ def _attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> An
 
     ctx = _RUN.get()
     assert ctx is not None
-    info = (ctx.flow_run_id, ctx.task_run_id, ctx.name, ctx.flow_name, ctx.log_prints)
+    info = (
+        ctx.flow_run_id,
+        ctx.task_run_id,
+        ctx.name,
+        ctx.flow_name,
+        ctx.log_prints,
+        ctx.flow_run_name,
+    )
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     mpctx = mp.get_context(method)
     work: Any = (task.fn, args, kwargs, info)
@@ -495,9 +527,9 @@ def _child_attempt(conn: Any, work: Any) -> None:
 
     if isinstance(work, bytes):
         work = cloudpickle.loads(work)
-    fn, args, kwargs, (frid, trid, name, flow_name, log_prints) = work
+    fn, args, kwargs, (frid, trid, name, flow_name, log_prints, run_name) = work
     events: list[RunEvent] = []
-    _RUN.set(RunContext(frid, trid, name, flow_name, events.append, log_prints))
+    _RUN.set(RunContext(frid, trid, name, flow_name, events.append, log_prints, None, run_name))
     try:
         msg: tuple[Any, ...] = (True, fn(*args, **kwargs), events)
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
@@ -642,11 +674,13 @@ class _Scan:
         if t is ItemFuture:
             return self.ref(obj.parent, obj.index)
         if t is dict:
-            out = {k: self.template(v) for k, v in obj.items()}
-            return obj if all(out[k] is obj[k] for k in obj) else out
+            if _SCANNED.isdisjoint(map(type, obj.values())):  # a C loop: big data stays cheap
+                return obj
+            return {k: self.template(v) for k, v in obj.items()}
         if t in _CONTAINERS:
-            items = [self.template(v) for v in obj]
-            return obj if all(a is b for a, b in zip(items, obj, strict=True)) else t(items)
+            if _SCANNED.isdisjoint(map(type, obj)):
+                return obj
+            return t(self.template(v) for v in obj)
         return obj
 
 
@@ -799,7 +833,15 @@ class FlowRun:
         task_key = key_base if map_index is None else f"{key_base}[{map_index}]"
         log_prints = task.log_prints if task.log_prints is not None else self.flow.log_prints
         payload = TaskPayload(
-            task, self.id, trid, self.flow_name, args, kwargs, has_refs, bool(log_prints)
+            task,
+            self.id,
+            trid,
+            self.flow_name,
+            args,
+            kwargs,
+            has_refs,
+            bool(log_prints),
+            self.name,
         )
         if scan is not None and scan.ups:
             ups: Any = scan.ups
@@ -959,6 +1001,7 @@ class FlowRun:
             self.publish,
             bool(self.flow.log_prints),
             self,
+            self.name,
         )
 
     def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -1113,11 +1156,13 @@ def resolve_futures(value: Any) -> Any:
     if t is TaskFuture or t is ItemFuture:
         return value.result()
     if t is dict:
-        out = {k: resolve_futures(v) for k, v in value.items()}
-        return value if all(out[k] is value[k] for k in value) else out
+        if _SCANNED.isdisjoint(map(type, value.values())):
+            return value
+        return {k: resolve_futures(v) for k, v in value.items()}
     if t in _CONTAINERS:
-        items = [resolve_futures(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else t(items)
+        if _SCANNED.isdisjoint(map(type, value)):
+            return value
+        return t(resolve_futures(v) for v in value)
     return value
 
 
