@@ -113,10 +113,11 @@ def notebook() -> dict:
         {
             "cell_type": "code",
             "metadata": {},
-            "source": FLOW_CELL,
+            "source": source,
             "outputs": [],
             "execution_count": None,
         }
+        for source in (FLOW_CELL, "from nb2flow.jupyter import runs\nruns()")
     ]
     return {
         "cells": cells,
@@ -315,10 +316,10 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
         result = page.evaluate(RUN_ALL, {"timeoutMs": 90_000})
         seen = result.pop("seen")
-        assert result == {"executed": 1, "errors": []}, (result, lab.log_tail())
+        assert result == {"executed": 2, "errors": []}, (result, lab.log_tail())
         assert "Running" in seen, seen  # the panel updated while the cell was running
 
-        panel = page.locator(".nb2f-panel")
+        panel = page.locator(".nb2f-panel").first
         panel.wait_for(state="visible", timeout=20_000)
         # the thread's final render lands shortly after the cell ends
         want = EXPECTED
@@ -359,7 +360,7 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         if DOCS_DIR:
             panel.screenshot(path=str(Path(DOCS_DIR) / "panel-timeline.png"))
 
-        outputs = page.locator(".jp-Cell-outputArea").inner_text()
+        outputs = "\n".join(page.locator(".jp-Cell-outputArea").all_inner_texts())
         for text in WIDGET_FAILURES:
             assert text not in outputs
         assert page.locator(".jupyter-widgets-error-widget").count() == 0
@@ -369,6 +370,22 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         assert shot.stat().st_size > 10_000
         if DOCS_DIR:
             panel.screenshot(path=str(Path(DOCS_DIR) / "panel.png"))
+
+        # the run browser of the second cell lists the run; picking it shows its panel
+        select = page.locator(".jp-Cell-outputArea select").last
+        select.wait_for(state="visible", timeout=10_000)
+        options = select.locator("option")
+        assert options.count() == 1 and "duration-prediction" in options.first.inner_text()
+        select.select_option(index=0)
+        stored = page.locator(".nb2f-panel").nth(1)
+        stored.wait_for(state="visible", timeout=20_000)
+        stored.locator('g.nb2f-node[data-state="Failed"]').wait_for(timeout=10_000)
+        assert ERROR_TEXT in stored.locator(".nb2f-error").inner_text()
+        browser_out = page.locator(".jp-Cell-outputArea").last
+        page.set_viewport_size({"width": 1280, "height": 1700})  # room for the whole output
+        browser_out.screenshot(path=str(tmp_path / "runs.png"))
+        if DOCS_DIR:
+            browser_out.screenshot(path=str(Path(DOCS_DIR) / "runs.png"))
 
         # under a dark theme the panel keeps its own colours: dark text on white
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', "

@@ -392,8 +392,9 @@ class RunBrowser:
         self.refresh_button = W.Button(description="refresh", icon="refresh")
         self.body = W.VBox([])
         self.panel: RunPanel | None = None
+        self.title = W.HTML()
         self.widget = W.VBox(
-            [W.HBox([self.flow, self.refresh_button]), self.runs, self.body],
+            [self.title, W.HBox([self.flow, self.refresh_button]), self.runs, self.body],
             layout=W.Layout(border="1px solid #d1d5db", padding="6px 10px"),
         )
         self.widget.add_class("nb2f")
@@ -418,7 +419,13 @@ class RunBrowser:
                 self.flow.options = flows
                 self.flow.value = current if any(v == current for _, v in flows) else ""
             summaries = store.list_runs(flow=self.flow.value or None, limit=self.limit)
+            where = store.path
         self.runs.options = [(_summary_label(s), s.id) for s in summaries]
+        shown = f"the {len(summaries)} most recent" if len(summaries) == self.limit else "all"
+        self.title.value = (
+            f"<style>{R.CSS}</style><div class='nb2f-head'><span class='nb2f-flow'>Runs</span>"
+            f" <span class='nb2f-run'>{shown} in {R.esc(where)}</span></div>"
+        )
 
     def open(self, run_id: str | None) -> None:
         if not run_id:
