@@ -237,3 +237,29 @@ def test_parameters_cell_with_code_keeps_the_code_as_a_task(tmp_path):
     assert [p.name for p in plan.graph["parameters"]] == ["a"]
     assert plan.graph["order"] == ["derived_parameters", "c"]
     assert plan.nodes["derived_parameters"]["inputs"] == ["a"]
+
+
+def test_open_files_and_exceptions_are_not_returned(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("with open(__file__) as fh:\n    text = 'x'", "task:read"),
+            code("try:\n    v = int('x')\nexcept ValueError as err:\n    v = 0", "task:parse"),
+        ],
+    )
+    assert list(plan.graph["outputs"]) == ["text", "v"]
+
+
+def test_title_cell_documents_the_flow_and_helper_markdown_the_next_task(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            md("# My analysis\nWhat it does."),
+            code("n = 3", "parameters"),
+            md("## Helpers\nRead things."),
+            code("def f(x):\n    return x"),
+            code("y = f(n)", "task:use"),
+        ],
+    )
+    assert plan.graph["flow_doc"] == "# My analysis\nWhat it does."
+    assert plan.nodes["use"]["doc"] == "## Helpers\nRead things."

@@ -52,6 +52,7 @@ class Names:
     imported: set[str] = field(default_factory=set)  # bound by import statements
     defined: set[str] = field(default_factory=set)  # bound by def / class statements
     star_imports: list[str] = field(default_factory=list)  # modules of `from m import *`
+    resources: set[str] = field(default_factory=set)  # `with ... as x`, `except E as x` names
     all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
 
 
@@ -88,6 +89,7 @@ def sequence(parts: list[Names]) -> Names:
         out.defined |= part.defined
         out.star_imports += part.star_imports
         out.all_reads |= part.all_reads
+        out.resources |= part.resources
     return out
 
 
@@ -212,6 +214,9 @@ class _ModuleScope:
                     self.expr(item.context_expr)
                     if item.optional_vars is not None:
                         self.target(item.optional_vars)
+                        self.names.resources.update(
+                            n.id for n in ast.walk(item.optional_vars) if isinstance(n, ast.Name)
+                        )
                 for stmt in node.body:
                     self.stmt(stmt)
             case ast.Try() | ast.TryStar():
@@ -222,6 +227,7 @@ class _ModuleScope:
                         self.expr(handler.type)
                     if handler.name:
                         self.bind(handler.name)
+                        self.names.resources.add(handler.name)
                     for stmt in handler.body:
                         self.stmt(stmt)
                     self.bound = saved

@@ -113,6 +113,7 @@ class Param:
 
 @dataclass
 class Grouping:
+    intro: str
     tasks: list[Task]
     module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code"}
     imports: list[str]
@@ -214,14 +215,17 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
     current: Task | None = None
     explicit_names: dict[str, int] = {}
 
-    # Markdown above cells that start no task (module level, skipped...) carries over to
-    # the next task: its heading still names and starts that section.
-    carried: list[str] = []
+    # The heading above cells that start no task (module level, skipped...) carries over
+    # to the next task: it still names and starts that section.
     carried_heading: str | None = None
+    carried_markdown: list[str] = []
+    # A first markdown cell with a level-1 heading, above all code, describes the notebook:
+    # it becomes the flow's docstring rather than the first task's.
+    intro = _intro(nb)
 
     def start(unit: Unit, name: str | None, *, explicit: bool) -> Task:
         task = Task(name=name or "", cells=[], units=[], explicit=explicit)
-        task.doc = "\n\n".join(carried + unit.markdown)
+        task.doc = "\n\n".join(m for m in carried_markdown + unit.markdown if m != intro)
         tasks.append(task)
         return task
 
@@ -229,12 +233,13 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         loc = where(path, unit.cell)
         role = unit.tags.role
         heading = unit.heading or carried_heading
-        if (
-            role in ("skip", "setup", "parameters")
-            or (unit.empty and role != "task")
-            or (role is None and unit.definitions_only and not (set(unit.names.reads) & dynamic))
-        ):
-            carried.extend(unit.markdown)
+        helper = role is None and (
+            unit.empty or (unit.definitions_only and not (set(unit.names.reads) & dynamic))
+        )
+        if helper:
+            # markdown above helpers (defs, empty cells) also describes the next task
+            carried_markdown.extend(unit.markdown)
+        if helper or role in ("skip", "setup", "parameters"):
             carried_heading = heading
         if role == "skip":
             skipped.append(unit.cell)
@@ -254,7 +259,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
                 continue
             dynamic.update(rest.names.writes)
             current = start(rest, "derived_parameters", explicit=False)
-            carried, carried_heading = [], None
+            carried_heading, carried_markdown = None, []
             current.cells.append(unit.cell)
             current.units.append(rest)
             continue
@@ -285,7 +290,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             else:
                 name = f"cell_{unit.cell}"
             current = start(unit, name, explicit=explicit)
-        carried, carried_heading = [], None
+        carried_heading, carried_markdown = None, []
         current.cells.append(unit.cell)
         current.units.append(unit)
         current.options.update(unit.tags.options)
@@ -299,6 +304,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             task.name = unique(task.name, taken)
 
     return Grouping(
+        intro=intro.strip() if intro else "",
         tasks=tasks,
         module=module,
         imports=[],
@@ -308,6 +314,16 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         warnings=warnings,
         units=units,
     )
+
+
+def _intro(nb: Notebook) -> str | None:
+    for cell in nb.cells:
+        if cell.kind == "code":
+            return None
+        if cell.kind == "markdown" and cell.source.strip():
+            m = _HEADING.search(cell.source)
+            return cell.source.strip() if m and len(m.group(1)) == 1 else None
+    return None
 
 
 def _quote(names: list[str] | set[str]) -> str:
@@ -565,8 +581,9 @@ def build_plan(
         if source in ("module", "param"):
             continue
         task = by_name[source]
-        if name.startswith("_") or name in task.names.imported or name in task.names.defined:
-            continue
+        n = task.names
+        if name.startswith("_") or name in n.imported | n.defined | n.resources:
+            continue  # not data: private names, modules, functions, open files, exceptions
         finals[name] = source
     needed: dict[str, set[str]] = {t.name: set() for t in tasks}
     for task in tasks:
@@ -604,6 +621,7 @@ def build_plan(
         notebook=label if label is not None else str(path),
         sha256=nb.sha256,
         flow_name=path.stem,
+        flow_doc=grouping.intro,
         split=grouping.split,
         requested_split=split,
         cache_all=cache_all,

@@ -239,6 +239,8 @@ def _flow(
         sig.append(f"{p.name}{hint} = {p.default}")
     lines = [f"@{deco}flow(name={g['flow_name']!r})", f"def {flow_func}({', '.join(sig)}) -> dict:"]
     body: list[str] = []
+    if g["flow_doc"]:
+        lines.append(_indent(_string_literal(g["flow_doc"] + "\n")))
     for t in tasks:
         args = [ref(name, t["sources"][name]) for name in t["inputs"]]
         refs = [
