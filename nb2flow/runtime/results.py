@@ -3,7 +3,8 @@
 One result is one directory: ``value.pkl``, a protocol-5 pickle of the value in which every
 pandas DataFrame that parquet can hold faithfully is replaced by a reference to a
 ``N.parquet`` file beside it, and every large numpy array (including the blocks of frames
-parquet cannot hold) by a reference to a ``N.npy`` file. Nesting is free: a tuple of two
+parquet cannot hold, and the arrays inside scipy matrices or models) by a reference to a
+``N.npy`` file. Nesting is free: a tuple of two
 frames, a dict holding an array, a model object holding arrays all work the same way.
 What plain pickle cannot serialise (lambdas, classes defined in ``__main__`` by a
 notebook), cloudpickle does.
@@ -19,6 +20,7 @@ import io
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,33 @@ def parquet_can_hold(df: Any) -> bool:
     return True
 
 
+_reading = threading.local()
+
+
+def _part(kind: str, name: str) -> Any:
+    """Unpickling side of a part reference: load ``name`` from the entry being read."""
+    directory: Path | None = getattr(_reading, "directory", None)
+    if directory is None or "/" in name or name.startswith("."):
+        raise pickle.UnpicklingError(f"part {name!r} read outside read_value")
+    path = directory / name
+    if kind == "parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    if kind == "npy":
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+    raise pickle.UnpicklingError(f"unknown part kind {kind!r}")
+
+
 class _PartsMixin:
-    """``persistent_id`` that moves frames and large arrays out of the pickle into files."""
+    """``reducer_override`` that moves frames and large arrays out of the pickle into files.
+
+    ``reducer_override`` (not ``persistent_id``) because the C pickler calls it only for
+    objects that are not built-in atoms or containers, so a list of a million dicts costs no
+    Python call per element, and a frame referenced twice is written once (memoised).
+    """
 
     directory: Path
     parts: list[str]
@@ -79,7 +106,7 @@ class _PartsMixin:
         self._frame_type = pd.DataFrame if pd is not None else None
         self._array_type = np.ndarray if np is not None else None
 
-    def persistent_id(self, obj: Any) -> Any:
+    def _as_part(self, obj: Any) -> Any:
         t = type(obj)
         if t is self._frame_type and parquet_can_hold(obj):
             name = f"{len(self.parts)}.parquet"
@@ -88,10 +115,10 @@ class _PartsMixin:
                 obj.to_parquet(path)
             except Exception:  # noqa: BLE001 - a dtype parquet cannot store: pickle it
                 path.unlink(missing_ok=True)
-                return None
+                return NotImplemented
             os.chmod(path, FILE_MODE)
             self.parts.append(name)
-            return ("parquet", name)
+            return (_part, ("parquet", name))
         if t is self._array_type and not obj.dtype.hasobject and obj.nbytes >= NPY_MIN_BYTES:
             import numpy as np
 
@@ -99,14 +126,17 @@ class _PartsMixin:
             with _open_private(self.directory / name) as f:
                 np.save(f, obj, allow_pickle=False)
             self.parts.append(name)
-            return ("npy", name)
-        return None
+            return (_part, ("npy", name))
+        return NotImplemented
 
 
 class _Pickler(_PartsMixin, pickle.Pickler):
     def __init__(self, file: Any, directory: Path) -> None:
         pickle.Pickler.__init__(self, file, protocol=5)
         self._setup_parts(directory)
+
+    def reducer_override(self, obj: Any) -> Any:
+        return self._as_part(obj)
 
 
 def _cloud_pickler(file: Any, directory: Path) -> Any:
@@ -116,6 +146,10 @@ def _cloud_pickler(file: Any, directory: Path) -> Any:
         def __init__(self, file: Any, directory: Path) -> None:
             cloudpickle.CloudPickler.__init__(self, file, protocol=5)
             self._setup_parts(directory)
+
+        def reducer_override(self, obj: Any) -> Any:
+            found = self._as_part(obj)
+            return super().reducer_override(obj) if found is NotImplemented else found
 
     return _CloudPickler(file, directory)
 
@@ -152,28 +186,12 @@ def write_value(value: Any, directory: Path) -> dict[str, Any]:
     return {"serializer": serializer, "parts": list(pickler.parts), "size": size}
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: Any, directory: Path) -> None:
-        super().__init__(file)
-        self.directory = directory
-
-    def persistent_load(self, pid: Any) -> Any:
-        kind, name = pid
-        if "/" in name or name.startswith("."):
-            raise pickle.UnpicklingError(f"bad part name {name!r}")
-        path = self.directory / name
-        if kind == "parquet":
-            import pandas as pd
-
-            return pd.read_parquet(path)
-        if kind == "npy":
-            import numpy as np
-
-            return np.load(path, allow_pickle=False)
-        raise pickle.UnpicklingError(f"unknown part kind {kind!r}")
-
-
 def read_value(directory: Path) -> Any:
     """Read back what :func:`write_value` wrote (a fresh object on every call)."""
-    with open(directory / VALUE_FILE, "rb") as f:
-        return _Unpickler(f, directory).load()
+    previous = getattr(_reading, "directory", None)
+    _reading.directory = directory
+    try:
+        with open(directory / VALUE_FILE, "rb") as f:
+            return pickle.load(f)
+    finally:
+        _reading.directory = previous
