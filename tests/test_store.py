@@ -522,3 +522,28 @@ def test_data_marshal_cannot_carry_is_written_by_the_thread_in_order(monkeypatch
     train = view.tasks[tid]
     assert [s for s, _, _ in train.history] == ["Running", "Completed"]
     assert view == RunView.from_events(fid, live)
+
+
+def test_task_runs_committed_after_the_sweep_are_closed(recorder, live):
+    fid = emit_run(finish=False)
+    assert recorder.flush(10)
+    with Store() as store:  # pretend the recording process died: another pid owns its pid
+        store.conn.execute(
+            "UPDATE flow_runs SET proc_start = 'another-boot:1' WHERE id = ?", (fid,)
+        )
+    with Store() as store:
+        assert store.crashed == [fid]
+    # a late batch of the dead process (committed by its helper) reopens a task run
+    late = next(
+        ev.task_run_id for ev in live if ev.kind == "task_run" and ev.data["task_name"] == "report"
+    )
+    events.emit("task_state", fid, late, {"state": "Running", "attempt": 1})
+    assert recorder.flush(10)
+    with Store() as store:
+        assert store.load_run(fid).tasks[late].state == "Running"
+        assert db.close_crashed_tasks(store.conn, [fid, "no-such-run"]) == 1
+        view = store.load_run(fid)
+        assert db.close_crashed_tasks(store.conn, [fid]) == 0
+    assert view.state == "Crashed" and all(t.final for t in view.tasks.values())
+    # Pending when swept, then the late Running, then closed
+    assert [s for s, _, _ in view.tasks[late].history] == ["Crashed", "Running", "Crashed"]

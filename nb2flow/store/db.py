@@ -27,7 +27,7 @@ import socket
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -382,6 +382,51 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
         return marked
 
     return transaction(conn, mark)
+
+
+def close_crashed_tasks(conn: sqlite3.Connection, run_ids: Iterable[str]) -> int:
+    """Mark ``Crashed`` the task runs still open in runs already marked ``Crashed``.
+
+    It happens when a helper process commits the last batch of a flow process that died
+    after another process swept the run; the helper calls this before it exits.
+    Returns the number of task runs marked."""
+    ids = list(run_ids)
+
+    def body(c: sqlite3.Connection) -> int:
+        marked = 0
+        for run_id in ids:
+            row = c.execute(
+                'SELECT "end", error FROM flow_runs WHERE id = ? AND state = ?', (run_id, CRASHED)
+            ).fetchone()
+            if row is None:
+                continue
+            tasks = c.execute(
+                "SELECT id FROM task_runs WHERE flow_run_id = ? AND state IN (?,?,?) ORDER BY seq",
+                (run_id, *OPEN_STATES),
+            ).fetchall()
+            if not tasks:
+                continue
+            last = c.execute(
+                "SELECT max(seq) FROM states WHERE flow_run_id = ?", (run_id,)
+            ).fetchone()[0]
+            seq = max(CRASH_SEQ, (last or 0) + 1)
+            ts, message = row[0] or time.time(), row[1] or "the flow process died"
+            for (task_id,) in tasks:
+                c.execute(
+                    "INSERT INTO states (flow_run_id, seq, task_run_id, ts, state, message,"
+                    " error) VALUES (?,?,?,?,?,?,?)",
+                    (run_id, seq, task_id, ts, CRASHED, message, message),
+                )
+                c.execute(
+                    "UPDATE task_runs SET state = ?, history = history || ?, error = ?"
+                    " WHERE flow_run_id = ? AND id = ?",
+                    (CRASHED, format_transition(ts, CRASHED, None, seq), message, run_id, task_id),
+                )
+                seq += 1
+                marked += 1
+        return marked
+
+    return transaction(conn, body) if ids else 0
 
 
 # -- reading ---------------------------------------------------------------------------------

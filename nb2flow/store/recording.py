@@ -584,6 +584,7 @@ def _helper_main(argv: list[str]) -> int:
     out.write(b"R\n")
     out.flush()
     stdin = sys.stdin.buffer
+    seen: set[str] = set()  # the flow runs it wrote to
     while True:
         head = _read_exact(stdin, 5)
         if head is None:
@@ -595,12 +596,20 @@ def _helper_main(argv: list[str]) -> int:
         if kind == b"B":
             base, batch = marshal.loads(payload)
             writer.write(batch, base)
+            seen.update({ev[2] for ev in batch})
         elif kind == b"S":
             writer.skip = set(marshal.loads(payload))
         elif kind == b"F":
             error = " ".join(str(writer.error or "").split())
             out.write(f"A {payload.decode()} {writer.written} {writer.lost} {error}\n".encode())
             out.flush()
+    if not db.process_alive(pid, writer.proc_start):  # the flow process died (kill -9...)
+        try:  # its last batch is committed now: mark its runs Crashed at once
+            assert writer.conn is not None
+            db.sweep_crashed(writer.conn)
+            db.close_crashed_tasks(writer.conn, seen)
+        except Exception:  # noqa: BLE001 - the next opener sweeps anyway
+            pass
     writer.close()
     return 0
 
