@@ -264,3 +264,14 @@ def test_entries_and_clear_filter_by_flow_task_and_age():
     assert cache.lookup(keys["f1", "a"], make_task(name="a")).value[-1] == 999
     assert cache.clear() == (2, pytest.approx(freed * 2, rel=0.01))
     assert cache.entries() == []
+
+
+def test_results_location_can_be_chosen(tmp_path, monkeypatch):
+    default = cache.results_dir()
+    assert default == Path(os.environ["NB2FLOW_HOME"]) / "results"
+    monkeypatch.setenv("NB2FLOW_RESULTS", str(tmp_path / "project-results"))
+    task = make_task()
+    path = cache.save(cache.key_for(task, {"x": 1}), 2, task=task)
+    assert path.is_relative_to(tmp_path / "project-results")
+    assert not default.exists()
+    assert [e.path for e in cache.entries()] == [path]

@@ -105,14 +105,14 @@ class CacheContext:
 # --------------------------------------------------------------------------- paths
 
 
-def home() -> Path:
-    return Path(os.environ.get("NB2FLOW_HOME") or Path.home() / ".nb2flow")
-
-
 def results_dir() -> Path:
     """Where results live: ``$NB2FLOW_RESULTS``, else ``$NB2FLOW_HOME/results``."""
     custom = os.environ.get("NB2FLOW_RESULTS")
-    return Path(custom) if custom else home() / "results"
+    if custom:
+        return Path(custom).expanduser()
+    from nb2flow.store.db import home  # the one definition of $NB2FLOW_HOME
+
+    return home() / "results"
 
 
 def _valid_key(key: str) -> bool:
