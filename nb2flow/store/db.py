@@ -1,7 +1,8 @@
 """The run store: SQLite under ``$NB2FLOW_HOME`` (default ``~/.nb2flow``), file ``runs.db``.
 
 One database holds every flow run of every process on the machine. It is written by the
-recorder (:mod:`nb2flow.store.recording`, a background thread fed by run events) and read by
+recorder (:mod:`nb2flow.store.recording`: a background thread fed by run events, or for big
+flows its helper process) and read by
 ``nb2flow runs``, ``nb2flow show``, the report and the Jupyter run browser through
 :class:`Store`.
 
@@ -13,9 +14,9 @@ Crash detection: each flow run records the pid, hostname and start time of the p
 records it. Whoever opens the store next marks runs left unfinished by a dead process (or by a
 process whose pid has since been reused) ``Crashed``, with their unfinished task runs.
 
-A run is rebuilt as a :class:`~nb2flow.runtime.model.RunView` by replaying its rows, in the
-order they were recorded, as the run events they came from: the store and a live observer
-read events the same way (``RunView.apply``).
+A run is rebuilt as a :class:`~nb2flow.runtime.model.RunView` by replaying its rows as the
+run events they came from, in the order they were recorded: the store and a live observer
+read events the same way (``RunView.apply``). See ``docs/store.md``.
 """
 
 from __future__ import annotations
