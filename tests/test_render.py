@@ -178,21 +178,32 @@ def test_mapped_tasks_collapse_into_one_node_with_count():
     b.task("src", "source")
     for i in range(600):
         b.task(f"m{i}", "square", {"src": ["xs"]}, idx=i)
-    b.task("sum", "total", {f"m{i}": ["y"] for i in range(600)})
+    for i in range(600):
+        b.task(f"d{i}", "double", {f"m{i}": ["y"]}, idx=i)
+    b.task("sum", "total", {f"d{i}": ["z"] for i in range(600)})
     b.run_ok("src")
     for i in range(600):
         b.state(f"m{i}", S.RUNNING, dt=0.001)
         b.state(f"m{i}", S.FAILED if i == 7 else S.COMPLETED, dt=0.001, error="E")
+        if i == 7:
+            b.state(f"d{i}", S.NOT_RUN, dt=0.001)
+        else:
+            b.run_ok(f"d{i}", dt=0.001)
     svg = R.graph_svg(b.view)
     ns = nodes(svg)
-    assert set(ns) == {"source", "square", "total"}
+    assert set(ns) == {"source", "square", "double", "total"}
+    # most of it ran: Completed colour, the label tells what did not
+    assert ns["double"].get("data-state") == S.COMPLETED
+    assert "\u00d7600 \u00b7 599 ok \u00b7 1 not run" in [
+        t.text for t in ns["double"].iter(f"{SVG}text")
+    ]
     assert ns["square"].get("data-count") == "600"
     assert ns["square"].get("data-state") == S.FAILED  # the worst member shows
-    assert "\u00d7600 \u00b7 600 done \u00b7 1 failed" in [
+    assert "\u00d7600 \u00b7 599 ok \u00b7 1 failed" in [
         t.text for t in ns["square"].iter(f"{SVG}text")
     ]
     assert parse(svg).get("data-collapsed") == "true"
-    assert len(edges(svg)) == 2
+    assert len(edges(svg)) == 3
     # a small map stays expanded, one node per item
     small = Builder()
     small.task("src", "source")
@@ -220,7 +231,10 @@ def test_group_state():
     assert R.group_state({S.PENDING: 4}) == S.PENDING
     assert R.group_state({S.CACHED: 2}) == S.CACHED
     assert R.group_state({S.CACHED: 2, S.COMPLETED: 1}) == S.COMPLETED
-    assert R.group_state({S.NOT_RUN: 2, S.COMPLETED: 1}) == S.NOT_RUN
+    # something ran: Completed (the label says "1 not run"); nothing ran: NotRun
+    assert R.group_state({S.NOT_RUN: 2, S.COMPLETED: 1}) == S.COMPLETED
+    assert R.group_state({S.NOT_RUN: 2}) == S.NOT_RUN
+    assert R.group_state({S.NOT_RUN: 2, S.CANCELLED: 1}) == S.CANCELLED
 
 
 def test_timeline_bars_show_states_and_retries():

@@ -108,19 +108,23 @@ def progress(run: RunView) -> tuple[int, int]:
 
 
 def group_state(counts: dict[str, int]) -> str:
-    """One state standing for a group of task runs: the most urgent thing in it."""
+    """One state standing for a group of task runs: the most urgent thing in it (a failure,
+    then work in progress); a finished group with some successes counts as Completed (its
+    label and state bar tell the rest), NotRun or Cancelled only when nothing in it ran."""
     total = sum(counts.values())
     for s in (S.CRASHED, S.TIMED_OUT, S.FAILED, S.RUNNING, S.RETRYING):
         if counts.get(s):
             return s
     if counts.get(S.PENDING):
         return S.RUNNING if counts[S.PENDING] < total else S.PENDING
+    if counts.get(S.CACHED) == total:
+        return S.CACHED
+    if counts.get(S.COMPLETED) or counts.get(S.CACHED):
+        return S.COMPLETED
     for s in (S.CANCELLED, S.NOT_RUN):
         if counts.get(s):
             return s
-    if counts.get(S.CACHED) == total:
-        return S.CACHED
-    return S.COMPLETED if total else S.PENDING
+    return S.PENDING
 
 
 def group_tasks(run: RunView, max_nodes: int) -> dict[str, str]:
@@ -334,10 +338,20 @@ def _node_title(node: Node) -> str:
 
 def _node_subtitle(node: Node) -> str:
     if node.grouped:
-        bad = sum(c for s, c in node.counts.items() if s in FAILED_STATES)
-        done = sum(c for s, c in node.counts.items() if s in DONE_STATES)
-        text = f"\u00d7{len(node.tasks)} \u00b7 {done} done"
-        return text + (f" \u00b7 {bad} failed" if bad else "")
+        c = node.counts
+        parts = [
+            (c.get(S.COMPLETED, 0) + c.get(S.CACHED, 0), "ok"),
+            (sum(n for s, n in c.items() if s in FAILED_STATES), "failed"),
+            (c.get(S.RUNNING, 0) + c.get(S.RETRYING, 0), "running"),
+            (c.get(S.PENDING, 0), "pending"),
+            (c.get(S.NOT_RUN, 0), "not run"),
+            (c.get(S.CANCELLED, 0), "cancelled"),
+        ]
+        text = f"\u00d7{len(node.tasks)}"
+        for n, what in parts:
+            if n and len(text) < 20:
+                text += f" \u00b7 {n} {what}"
+        return text
     t = node.tasks[0]
     text = t.state
     if t.duration is not None and ran(t):
