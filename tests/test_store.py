@@ -547,3 +547,17 @@ def test_task_runs_committed_after_the_sweep_are_closed(recorder, live):
     assert view.state == "Crashed" and all(t.final for t in view.tasks.values())
     # Pending when swept, then the late Running, then closed
     assert [s for s, _, _ in view.tasks[late].history] == ["Crashed", "Running", "Crashed"]
+
+
+def test_a_new_migration_upgrades_an_existing_store_and_keeps_its_runs(recorder, monkeypatch):
+    fid = emit_run()
+    assert recorder.flush(10)
+    recording.disable()
+    extra = "ALTER TABLE flow_runs ADD COLUMN note TEXT;\n-- a comment; with a semicolon\n"
+    monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, extra])
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS))
+    with Store() as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = [r[1] for r in store.conn.execute("PRAGMA table_info(flow_runs)")]
+        assert "note" in columns
+        assert store.load_run(fid).state == "Failed"
