@@ -21,10 +21,17 @@ def run(args: argparse.Namespace) -> int:
 
     from nb2flow.store import db, render
 
-    if args.limit is not None and args.limit < 1:
-        from nb2flow.errors import Nb2flowError
+    from nb2flow.errors import Nb2flowError
+    from nb2flow.runtime.states import ALL_STATES
 
+    if args.limit is not None and args.limit < 1:
         raise Nb2flowError(f"--limit must be at least 1, not {args.limit}")
+    state = None
+    if args.state is not None:
+        by_lower = {s.lower(): s for s in ALL_STATES}
+        state = by_lower.get(args.state.lower().replace("_", "").replace("-", ""))
+        if state is None:
+            raise Nb2flowError(f"--state {args.state!r} is not one of: {', '.join(ALL_STATES)}")
     path = db.default_path()
     if not path.exists():
         if args.json:
@@ -33,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"No runs recorded yet ({path} does not exist).")
         return 0
     with db.Store(path) as store:
-        runs = store.list_runs(flow=args.flow, limit=args.limit, state=args.state)
+        runs = store.list_runs(flow=args.flow, limit=args.limit, state=state)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
