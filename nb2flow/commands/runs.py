@@ -19,10 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from nb2flow.store import db, render
-
     from nb2flow.errors import Nb2flowError
     from nb2flow.runtime.states import ALL_STATES
+    from nb2flow.store import db, render
 
     if args.limit is not None and args.limit < 1:
         raise Nb2flowError(f"--limit must be at least 1, not {args.limit}")
