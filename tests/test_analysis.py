@@ -263,3 +263,13 @@ def test_title_cell_documents_the_flow_and_helper_markdown_the_next_task(tmp_pat
     )
     assert plan.graph["flow_doc"] == "# My analysis\nWhat it does."
     assert plan.nodes["use"]["doc"] == "## Helpers\nRead things."
+
+
+def test_skipped_cells_need_not_be_python(tmp_path):
+    plan = _plan(tmp_path, [code("a = 1", "task:a"), code("library(ggplot2) <- ", "skip")])
+    assert plan.graph["skipped"] == [2]
+
+
+def test_absurdly_nested_code_is_a_clear_error(tmp_path):
+    with pytest.raises(Nb2flowError, match="cell 1"):
+        _plan(tmp_path, [code("x = " + "(" * 300 + "1" + ")" * 300)])

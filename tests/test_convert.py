@@ -35,7 +35,7 @@ def test_convert_writes_an_importable_name_in_converted_scripts(nb, tmp_path, ca
     out = capsys.readouterr().out
     target = tmp_path / "converted_scripts" / "duration_prediction.py"
     assert f"-> converted_scripts{'/'}duration_prediction.py" in out
-    assert "2 tasks, 1 edges, 1 parameters, 0 warnings (split: tags)" in out
+    assert "2 tasks, 1 edge, 1 parameter, 0 warnings (split: tags)" in out
     assert "square  cell 4  in: n  out: sq" in out
     text = target.read_text()
     assert "Source: notebooks/duration-prediction.ipynb (sha256" in text

@@ -146,11 +146,21 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             continue
         tags = parse_tags(cell.tags, loc)
         warnings.extend(tags.warnings)
-        translation = to_python(cell.source, loc)
-        warnings.extend(translation.warnings)
-        code = translation.code
-        tree = _parse(code, nb.path, cell.number)
-        names = analyse(tree)
+        if tags.role == "skip":
+            # left out of the flow: it need not even be valid Python (EDA in another
+            # language, a deliberate error)
+            translation, code, tree, names = None, "", ast.Module(body=[], type_ignores=[]), Names()
+        else:
+            translation = to_python(cell.source, loc)
+            warnings.extend(translation.warnings)
+            code = translation.code
+            tree = _parse(code, nb.path, cell.number)
+            try:
+                names = analyse(tree)
+            except RecursionError:
+                raise Nb2flowError(
+                    f"{loc}: the cell's code is nested too deeply to analyse"
+                ) from None
         headings = [m.group(2).strip() for text in markdown for m in _HEADING.finditer(text)]
         units.append(
             Unit(
@@ -161,7 +171,7 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
                 tags=tags,
                 markdown=markdown,
                 heading=headings[-1] if headings else None,
-                needs=translation.imports,
+                needs=translation.imports if translation else [],
             )
         )
         markdown = []

@@ -72,11 +72,13 @@ def summary(conversion) -> str:  # noqa: ANN001 - a Conversion (imported lazily)
     plan = conversion.plan
     g = plan.graph
     tasks = conversion.tasks
-    lines = [
-        f"  {len(tasks)} task{'s' * (len(tasks) != 1)}, {plan.number_of_edges()} edges, "
-        f"{len(g['parameters'])} parameters, {len(conversion.warnings)} warnings "
-        f"(split: {g['split']})"
+    counts = [
+        _plural(len(tasks), "task"),
+        _plural(plan.number_of_edges(), "edge"),
+        _plural(len(g["parameters"]), "parameter"),
+        _plural(len(conversion.warnings), "warning"),
     ]
+    lines = [f"  {', '.join(counts)} (split: {g['split']})"]
     width = max((len(t["name"]) for t in tasks[:MAX_TASK_LINES]), default=0)
     for t in tasks[:MAX_TASK_LINES]:
         line = f"  {t['name']:<{width}}  {cells_text(t['cells'])}"
@@ -88,6 +90,10 @@ def summary(conversion) -> str:  # noqa: ANN001 - a Conversion (imported lazily)
     if len(tasks) > MAX_TASK_LINES:
         lines.append(f"  ... and {len(tasks) - MAX_TASK_LINES} more (nb2flow inspect lists all)")
     return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def cells_text(cells: list[int]) -> str:
