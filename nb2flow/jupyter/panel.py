@@ -184,9 +184,9 @@ class RunPanel:
         return True
 
     def _loop(self) -> None:
-        poll = min(0.02, self.min_interval)
+        fast = poll = min(0.02, self.min_interval)
         next_render = time.monotonic() + self.min_interval
-        last = time.monotonic()
+        last = last_change = time.monotonic()
         q = self._queue
         assert q is not None
         try:
@@ -201,6 +201,10 @@ class RunPanel:
                     break
                 now = time.monotonic()
                 next_render = now + self.min_interval
+                if changed:
+                    last_change, poll = now, fast
+                elif now - last_change > 5:  # a long task (or a run that died): wake less
+                    poll = 0.25
                 if changed or now - last >= 1.0:  # keep the elapsed time ticking
                     t = time.perf_counter()
                     self.render(header_only=not changed)
