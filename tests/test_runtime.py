@@ -482,7 +482,7 @@ def test_flow_timeout():
     def slow():
         time.sleep(1)
 
-    @flow(timeout_seconds=0.2)
+    @flow(timeout_seconds=0.2, retries=2)  # a timed-out flow is not retried
     def f():
         slow.submit()
 
@@ -491,6 +491,10 @@ def test_flow_timeout():
     assert time.monotonic() - t0 < 0.9
     assert run.state == "TimedOut" and isinstance(run.exc, FlowTimeout)
     assert run.task_runs[0].state == "Cancelled"
+    assert [e.data["state"] for e in run.events if e.kind == "flow_state"] == [
+        "Running",
+        "TimedOut",
+    ]
     with pytest.raises(FlowTimeout):
         f()
 

@@ -963,7 +963,7 @@ class FlowRun:
                 self.state, self.value = COMPLETED, value
                 self.emit("flow_state", None, {"state": COMPLETED, "message": ""})
                 return
-            if attempt <= flow.retries:
+            if attempt <= flow.retries and state != TIMED_OUT:  # a timed-out body may still run
                 delay = _retry_delay(flow, attempt)
                 self.emit(
                     "flow_state",
@@ -1069,6 +1069,8 @@ class FlowRun:
         if timed_out:
             t = self.flow.timeout_seconds
             exc = FlowTimeout(f"flow {self.flow_name!r} timed out after {t:g}s")
+            # the body may still be running in its thread: what it submits now is cancelled
+            self.cancelled = True
             self._cancel_calls(f"flow timed out after {t:g}s")
             return TIMED_OUT, exc, error_line(exc), None
         failed: TaskCall | None = None
