@@ -178,3 +178,25 @@ def test_empty_notebook_gives_a_flow_without_tasks(tmp_path):
 def test_cache_all(tmp_path):
     script = _convert(tmp_path, [code("a = 1", "task:a")], cache_all=True).script
     assert '@task(name="a", cache=True)' in script
+
+
+def test_same_bytes_whatever_the_hash_seed(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path / "seeded.ipynb", EXAMPLE + [code("s = {1, 2} | {3}\nd = dict(a=1)")])
+    program = (
+        "import sys; from nb2flow.codegen import convert_notebook; "
+        "sys.stdout.write(convert_notebook(sys.argv[1], label='x').script)"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", program, str(path)],
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert outputs == {convert_notebook(path, label="x").script}
