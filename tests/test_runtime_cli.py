@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -233,3 +235,71 @@ def test_ctrl_c_cancels_cleanly(script, tmp_path, how):
         "wait_forever": "Cancelled",
         "square": "Completed",
     }
+
+
+@task
+def chatty(i):
+    from nb2flow import get_run_logger
+
+    log = get_run_logger()
+    log.info("info %d", i)
+    log.warning("warning %d", i)
+    return i
+
+
+@flow
+def chatty_flow(n: int = 3):
+    return chatty.map(range(n))
+
+
+def _report(mode):
+    import io
+
+    from nb2flow.runtime.events import subscribe, unsubscribe
+    from nb2flow.runtime.reporter import TerminalReporter
+
+    stream = io.StringIO()
+    reporter = TerminalReporter(mode, stream=stream)
+    subscribe(reporter)
+    try:
+        reporter.start()
+        run = chatty_flow(return_state=True)
+        reporter.stop()
+    finally:
+        unsubscribe(reporter)
+    return run, stream.getvalue()
+
+
+def test_live_display_renders_every_task_and_the_logs():
+    run, text = _report("live")
+    assert run.state == "Completed"
+    assert f"chatty-flow · {run.name} · Completed" in text and "3/3 tasks" in text
+    for i in range(3):
+        assert f"chatty[{i}]" in text and f"warning {i}" in text and f"info {i}" in text
+    assert text.count("Completed") >= 4  # the header and one row per task
+
+
+def test_plain_and_quiet_reporting():
+    _, plain = _report("plain")
+    assert "INFO    chatty[0] | info 0" in plain and "WARNING chatty[2] | warning 2" in plain
+    _, quiet = _report("quiet")
+    assert "warning 1" in quiet and "info 1" not in quiet
+
+
+class Color(enum.Enum):
+    red = 1
+    blue = 2
+
+
+@flow
+def pick(mode: Literal["fast", "slow"] = "fast", color: Color = Color.red):
+    return {"mode": mode, "color": color.name}
+
+
+def test_choices_from_literal_and_enum(capsys):
+
+    assert run_cli(pick, ["--mode", "slow", "--color", "blue", "--json", "-q"], exit=False) == 0
+    assert json.loads(capsys.readouterr().out) == {"mode": "slow", "color": "blue"}
+    with pytest.raises(SystemExit):
+        run_cli(pick, ["--mode", "medium"], exit=False)
+    assert "invalid choice" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def _unwrap_optional(hint: Any) -> Any:
 def _option_spec(hint: Any, default: Any) -> dict[str, Any]:
     """argparse keyword arguments for a parameter with this type hint and default."""
     empty = inspect.Parameter.empty
-    if hint is empty or hint is Any:
+    if hint is empty or hint is Any or isinstance(hint, str):  # str: a hint we cannot resolve
         hint = type(default) if default is not empty and default is not None else str
     hint = _unwrap_optional(hint)
     origin = typing.get_origin(hint)
