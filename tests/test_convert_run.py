@@ -78,3 +78,15 @@ def test_reader_of_the_old_value_finishes_before_the_in_place_change(tmp_path):
     assert "wait_for=[n]" in conversion.script
     result = run_script_flow(conversion.script, tmp_path)
     assert result["n"] == 1 and result["d"] == {"a": 1, "b": 2}
+
+
+def test_helper_reading_a_parameter_stays_in_the_flow(tmp_path):
+    cells = [
+        code("base = 10", "parameters"),
+        code("def shift(x):\n    return x + base"),
+        code("out = shift(1)", "task:use"),
+    ]
+    path = write(tmp_path / "helper.ipynb", cells)
+    conversion = convert_notebook(path)
+    assert conversion.plan.graph["module"] == []
+    assert run_script_flow(conversion.script, tmp_path, base=5)["out"] == 6

@@ -265,6 +265,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             continue
         if role == "parameters":
             rest = _parameters(unit, parameters, path, warnings)
+            dynamic.update(parameters)  # flow arguments, not module globals
             if rest is None:
                 continue
             dynamic.update(rest.names.writes)
