@@ -881,11 +881,8 @@ class FlowRun:
             call.finish(_not_run(bad))
         else:
             call.started = True
-            try:
-                outcome = execute(call.payload, call.upstream_outcomes(), self.publish)
-            except KeyboardInterrupt:
-                raise
-            call.finish(outcome)
+            # KeyboardInterrupt propagates from here: the flow marks this run Cancelled
+            call.finish(execute(call.payload, call.upstream_outcomes(), self.publish))
         return call.future.result()
 
     def submit_task(
