@@ -1,5 +1,6 @@
-"""The worked example end to end: convert the notebook, run the flow twice as production
-would, read the mlflow run and the nb2flow run store back."""
+"""The worked example end to end: convert the notebook, run the flow as production would,
+run it again from notebooks/run-the-flow.ipynb (cached loading and features), and read the
+mlflow runs and the nb2flow run store back."""
 
 from __future__ import annotations
 
@@ -24,10 +25,23 @@ def _need(*modules: str) -> None:
         require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
 
 
+def _run_notebook(root: Path) -> str:
+    """Run notebooks/run-the-flow.ipynb from root/notebooks, as Jupyter would; its output."""
+    _need("nbclient", "ipykernel")
+    import nbformat
+    from nbclient import NotebookClient
+
+    (root / "notebooks").mkdir()
+    nb = nbformat.read(ROOT / "notebooks" / "run-the-flow.ipynb", as_version=4)
+    resources = {"metadata": {"path": str(root / "notebooks")}}
+    NotebookClient(nb, timeout=240, resources=resources).execute()
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
 def _run_flow(script: Path, cwd: Path) -> subprocess.CompletedProcess:
     args = [sys.executable, str(script)]
     args += ["--train-path", "data/green_tripdata_2021-01.parquet"]
-    args += ["--val-path", "data/green_tripdata_2021-02.parquet", "--num-boost-round", "20"]
+    args += ["--val-path", "data/green_tripdata_2021-02.parquet"]
     env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -44,11 +58,12 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
 
     for month in MONTHS:
         taxi.write_month(tmp_path / "data", month, rows=3000, seed=11)
-    script = tmp_path / "duration_prediction.py"
+    (tmp_path / "converted_scripts").mkdir()
+    script = tmp_path / "converted_scripts" / "duration_prediction.py"
     script.write_text(convert_notebook(NOTEBOOK).script)
 
     _run_flow(script, tmp_path)
-    _run_flow(script, tmp_path)
+    printed = _run_notebook(tmp_path)
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("nyc-taxi-experiment")
@@ -57,7 +72,7 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
     first, second = runs
     for run in runs:
         assert 0 < run.data.metrics["rmse"] < 20
-        assert run.data.params["num_boost_round"] == "20"
+        assert run.data.params["num_boost_round"] == "50"
         assert run.data.params["max_depth"] == "8"
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "preprocessor")]
         assert artifacts == ["preprocessor/preprocessor.b"]
@@ -66,6 +81,8 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
             filter_string=f"source_run_id = '{run.info.run_id}'",
         )
         assert [m.name for m in models] == ["models_mlflow"]
+    assert f"validation RMSE {second.data.metrics['rmse']:.3f} minutes" in printed
+    assert f"mlflow run {second.info.run_id}" in printed
     # same data, same seed: the cached features give the same model
     assert first.data.metrics["rmse"] == pytest.approx(second.data.metrics["rmse"])
 
@@ -83,6 +100,6 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
         "train_model": "Completed",
         "best_run": "Completed",
     }
-    # second run: loading and features come from the cache, training runs again
+    # second run (the notebook): loading and features come from the cache, training runs
     assert states[1]["load_data"] == "Cached" and states[1]["features"] == "Cached"
     assert states[1]["train_model"] == "Completed"
