@@ -822,3 +822,22 @@ def test_run_context_names_the_run_everywhere():
     assert run.value["body"] == (run.id, run.name, "ctx-flow", False)
     assert run.value["thread"] == (run.id, run.name, "ctx-flow", True)
     assert run.value["child"] == (run.id, run.name, "ctx-flow", True)
+
+
+def test_cached_state_comes_from_the_cache_hook():
+    @task(cache=True)
+    def expensive(x):
+        return x * 10
+
+    @flow
+    def f(x: int):
+        return expensive.submit(x)
+
+    first = f(4, return_state=True)
+    second = f(4, return_state=True)
+    third = f(5, return_state=True)
+    assert (first.value, second.value, third.value) == (40, 40, 50)
+    cached = second.task_runs[0]
+    assert cached.state == "Cached" and cached.cached_from == first.id
+    assert [s for s, _, _ in cached.history] == ["Cached"]  # the function did not run
+    assert first.task_runs[0].state == third.task_runs[0].state == "Completed"
