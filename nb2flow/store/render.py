@@ -172,7 +172,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
         table.add_column("Start", justify="right", no_wrap=True)
         table.add_column("Duration", justify="right", no_wrap=True)
         table.add_column("Attempts", justify="right", no_wrap=True)
-        table.add_column("Error", overflow="ellipsis")
+        table.add_column("Error", overflow="ellipsis", no_wrap=True)
         origin = view.start if view.start is not None else view.created
         for t in tasks[:limit]:
             offset = "-"
