@@ -148,6 +148,23 @@ def _select(outcome: Outcome, selector: Any) -> Outcome:
     return Outcome(outcome.state, outcome.value[selector], attempt=outcome.attempt, ts=outcome.ts)
 
 
+def _unsendable(outcome: Outcome) -> str:
+    """Which part of a result cannot be pickled, and why (for the flow's error message)."""
+    import cloudpickle
+
+    value = outcome.value
+    parts = list(enumerate(value)) if type(value) is tuple else [(None, value)]
+    problems = []
+    for i, v in parts:
+        try:
+            cloudpickle.dumps(v)
+        except Exception as exc:  # noqa: BLE001
+            what = f"{type(v).__module__}.{type(v).__qualname__}"
+            label = what if i is None else f"item {i} ({what})"
+            problems.append(f"{label}: {error_line(exc)}")
+    return "; ".join(problems)
+
+
 def _fallback_summary(outcome: Outcome, inline_limit: int) -> tuple[bytes, bytes | None]:
     return pack_outcome(_summary(outcome)), _inline_blob(outcome, inline_limit)
 
@@ -570,17 +587,20 @@ class DaskRunner(TaskRunner):
         script nb2flow generated is also uploaded, so its module level (imports, ``setup``
         cells) runs once on every worker, as it does in the flow process.
         """
-        mod_name = getattr(getattr(task, "fn", None), "__module__", None)
+        fn = getattr(task, "fn", None)
+        glb = getattr(fn, "__globals__", None) or {}
+        mod_name = glb.get("__name__") or getattr(fn, "__module__", None)
         if mod_name is None or mod_name in self._shipped:
             return
         self._shipped.add(mod_name)
         if mod_name == "nb2flow" or mod_name.startswith("nb2flow."):
             return
-        module = sys.modules.get(mod_name)
-        path = getattr(module, "__file__", None)
-        if module is None or not path or _installed(path):
+        path = glb.get("__file__")
+        if not path or _installed(path):
             return
-        if mod_name != "__main__":  # cloudpickle ships __main__ by value already
+        module = sys.modules.get(mod_name)
+        if mod_name != "__main__" and getattr(module, "__dict__", None) is glb:
+            # (__main__, and modules missing from sys.modules, are pickled by value anyway)
             import cloudpickle
 
             cloudpickle.register_pickle_by_value(module)
@@ -771,7 +791,19 @@ class DaskRunner(TaskRunner):
                 f"the result of task {fut.name!r} stayed on the Dask cluster and was released "
                 "when its flow run ended; return it from the flow to keep it"
             )
-        outcome = handle.result()
+        try:
+            outcome = handle.result()
+        except Exception as exc:  # noqa: BLE001 - most often a value that cannot be pickled
+            from nb2flow.runtime.exceptions import TaskRunError
+
+            try:
+                why = self._active_client.submit(_unsendable, handle, pure=False).result()
+            except Exception:  # noqa: BLE001
+                why = ""
+            raise TaskRunError(
+                f"the result of task {fut.name!r} cannot be sent from the Dask worker to the "
+                f"flow process: {why or error_line(exc)}"
+            ) from None
         self.stats["fetched"] += 1
         if not outcome.ok:
             raise outcome.exception()
