@@ -94,9 +94,10 @@ def build_parser(
 ) -> tuple[argparse.ArgumentParser, dict[str, str]]:
     """The parser of a flow's command line and the map parameter name -> argparse dest."""
     doc = (flow.description or "").strip().splitlines()
+    first = doc[0].lstrip("#").strip() if doc else ""  # a markdown heading reads as a title
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=f"Run the flow {flow.name!r}." + (f" {doc[0]}" if doc else ""),
+        description=f"Run the flow {flow.name!r}" + (f": {first}" if first else "."),
     )
     try:
         hints = typing.get_type_hints(flow.fn)
@@ -119,7 +120,15 @@ def build_parser(
         dest = f"param_{name}"
         dests[name] = dest
         required = param.default is inspect.Parameter.empty
+        kind = spec.get("type")
+        kind_name = getattr(kind, "__name__", "") if kind not in (_json_or_text, None) else ""
+        if spec.get("action") is argparse.BooleanOptionalAction:
+            kind_name = "bool"
+        elif spec.get("nargs") == "*":
+            kind_name = f"list of {kind_name or 'values'}"
         shown = "required" if required else f"default: {param.default!r}"
+        if kind_name and kind_name not in ("_json_value", "to_enum"):
+            shown = f"{kind_name}, {shown}"
         group.add_argument(
             option,
             dest=dest,
