@@ -3,11 +3,11 @@ SVG/HTML from :mod:`nb2flow.jupyter.render`, so it works in JupyterLab, Notebook
 with no front-end extension and nothing fetched from a CDN.
 
 Live updates cost the run little: the run-event subscriber is ``deque.append`` (nothing else
-runs on the flow's hot path); a daemon thread wakes at most ~10 times a second, folds the
-queued events into its own :class:`RunView`, and re-renders the header, the progress bar and
-the tab being looked at. The wait between renders grows with what a render costs, so a huge
-run spends a bounded share of the CPU on its panel. When the run reaches a final state the
-thread renders every tab once more, unsubscribes and ends.
+runs on the flow's hot path); a daemon thread looks at the queue every 20 ms and, at most
+~10 times a second, folds the queued events into its own :class:`RunView` and re-renders the
+header, the progress bar and the tab being looked at. The wait between renders grows with
+what a render costs, so a huge run spends a bounded share of the CPU on its panel. When the
+run's final state arrives the thread renders every tab once more, unsubscribes and ends.
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ class RunPanel:
             done, known = R.progress(v)
             self.progress.max = max(known, 1)
             self.progress.value = done
-            failed = any(t.state in R.FAILED_STATES for t in v.tasks.values())
+            failed = any(task.state in R.FAILED_STATES for task in v.tasks.values())
             self.progress.style.bar_color = "#dc2626" if failed else "#16a34a"
             self.progress.description = f"{done} / {known} tasks"
             if not header_only:
