@@ -623,7 +623,10 @@ def test_get_run_logger_outside_a_run_raises():
 # ------------------------------------------------------------------------------ runners
 
 
-def test_runner_registry_parses_specs():
+def test_runner_registry_parses_specs(monkeypatch):
+    monkeypatch.setenv("NB2FLOW_TASK_RUNNER", "processes:3")
+    assert runners.create(None).describe() == "processes:3"
+    monkeypatch.delenv("NB2FLOW_TASK_RUNNER")
     assert runners.parse("threads:8") == ("threads", "8")
     assert runners.parse("dask://host:8786") == ("dask", "host:8786")
     assert runners.parse("tcp://h:1") == ("dask", "tcp://h:1")
