@@ -219,15 +219,34 @@ class Lab:
     def log_tail(self) -> str:
         return (self.tmp / "server.log").read_bytes()[-2000:].decode(errors="replace")
 
+    def children(self) -> list[int]:
+        """The server's child processes (its kernels run in sessions of their own)."""
+        out = []
+        for d in os.listdir("/proc"):
+            try:
+                stat = (Path("/proc") / d / "stat").read_text()
+                if d.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
+
     def stop(self) -> None:
         if self.proc.poll() is None:
-            # SIGTERM to the server's process group: the server and the kernels it started
+            kernels = self.children()
+            # SIGTERM lets the server shut its kernels down
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+            for pid in kernels:  # only if the server could not stop them itself
+                try:
+                    if b"ipykernel" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+                        os.kill(pid, signal.SIGKILL)
+                except (OSError, ProcessLookupError):
+                    pass
         self.log.close()
 
 
