@@ -452,8 +452,11 @@ def entries(
         try:
             entry = _entry_from_meta(path, _read_meta(path))
         except (OSError, ValueError, TypeError):
-            size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-            mtime = path.stat().st_mtime
+            try:
+                size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+                mtime = path.stat().st_mtime
+            except OSError:  # removed meanwhile by another process
+                continue
             entry = Entry(path.name, path, None, None, size, mtime, None, None, "broken")
         if flow is not None and entry.flow != flow:
             continue
