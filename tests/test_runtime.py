@@ -844,3 +844,39 @@ def test_cached_state_comes_from_the_cache_hook():
     assert cached.state == "Cached" and cached.cached_from == first.id
     assert [s for s, _, _ in cached.history] == ["Cached"]  # the function did not run
     assert first.task_runs[0].state == third.task_runs[0].state == "Completed"
+
+
+def test_logs_are_echoed_while_any_top_level_run_is_going(capsys):
+    a_done = threading.Event()
+    b_started = threading.Event()
+
+    @task
+    def speak(text, wait=None):
+        if wait is not None:
+            wait.wait(5)
+        get_run_logger().info(text)
+
+    @flow
+    def a():
+        b_started.wait(5)
+        speak("from a")
+
+    @flow
+    def b():
+        b_started.set()
+        speak("from b", a_done)  # logs after flow a ended
+
+    def run_a():
+        a()
+        a_done.set()
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    err = capsys.readouterr().err
+    assert "speak | from a" in err and "speak | from b" in err
+    from nb2flow.runtime.logs import echo_to_stderr
+
+    assert echo_to_stderr not in events.subscribers()  # the echo left with the last run

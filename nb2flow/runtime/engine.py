@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nb2flow.runtime import names
-from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.events import RunEvent
 from nb2flow.runtime.events import publish as _publish
 from nb2flow.runtime.exceptions import FlowTimeout, RemoteError, TaskRunError, TaskTimeout
 from nb2flow.runtime.futures import ItemFuture, Outcome, TaskFuture
@@ -1181,11 +1181,11 @@ def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_st
     recorder = _enable_store(flow) if top else None
     if top:
         _attach_panel(fr.id)
-    echo = None
-    if top and CONSOLE_ECHO:
-        from nb2flow.runtime.logs import echo_to_stderr
+    echo = top and CONSOLE_ECHO
+    if echo:
+        from nb2flow.runtime import logs
 
-        echo = subscribe(echo_to_stderr)
+        logs.echo(True)
     data: dict[str, Any] = {
         "flow_name": flow.name,
         "run_name": fr.name,
@@ -1213,8 +1213,8 @@ def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_st
             if fr._runner_started:
                 runner.shutdown(cancel=fr.cancelled or fr.state == TIMED_OUT)
         finally:
-            if echo is not None:
-                unsubscribe(echo)
+            if echo:
+                logs.echo(False)
             if recorder is not None:
                 _flush_store(recorder)
     if return_state:

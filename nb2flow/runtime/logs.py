@@ -11,11 +11,12 @@ from __future__ import annotations
 import builtins
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
 from nb2flow.runtime.engine import _RUN, RunContext
-from nb2flow.runtime.events import RunEvent
+from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
 
 #: Parent of every run logger (``nb2flow.run.<flow or task name>``). It does not propagate
 #: to the root logger: its records reach the console through run events. Add handlers to
@@ -144,3 +145,19 @@ def echo_to_stderr(ev: RunEvent) -> None:
         logger = d.get("logger", "")
         who = logger.rsplit(".", 1)[-1] if logger.startswith(ROOT_NAME) else logger
         _original_print(format_log(ev, who), file=sys.stderr)
+
+
+_echo_lock = threading.Lock()
+_echo_users = 0
+
+
+def echo(on: bool) -> None:
+    """Count one more (``True``) or one fewer (``False``) top-level run wanting log lines on
+    stderr; the echo subscriber is there while at least one does."""
+    global _echo_users
+    with _echo_lock:
+        _echo_users += 1 if on else -1
+        if on and _echo_users == 1:
+            subscribe(echo_to_stderr)
+        elif not on and _echo_users == 0:
+            unsubscribe(echo_to_stderr)
