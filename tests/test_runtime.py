@@ -880,3 +880,19 @@ def test_logs_are_echoed_while_any_top_level_run_is_going(capsys):
     from nb2flow.runtime.logs import echo_to_stderr
 
     assert echo_to_stderr not in events.subscribers()  # the echo left with the last run
+
+
+@pytest.mark.parametrize("how", ["direct", "submit"])
+def test_a_call_that_cannot_start_fails_instead_of_hanging(how):
+    @task(cache=True)
+    def needs_two(a, b):
+        return a + b
+
+    @flow(timeout_seconds=20)
+    def f():
+        # binding the arguments for the cache key fails before any attempt
+        return needs_two(1) if how == "direct" else needs_two.submit(1)
+
+    run = f(return_state=True)
+    assert run.state == "Failed" and run.task_runs[0].state == "Failed"
+    assert "missing a required argument" in run.task_runs[0].error

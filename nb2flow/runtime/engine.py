@@ -591,11 +591,13 @@ class TaskCall:
         if self.flow_run.cancelled:
             self.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message="flow run cancelled"))
             return
+        self.started = True
         try:
             outcome = execute(self.payload, self.upstream_outcomes(), self.flow_run.publish)
         except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the flow
+            raise  # the flow marks this run Cancelled
+        except BaseException as exc:  # noqa: BLE001 - e.g. bad arguments for a cache key: the
+            # run must end, or the flow would wait for it forever
             outcome = Outcome(
                 FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=_now()
             )
@@ -880,9 +882,7 @@ class FlowRun:
         if bad is not None:
             call.finish(_not_run(bad))
         else:
-            call.started = True
-            # KeyboardInterrupt propagates from here: the flow marks this run Cancelled
-            call.finish(execute(call.payload, call.upstream_outcomes(), self.publish))
+            call.run()
         return call.future.result()
 
     def submit_task(
