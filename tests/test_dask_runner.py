@@ -180,6 +180,7 @@ def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
         out = add_one.submit(small)
         out.wait()
         seen["keys"] = set(client.who_has())
+        seen["item1"] = big.parent.outcome.item(1)  # one item to the flow process
         seen["parent"] = big.parent
         return out
 
@@ -190,7 +191,34 @@ def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
     # add_one received item 1 alone, from a Dask task picking it on the cluster
     assert f"big_and_small.item1-{trid}" in seen["keys"]
     assert f"big_and_small.item0-{trid}" not in seen["keys"]
-    assert not seen["parent"].outcome.fetched
+    assert seen["item1"] == 2_000_000
+    assert not seen["parent"].outcome.fetched  # the 2 MB item never left the cluster
+
+
+@task(nout=2)
+def lock_and_number():
+    import threading
+
+    return threading.Lock(), 7
+
+
+def test_a_result_that_cannot_leave_the_worker_is_a_clear_error(runner):
+    seen: dict = {}
+
+    @flow(persist=False)
+    def locked():
+        lock, number = lock_and_number.submit()
+        seen["number"] = lock.parent.outcome.item(1) if lock.wait() else None
+        return {"lock": lock}
+
+    run = locked.with_options(task_runner=runner)(return_state=True)
+    assert seen["number"] == 7  # its other item travels alone
+    assert run.task_run("lock_and_number").state == "Completed"
+    assert run.state == "Failed"
+    assert (
+        "the result of task 'lock_and_number' cannot be sent from the Dask worker to the flow "
+        "process: item 0 (_thread.lock): TypeError: cannot pickle '_thread.lock' object"
+    ) in run.error
 
 
 def test_failing_task_retries_with_states_streamed_live(runner, tmp_path):

@@ -175,9 +175,10 @@ _VALUE = Outcome.__dict__["value"]  # the slot under the property below
 
 
 class RemoteOutcome(Outcome):
-    """An outcome whose value is still on the cluster; fetched on first access."""
+    """An outcome whose value is still on the cluster: fetched on first access, whole
+    (``value``) or one item of a ``nout`` task at a time (:meth:`item`)."""
 
-    __slots__ = ("_fetch", "_fetch_lock")
+    __slots__ = ("_fetch", "_items", "_fetch_lock")
 
     def __init__(self, summary: Outcome, fetch: Any) -> None:
         super().__init__(
@@ -191,7 +192,9 @@ class RemoteOutcome(Outcome):
             message=summary.message,
             cached_from=summary.cached_from,
         )
+        #: ``fetch(None)`` gets the value, ``fetch(i)`` its item i; None once fetched
         self._fetch = fetch
+        self._items: dict[int, Any] = {}
         self._fetch_lock = threading.Lock()
 
     @property  # type: ignore[override]
@@ -199,17 +202,29 @@ class RemoteOutcome(Outcome):
         if self._fetch is not None:
             with self._fetch_lock:
                 if self._fetch is not None:
-                    _VALUE.__set__(self, self._fetch())
+                    _VALUE.__set__(self, self._fetch(None))
                     self._fetch = None
+                    self._items.clear()
         return _VALUE.__get__(self)
 
     @value.setter
     def value(self, v: Any) -> None:
         _VALUE.__set__(self, v)
 
+    def item(self, index: int) -> Any:
+        """Item ``index`` of the value, fetching only that item (the other items of a
+        ``nout`` task may be large, or impossible to send, e.g. an open file)."""
+        with self._fetch_lock:
+            fetch = self._fetch
+            if fetch is not None and index not in self._items:
+                self._items[index] = fetch(index)
+            if fetch is not None:
+                return self._items[index]
+        return self.value[index]
+
     @property
     def fetched(self) -> bool:
-        """Whether the value came to the flow process."""
+        """Whether the whole value came to the flow process."""
         return self._fetch is None
 
 
@@ -779,29 +794,40 @@ class DaskRunner(TaskRunner):
 
                 summary.value = cloudpickle.loads(inline)
             else:
-                summary = RemoteOutcome(summary, lambda fut=call.future: self._fetch(fut))
+                fut = call.future
+                summary = RemoteOutcome(summary, lambda item: self._fetch(fut, item))
         call.finish(summary)
 
-    def _fetch(self, fut: Any) -> Any:
+    def _fetch(self, fut: Any, item: int | None) -> Any:
+        """The value (``item`` None) or one item of a finished run, from the cluster."""
+        from nb2flow.runtime.exceptions import TaskRunError
+
         handle = fut.handle
         if handle is None:
-            from nb2flow.runtime.exceptions import TaskRunError
-
             raise TaskRunError(
                 f"the result of task {fut.name!r} stayed on the Dask cluster and was released "
                 "when its flow run ended; return it from the flow to keep it"
             )
+        client = self._active_client
+        if item is not None:
+            key = (fut.task_run_id, item)
+            helper = self._helpers.get(key)
+            if helper is None:
+                helper = self._helpers[key] = client.submit(
+                    _select, handle, item, key=f"{fut.name}.item{item}-{fut.task_run_id}"
+                )
+                self.stats["helpers"] += 1
+            handle = helper
         try:
             outcome = handle.result()
         except Exception as exc:  # noqa: BLE001 - most often a value that cannot be pickled
-            from nb2flow.runtime.exceptions import TaskRunError
-
             try:
-                why = self._active_client.submit(_unsendable, handle, pure=False).result()
+                why = client.submit(_unsendable, handle, pure=False).result()
             except Exception:  # noqa: BLE001
                 why = ""
+            what = fut.name if item is None else f"{fut.name}[{item}]"
             raise TaskRunError(
-                f"the result of task {fut.name!r} cannot be sent from the Dask worker to the "
+                f"the result of task {what!r} cannot be sent from the Dask worker to the "
                 f"flow process: {why or error_line(exc)}"
             ) from None
         self.stats["fetched"] += 1
