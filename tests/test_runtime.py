@@ -896,3 +896,27 @@ def test_a_call_that_cannot_start_fails_instead_of_hanging(how):
     run = f(return_state=True)
     assert run.state == "Failed" and run.task_runs[0].state == "Failed"
     assert "missing a required argument" in run.task_runs[0].error
+
+
+def test_a_failing_done_callback_does_not_stop_downstream_runs(capsys):
+    gate = threading.Event()
+
+    @task
+    def first():
+        gate.wait(5)
+        return 1
+
+    @task
+    def second(x):
+        return x + 1
+
+    @flow
+    def f():
+        a = first.submit()
+        a.add_done_callback(lambda _f: 1 / 0)  # registered before the downstream run
+        b = second.submit(a)
+        gate.set()
+        return b
+
+    assert f() == 2
+    assert "ZeroDivisionError" in capsys.readouterr().err

@@ -207,7 +207,12 @@ class TaskFuture:
             waiter.set()
         if callbacks:
             for fn in callbacks:
-                fn(self)
+                try:
+                    fn(self)
+                except Exception:  # noqa: BLE001 - one bad callback must not starve the others
+                    import traceback
+
+                    traceback.print_exc()
 
     # -- unpacking -----------------------------------------------------------------------
 
