@@ -153,6 +153,7 @@ def load(tmp_path: Path, source: str, name: str = "flowmod") -> object:
 
 
 BASE = """
+    import functools
     import math
 
 
@@ -167,8 +168,13 @@ BASE = """
         return x * SCALE
 
 
+    @functools.lru_cache
+    def root(x):
+        return math.sqrt(x)
+
+
     def helper(x):
-        return deep(x) + math.sqrt(4)
+        return deep(x) + root(4)
 
 
     class Model:
@@ -199,7 +205,8 @@ def test_code_digest_follows_helpers_transitively(tmp_path):
         "task comment": ("# the training cell", "# the training cell, edited"),
         "class method": ("return helper(x) + self.bias", "return helper(x) - self.bias"),
         "class attribute": ("bias = 1", "bias = 2"),
-        "helper": ("return deep(x) + math.sqrt(4)", "return deep(x) + math.sqrt(9)"),
+        "helper": ("return deep(x) + root(4)", "return deep(x) + root(9)"),
+        "lru_cache'd helper": ("return math.sqrt(x)", "return math.sqrt(x + 1)"),
         "helper of helper": ("return x * SCALE", "return x * SCALE * 1"),
         "constant": ("SCALE = 3", "SCALE = 4"),
     }

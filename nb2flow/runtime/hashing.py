@@ -326,9 +326,24 @@ def _is_simple_constant(value: Any) -> bool:
 
 
 def _unwrap_task(obj: Any) -> Any:
-    """A task object (anything with a plain function in ``fn``) counts as that function."""
-    fn = getattr(obj, "fn", None) if not isinstance(obj, (type, types.FunctionType)) else None
-    return fn if isinstance(fn, types.FunctionType) else obj
+    """The plain function behind a task object (its ``fn``), a ``functools.partial`` (its
+    ``func``) or a C-level wrapper such as ``functools.lru_cache`` (its ``__wrapped__``)."""
+    for _ in range(10):  # wrappers of wrappers, but never a loop
+        if isinstance(obj, (type, types.FunctionType, types.ModuleType, *_PRIMITIVES)):
+            return obj
+        inner = None
+        for attr in ("fn", "func", "__wrapped__"):
+            try:
+                inner = getattr(obj, attr, None)
+            except Exception:  # noqa: BLE001 - a proxy object with a hostile __getattr__
+                inner = None
+            if isinstance(inner, (types.FunctionType, type)) or callable(inner):
+                break
+            inner = None
+        if inner is None:
+            return obj
+        obj = inner
+    return obj
 
 
 def code_closure_digest(fn: Callable[..., Any]) -> str:
