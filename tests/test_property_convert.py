@@ -30,6 +30,15 @@ TEMPLATES = [
     "import math",
     "# just a comment",
     "{t} = sorted({s})\n{s}.sort()",
+    "def g_{t}():\n    return {s} + [{k}]\n{t} = g_{t}()",
+    "def h_{t}():\n    global {t}\n    {t} = [{k}]\nh_{t}()",
+    "del {t}",
+    "with open(__file__) as fh:\n    {t} = [{k}]",
+    "try:\n    {t} = {s} + [1]\nexcept NameError as e:\n    {t} = [{k}]",
+    "{t} = list(map(lambda q: q + {k}, {s}))",
+    "if ({t} := [{k}]):\n    pass",
+    "global {t}\n{t} = [{k}]",
+    "{t}, {s} = {s}, {t}",
 ]
 TAGS = [
     "task",

@@ -53,6 +53,7 @@ class Names:
     defined: set[str] = field(default_factory=set)  # bound by def / class statements
     star_imports: list[str] = field(default_factory=list)  # modules of `from m import *`
     resources: set[str] = field(default_factory=set)  # `with ... as x`, `except E as x` names
+    global_writes: list[str] = field(default_factory=list)  # set by functions declaring global
     all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
 
 
@@ -90,6 +91,8 @@ def sequence(parts: list[Names]) -> Names:
         out.star_imports += part.star_imports
         out.all_reads |= part.all_reads
         out.resources |= part.resources
+        for name in part.global_writes:
+            _add(out.global_writes, name)
     return out
 
 
@@ -304,6 +307,8 @@ class _ModuleScope:
             self.read(name)
         for name in global_writes:
             self.bind(name, surely=False)
+            if not isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+                _add(self.names.global_writes, name)
 
     # -- expressions --------------------------------------------------------------------
     def expr(self, node: ast.expr) -> None:  # noqa: C901

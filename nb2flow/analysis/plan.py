@@ -622,6 +622,9 @@ def build_plan(
             inputs=list(task.inputs),
             sources=dict(task.sources),
             outputs=list(task.outputs),
+            # names functions of this task set with `global`: the task body declares them
+            # global too, so that it sees what those functions set, as the notebook does
+            globals=list(task.names.global_writes),
             maybe_unbound=[
                 o for o in task.outputs if o not in task.names.definite and o not in task.sources
             ],

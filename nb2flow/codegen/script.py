@@ -110,13 +110,20 @@ def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
         if key in t["options"]:
             options.append(f"{key}={t['options'][key]!r}")
     args = []
+    declared = t["globals"]
     for name in t["inputs"]:
         hint = params[name].hint if t["sources"].get(name) == "param" else None
-        args.append(f"{name}: {hint}" if hint else name)
+        # a name the task's functions set with `global` is global in the task too: its value
+        # comes in under another name (a parameter cannot be global)
+        arg = f"_nb2flow_{name}" if name in declared else name
+        args.append(f"{arg}: {hint}" if hint else arg)
     lines = [f"@{deco}task({', '.join(options)})", f"def {t['func']}({', '.join(args)}):"]
     doc = t["doc"].strip()
     if doc:
         lines.append(_indent(_string_literal(doc + ("\n" if "\n" in doc else ""))))
+    if declared:
+        lines.append(f"    global {', '.join(declared)}")
+        lines.extend(f"    {n} = _nb2flow_{n}" for n in t["inputs"] if n in declared)
     body = t["code"].strip("\n")
     if body.strip():
         lines.append(_indent(body))
@@ -124,7 +131,8 @@ def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
         # A name the task binds on some paths only (and had no value before) is returned as
         # None when unbound, where the notebook would leave it undefined.
         maybe = set(t["maybe_unbound"])
-        values = [f"locals().get({o!r})" if o in maybe else o for o in t["outputs"]]
+        scope = {name: "globals" if name in t["globals"] else "locals" for name in maybe}
+        values = [f"{scope[o]}().get({o!r})" if o in maybe else o for o in t["outputs"]]
         lines.append(f"    return {', '.join(values)}")
     elif not body.strip() or not ast.parse(body).body:
         if not doc:

@@ -30,15 +30,15 @@ def write(path: Path, cells: list[Any], **metadata: Any) -> Path:
 
 
 def run_cells(path: Path, **overrides: Any) -> dict[str, Any]:
-    """Run a notebook's code cells in order in one namespace, as Jupyter would (cells tagged
-    ``skip`` included; ``overrides`` replace the parameters cell's values, as papermill does).
-    Returns the namespace."""
+    """Run a notebook's code cells in order in one namespace, as Jupyter would, leaving out
+    cells tagged ``skip`` (as the flow does); ``overrides`` replace the parameters cell's
+    values, as papermill does. Returns the namespace."""
     from nb2flow.notebook.magics import to_python
 
     nb = nbformat.read(str(path), as_version=4)
     namespace: dict[str, Any] = {"__name__": "__notebook__"}
     for cell in nb.cells:
-        if cell.cell_type != "code":
+        if cell.cell_type != "code" or "skip" in cell.metadata.get("tags", []):
             continue
         translation = to_python(cell.source, "cell")
         for module in translation.imports:
