@@ -145,7 +145,7 @@ def main() -> int:
     rows: list[tuple[str, float, float]] = [("plain function call", base, base)]
 
     os.environ["NB2FLOW_STORE"] = "off"
-    rows.append(("direct call in a flow, store off", *per_task_us(direct, n)[:2]))
+    rows.append(("sequential calls t(x), store off", *per_task_us(direct, n)[:2]))
     rows.append((".submit() on threads, store off", *per_task_us(submitted, n)[:2]))
     del os.environ["NB2FLOW_STORE"]
 
@@ -154,7 +154,7 @@ def main() -> int:
     first_one_ms = (time.perf_counter() - t0) * 1e3  # opens the store: its first run
     direct_us, direct_cpu, _ = per_task_us(direct, n)
     submit_us, submit_cpu, last = per_task_us(submitted, n)
-    rows.append(("direct call in a flow, store on", direct_us, direct_cpu))
+    rows.append(("sequential calls t(x), store on", direct_us, direct_cpu))
     rows.append((".submit() on threads, store on", submit_us, submit_cpu))
 
     from nb2flow.store.db import Store
@@ -184,15 +184,17 @@ def main() -> int:
     print(f"import nb2flow:                      {imp:7.1f} ms")
     print(f"from nb2flow import flow, task:      {imp_api:7.1f} ms")
     print(f"task runs of the {n:,}-task flow in the store: {kept:,} of {n:,}")
-    pf = prefect_us(min(n, 1000))
+    pn = min(n, 1000)
+    pf = prefect_us(pn)
     if pf is None:
         print(
             "Prefect: not measured (set PREFECT_PYTHON to the python of an environment with prefect)"
         )
     else:
         print(
-            f"Prefect: {pf[0]:.0f} µs direct ({pf[0] / direct_us:.0f}× nb2flow), "
-            f"{pf[1]:.0f} µs submitted ({pf[1] / submit_us:.0f}× nb2flow)"
+            f"Prefect ({pn:,} tasks, its own store on): {pf[0]:,.0f} µs/task called "
+            f"({pf[0] / direct_us:,.0f}× nb2flow), {pf[1]:,.0f} µs/task submitted "
+            f"({pf[1] / submit_us:,.0f}× nb2flow)"
         )
     checks = {
         f"direct, store on < {TARGETS['direct']:g} µs": direct_us < TARGETS["direct"],
