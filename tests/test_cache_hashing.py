@@ -257,3 +257,42 @@ def test_hash_of_large_frame_does_not_copy_the_data():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < df.memory_usage(deep=True).sum() / 4
+
+
+def random_frame(seed: int, rows: int, kinds: list[str]) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    makers = {
+        "f": lambda: rng.normal(size=rows),
+        "i": lambda: rng.integers(-5, 5, rows),
+        "b": lambda: rng.random(rows) > 0.5,
+        "s": lambda: pd.array([f"v{v}" for v in rng.integers(0, 4, rows)], dtype="str"),
+        "o": lambda: np.array([("a", 1, None)[v] for v in rng.integers(0, 3, rows)], dtype=object),
+        "t": lambda: pd.to_datetime(rng.integers(0, 10**9, rows), unit="s"),
+    }
+    return pd.DataFrame({f"{k}{i}": makers[k]() for i, k in enumerate(kinds)})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_any_single_cell_change_changes_the_digest(seed):
+    rng = np.random.default_rng(seed)
+    kinds = list(rng.choice(list("fibsot"), size=int(rng.integers(1, 6))))
+    rows = int(rng.integers(1, 200))
+    df = random_frame(seed, rows, kinds)
+    base = digest(df)
+    assert digest(random_frame(seed, rows, kinds)) == base
+    changed = df.copy()
+    row, col = int(rng.integers(0, rows)), int(rng.integers(0, len(kinds)))
+    kind = kinds[col]
+    name = changed.columns[col]
+    new_value = {
+        "f": lambda v: v + 1.0,
+        "i": lambda v: v + 1,
+        "b": lambda v: not v,
+        "s": lambda v: v + "x",
+        "o": lambda v: "changed",
+        "t": lambda v: v + pd.Timedelta(seconds=1),
+    }[kind](changed.iat[row, col])
+    changed[name] = changed[name].copy()
+    changed.iat[row, col] = new_value
+    assert not changed.equals(df)
+    assert digest(changed) != base

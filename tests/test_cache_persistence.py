@@ -275,3 +275,16 @@ def test_results_location_can_be_chosen(tmp_path, monkeypatch):
     assert path.is_relative_to(tmp_path / "project-results")
     assert not default.exists()
     assert [e.path for e in cache.entries()] == [path]
+
+
+def test_model_objects_keep_their_large_arrays_out_of_the_pickle(tmp_path):
+    from scipy import sparse
+    from sklearn.linear_model import LinearRegression
+
+    X = sparse.random(5000, 300, density=0.05, format="csr", random_state=0)
+    y = np.arange(5000.0)
+    model = LinearRegression().fit(X, y)
+    info, (X2, model2) = roundtrip(tmp_path, (X, model))
+    assert any(p.endswith(".npy") for p in info["parts"])
+    assert (X2 != X).nnz == 0
+    np.testing.assert_allclose(model2.predict(X[:10]), model.predict(X[:10]))
