@@ -349,6 +349,28 @@ def test_specs_and_environment_choose_the_dask_runner(monkeypatch):
     assert runners.create(None).address == "tcp://sched:8786"
 
 
+def test_dask_spec_uses_the_default_client_when_there_is_one(cluster):
+    from distributed import Client
+
+    lc, _ = cluster
+
+    @task
+    def on_the_default_client(x):
+        return x * x
+
+    @flow(persist=False, task_runner="dask")
+    def small(n: int = 5):
+        return [f.result() for f in on_the_default_client.map(range(n))]
+
+    with Client(lc) as client:  # set as the process's default client
+        run = small(return_state=True)
+        assert run.state == "Completed", run.error
+        assert run.value == [0, 1, 4, 9, 16]
+        assert client.status == "running"  # a client it did not open is left open
+    assert "on_the_default_client" in lc.scheduler.task_prefixes  # ran on that cluster
+    assert lc.status.name == "running"
+
+
 def test_missing_distributed_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(Nb2flowError, match=r"needs the 'distributed' package.*pip install"):

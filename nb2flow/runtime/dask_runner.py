@@ -237,10 +237,13 @@ _uploaded: set[tuple[str, str]] = set()
 
 def _on_event(event: Any) -> None:
     # runs in the client's event loop: route, nothing more
-    _ts, msg = event
-    q = _routes.get(msg[0])
+    try:
+        _ts, (token, trid, kind, a, b) = event
+    except (TypeError, ValueError):  # someone else's message on the topic
+        return
+    q = _routes.get(token)
     if q is not None:
-        q.put((msg[1], msg[2], msg[3], msg[4]))
+        q.put((trid, kind, a, b))
 
 
 def _import_distributed() -> Any:
@@ -376,12 +379,12 @@ class DaskRunner(TaskRunner):
             import dask
 
             timeout = dask.config.get("distributed.comm.timeouts.connect")
-        where = self.address or "a new LocalCluster"
+        where = f"the Dask scheduler at {self.address}"
         try:
             if self.client is not None:
                 client = self.client
             elif self.cluster is not None:
-                where = str(getattr(self.cluster, "scheduler_address", self.cluster))
+                where = f"the Dask scheduler at {getattr(self.cluster, 'scheduler_address', '?')}"
                 client = self._own_client = distributed.Client(
                     self.cluster, set_as_default=False, timeout=timeout
                 )
@@ -392,20 +395,19 @@ class DaskRunner(TaskRunner):
             else:
                 client = self._default_client() if self.n_workers is None else None
                 if client is None:
+                    where = "a Dask LocalCluster (could not start it)"
                     kwargs = {"processes": True, **self.cluster_kwargs}
                     if self.n_workers is not None:
                         kwargs.setdefault("n_workers", self.n_workers)
                         kwargs.setdefault("threads_per_worker", 1)
                     self._own_cluster = distributed.LocalCluster(**kwargs)
-                    where = self._own_cluster.scheduler_address
+                    where = f"the Dask scheduler at {self._own_cluster.scheduler_address}"
                     client = self._own_client = distributed.Client(
                         self._own_cluster, set_as_default=False, timeout=timeout
                     )
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, CommClosedError...
             self._close_owned()
-            raise Nb2flowError(
-                f"cannot reach the Dask scheduler at {where}: {error_line(exc)}"
-            ) from None
+            raise Nb2flowError(f"cannot reach {where}: {error_line(exc)}") from None
         self._active_client = client
         self._token = uuid.uuid4().hex
         with _routes_lock:
