@@ -93,6 +93,7 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
         assert view.state == "Completed" and view.flow_name == "duration-prediction"
         assert run.data.tags["nb2flow.flow_name"] == "duration-prediction"
         assert run.data.tags["nb2flow.flow_run_id"] == view.id
+        assert run.data.tags["nb2flow.flow_run_name"] == view.run_name
     states = [{t.name: t.state for t in view.tasks.values()} for view in views]
     assert states[0] == {
         "load_data": "Completed",

@@ -52,21 +52,6 @@ def latest_mlflow_run(tracking_uri: str, experiment: str, flow_run_id: str | Non
     return runs[0] if runs else None
 
 
-def _flow_run_name(flow_run_id: str | None) -> tuple[Path, str]:
-    """The run store's path, and the name it recorded for the flow run (the mlflow tag has
-    the id; the runtime has no public way for a task to read its flow run's name)."""
-    from nb2flow.store.db import Store, default_path
-
-    path = default_path()
-    if not flow_run_id or not path.exists():
-        return path, "(unknown)"
-    try:
-        with Store(path) as store:
-            return path, store.summary(flow_run_id).run_name
-    except Exception as exc:  # noqa: BLE001 - the summary is informative only
-        return path, f"(not found: {exc})"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nb2flow.examples.demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="trips per month (20,000)")
@@ -99,14 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     tags = run.data.tags
     flow_run_id = tags.get("nb2flow.flow_run_id")
-    store_path, run_name = _flow_run_name(flow_run_id)
+    from nb2flow.store.db import default_path
+
     rows = [
         ("validation RMSE", f"{run.data.metrics.get('rmse', float('nan')):.3f} minutes"),
         ("mlflow run id", run.info.run_id),
-        ("nb2flow run name", run_name),
+        ("nb2flow run name", tags.get("nb2flow.flow_run_name", "(not tagged)")),
         ("nb2flow run id", flow_run_id or "(not tagged)"),
         ("mlflow database", f"{Path('mlflow.db').resolve()}  (artifacts in ./mlruns)"),
-        ("nb2flow run store", str(store_path)),
+        ("nb2flow run store", str(default_path())),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -114,12 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"""
 Next:
-  nb2flow runs                               the runs recorded so far
-  nb2flow show {flow_run_id or "<run id>"}  this run: tasks, graph, timings, logs
-  mlflow ui --backend-store-uri {TRACKING_URI}
-  python {SCRIPT} --help
-  Jupyter: open {PANEL_NOTEBOOK} and run it; the live panel appears under the cell
-           (.venv/bin/jupyter lab {PANEL_NOTEBOOK})
+  the runs recorded so far:      nb2flow runs
+  this run, task by task:        nb2flow show {(flow_run_id or "RUN")[:8]}
+  the same run as an HTML page:  nb2flow report {(flow_run_id or "RUN")[:8]}
+  the mlflow UI:                 mlflow ui --backend-store-uri {TRACKING_URI}
+  the flow's options:            python {SCRIPT} --help
+  watch a run live in Jupyter:   .venv/bin/jupyter lab {PANEL_NOTEBOOK}
+                                 (run its cells; the panel appears under the flow's cell)
 
 demo finished in {time.perf_counter() - t0:.1f} s"""
     )
