@@ -920,3 +920,30 @@ def test_a_failing_done_callback_does_not_stop_downstream_runs(capsys):
 
     assert f() == 2
     assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_payload_round_trip_and_with_args():
+    import cloudpickle
+
+    from nb2flow.runtime.engine import Ref, TaskPayload, execute
+    from nb2flow.runtime.futures import Outcome
+
+    @task
+    def add(a, b):
+        return a + b
+
+    p = TaskPayload(add, "f" * 32, "t1", "flow", (Ref(0, 1), 2), {}, True, False, "calm-okapi")
+    q = cloudpickle.loads(cloudpickle.dumps(p))
+    assert (q.task.name, q.flow_run_name, q.args[0].slot, q.args[0].item) == (
+        "add",
+        "calm-okapi",
+        0,
+        1,
+    )
+    out = execute(q, [Outcome("Completed", ("x", 40))])  # no sink: events buffered
+    assert out.state == "Completed" and out.value == 42
+    assert [e.data["state"] for e in out.events] == ["Running"]
+    r = q.with_args((1,), {"b": 1}, has_refs=False)
+    assert execute(r).value == 2 and r.flow_run_name == "calm-okapi" and q.args[1] == 2
+    not_run = execute(q, [Outcome("Failed", error="E: x")])
+    assert not_run.state == "NotRun" and not_run.events == []

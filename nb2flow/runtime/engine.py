@@ -22,6 +22,7 @@ contextvar set/reset. No thread is created per task, nothing is deep-copied.
 from __future__ import annotations
 
 import contextvars
+import copy
 import gc
 import os
 import sys
@@ -170,6 +171,15 @@ class TaskPayload:
         self.has_refs = has_refs
         self.log_prints = log_prints
         self.flow_run_name = flow_run_name
+
+    def with_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], has_refs: bool = True
+    ) -> TaskPayload:
+        """A copy with other arguments (for a runner that renumbers the Refs), keeping
+        every other field, present and future."""
+        new = copy.copy(self)
+        new.args, new.kwargs, new.has_refs = args, kwargs, has_refs
+        return new
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
