@@ -180,6 +180,7 @@ def test_refresh_cache_forces_a_run(runner):
     assert states(view) == {"load": COMPLETED, "features": CACHED, "train": CACHED}
 
 
+@pytest.mark.slow
 def test_two_processes_filling_the_same_keys_both_succeed_one_entry_each(tmp_path):
     script = tmp_path / "flow_script.py"
     script.write_text(textwrap.dedent(FLOW))
@@ -224,6 +225,7 @@ def test_cached_state_is_in_the_run_store(tmp_path, monkeypatch):
     }
 
 
+@pytest.mark.slow
 def test_cache_works_with_the_process_runner(tmp_path):
     script = tmp_path / "flow_script.py"
     script.write_text(textwrap.dedent(FLOW))
