@@ -206,8 +206,15 @@ def test_script_runs_as_a_program_and_no_store_records_nothing(script, _isolated
     assert not (_isolated_home / "runs.db").exists()
 
 
-@pytest.mark.parametrize("how", ["--no-direct", "--direct"])
-def test_ctrl_c_cancels_cleanly(script, tmp_path, how):
+@pytest.mark.parametrize(
+    ("how", "sig", "code"),
+    [
+        ("--no-direct", signal.SIGINT, 130),
+        ("--direct", signal.SIGINT, 130),
+        ("--no-direct", signal.SIGTERM, 143),
+    ],
+)
+def test_ctrl_c_and_sigterm_cancel_cleanly(script, tmp_path, how, sig, code):
     marker = tmp_path / "started"
     proc = subprocess.Popen(
         [sys.executable, str(script), "--hang", str(marker), how],
@@ -221,10 +228,10 @@ def test_ctrl_c_cancels_cleanly(script, tmp_path, how):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 10  # did not wait for the 60 s task
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "cancelled" in err
     from nb2flow.store.db import Store
 

@@ -34,7 +34,13 @@ from typing import Any
 from nb2flow.runtime import names
 from nb2flow.runtime.events import RunEvent
 from nb2flow.runtime.events import publish as _publish
-from nb2flow.runtime.exceptions import FlowTimeout, RemoteError, TaskRunError, TaskTimeout
+from nb2flow.runtime.exceptions import (
+    FlowTimeout,
+    RemoteError,
+    TaskRunError,
+    TaskTimeout,
+    Terminated,
+)
 from nb2flow.runtime.futures import ItemFuture, Outcome, TaskFuture
 from nb2flow.runtime.states import (
     CACHED,
@@ -962,8 +968,8 @@ class FlowRun:
             first = len(self.calls)
             try:
                 value, body_exc, timed_out = self._attempt(args, kwargs, first)
-            except KeyboardInterrupt:
-                self.cancel("cancelled by the user (Ctrl-C)")
+            except KeyboardInterrupt as exc:
+                self.cancel(_cancel_message(exc))
                 raise
             state, exc, error, tb = self._settle(first, body_exc, timed_out)
             if state == COMPLETED:
@@ -985,8 +991,8 @@ class FlowRun:
                 )
                 try:
                     time.sleep(delay)
-                except KeyboardInterrupt:
-                    self.cancel("cancelled by the user (Ctrl-C)")
+                except KeyboardInterrupt as exc:
+                    self.cancel(_cancel_message(exc))
                     raise
                 continue
             self.state, self.exc, self.error, self.traceback = state, exc, error, tb
@@ -1137,6 +1143,12 @@ class FlowRun:
 
 
 _SCANNED = frozenset({TaskFuture, ItemFuture, list, tuple, dict, set, frozenset})
+
+
+def _cancel_message(exc: KeyboardInterrupt) -> str:
+    if isinstance(exc, Terminated):
+        return "cancelled: the process received SIGTERM"
+    return "cancelled by the user (Ctrl-C)"
 
 
 def _first_bad(upstream: list[TaskFuture]) -> TaskFuture | None:

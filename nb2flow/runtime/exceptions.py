@@ -23,6 +23,10 @@ class FlowTimeout(TimeoutError):
     """The flow body ran longer than the flow's ``timeout_seconds``."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached a flow started by ``run_cli``: the run is cancelled as on Ctrl-C."""
+
+
 class RemoteError(TaskRunError):
     """An error raised in another process whose exception object could not be sent back.
 

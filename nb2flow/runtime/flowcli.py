@@ -14,13 +14,16 @@ import enum
 import inspect
 import json
 import os
+import signal
 import sys
+import threading
 import types
 import typing
 from pathlib import Path, PurePath
 from typing import Any
 
 from nb2flow.errors import Nb2flowError
+from nb2flow.runtime.exceptions import Terminated
 
 _RUNTIME_OPTIONS = ("--task-runner", "--executor", "--quiet", "-q", "--no-store", "--json")
 
@@ -179,6 +182,21 @@ def _jsonable(value: Any) -> Any:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm_cancel() -> Any:
+    """Make SIGTERM (what schedulers send before SIGKILL) cancel the run like Ctrl-C, so it
+    ends Cancelled in the store rather than Crashed. Returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # no signals here (e.g. an embedded interpreter)
+        return None
+
+
 def run_cli(
     flow: Any, argv: list[str] | None = None, *, exit: bool = True, prog: str | None = None
 ) -> int:
@@ -214,12 +232,16 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
     reporter = TerminalReporter(mode)
     subscribe(reporter)
     echo, engine.CONSOLE_ECHO = engine.CONSOLE_ECHO, False
+    previous = _on_sigterm_cancel()
     try:
         reporter.start()
         try:
             run = flow(**params, return_state=True)
         finally:
             reporter.stop()
+    except Terminated:
+        print(f"cancelled: flow {flow.name!r} was terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"cancelled: flow {flow.name!r} was interrupted", file=sys.stderr)
         return 130
@@ -227,6 +249,8 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         engine.CONSOLE_ECHO = echo
         unsubscribe(reporter)
     if mode != "quiet":
