@@ -131,7 +131,9 @@ def test_input_key_is_taken_before_the_task_mutates_its_input():
     assert cache.key_for(task, {"x": pd.DataFrame({"a": [1, 2, 3]})}) == key
 
 
-@pytest.mark.parametrize("damage", ["value", "meta", "truncate-parquet", "missing-part"])
+@pytest.mark.parametrize(
+    "damage", ["value", "meta", "meta-fields", "truncate-parquet", "missing-part"]
+)
 def test_corrupt_entry_is_a_miss_with_a_warning_then_repaired(damage):
     task = make_task()
     key = cache.key_for(task, {"x": 1})
@@ -140,6 +142,8 @@ def test_corrupt_entry_is_a_miss_with_a_warning_then_repaired(damage):
         (path / "value.pkl").write_bytes(b"\x80\x05garbage")
     elif damage == "meta":
         (path / "meta.json").write_text("{not json")
+    elif damage == "meta-fields":
+        (path / "meta.json").write_text('{"version": 1, "created": "yesterday", "expires": []}')
     elif damage == "truncate-parquet":
         data = (path / "0.parquet").read_bytes()
         (path / "0.parquet").write_bytes(data[: len(data) // 2])

@@ -289,15 +289,19 @@ def _usable(path: Path, key: str, task_name: str, root: Path) -> dict[str, Any] 
         return None
     try:
         meta = _read_meta(path)
-    except (OSError, ValueError) as exc:
+        if meta.get("version") != FORMAT_VERSION:  # written by another nb2flow version
+            _discard(path, root)
+            return None
+        expires = meta.get("expires")
+        if expires is not None and time.time() >= float(expires):
+            _discard(path, root)
+            return None
+        meta["created"] = float(meta.get("created") or 0.0)
+        flow_run_id = meta.get("flow_run_id")
+        if flow_run_id is not None and not isinstance(flow_run_id, str):
+            raise ValueError(f"flow_run_id is a {type(flow_run_id).__name__}")
+    except (OSError, ValueError, TypeError) as exc:
         _warn(f"cache entry {key[:12]} of task {task_name!r} is unreadable ({exc}); running it")
-        _discard(path, root)
-        return None
-    if meta.get("version") != FORMAT_VERSION:
-        _discard(path, root)
-        return None
-    expires = meta.get("expires")
-    if expires is not None and time.time() >= float(expires):
         _discard(path, root)
         return None
     return meta
@@ -331,7 +335,7 @@ def lookup(key: str, task: Any = None) -> Hit | None:
         value=value,
         flow_run_id=meta.get("flow_run_id"),
         key=key,
-        created=float(meta.get("created") or 0.0),
+        created=meta["created"],
     )
 
 
