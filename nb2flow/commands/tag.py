@@ -6,8 +6,6 @@ The notebook is written back with nbformat (outputs and metadata kept), atomical
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +99,17 @@ def auto_tags(nb: Any, split: str) -> list[tuple[int, str]]:
 
 
 def write_notebook(node: Any, path: Path) -> None:
-    """Write with nbformat to a temp file beside ``path``, then rename over it."""
+    """Write with nbformat, atomically (temp file beside ``path``, then rename)."""
     import nbformat
 
-    directory = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    from nb2flow.codegen import atomic_write
+    from nb2flow.errors import Nb2flowError
+
+    text = nbformat.writes(node)
+    if not text.endswith("\n"):
+        text += "\n"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            nbformat.write(node, fh)
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        mode = path.stat().st_mode & 0o777
+        atomic_write(path.resolve(), text, mode)
+    except OSError as exc:
+        raise Nb2flowError(f"{path}: cannot write ({exc.strerror or exc})") from None
