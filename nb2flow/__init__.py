@@ -9,14 +9,30 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["flow", "task", "get_run_logger", "run_cli", "__version__"]
+__all__ = [
+    "flow",
+    "task",
+    "get_run_logger",
+    "get_run_context",
+    "run_cli",
+    "unmapped",
+    "__version__",
+]
+_API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nb2flow.runtime.api import flow, get_run_logger, run_cli, task
+    from nb2flow.runtime.api import (
+        flow,
+        get_run_context,
+        get_run_logger,
+        run_cli,
+        task,
+        unmapped,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("flow", "task", "get_run_logger", "run_cli"):
+    if name in _API:
         from nb2flow.runtime import api
 
         return getattr(api, name)
