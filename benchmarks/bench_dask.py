@@ -25,8 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from nb2flow import flow, task  # noqa: E402
 
-LOOPS_PER_MS = 0  # calibrated in main()
-
 
 @task
 def work(i: int, loops: int) -> int:
@@ -47,12 +45,13 @@ def cpu_map(tasks: int, loops: int) -> int:
 
 
 def calibrate(ms: float) -> int:
-    """Loop count for one task of about ``ms`` milliseconds on this machine."""
+    """Loop count for one task of about ``ms`` milliseconds of CPU on this machine (CPU
+    time, not wall time: other processes competing for the cores do not skew it)."""
     n = 200_000
     while True:
-        t = time.perf_counter()
+        t = time.process_time()
         work.fn(0, n)
-        dt = time.perf_counter() - t
+        dt = time.process_time() - t
         if dt > 0.05:
             return max(1, int(n * ms / 1000 / dt))
         n *= 2
