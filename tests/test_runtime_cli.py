@@ -191,6 +191,12 @@ def test_nb2flow_run_errors(tmp_path, capsys):
     bad.write_text("def (:\n")
     assert nb2flow_main(["run", str(bad)]) == 2
     assert "bad.py, line 1: syntax error" in capsys.readouterr().err
+    broken = tmp_path / "broken.py"
+    broken.write_text("import os\n\nvalue = int('x')\n")
+    assert nb2flow_main(["run", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.py, line 3: the script failed while loading: ValueError: invalid literal" in err
+    assert "Traceback" not in err
 
 
 def test_script_runs_as_a_program_and_no_store_records_nothing(script, _isolated_home):

@@ -47,6 +47,18 @@ def load_flows(path: Path) -> dict[str, object]:
         namespace = runpy.run_path(str(path), run_name="__nb2flow_run__")
     except SyntaxError as exc:
         raise Nb2flowError(f"{where(path, line=exc.lineno)}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - the script's own code failed at import
+        from nb2flow.runtime.engine import error_line
+
+        line = None
+        tb = exc.__traceback__
+        while tb is not None:  # the deepest frame in the script itself
+            if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        raise Nb2flowError(
+            f"{where(path, line=line)}: the script failed while loading: {error_line(exc)}"
+        ) from None
     return {k: v for k, v in namespace.items() if isinstance(v, Flow)}
 
 
