@@ -181,7 +181,7 @@ def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
 
     monkeypatch.setattr(check, "_convert", buggy)
     report = check.check_notebook(path, {"scale": 3}, cwd=tmp_path, timeout=120)
-    assert not report.ok
+    assert not report.ok and report.failure == "values"
     rows = {row.name: row for row in report.rows}
     assert rows["xs"].status == "different" and "5 elements differ" in rows["xs"].detail
     assert rows["total"].status == "different" and "30.0 != 40.0" in rows["total"].detail
@@ -242,7 +242,7 @@ def test_check_reports_a_failing_notebook_with_its_cell(tmp_path):
     )
     proc, data = _check_cli(path, tmp_path, "--json")
     assert proc.returncode == 1
-    assert data["ok"] is False
+    assert data["ok"] is False and data["failure"] == "notebook"
     assert data["notebook_error"].endswith(
         "missing.ipynb, cell 2: FileNotFoundError: [Errno 2] No such file or directory: "
         "'no/such/file.csv'"

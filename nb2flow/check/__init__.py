@@ -51,6 +51,17 @@ class CheckReport:
             return False
         return not any(row.status in FAILING for row in self.rows)
 
+    @property
+    def failure(self) -> str | None:
+        """Why the check failed: ``notebook`` (the notebook itself does not run, so there is
+        nothing to prove), ``flow`` (the notebook runs, its flow does not), ``values`` (both
+        run, some values differ), or None when it passed."""
+        if self.notebook_error:
+            return "notebook"
+        if self.flow_error:
+            return "flow"
+        return None if self.ok else "values"
+
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for row in self.rows:
@@ -60,6 +71,7 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok
+        data["failure"] = self.failure
         data["counts"] = self.counts()
         data["values"] = data.pop("rows")
         return data

@@ -128,11 +128,18 @@ def _compare(a: Any, b: Any, tol: Tolerance, samples: tuple, path: str, depth: i
         if eq is not None:
             return _EQUAL if eq else _different(f"{_short(a)} != {_short(b)}{_at(path)}")
 
+    rng_state = _random_state(a), _random_state(b)
+    if rng_state[0] is not None:
+        v = _compare(rng_state[0], rng_state[1], tol, (), "", depth + 1)
+        return _EQUAL if v.ok else _different(f"random generator states differ{_at(path)}")
+
     state_a, state_b = _state(a), _state(b)
     if state_a is not None and state_b is not None:
-        v = _compare(state_a, state_b, tol, samples, f"{path}.__dict__", depth + 1)
+        v = _compare(state_a, state_b, tol, samples, "", depth + 1)
         if v.status == DIFFERENT:
-            return _different(v.detail.replace(".__dict__[", ".").replace("']", "", 1))
+            return _different(f"{type_name(a)} attributes differ{_at(path)}: {v.detail}")
+        if v.status == NOT_COMPARED and depth == 0:
+            return Verdict(NOT_COMPARED, f"{type_name(a)}: some attributes are not comparable")
         return v
     return Verdict(NOT_COMPARED, f"no way to compare {type_name(a)} values{_at(path)}")
 
@@ -325,6 +332,18 @@ def _code(x: Any) -> bytes | None:
     return code.co_code if code is not None else None
 
 
+def _random_state(x: Any) -> Any:
+    """The state of a numpy random generator (RandomState, Generator), else None."""
+    name = type(x).__name__
+    if not type(x).__module__.startswith("numpy"):
+        return None
+    if name == "RandomState":
+        return list(x.get_state())
+    if name == "Generator":
+        return x.bit_generator.state
+    return None
+
+
 def _state(x: Any) -> dict | None:
     try:
         state = vars(x)
@@ -347,6 +366,8 @@ def is_sample(x: Any) -> bool:
 
 
 def _at(path: str) -> str:
+    if len(path) > 80:
+        path = "..." + path[-77:]
     return f" at {path}" if path else ""
 
 

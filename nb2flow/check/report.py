@@ -31,6 +31,11 @@ def print_report(report: CheckReport, console: Console | None = None) -> None:
         console.print(f"[bold red]the notebook failed:[/] {escape(report.notebook_error)}")
     if report.flow_error:
         console.print(f"[bold red]the flow failed:[/] {escape(report.flow_error)}")
+    if report.notebook_error:
+        console.print(
+            "The notebook does not run top to bottom on its own (skipped cells left out), "
+            "so there is nothing to compare: fix it, its data or its packages first."
+        )
     if report.rows:
         table = Table(show_lines=False)
         table.add_column("value")
