@@ -118,8 +118,14 @@ def test_sets_of_strings_hash_the_same_in_every_process():
 
 def test_plain_values_do_not_import_pandas_or_numpy():
     code = (
-        "import sys; from nb2flow.runtime.hashing import digest\n"
+        "import sys, types; from nb2flow.runtime.hashing import digest\n"
+        "from nb2flow.runtime import cache\n"
         "digest({'a': [1, 2.5, 'x', None, (b'y',)], 'b': {1, 2}})\n"
+        "def f(x):\n    return x\n"
+        "task = types.SimpleNamespace(fn=f, name='f', cache=True)\n"
+        "key = cache.key_for(task, {'x': [1, 'a']})\n"
+        "cache.save(key, {'v': 1}, task=task)\n"
+        "assert cache.lookup(key, task).value == {'v': 1}\n"
         "print('pandas' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
