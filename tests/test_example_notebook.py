@@ -82,3 +82,20 @@ def test_runs_top_to_bottom_as_a_plain_notebook(tmp_path):
     artifacts = list((tmp_path / "mlruns").rglob("*"))
     assert any(p.name == "preprocessor.b" for p in artifacts)
     assert any(p.name == "MLmodel" for p in artifacts)
+
+
+def test_checked_in_script_is_what_convert_makes():
+    """converted_scripts/duration_prediction.py is generated, never edited: regenerating it
+    gives the same bytes (`--check-only` exits 1 when the file differs)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "nb2flow", "convert", "notebooks/duration-prediction.ipynb"]
+        + ["--check-only"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "up to date" in proc.stdout
