@@ -6,7 +6,7 @@ import pytest
 from notebooks.nbbuild import code, md, write
 
 from nb2flow.analysis.names import analyse
-from nb2flow.analysis.plan import build_plan
+from nb2flow.analysis.plan import build_plan, heading_name
 from nb2flow.errors import Nb2flowError
 
 # -- names -----------------------------------------------------------------------------------
@@ -273,3 +273,18 @@ def test_skipped_cells_need_not_be_python(tmp_path):
 def test_absurdly_nested_code_is_a_clear_error(tmp_path):
     with pytest.raises(Nb2flowError, match="cell 1"):
         _plan(tmp_path, [code("x = " + "(" * 300 + "1" + ")" * 300)])
+
+
+@pytest.mark.parametrize(
+    "heading, name",
+    [
+        ("3.1 DecisionTreeRegressor", "decisiontreeregressor"),
+        ("**5. Predict the Test_data**", "predict_the_test_data"),
+        ("A. Intro", "intro"),
+        ("2021 sales", "_2021_sales"),
+        ("Plot it!", "plot_it"),
+        ("1.", "_1"),
+    ],
+)
+def test_heading_names_drop_section_numbers(heading, name):
+    assert heading_name(heading, "cell_1") == name

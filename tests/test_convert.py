@@ -110,11 +110,13 @@ def test_inspect_text_and_json(nb, capsys):
     assert "n: int = 4  (cell 2)" in out
     assert "square -> root: sq" in out
     assert "flow returns: sq, root" in out
+    assert "  1. square\n  2. root\n" in out
     assert main(["inspect", str(nb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [t["name"] for t in data["tasks"]] == ["square", "root"]
     assert data["edges"] == [{"from": "square", "to": "root", "kind": "data", "vars": ["sq"]}]
     assert data["parameters"] == [{"name": "n", "default": "4", "type": "int", "cell": 2}]
+    assert data["stages"] == [["square"], ["root"]]
 
 
 def test_tag_add_remove_keeps_outputs_and_metadata(nb, capsys):

@@ -297,7 +297,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
                     )
                 explicit_names[name] = unit.cell  # type: ignore[index]
             elif heading:
-                name = identifier(heading, fallback=f"cell_{unit.cell}", lower=True)
+                name = heading_name(heading, fallback=f"cell_{unit.cell}")
             else:
                 name = f"cell_{unit.cell}"
             current = start(unit, name, explicit=explicit)
@@ -325,6 +325,15 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         warnings=warnings,
         units=units,
     )
+
+
+_NUMBERING = re.compile(r"^[\W_]*(?:\d+(?:\.\d+)+[.)]?\s+|(?:\d+|[ivxIVX]+|[A-Za-z])[.)]\s*)+")
+
+
+def heading_name(heading: str, fallback: str) -> str:
+    """Task name from a heading, its section numbering dropped: ``3.1 Train it`` -> ``train_it``."""
+    stripped = _NUMBERING.sub("", heading.strip())
+    return identifier(stripped or heading, fallback=fallback, lower=True)
 
 
 def _intro(nb: Notebook) -> str | None:

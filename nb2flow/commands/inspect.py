@@ -45,11 +45,23 @@ def plan_dict(plan: Any, warnings: list[str]) -> dict[str, Any]:
             {"from": a, "to": b, "kind": d["kind"], "vars": list(d["vars"])}
             for a, b, d in sorted(plan.edges(data=True), key=lambda e: (pos[e[1]], pos[e[0]]))
         ],
+        "stages": stages(plan),
         "module_cells": [block["cell"] for block in g["module"]],
         "skipped_cells": list(g["skipped"]),
         "outputs": list(g["outputs"]),
         "warnings": list(warnings),
     }
+
+
+def stages(plan: Any) -> list[list[str]]:
+    """Tasks grouped by the longest chain of edges above them, in call order."""
+    depth: dict[str, int] = {}
+    for name in plan.graph["order"]:
+        depth[name] = max((depth[p] + 1 for p in plan.predecessors(name)), default=0)
+    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for name in plan.graph["order"]:
+        out[depth[name]].append(name)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         label = ", ".join(e["vars"])
         kind = "" if e["kind"] == "data" else f" ({e['kind']})"
         print(f"  {e['from']} -> {e['to']}{kind}" + (f": {label}" if label else ""))
+    if data["tasks"]:
+        print("\nstages (tasks in one stage can run at the same time):")
+        for i, stage in enumerate(data["stages"], 1):
+            print(f"  {i}. {', '.join(stage)}")
     if data["outputs"]:
         print(f"\nflow returns: {', '.join(data['outputs'])}")
     if warnings:
