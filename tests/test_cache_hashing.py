@@ -161,16 +161,19 @@ def load(tmp_path: Path, source: str, name: str = "flowmod") -> object:
 BASE = """
     import functools
     import math
+    from pathlib import Path
 
 
     def task(**options):
         return lambda fn: fn
 
     SCALE = 3
+    OUT = Path("models")
     UNUSED = 9
 
 
     def deep(x):
+        OUT.exists()
         return x * SCALE
 
 
@@ -215,6 +218,7 @@ def test_code_digest_follows_helpers_transitively(tmp_path):
         "lru_cache'd helper": ("return math.sqrt(x)", "return math.sqrt(x + 1)"),
         "helper of helper": ("return x * SCALE", "return x * SCALE * 1"),
         "constant": ("SCALE = 3", "SCALE = 4"),
+        "path constant": ('OUT = Path("models")', 'OUT = Path("models2")'),
     }
     seen = {base}
     for what, (old, new) in edits.items():

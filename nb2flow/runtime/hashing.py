@@ -17,8 +17,8 @@ name of its type), so hashing a plain ``dict`` never pays for their import.
 Code is fingerprinted by its source text (as generated: an edited cell changes it) and
 its bytecode structure (so a stale source file can never give a wrong hit), together with
 the module-level helpers it reaches: functions and classes defined in the same module,
-followed transitively, plus simple module-level constants (numbers, strings, small
-containers of them) that the code reads.
+followed transitively, plus simple module-level constants (numbers, strings, paths,
+dates, small containers of them) that the code reads.
 """
 
 from __future__ import annotations
@@ -312,9 +312,34 @@ def _class_members(cls: type) -> list[tuple[str, Any]]:
     return members
 
 
+def _value_types() -> tuple[type, ...]:
+    """Standard-library value types a setup cell commonly assigns (paths, dates, enums)."""
+    import datetime
+    import decimal
+    import enum
+    import fractions
+    import pathlib
+    import uuid
+
+    return (
+        pathlib.PurePath,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+        fractions.Fraction,
+        enum.Enum,
+        uuid.UUID,
+    )
+
+
+_VALUE_TYPES = _value_types()
+
+
 def _is_simple_constant(value: Any) -> bool:
+    """A module-level value small and plain enough to be part of the code's key."""
     t = type(value)
-    if t in _PRIMITIVES:
+    if t in _PRIMITIVES or isinstance(value, _VALUE_TYPES):
         return True
     if t in (list, tuple, set, frozenset):
         return len(value) <= 1000 and all(_is_simple_constant(v) for v in value)
@@ -352,7 +377,8 @@ def code_closure_digest(fn: Callable[..., Any]) -> str:
     Followed: functions and classes whose ``__module__`` is ``fn``'s module (transitively,
     through their own global names and, for classes, their methods), functions wrapped
     with ``functools.wraps``, and task objects (their ``fn``). Included by value: module-level
-    constants that are numbers, strings, bytes, or small containers of those. Not followed:
+    constants that are numbers, strings, bytes, paths, dates, enums, or small containers of
+    those. Not followed:
     imported modules and objects from other modules (their version is their own business).
     The module's own name is left out, so a script run as ``__main__`` and the same script
     imported under its file name share their keys.
