@@ -172,6 +172,15 @@ BASE = """
     UNUSED = 9
 
 
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(*args):
+            return fn(*args)
+
+        return wrapper
+
+
+    @logged
     def deep(x):
         OUT.exists()
         return x * SCALE

@@ -375,11 +375,11 @@ def code_closure_digest(fn: Callable[..., Any]) -> str:
     """Digest of ``fn`` and everything in its module it reaches by global name.
 
     Followed: functions and classes whose ``__module__`` is ``fn``'s module (transitively,
-    through their own global names and, for classes, their methods), functions wrapped
-    with ``functools.wraps``, and task objects (their ``fn``). Included by value: module-level
-    constants that are numbers, strings, bytes, paths, dates, enums, or small containers of
-    those. Not followed:
-    imported modules and objects from other modules (their version is their own business).
+    through their own global names and closures and, for classes, their methods and
+    bases), through task objects, ``functools.wraps``/``lru_cache``/``partial`` wrappers.
+    Included by value: module-level constants that are numbers, strings, bytes, paths,
+    dates, enums, or small containers of those. Not followed: imported modules and objects
+    from other modules (their version is their own business).
     The module's own name is left out, so a script run as ``__main__`` and the same script
     imported under its file name share their keys.
     """
@@ -405,7 +405,8 @@ def code_closure_digest(fn: Callable[..., Any]) -> str:
                 except ValueError:  # an empty cell (a name not assigned yet)
                     continue
                 if isinstance(value, (types.FunctionType, type)):
-                    stack.append(value)
+                    if getattr(value, "__module__", None) == module:
+                        stack.append(value)
                 elif _is_simple_constant(value):
                     parts.append(f"cell {obj.__qualname__} {digest(value)}")
             g = obj.__globals__
