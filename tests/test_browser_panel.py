@@ -425,6 +425,15 @@ def test_panel_renders_live_run_in_jupyterlab(lab: Lab, chromium_path: str, tmp_
         )
         dark, white = "rgb(17, 24, 39)", "rgb(255, 255, 255)"
         assert colours == [dark, dark, white, white, dark]
+    except BaseException:
+        # what the page looked like, and what the server said, for whoever reads the failure
+        try:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+        except Exception:  # noqa: BLE001
+            pass
+        print(f"screenshot: {tmp_path / 'failure.png'}\nserver log:\n{lab.log_tail()}")
+        print("console errors:", console[:10])
+        raise
     finally:
         browser.close()
         pw.stop()
