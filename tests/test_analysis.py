@@ -288,3 +288,16 @@ def test_absurdly_nested_code_is_a_clear_error(tmp_path):
 )
 def test_heading_names_drop_section_numbers(heading, name):
     assert heading_name(heading, "cell_1") == name
+
+
+def test_loop_variables_are_not_returned_unless_read_later(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("total = 0\nfor i in range(3):\n    total += i", "task:a"),
+            code("for j in range(2):\n    pass", "task:b"),
+            code("k = j * 2", "task:c"),
+        ],
+    )
+    assert list(plan.graph["outputs"]) == ["total", "k"]
+    assert plan.nodes["b"]["outputs"] == ["j"]

@@ -54,6 +54,7 @@ class Names:
     star_imports: list[str] = field(default_factory=list)  # modules of `from m import *`
     resources: set[str] = field(default_factory=set)  # `with ... as x`, `except E as x` names
     global_writes: list[str] = field(default_factory=list)  # set by functions declaring global
+    loop_only: set[str] = field(default_factory=set)  # bound only as `for` targets
     all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
 
 
@@ -74,6 +75,7 @@ def sequence(parts: list[Names]) -> Names:
     """The names of code made of ``parts`` run one after the other (same as analysing the
     joined code, without parsing it again)."""
     out = Names()
+    nonloop: set[str] = set()
     for part in parts:
         for name in part.reads:
             if name not in out.definite:
@@ -91,8 +93,11 @@ def sequence(parts: list[Names]) -> Names:
         out.star_imports += part.star_imports
         out.all_reads |= part.all_reads
         out.resources |= part.resources
+        out.loop_only |= part.loop_only
+        nonloop |= set(part.bound) - part.loop_only
         for name in part.global_writes:
             _add(out.global_writes, name)
+    out.loop_only -= nonloop
     return out
 
 
@@ -100,6 +105,8 @@ class _ModuleScope:
     def __init__(self) -> None:
         self.names = Names()
         self.bound: set[str] = set()  # surely bound at this point
+        self.in_loop_target = False
+        self.other_binds: set[str] = set()  # bound other than as a `for` target
 
     # -- recording ----------------------------------------------------------------------
     def read(self, name: str) -> None:
@@ -110,6 +117,10 @@ class _ModuleScope:
     def bind(self, name: str, *, surely: bool = True) -> None:
         _add(self.names.writes, name)
         _add(self.names.bound, name)
+        if self.in_loop_target:
+            self.names.loop_only.add(name)
+        else:
+            self.other_binds.add(name)
         self.names.deleted.discard(name)
         if surely:
             self.bound.add(name)
@@ -124,6 +135,7 @@ class _ModuleScope:
         for stmt in body:
             self.stmt(stmt)
         self.names.definite = set(self.bound)
+        self.names.loop_only -= self.other_binds
 
     def branch(self, body: list[ast.stmt]) -> set[str]:
         """Run ``body`` as a branch that may or may not run; returns what it surely binds."""
@@ -203,7 +215,9 @@ class _ModuleScope:
             case ast.For() | ast.AsyncFor():
                 self.expr(node.iter)
                 saved = set(self.bound)
+                self.in_loop_target = True
                 self.target(node.target)
+                self.in_loop_target = False
                 for stmt in node.body:
                     self.stmt(stmt)
                 self.bound = saved

@@ -602,8 +602,8 @@ def build_plan(
             continue
         task = by_name[source]
         n = task.names
-        if name.startswith("_") or name in n.imported | n.defined | n.resources:
-            continue  # not data: private names, modules, functions, open files, exceptions
+        if name.startswith("_") or name in n.imported | n.defined | n.resources | n.loop_only:
+            continue  # not data: private names, modules, functions, open files, loop variables
         finals[name] = source
     needed: dict[str, set[str]] = {t.name: set() for t in tasks}
     for task in tasks:
