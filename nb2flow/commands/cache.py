@@ -56,8 +56,8 @@ def human_size(n: float) -> str:
 def human_age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{max(seconds, 0):.0f}s ago"
+            return f"{int(seconds // size)}{unit} ago"
+    return f"{int(max(seconds, 0))}s ago"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 e.task or ("(unreadable)" if e.serializer == "broken" else "-"),
                 human_size(e.size),
                 created,
-                e.flow_run_id or "-",
+                (e.flow_run_id or "-")[:8],  # as the runtime prints run ids
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
