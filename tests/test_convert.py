@@ -189,3 +189,10 @@ def test_code_only_a_kernel_accepts_is_a_clear_error(nb, capsys, source, message
     write(nb, [code(source)])
     assert main(["convert", str(nb)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_two_notebooks_for_one_script_are_refused(nb, tmp_path, capsys):
+    other = write(tmp_path / "notebooks" / "duration_prediction.ipynb", CELLS)
+    assert main(["convert", str(nb), str(other)]) == 2
+    assert "would both be written to" in capsys.readouterr().err
+    assert not (tmp_path / "converted_scripts").exists()

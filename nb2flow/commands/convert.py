@@ -40,7 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nb2flow.codegen import convert_notebook, script_path, write_script
+    from nb2flow.errors import Nb2flowError
 
+    targets: dict[object, str] = {}
+    for notebook in args.notebooks:
+        target = script_path(notebook, args.output_dir).resolve()
+        if target in targets and targets[target] != notebook:
+            raise Nb2flowError(
+                f"{notebook} and {targets[target]} would both be written to "
+                f"{script_path(notebook, args.output_dir)}; convert them into different -o DIRs"
+            )
+        targets[target] = notebook
     status = 0
     for notebook in args.notebooks:
         conversion = convert_notebook(notebook, split=args.split, cache_all=args.cache)
