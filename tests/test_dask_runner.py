@@ -137,6 +137,25 @@ def test_map_over_200_items_is_one_batch(runner):
     assert runner.stats["submitted"] == 200
     assert runner.stats["graph_updates"] <= 3  # one, unless the OS paused the flow thread
     assert run.view.task_runner.startswith("dask:tcp://127.0.0.1:")
+    assert runner.stats["fallbacks"] == 0  # every final state came through the event stream
+
+
+def test_a_subflow_on_dask_takes_futures_of_its_parents_runner(runner):
+    @task
+    def slow_five():
+        time.sleep(0.3)
+        return 5
+
+    @flow(persist=False)
+    def child(x):
+        return add_one.submit(x)
+
+    @flow(persist=False, task_runner="threads")
+    def parent():
+        five = slow_five.submit()  # on the parent's threads, not finished yet
+        return child.with_options(task_runner=runner)(five)
+
+    assert parent() == 6
 
 
 def test_diamond_intermediates_stay_on_the_workers(runner, cluster, tmp_path):

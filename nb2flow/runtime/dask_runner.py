@@ -322,7 +322,14 @@ class DaskRunner(TaskRunner):
         self.connect_timeout = connect_timeout
         self.inline_limit = inline_limit
         #: counters: task runs submitted, ``client.map`` calls, helper tasks, fetches
-        self.stats = {"submitted": 0, "graph_updates": 0, "helpers": 0, "fetched": 0}
+        #: and final states that had to be fetched because their message did not come first
+        self.stats = {
+            "submitted": 0,
+            "graph_updates": 0,
+            "helpers": 0,
+            "fetched": 0,
+            "fallbacks": 0,
+        }
         self._lock = threading.Lock()
         self._starts = 0
         self._reset()
@@ -843,6 +850,7 @@ class DaskRunner(TaskRunner):
         now = time.time()
         if status == "finished":
             # the message went missing (it is sent before the task ends): ask the cluster
+            self.stats["fallbacks"] += 1
             blob, inline = self._active_client.submit(
                 _fallback_summary, fut, self.inline_limit, pure=False
             ).result()
