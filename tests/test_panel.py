@@ -231,3 +231,19 @@ def test_runtime_attaches_a_live_panel_to_a_real_flow(monkeypatch):
     assert "ValueError: no &lt;good&gt;" in p.table.value
     assert "Traceback" in p.logs.value
     assert p.progress.value == p.progress.max == 6
+
+
+def test_a_broken_render_stops_the_panel_not_the_run(monkeypatch):
+    def broken(*_a, **_k):
+        raise RuntimeError("render <bug>")
+
+    p = P.RunPanel.live("broken-run")
+    try:
+        monkeypatch.setattr(p, "render", broken)
+        replay(sample_events("broken-run"), events.emit)  # emitting never raises
+        assert p.wait(5)
+        assert p.error == "RuntimeError: render <bug>"
+        assert "panel error: RuntimeError: render &lt;bug&gt;" in p.header.value
+        assert p._queue.append not in events.subscribers()
+    finally:
+        p.stop()
