@@ -472,9 +472,9 @@ class DaskRunner(TaskRunner):
             call.future.handle = None
         self._helpers.clear()
         self._queue.put(None)
-        for th in self._threads:
+        for th in self._threads:  # daemon threads: a lost scheduler must not block the exit
             if th is not threading.current_thread():
-                th.join(None if not cancel else 2)
+                th.join(2 if cancel else 10)
         self._close_owned()
         self._active_client = None
 
