@@ -142,8 +142,13 @@ def test_maybe_attach_never_raises(monkeypatch):
 
 
 def test_show_a_flow_run_object_without_the_store(monkeypatch):
+    from nb2flow.errors import Nb2flowError
+
+    with pytest.raises(Nb2flowError, match="needs a Jupyter kernel"):
+        P.show(finished())  # pytest is no kernel
     shown = []
     monkeypatch.setattr(P, "_display", shown.append)
+    monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
     view = finished()
     flow_run = type("FlowRun", (), {"id": "not-stored", "view": view})()
     P.show(flow_run)
@@ -155,6 +160,7 @@ def test_show_a_flow_run_object_without_the_store(monkeypatch):
 def test_show_and_browse_stored_runs(monkeypatch):
     shown = []
     monkeypatch.setattr(P, "_display", shown.append)
+    monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
     record(sample_events("stored-1"), sample_events("stored-2", fail=False))
     P.show("stored-1")
     assert len(shown) == 1

@@ -379,6 +379,13 @@ def run_panel(run: Any) -> RunPanel:
 
 def show(run: Any) -> None:
     """Display the panel of a finished FlowRun, a RunView or a stored run reference."""
+    if not in_widget_kernel():
+        from nb2flow.errors import Nb2flowError
+
+        raise Nb2flowError(
+            "show() draws widgets: it needs a Jupyter kernel with ipywidgets; in a terminal use "
+            "`nb2flow show RUN`, or `nb2flow report RUN` for an HTML page"
+        )
     _display(run_panel(run).widget)
 
 
