@@ -325,6 +325,27 @@ def test_timeouts_and_prints_keep_their_meaning_on_workers(runner):
     assert line.startswith("got 3 in ") and line != f"got 3 in {os.getpid()}"
 
 
+@task(cache=True)
+def cached_square(x: int, salt: str) -> int:
+    return x * x
+
+
+def test_cached_results_are_found_on_the_workers(runner):
+    import uuid
+
+    @flow(persist=False)
+    def twice(salt: str):
+        return cached_square.submit(7, salt)
+
+    salt = uuid.uuid4().hex  # a fresh cache key for this test
+    first = twice.with_options(task_runner=runner)(salt, return_state=True)
+    second = twice.with_options(task_runner=runner)(salt, return_state=True)
+    assert first.value == second.value == 49
+    assert first.task_run("cached_square").state == "Completed"
+    again = second.task_run("cached_square")
+    assert again.state == "Cached" and again.cached_from == first.id
+
+
 def _kill_worker_once(marker: str) -> int:
     if not os.path.exists(marker):
         Path(marker).write_text(str(os.getpid()))
