@@ -90,3 +90,17 @@ def test_helper_reading_a_parameter_stays_in_the_flow(tmp_path):
     conversion = convert_notebook(path)
     assert conversion.plan.graph["module"] == []
     assert run_script_flow(conversion.script, tmp_path, base=5)["out"] == 6
+
+
+def test_a_helper_reading_a_global_waits_for_the_task_changing_it(tmp_path):
+    cells = [
+        code("import time"),
+        code("registry = {}", "setup"),
+        code("def lookup(key):\n    return registry.get(key)"),
+        code("time.sleep(0.3)\nregistry['a'] = 1", "task:fill"),
+        code("found = lookup('a')", "task:use"),
+    ]
+    path = write(tmp_path / "helper_global.ipynb", cells)
+    conversion = convert_notebook(path)
+    assert conversion.plan.edges["fill", "use"] == {"kind": "order", "vars": ["registry"]}
+    assert run_script_flow(conversion.script, tmp_path)["found"] == 1

@@ -526,6 +526,7 @@ def build_plan(
         _warn_unknown(unit, unit.names.reads, module_names, task_writes, star, path, warnings)
 
     params = {p.name: p for p in grouping.parameters}
+    helpers = _helper_reads(grouping.module, module_objects)
     # Data flow in notebook order: the producer of each name's current version.
     producer: dict[str, str] = {name: "module" for name in module_names}
     producer.update({name: "param" for name in params})
@@ -562,6 +563,17 @@ def build_plan(
             if source not in ("param", "module"):
                 _edge(graph, source, task.name, "data", name)
             readers.setdefault(name, []).append(task.name)
+        # Module-level helpers the task calls read globals when they run: a task that
+        # changed such a global (in place) must finish first.
+        for helper in sorted(n.all_reads & helpers.keys()):
+            if helper in changed:
+                continue
+            for name in helpers[helper]:
+                source = producer.get(name)
+                if name in task.sources or source in (None, "param", "module", task.name):
+                    continue
+                _edge(graph, source, task.name, "order", name)  # type: ignore[arg-type]
+                readers.setdefault(name, []).append(task.name)
         for name in writes:
             if name in mutated or name in n.deleted:
                 # In place: every reader of the old version must finish first.
@@ -665,6 +677,29 @@ def build_plan(
         ),
     )
     return graph
+
+
+def _helper_reads(module: list[dict[str, Any]], module_objects: set[str]) -> dict[str, set[str]]:
+    """Module-level function/class name -> the global names it reads (through other
+    helpers too). Per cell: every helper of a cell counts all the cell's reads."""
+    direct: dict[str, set[str]] = {}
+    for block in module:
+        names = block["unit"].names
+        reads = {r for r in names.reads if r not in BUILTIN_NAMES}
+        for name in names.defined:
+            direct[name] = reads - {name}
+    closed: dict[str, set[str]] = {}
+    for name in direct:
+        seen, stack, out = {name}, [name], set()
+        while stack:
+            for read in direct[stack.pop()]:
+                if read in direct and read not in seen:
+                    seen.add(read)
+                    stack.append(read)
+                elif read not in direct and read not in module_objects:
+                    out.add(read)
+        closed[name] = out
+    return closed
 
 
 def _edge(graph: Any, a: str, b: str, kind: str, var: str | None) -> None:
