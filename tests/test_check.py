@@ -151,8 +151,9 @@ def test_check_passes_on_the_worked_example(tmp_path):
     assert rows["booster"]["status"] == "equal"
     assert "same predictions" in rows["booster"]["detail"]
     assert rows["run_id"]["status"] == "ignored"  # notebook metadata: a new mlflow run each time
-    assert rows["f_out"]["status"] == "not compared"  # a closed file
-    assert "cannot be pickled" in rows["f_out"]["detail"]
+    assert rows["dtrain"]["status"] == "not compared"  # an xgboost DMatrix: a C handle
+    assert rows["dtrain"]["type"] == "xgboost.DMatrix"
+    assert "cannot be pickled" in rows["dtrain"]["detail"]
     assert data["counts"]["equal"] >= 15
 
 
