@@ -309,9 +309,14 @@ def test_timeouts_and_prints_keep_their_meaning_on_workers(runner):
         print(f"got {x} in {os.getpid()}")
         return x
 
+    @task(timeout_seconds=0.5, hard_timeout=True)
+    def spinning():
+        while True:
+            pass
+
     @flow(persist=False)
     def timing():
-        return {"slow": too_slow.submit(), "chatty": chatty.submit(3)}
+        return {"slow": too_slow.submit(), "spin": spinning.submit(), "chatty": chatty.submit(3)}
 
     t0 = time.monotonic()
     run = timing.with_options(task_runner=runner)(return_state=True)
@@ -319,6 +324,9 @@ def test_timeouts_and_prints_keep_their_meaning_on_workers(runner):
     slow = run.task_run("too_slow")
     assert slow.state == "TimedOut"
     assert "timed out after 0.5s" in slow.error
+    spin = run.task_run("spinning")  # a child process of the worker, killed
+    assert spin.state == "TimedOut"
+    assert "timed out after 0.5s (process killed)" in spin.error
     chatty_run = run.task_run("chatty")
     assert chatty_run.state == "Completed"
     (line,) = [log.message for log in run.view.logs if log.task_run_id == chatty_run.id]

@@ -125,6 +125,8 @@ def _run_task(
 
     try:
         payload = cloudpickle.loads(blob)
+        if getattr(payload.task, "hard_timeout", False):
+            _allow_children()
         outcome = execute(payload, upstream, sink)
     except BaseException as exc:  # noqa: BLE001 - e.g. the task's module is missing here
         outcome = Outcome(
@@ -139,6 +141,19 @@ def _run_task(
         # downstream runs only read the state; an exception object may not travel
         outcome = _summary(outcome, keep_exc=False)
     return outcome
+
+
+def _allow_children() -> None:
+    """Let this worker process start child processes (``hard_timeout`` runs each attempt in
+    one). Dask starts its workers as daemonic processes, which multiprocessing forbids to
+    have children; Dask's own switch is the ``distributed.worker.daemon: false`` setting,
+    read where the nanny runs. Clearing the flag here does the same for this worker
+    process only, whatever the cluster's configuration."""
+    import multiprocessing
+
+    proc = multiprocessing.current_process()
+    if proc.daemon:
+        proc._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 def _select(outcome: Outcome, selector: Any) -> Outcome:
