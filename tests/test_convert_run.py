@@ -104,3 +104,21 @@ def test_a_helper_reading_a_global_waits_for_the_task_changing_it(tmp_path):
     conversion = convert_notebook(path)
     assert conversion.plan.edges["fill", "use"] == {"kind": "order", "vars": ["registry"]}
     assert run_script_flow(conversion.script, tmp_path)["found"] == 1
+
+
+def test_a_change_through_an_alias_is_ordered_with_readers_of_the_original(tmp_path):
+    cells = [
+        code("import time"),
+        code("rows = [1]", "task:make"),
+        code("view = rows", "task:alias"),
+        code("time.sleep(0.3)\nbefore = len(rows)", "task:slow_reader"),
+        code("view.append(2)", "task:change"),
+        code("after = len(rows)", "task:reader"),
+    ]
+    path = write(tmp_path / "alias.ipynb", cells)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    assert plan.edges["slow_reader", "change"]["kind"] == "order"
+    assert plan.edges["change", "reader"] == {"kind": "order", "vars": ["rows"]}
+    result = run_script_flow(conversion.script, tmp_path)
+    assert (result["before"], result["after"]) == (1, 2)

@@ -55,6 +55,7 @@ class Names:
     resources: set[str] = field(default_factory=set)  # `with ... as x`, `except E as x` names
     global_writes: list[str] = field(default_factory=list)  # set by functions declaring global
     loop_only: set[str] = field(default_factory=set)  # bound only as `for` targets
+    copies: list[tuple[str, str]] = field(default_factory=list)  # `a = b`: (a, b), in order
     all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
 
 
@@ -94,6 +95,7 @@ def sequence(parts: list[Names]) -> Names:
         out.all_reads |= part.all_reads
         out.resources |= part.resources
         out.loop_only |= part.loop_only
+        out.copies += part.copies
         nonloop |= set(part.bound) - part.loop_only
         for name in part.global_writes:
             _add(out.global_writes, name)
@@ -152,6 +154,8 @@ class _ModuleScope:
                 self.expr(value)
                 for target in targets:
                     self.target(target)
+                    if isinstance(target, ast.Name) and isinstance(value, ast.Name):
+                        self.names.copies.append((target.id, value.id))  # an alias
             case ast.AnnAssign(target=target, annotation=annotation, value=value):
                 self.expr(annotation)
                 if value is not None:

@@ -531,6 +531,11 @@ def build_plan(
     producer: dict[str, str] = {name: "module" for name in module_names}
     producer.update({name: "param" for name in params})
     readers: dict[str, list[str]] = {}
+    # `a = b` makes two names for one object: changing it through one changes the other.
+    # aliases: name -> the set of names sharing its object; mutator: name -> the task that
+    # last changed its object through another name (later readers wait for it).
+    aliases: dict[str, set[str]] = {}
+    mutator: dict[str, str] = {}
     graph = nx.DiGraph()
     for index, task in enumerate(tasks):
         graph.add_node(task.name)
@@ -574,6 +579,27 @@ def build_plan(
                     continue
                 _edge(graph, source, task.name, "order", name)  # type: ignore[arg-type]
                 readers.setdefault(name, []).append(task.name)
+        for name in n.reads:
+            if mutator.get(name, task.name) != task.name:
+                _edge(graph, mutator[name], task.name, "order", name)
+        for name in mutated:
+            for other in sorted(aliases.get(name, set()) - {name} - changed):
+                if producer.get(other) in (None, "param", "module"):
+                    continue
+                for reader in readers.get(other, []):
+                    if reader != task.name:
+                        _edge(graph, reader, task.name, "order", other)
+                mutator[other] = task.name
+                readers[other] = []
+        for name in n.bound:
+            mutator.pop(name, None)
+            group_ = aliases.pop(name, None)
+            if group_ is not None:
+                group_.discard(name)
+        for target, source in n.copies:
+            shared = aliases.setdefault(source, {source})
+            shared.add(target)
+            aliases[target] = shared
         for name in writes:
             if name in mutated or name in n.deleted:
                 # In place: every reader of the old version must finish first.
