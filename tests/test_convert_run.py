@@ -122,3 +122,24 @@ def test_a_change_through_an_alias_is_ordered_with_readers_of_the_original(tmp_p
     assert plan.edges["change", "reader"] == {"kind": "order", "vars": ["rows"]}
     result = run_script_flow(conversion.script, tmp_path)
     assert (result["before"], result["after"]) == (1, 2)
+
+
+def test_a_helper_changing_its_argument_changes_the_callers_variable(tmp_path):
+    cells = [
+        code("import time"),
+        code("def add_total(table):\n    table['total'] = sum(table.values())"),
+        code("def cleaned(table):\n    table = dict(table)\n    table.pop('a')\n    return table"),
+        code("t = {'a': 1, 'b': 2}", "task:make"),
+        code("time.sleep(0.3)\nkeys = sorted(t)", "task:slow_reader"),
+        code("add_total(t)\nc = cleaned(t)", "task:change"),
+        code("n = len(t)", "task:count"),
+    ]
+    path = write(tmp_path / "arg_change.ipynb", cells)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    assert sorted(plan.nodes["change"]["outputs"]) == ["c", "t"]
+    assert plan.edges["slow_reader", "change"]["kind"] == "order"
+    assert plan.edges["change", "count"]["vars"] == ["t"]
+    result = run_script_flow(conversion.script, tmp_path)
+    assert result["keys"] == ["a", "b"] and result["n"] == 3
+    assert result["c"] == {"b": 2, "total": 3}

@@ -527,6 +527,7 @@ def build_plan(
 
     params = {p.name: p for p in grouping.parameters}
     helpers = _helper_reads(grouping.module, module_objects)
+    _add_argument_changes(tasks, grouping.module)
     # Data flow in notebook order: the producer of each name's current version.
     producer: dict[str, str] = {name: "module" for name in module_names}
     producer.update({name: "param" for name in params})
@@ -703,6 +704,46 @@ def build_plan(
         ),
     )
     return graph
+
+
+def _changed_parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[int | str]:
+    """Positions and names of the parameters ``fn`` changes in place (``df['x'] = ...``,
+    ``lst.append(v)``...), unless it rebinds them first (``df = df.copy()``)."""
+    names = analyse(ast.Module(body=fn.body, type_ignores=[]))
+    positional = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
+    every = set(positional) | {a.arg for a in fn.args.kwonlyargs}
+    changed = {m for m in names.mutated if m in every and m not in names.bound}
+    return {positional.index(m) for m in changed if m in positional} | changed
+
+
+def _add_argument_changes(tasks: list[Task], module: list[dict[str, Any]]) -> None:
+    """``add_features(df)`` changes ``df`` when ``add_features`` changes its parameter:
+    record it as an in-place change by the calling task."""
+    functions: dict[str, set[int | str]] = {}
+    trees = [b["unit"].tree for b in module] + [u.tree for t in tasks for u in t.units]
+    for tree in trees:
+        for stmt in tree.body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                changed = _changed_parameters(stmt)
+                if changed:
+                    functions.setdefault(stmt.name, set()).update(changed)
+    if not functions:
+        return
+    for task in tasks:
+        for unit in task.units:
+            for node in ast.walk(unit.tree):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                    continue
+                changed = functions.get(node.func.id)
+                if not changed:
+                    continue
+                args = [(i, a) for i, a in enumerate(node.args)]
+                args += [(k.arg, k.value) for k in node.keywords if k.arg]
+                for key, arg in args:
+                    if key in changed and isinstance(arg, ast.Name):
+                        for target in (task.names.writes, task.names.mutated):
+                            if arg.id not in target:
+                                target.append(arg.id)
 
 
 def _helper_reads(module: list[dict[str, Any]], module_objects: set[str]) -> dict[str, set[str]]:
