@@ -250,6 +250,12 @@ def test_check_reports_a_failing_notebook_with_its_cell(tmp_path):
     )
     assert "FileNotFoundError" in data["flow_error"]
 
+    dies = write_nb(tmp_path / "dies.ipynb", [code("a = 1"), code("import os\n\nos._exit(3)")])
+    proc, data = _check_cli(dies, tmp_path, "--json")
+    assert proc.returncode == 1
+    assert data["notebook_error"].endswith("dies.ipynb, cell 2: the kernel died (Kernel died)")
+    assert data["flow_error"] == "exit status 3"
+
 
 def test_check_cli_errors(tmp_path):
     proc, _ = _check_cli(tmp_path / "absent.ipynb", tmp_path)

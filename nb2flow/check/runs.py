@@ -224,7 +224,10 @@ def run_notebook(
     start = time.perf_counter()
     error = None
     try:
-        client.execute(env=env)
+        # the kernel's own stderr (a TCP warning on every start) goes to a file, shown
+        # only when the kernel dies
+        with open(out / "kernel.log", "wb") as kernel_log:
+            client.execute(env=env, stderr=kernel_log)
     except NoSuchKernel:
         raise Nb2flowError(
             f"{label}: no Jupyter kernel named {kernel_name!r}; install one with "
@@ -233,7 +236,11 @@ def run_notebook(
     except CellTimeoutError:
         error = f"{_cell_name(label, running['index'], numbers)}: timed out after {timeout:g} s"
     except DeadKernelError as exc:
+        lines = (out / "kernel.log").read_text(errors="replace").strip().splitlines()
+        log = [ln for ln in lines if ln.strip() and "running over TCP" not in ln][-3:]
         error = f"{_cell_name(label, running['index'], numbers)}: the kernel died ({_first(exc)})"
+        if log:
+            error += ": " + " | ".join(log)
     except CellExecutionError as exc:
         error = f"{_cell_name(label, running['index'], numbers)}: {exc.ename}: {exc.evalue}"
     seconds = time.perf_counter() - start
@@ -304,4 +311,4 @@ def _flow_error(stderr: str, code: int) -> str:
         if not line.startswith((" ", "\t")) and (":" in line) and not line.startswith("Traceback"):
             return line.strip()[:500]
     tail = " | ".join(lines[-3:])
-    return f"exit status {code}: {tail}"[:500]
+    return f"exit status {code}: {tail}"[:500] if tail else f"exit status {code}"
