@@ -29,27 +29,25 @@ def cluster(tmp_path_factory):
     import dask
     from distributed import Client, LocalCluster
 
-    # workers start in their own directory with their own NB2FLOW_HOME (cache), as on a
-    # remote machine: relative paths and the flow process's cache do not reach them
+    # workers run in their own directory with their own NB2FLOW_HOME (cache), as on a
+    # remote machine: relative paths and the flow process's cache do not reach them. (A
+    # preload, not a chdir around the start: workers restarted after a kill start again
+    # from the test process's directory.)
     where = tmp_path_factory.mktemp("dask_workers")
-    cwd = os.getcwd()
-    os.chdir(where)
-    try:
-        # one lost worker is forgiven (the task runs again elsewhere), two fail the task:
-        # keeps the killed-worker tests short
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-            lc = LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                env={"NB2FLOW_HOME": str(where / "home")},
-            )
-    finally:
-        os.chdir(cwd)
+    # one lost worker is forgiven (the task runs again elsewhere), two fail the task:
+    # keeps the killed-worker tests short
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        lc = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env={"NB2FLOW_HOME": str(where / "home")},
+            preload=[f"import os; os.chdir({str(where)!r})"],
+        )
     client = Client(lc, set_as_default=False)
-    yield lc, client
+    yield lc, client, where
     client.close()
     lc.close()
 
@@ -58,7 +56,7 @@ def cluster(tmp_path_factory):
 def runner(cluster):
     from nb2flow.runtime.dask_runner import DaskRunner
 
-    lc, client = cluster
+    lc, client, _ = cluster
     client.wait_for_workers(2, timeout=60)  # a killed worker comes back (nanny)
     return DaskRunner(cluster=lc)
 
@@ -159,7 +157,7 @@ def test_a_subflow_on_dask_takes_futures_of_its_parents_runner(runner):
 
 
 def test_diamond_intermediates_stay_on_the_workers(runner, cluster, tmp_path):
-    _, client = cluster
+    _, client, _ = cluster
     log = tmp_path / "unpickled.txt"
     log.write_text("")
     seen: dict = {}
@@ -190,7 +188,7 @@ def test_diamond_intermediates_stay_on_the_workers(runner, cluster, tmp_path):
 
 
 def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
-    _, client = cluster
+    _, client, _ = cluster
     seen: dict = {}
 
     @flow(persist=False)
@@ -427,7 +425,7 @@ def test_specs_and_environment_choose_the_dask_runner(monkeypatch):
 def test_dask_spec_uses_the_default_client_when_there_is_one(cluster):
     from distributed import Client
 
-    lc, _ = cluster
+    lc, _, _ = cluster
 
     @task
     def on_the_default_client(x):
@@ -504,7 +502,7 @@ if __name__ == "__main__":
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_script_command_line_executor(cluster, tmp_path):
-    lc, _ = cluster
+    lc, _, _ = cluster
     script = tmp_path / "cubes.py"
     script.write_text(textwrap.dedent(SCRIPT))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -541,7 +539,7 @@ def _load_example(tmp_path: Path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_example_flow_gives_the_thread_runners_rmse(runner, tmp_path, monkeypatch):
+def test_example_flow_gives_the_thread_runners_rmse(cluster, runner, tmp_path, monkeypatch):
     from nb2flow.examples import taxi
 
     spec, module = _load_example(tmp_path)
