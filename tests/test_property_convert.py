@@ -39,6 +39,9 @@ TEMPLATES = [
     "if ({t} := [{k}]):\n    pass",
     "global {t}\n{t} = [{k}]",
     "{t}, {s} = {s}, {t}",
+    "{t} = {s}\n{t}.append({k})",
+    "def m_{t}(x):\n    x.append({k})\nm_{t}({s})",
+    "m_a({t})",
 ]
 TAGS = [
     "task",
