@@ -266,3 +266,8 @@ def test_check_cli_errors(tmp_path):
     assert proc.returncode == 2 and "expected -p name=value" in proc.stderr
     proc, _ = _check_cli(path, tmp_path, "--timeout", "0")
     assert proc.returncode == 2 and "--timeout" in proc.stderr
+    proc, _ = _check_cli(path, tmp_path, "-p", "nope=1")
+    assert proc.returncode == 2 and "the flow has no parameter nope (-p)" in proc.stderr
+    proc, _ = _check_cli(path, tmp_path, "--kernel", "no-such-kernel")
+    assert proc.returncode == 2 and "no Jupyter kernel named 'no-such-kernel'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -123,7 +123,7 @@ def check_notebook(
     from nb2flow.check.runs import prepare_notebook, require_jupyter, run_flow, run_notebook
     from nb2flow.notebook.reader import read_notebook
 
-    require_jupyter()
+    require_jupyter(kernel_name)
     path = Path(path)
     params = dict(params or {})
     cwd = Path(cwd) if cwd is not None else Path.cwd()

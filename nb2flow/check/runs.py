@@ -178,8 +178,8 @@ def _clean(cell: Any) -> Any:
     return fresh
 
 
-def require_jupyter() -> None:
-    """Fail with a clear message when the tools to run a notebook are missing."""
+def require_jupyter(kernel_name: str = "python3") -> None:
+    """Fail with a clear message when the tools to run a notebook, or the kernel, are missing."""
     for module in ("nbclient", "jupyter_client", "ipykernel"):
         try:
             __import__(module)
@@ -188,6 +188,19 @@ def require_jupyter() -> None:
                 f"nb2flow check runs the notebook in a Jupyter kernel and needs {module}: "
                 "pip install 'nb2flow[jupyter]'"
             ) from None
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise _no_kernel(kernel_name) from None
+
+
+def _no_kernel(name: str) -> Nb2flowError:
+    return Nb2flowError(
+        f"no Jupyter kernel named {name!r}; install one with "
+        f"`python -m ipykernel install --user --name {name}` or pass --kernel"
+    )
 
 
 def run_notebook(
@@ -201,7 +214,7 @@ def run_notebook(
     label: str,
 ) -> SideResult:
     """Execute the prepared notebook in a fresh kernel; collect what the dump cell saved."""
-    require_jupyter()
+    require_jupyter(kernel_name)
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -229,10 +242,7 @@ def run_notebook(
         with open(out / "kernel.log", "wb") as kernel_log:
             client.execute(env=env, stderr=kernel_log)
     except NoSuchKernel:
-        raise Nb2flowError(
-            f"{label}: no Jupyter kernel named {kernel_name!r}; install one with "
-            f"`python -m ipykernel install --user --name {kernel_name}` or pass --kernel"
-        ) from None
+        raise _no_kernel(kernel_name) from None
     except CellTimeoutError:
         error = f"{_cell_name(label, running['index'], numbers)}: timed out after {timeout:g} s"
     except DeadKernelError as exc:
