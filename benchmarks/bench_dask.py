@@ -44,6 +44,43 @@ def cpu_map(tasks: int, loops: int) -> int:
     return total.submit(work.map(range(tasks), loops=loops)).result()
 
 
+@task
+def inc(x: int) -> int:
+    return x + 1
+
+
+@flow(persist=False)
+def tiny_map(n: int) -> int:
+    return sum(f.result() for f in inc.map(range(n)))
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+def overhead(cluster, n: int) -> tuple[float, float]:
+    """Wall time of n trivial tasks: plain ``client.map`` + ``gather`` (the floor Dask
+    itself sets) vs an nb2flow flow mapping them on the same cluster (states, events,
+    results back in the flow)."""
+    from distributed import Client
+
+    from nb2flow.runtime.dask_runner import DaskRunner
+
+    runner = DaskRunner(cluster=cluster)
+    with Client(cluster, set_as_default=False) as client:
+        raw = float("inf")
+        for _ in range(2):
+            t = time.perf_counter()
+            assert sum(client.gather(client.map(_inc, range(n), pure=False))) == n * (n + 1) // 2
+            raw = min(raw, time.perf_counter() - t)
+    ours = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        assert tiny_map.with_options(task_runner=runner)(n) == n * (n + 1) // 2
+        ours = min(ours, time.perf_counter() - t)
+    return raw, ours
+
+
 def calibrate(ms: float) -> int:
     """Loop count for one task of about ``ms`` milliseconds of CPU on this machine (CPU
     time, not wall time: other processes competing for the cores do not skew it)."""
@@ -72,6 +109,7 @@ def main() -> None:
     ap.add_argument("--ms", type=float, default=40.0, help="CPU time of one task")
     ap.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--overhead-tasks", type=int, default=1000, help="trivial tasks")
     args = ap.parse_args()
     os.environ.setdefault("NB2FLOW_STORE", "off")
 
@@ -112,6 +150,7 @@ def main() -> None:
                 expected = value
             assert value == expected, (label, value, expected)
             rows.append((label, wall))
+        raw, ours = overhead(cluster, args.overhead_tasks)
     finally:
         cluster.close()
 
@@ -120,6 +159,12 @@ def main() -> None:
     for label, wall in rows:
         print(f"| {label} | {wall:.2f} | {base / wall:.2f}x |")
     print(f"\nDask LocalCluster start-up (once, not in the runs above): {startup:.2f} s")
+    n = args.overhead_tasks
+    print(
+        f"\n{n} trivial tasks on the same cluster: plain client.map + gather {raw:.2f} s "
+        f"({raw / n * 1e3:.2f} ms/task), nb2flow flow on Dask {ours:.2f} s "
+        f"({ours / n * 1e3:.2f} ms/task): ratio {ours / raw:.2f}"
+    )
 
 
 if __name__ == "__main__":
