@@ -301,3 +301,8 @@ def test_loop_variables_are_not_returned_unless_read_later(tmp_path):
     )
     assert list(plan.graph["outputs"]) == ["total", "k"]
     assert plan.nodes["b"]["outputs"] == ["j"]
+
+
+def test_recursive_function_does_not_read_itself():
+    names = analyse("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)")
+    assert names.reads == [] and names.writes == ["fact"]

@@ -321,8 +321,10 @@ class _ModuleScope:
 
     def nested(self, node: ast.AST) -> None:
         reads, global_writes = _scope_free(node)
+        own = getattr(node, "name", None)  # a function may call itself: bound by then
         for name in reads:
-            self.read(name)
+            if name != own:
+                self.read(name)
         for name in global_writes:
             self.bind(name, surely=False)
             if not isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
