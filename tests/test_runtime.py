@@ -57,6 +57,14 @@ def test_decorators_with_and_without_arguments():
     with pytest.raises(ValueError, match="nout"):
         task(nout=1)(lambda: 0)
 
+    async def coro():
+        return 1
+
+    with pytest.raises(TypeError, match="async functions are not supported"):
+        task(coro)
+    with pytest.raises(TypeError, match="async functions are not supported"):
+        flow(name="x")(coro)
+
 
 def test_outside_a_flow_a_task_is_the_plain_function(recorded):
     @task
@@ -947,3 +955,19 @@ def test_payload_round_trip_and_with_args():
     assert execute(r).value == 2 and r.flow_run_name == "calm-okapi" and q.args[1] == 2
     not_run = execute(q, [Outcome("Failed", error="E: x")])
     assert not_run.state == "NotRun" and not_run.events == []
+
+
+def test_flow_log_prints_covers_its_body_and_its_tasks():
+    @task
+    def inner():
+        print("from the task")
+
+    @flow(log_prints=True)
+    def f():
+        print("from the body", 1, sep="-")
+        inner.submit()
+        print("to a file", file=__import__("sys").stderr)  # not stdout: left alone
+
+    run = f(return_state=True)
+    messages = {(lg.task_run_id is None, lg.message) for lg in run.view.logs}
+    assert messages == {(True, "from the body-1"), (False, "from the task")}

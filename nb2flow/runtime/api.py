@@ -67,6 +67,8 @@ class Task:
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, not {fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"@task {fn.__name__}: async functions are not supported; use def")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "task")
@@ -235,6 +237,8 @@ class Flow:
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, not {fn!r}")
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            raise TypeError(f"@flow {fn.__name__}: async functions are not supported; use def")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "flow").replace("_", "-")
