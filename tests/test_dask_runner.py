@@ -22,6 +22,8 @@ from tests.conftest import ROOT, require
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 
+pytestmark = pytest.mark.dask
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):

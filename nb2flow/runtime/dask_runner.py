@@ -93,18 +93,22 @@ def _inline_blob(outcome: Outcome, limit: int) -> bytes | None:
     return blob if len(blob) <= limit else None
 
 
+def _about(outcome: Outcome, keep_exc: bool = True) -> dict[str, Any]:
+    """An outcome's fields but its state and value, as keyword arguments of ``Outcome``."""
+    return {
+        "exc": outcome.exc if keep_exc else None,
+        "error": outcome.error,
+        "traceback": outcome.traceback,
+        "attempt": outcome.attempt,
+        "ts": outcome.ts,
+        "message": outcome.message,
+        "cached_from": outcome.cached_from,
+    }
+
+
 def _summary(outcome: Outcome, keep_exc: bool = True) -> Outcome:
     """The outcome without its value (what the flow process needs to know)."""
-    return Outcome(
-        outcome.state,
-        exc=outcome.exc if keep_exc else None,
-        error=outcome.error,
-        traceback=outcome.traceback,
-        attempt=outcome.attempt,
-        ts=outcome.ts,
-        message=outcome.message,
-        cached_from=outcome.cached_from,
-    )
+    return Outcome(outcome.state, **_about(outcome, keep_exc))
 
 
 def _run_task(
@@ -196,17 +200,7 @@ class RemoteOutcome(Outcome):
     __slots__ = ("_fetch", "_items", "_fetch_lock")
 
     def __init__(self, summary: Outcome, fetch: Any) -> None:
-        super().__init__(
-            summary.state,
-            None,
-            exc=summary.exc,
-            error=summary.error,
-            traceback=summary.traceback,
-            attempt=summary.attempt,
-            ts=summary.ts,
-            message=summary.message,
-            cached_from=summary.cached_from,
-        )
+        super().__init__(summary.state, None, **_about(summary))
         #: ``fetch(None)`` gets the value, ``fetch(i)`` its item i; None once fetched
         self._fetch = fetch
         self._items: dict[int, Any] = {}
