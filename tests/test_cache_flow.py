@@ -176,8 +176,11 @@ def test_refresh_cache_forces_a_run(runner):
         "@task(cache=True)\ndef load", "@task(cache=True, refresh_cache=True)\ndef load"
     )
     assert refreshed != FLOW
-    _, view = runner.run(refreshed)
-    assert states(view) == {"load": COMPLETED, "features": CACHED, "train": CACHED}
+    _, refresh_view = runner.run(refreshed)
+    assert states(refresh_view) == {"load": COMPLETED, "features": CACHED, "train": CACHED}
+    _, view = runner.run(FLOW)  # the refreshed value replaced the stored one
+    (load_run,) = [t for t in view.tasks.values() if t.name == "load"]
+    assert (load_run.state, load_run.cached_from) == (CACHED, refresh_view.id)
 
 
 @pytest.mark.slow

@@ -168,6 +168,10 @@ def test_expiration_refresh_and_disable(monkeypatch):
     (entry,) = cache.entries()
     assert entry.expires == pytest.approx(entry.created + 3600)
     assert cache.lookup(key, make_task(refresh_cache=True)) is None
+    cache.save(key, 4, task=make_task(refresh_cache=True))  # a refreshed value replaces
+    assert cache.lookup(key, long).value == 4
+    cache.save(key, 5, task=long)  # without refresh, the first writer's value stays
+    assert cache.lookup(key, long).value == 4
     monkeypatch.setenv("NB2FLOW_REFRESH_CACHE", "1")
     assert cache.lookup(key, long) is None
     monkeypatch.delenv("NB2FLOW_REFRESH_CACHE")

@@ -363,8 +363,9 @@ def save(
     """Persist ``value`` under ``key`` now (before anyone can mutate it).
 
     Returns the entry directory, or ``None`` when the value could not be stored (a
-    :class:`CacheWarning` says why; the run itself is not affected). When another process
-    stored the same key first, its entry is kept and this one dropped: both succeed.
+    warning says why; the run itself is not affected). When another process stored the
+    same key first, its entry is kept and this one dropped: both succeed. With
+    ``refresh_cache`` the new value replaces the stored one.
     """
     from nb2flow.runtime import results
 
@@ -404,27 +405,32 @@ def save(
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(meta, f)
         _private_dir(final.parent)
-        return _commit(tmp, final, key, name or "?", root)
+        replace = task is not None and _refresh(task)
+        return _commit(tmp, final, key, name or "?", root, replace)
     except OSError as exc:  # disk full, read-only home...: the run goes on uncached
         _warn(f"result of task {name!r} is not cached: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
         return None
 
 
-def _commit(tmp: Path, final: Path, key: str, name: str, root: Path) -> Path:
-    for _ in range(3):
+def _commit(tmp: Path, final: Path, key: str, name: str, root: Path, replace: bool) -> Path | None:
+    for _ in range(5):
         try:
             os.rename(tmp, final)  # atomic; fails if another writer's entry is there
             return final
         except OSError:
             if not final.exists():
                 continue  # it was just discarded: try again
+            if replace:  # refresh_cache: the new value replaces the stored one
+                _discard(final, root)
+                replace = False  # once: a concurrent writer's fresh entry then wins
+                continue
             if _usable(final, key, name, root) is not None:
                 shutil.rmtree(tmp, ignore_errors=True)  # the other writer won: same value
                 return final
             # the old entry was stale or broken and has been discarded: try again
     shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return final if final.exists() else None
 
 
 def _iter_entry_dirs(root: Path) -> Iterator[Path]:
