@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
-import uuid
 
 ADJECTIVES = (
     "agile amber ancient autumn bold brave bright brisk calm candid careful cheerful clever "
@@ -30,14 +28,19 @@ ANIMALS = (
 ).split()
 
 
+def _pick(words: list[str]) -> str:
+    # os.urandom rather than the random module: nothing to import, nothing a seed can repeat
+    return words[int.from_bytes(os.urandom(4), "big") % len(words)]
+
+
 def run_name() -> str:
     """A random ``adjective-animal`` name (about 9,000 combinations; the id is the key)."""
-    return f"{random.choice(ADJECTIVES)}-{random.choice(ANIMALS)}"
+    return f"{_pick(ADJECTIVES)}-{_pick(ANIMALS)}"
 
 
 def flow_run_id() -> str:
-    """A globally unique flow run id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A globally unique flow run id (32 random hex digits, as a uuid4 without dashes)."""
+    return os.urandom(16).hex()
 
 
 def _reseed() -> None:
