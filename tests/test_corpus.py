@@ -29,3 +29,36 @@ def test_corpus_notebook_converts_and_compiles(path):
         # every input of a task comes from a parameter, the module, or an earlier task
         for source in task["sources"].values():
             assert source in ("param", "module") or conversion.plan.has_edge(source, name)
+
+
+RUNNABLE = [p for p in NOTEBOOKS if p.stem.startswith("sklearn-")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", RUNNABLE, ids=[p.stem for p in RUNNABLE])
+def test_runnable_corpus_flows_compute_the_notebook_values(path, tmp_path, monkeypatch):
+    """The scikit-learn gallery notebooks run offline: the flow's final values equal the
+    notebook's (arrays and numbers; fitted models and figures by type)."""
+    import importlib.util
+
+    for module in ("numpy", "sklearn", "matplotlib"):
+        found = importlib.util.find_spec(module) is not None
+        require("example_deps", found, f"{module} is not installed (pip install '.[example]')")
+    import numpy as np
+    from notebooks.nbbuild import run_cells, run_script_flow
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    conversion = convert_notebook(path)
+    expected = run_cells(path)
+    result = run_script_flow(conversion.script, tmp_path)
+    compared = 0
+    for name in conversion.output_names:
+        value, want = result[name], expected[name]
+        assert type(value) is type(want), name
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(value, want)
+            compared += 1
+        elif isinstance(value, int | float | str | list | tuple):
+            assert value == want, name
+            compared += 1
+    assert compared >= 5
