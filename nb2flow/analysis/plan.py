@@ -116,7 +116,6 @@ class Grouping:
     intro: str
     tasks: list[Task]
     module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code"}
-    imports: list[str]
     parameters: list[Param]
     skipped: list[int]
     split: str
@@ -318,7 +317,6 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         intro=intro.strip() if intro else "",
         tasks=tasks,
         module=module,
-        imports=[],
         parameters=list(parameters.values()),
         skipped=skipped,
         split=split,
