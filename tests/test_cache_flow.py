@@ -16,6 +16,7 @@ import pytest
 from nb2flow.runtime import cache, events
 from nb2flow.runtime.model import RunView
 from nb2flow.runtime.states import CACHED, COMPLETED
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -276,3 +277,62 @@ def test_unhashable_input_runs_uncached_with_a_warning(runner):
     (warning,) = [log for log in view.logs if log.logger == cache.LOGGER]
     assert "runs uncached" in warning.message and "lock" in warning.message
     assert cache.entries() == []
+
+
+KERNEL_CELLS = [
+    """
+from nb2flow import flow, task
+from nb2flow.runtime import events
+from nb2flow.runtime.model import RunView
+
+SCALE = 2
+
+
+def helper(x):
+    return x * SCALE
+
+
+def run():
+    seen = []
+    events.subscribe(seen.append)
+    try:
+        value = main()
+    finally:
+        events.unsubscribe(seen.append)
+    (run_id,) = {e.flow_run_id for e in seen if e.kind == "flow_run"}
+    return value, [t.state for t in RunView.from_events(run_id, seen).tasks.values()]
+""",
+    """
+@task(cache=True)
+def double(x):
+    return helper(x)
+
+
+@flow(name="in-kernel")
+def main(x: int = 3):
+    return double(x)
+""",
+    "print(run(), run())",
+    # the user edits the helper's cell and runs it again
+    "def helper(x):\n    return x * SCALE + 1\n\nprint(run(), run())",
+    # ... then the task's own cell
+    "@task(cache=True)\ndef double(x):\n    return helper(x) * 10\n\nprint(run(), run())",
+]
+
+
+@pytest.mark.slow
+def test_edits_in_a_live_kernel_rerun_only_what_changed(monkeypatch):
+    for module in ("nbclient", "ipykernel"):
+        require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("NB2FLOW_STORE", "off")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells[2:]]
+    assert printed == [
+        "(6, ['Completed']) (6, ['Cached'])\n",
+        "(7, ['Completed']) (7, ['Cached'])\n",
+        "(70, ['Completed']) (70, ['Cached'])\n",
+    ]
