@@ -585,9 +585,7 @@ def build_plan(
             for other in sorted(aliases.get(name, set()) - {name} - changed):
                 if producer.get(other) in (None, "param", "module"):
                     continue
-                for reader in readers.get(other, []):
-                    if reader != task.name:
-                        _edge(graph, reader, task.name, "order", other)
+                _after_readers(graph, readers, other, task.name)
                 mutator[other] = task.name
                 readers[other] = []
         for name in n.bound:
@@ -601,10 +599,7 @@ def build_plan(
             aliases[target] = shared
         for name in writes:
             if name in mutated or name in n.deleted:
-                # In place: every reader of the old version must finish first.
-                for reader in readers.get(name, []):
-                    if reader != task.name:
-                        _edge(graph, reader, task.name, "order", name)
+                _after_readers(graph, readers, name, task.name)
             readers[name] = []
             if name in n.deleted and name not in n.definite:
                 producer.pop(name, None)
@@ -765,6 +760,14 @@ def _helper_reads(module: list[dict[str, Any]], module_objects: set[str]) -> dic
                     out.add(read)
         closed[name] = out
     return closed
+
+
+def _after_readers(graph: Any, readers: dict[str, list[str]], name: str, task: str) -> None:
+    """``task`` changes ``name``'s object in place: every reader of the old version must
+    finish first (ordering edges, no data)."""
+    for reader in readers.get(name, []):
+        if reader != task:
+            _edge(graph, reader, task, "order", name)
 
 
 def _edge(graph: Any, a: str, b: str, kind: str, var: str | None) -> None:
