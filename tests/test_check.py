@@ -221,6 +221,11 @@ def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path
             code("import threading\n\nrows = [1, 2, 3]\nlock = threading.Lock()"),
             new_markdown_cell("## Summarise"),
             code("total = sum(rows)\nmean = total / len(rows)"),
+            new_markdown_cell("## A class of its own"),
+            code(
+                "class Point:\n    def __init__(self, x):\n        self.x = x\n\n\n"
+                "point = Point(mean)\npoint.x += 1"
+            ),
         ],
     )
     proc, data = _check_cli(untagged, tmp_path, "--json")
@@ -231,6 +236,7 @@ def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path
         "lock": "not compared",
         "total": "equal",
         "mean": "equal",
+        "point": "equal",  # a class the notebook defines: compared by attributes
     }
 
 

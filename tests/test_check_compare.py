@@ -134,6 +134,16 @@ def test_uncomparable_objects_are_reported_not_failed():
     assert status(object(), object()) == NOT_COMPARED
 
 
+def test_functions_by_name_code_and_defaults():
+    def outer():
+        return [lambda i=i: i * 2 for i in range(2)]
+
+    inner = [lambda i=i: i * 2 for i in range(2)]  # another qualname, the same code
+    assert status(outer()[0], inner[0]) == EQUAL
+    assert status(outer()[0], inner[1]) == DIFFERENT  # other default
+    assert status(len, len) == EQUAL and status(len, abs) == DIFFERENT
+
+
 def test_is_sample():
     assert is_sample(np.zeros((3, 2)))
     assert is_sample(pd.DataFrame({"a": [1]}))

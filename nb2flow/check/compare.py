@@ -76,7 +76,7 @@ def _compare(a: Any, b: Any, tol: Tolerance, samples: tuple, path: str, depth: i
     if numeric[0] is not None and numeric[1] is not None:
         return _compare_numbers(numeric[0], numeric[1], tol, path)
 
-    if type(a) is not type(b) and not _compatible_types(a, b):
+    if type(a) is not type(b) and not _compatible_types(a, b) and not _same_user_class(a, b):
         return _different(f"type {type_name(a)} != {type_name(b)}{_at(path)}")
 
     if isinstance(a, str | bytes | bytearray | range | frozenset | set):
@@ -115,9 +115,17 @@ def _compare(a: Any, b: Any, tol: Tolerance, samples: tuple, path: str, depth: i
         return _EQUAL
 
     if isinstance(a, type) or _is_function(a):
-        # classes and functions: the same definition (a notebook's live in __main__,
-        # the flow's in the script module, so the module is not part of the identity)
-        same = a.__qualname__ == b.__qualname__ and _code(a) == _code(b)
+        # classes and functions: the same definition (a notebook's live in __main__, the
+        # flow's in the script module or inside a task function: neither the module nor
+        # the qualified name is part of the identity)
+        same = a.__name__ == b.__name__ and _code(a) == _code(b)
+        if same and _is_function(a):
+            v = _compare(
+                getattr(a, "__defaults__", None), getattr(b, "__defaults__", None),
+                tol, (), f"{path}.__defaults__", depth + 1,
+            )  # fmt: skip
+            if not v.ok:
+                return v
         return _EQUAL if same else _different(f"{_short(a)} != {_short(b)}{_at(path)}")
 
     if callable(getattr(a, "predict", None)):
@@ -188,6 +196,17 @@ def _library_kind(x: Any) -> str | None:
     if module.startswith("scipy.sparse"):
         return "sparse"
     return None
+
+
+#: where the notebook's own classes live on each side: the kernel's __main__, and the
+#: module the check imports the generated script as
+USER_MODULES = {"__main__", "_nb2flow_checked_flow"}
+
+
+def _same_user_class(a: Any, b: Any) -> bool:
+    """A class the notebook defines exists twice (kernel and flow): same name, same role."""
+    ta, tb = type(a), type(b)
+    return ta.__name__ == tb.__name__ and {ta.__module__, tb.__module__} <= USER_MODULES
 
 
 def _compatible_types(a: Any, b: Any) -> bool:

@@ -75,10 +75,15 @@ script, out, params_file = sys.argv[1:4]
 sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
 with open(params_file, "rb") as f:
     params = pickle.load(f)
-spec = importlib.util.spec_from_file_location("_nb2flow_checked_flow", script)
+spec = importlib.util.spec_from_file_location("_nb2flow_checked_flow", script)  # USER_MODULES
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
+try:  # classes and functions the script defines travel by value: the checker cannot import it
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(module)
+except (ImportError, ValueError):
+    pass
 from nb2flow.runtime.api import Flow
 flows = [v for v in vars(module).values() if isinstance(v, Flow)]
 if len(flows) != 1:
