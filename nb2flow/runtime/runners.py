@@ -12,10 +12,13 @@ The interface (all a new runner implements; subclass :class:`TaskRunner`):
     :class:`~nb2flow.runtime.futures.Outcome` with ``call.finish(outcome)``, from any
     thread. Do not block the caller. What a call offers:
 
-    - ``call.payload``: the picklable :class:`~nb2flow.runtime.engine.TaskPayload`;
+    - ``call.payload``: the picklable :class:`~nb2flow.runtime.engine.TaskPayload`
+      (``payload.with_args(args, kwargs)`` copies it with other arguments, e.g. Refs
+      renumbered, keeping every other field);
     - ``call.upstream``: the distinct upstream :class:`~nb2flow.runtime.futures.TaskFuture`
       objects (data and ``wait_for``), in the order the payload's placeholders index;
-      ``fut.handle`` is free for the runner (e.g. its own future for that run);
+      ``fut.handle`` is free for the runner (e.g. its own future for that run),
+      ``fut.outcome`` is the outcome once final (None before);
     - ``call.upstream_outcomes()``: their outcomes, once they are all final;
     - ``call.run()``: execute here and finish (what local runners do);
     - ``call.future``: the run's own future (set ``call.future.handle`` here).
@@ -382,8 +385,9 @@ def parse(spec: str) -> tuple[str, str | None]:
 
 
 def create(spec: Any = None) -> TaskRunner:
-    """A runner for one flow run, from a spec: None (the default, threads), a name with an
-    optional option, a TaskRunner class, or an instance (used as it is)."""
+    """A runner for one flow run, from a spec: None (``$NB2FLOW_TASK_RUNNER``, else
+    threads), a name with an optional option, a TaskRunner class, or an instance (used as
+    it is: started and shut down by each run, so not for flows running at the same time)."""
     if spec is None:
         spec = os.environ.get("NB2FLOW_TASK_RUNNER") or DEFAULT
     if isinstance(spec, TaskRunner):
