@@ -196,3 +196,14 @@ def test_two_notebooks_for_one_script_are_refused(nb, tmp_path, capsys):
     assert main(["convert", str(nb), str(other)]) == 2
     assert "would both be written to" in capsys.readouterr().err
     assert not (tmp_path / "converted_scripts").exists()
+
+
+def test_long_name_lists_are_shortened_by_whole_names(tmp_path, capsys):
+    names = [f"value_{i}" for i in range(12)]
+    source = "\n".join(f"{n} = {i}" for i, n in enumerate(names))
+    path = write(tmp_path / "wide.ipynb", [code(source, "task:make")])
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "value_0, value_1, value_2, value_3 +8" in out
+    assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert "out: value_0, value_1, value_2, value_3, value_4 (+7 more)" in capsys.readouterr().out

@@ -93,13 +93,19 @@ def summary(conversion) -> str:  # noqa: ANN001 - a Conversion (imported lazily)
     for t in tasks[:MAX_TASK_LINES]:
         line = f"  {t['name']:<{width}}  {cells_text(t['cells'])}"
         if t["inputs"]:
-            line += "  in: " + ", ".join(t["inputs"])
+            line += "  in: " + _names(t["inputs"])
         if t["outputs"]:
-            line += "  out: " + ", ".join(t["outputs"])
-        lines.append(line[:200])
+            line += "  out: " + _names(t["outputs"])
+        lines.append(line)
     if len(tasks) > MAX_TASK_LINES:
         lines.append(f"  ... and {len(tasks) - MAX_TASK_LINES} more (nb2flow inspect lists all)")
     return "\n".join(lines)
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    """``a, b, c, d, e (+3 more)``: whole names only, so the line stays short and true."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
 
 
 def _plural(n: int, word: str) -> str:

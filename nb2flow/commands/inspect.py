@@ -95,15 +95,15 @@ def run(args: argparse.Namespace) -> int:
             (
                 t["name"],
                 cells_text(t["cells"]).removeprefix("cells ").removeprefix("cell "),
-                ", ".join(t["inputs"]) or "-",
-                ", ".join(t["outputs"]) or "-",
+                _fit(t["inputs"], COLUMN),
+                _fit(t["outputs"], COLUMN),
                 options or "-",
             )
         )
     print(f"\n{len(data['tasks'])} tasks:")
-    widths = [min(max(len(r[i]) for r in rows), 40) for i in range(4)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        cols = [r[i][:40].ljust(widths[i]) for i in range(4)] + [r[4]]
+        cols = [r[i].ljust(widths[i]) for i in range(4)] + [r[4]]
         print("  " + "  ".join(cols).rstrip())
     print("\ngraph:")
     if not data["edges"]:
@@ -123,6 +123,24 @@ def run(args: argparse.Namespace) -> int:
         for message in warnings:
             print(f"  {message}")
     return 0
+
+
+COLUMN = 40
+
+
+def _fit(names: list[str], width: int) -> str:
+    """Whole names that fit in ``width`` characters, then ``+N`` for the rest."""
+    if not names:
+        return "-"
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        rest = len(names) - i - 1
+        suffix = f" +{rest}" if rest else ""
+        candidate = ", ".join([*shown, name])
+        if shown and len(candidate + suffix) > width:
+            return ", ".join(shown) + f" +{len(names) - len(shown)}"
+        shown.append(name)
+    return ", ".join(shown)
 
 
 def _list(cells: list[int]) -> str:
