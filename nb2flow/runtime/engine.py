@@ -458,10 +458,13 @@ def _attempt_in_thread(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
 
     def target() -> None:
         try:
-            box.append((True, ctx.run(task.fn, *args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            box.append((False, exc))
-        finally:
+            try:
+                result = (True, ctx.run(task.fn, *args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                result = (False, exc)
+            box.append(result)
+            done.set()
+        except TaskTimeout:  # the stop request landed as the attempt was ending: no noise
             done.set()
 
     th = threading.Thread(target=target, name=f"nb2flow-attempt-{task.name}", daemon=True)
