@@ -213,6 +213,9 @@ def test_errors_in_keys_and_values_never_crash():
     key = cache.key_for(task, {"x": 1})
     with pytest.warns(CacheWarning, match="not cached"):
         assert cache.save(key, threading.Lock(), task=task) is None
+    with pytest.warns(CacheWarning, match=r"item 1 of a tuple \(a lock\)"):
+        value = (lambda: 1, threading.Lock())  # the lambda is fine: cloudpickle takes it
+        assert cache.save(key, value, task=make_task(name="tuple")) is None
     assert cache.entries() == [] and cache.lookup(key, task) is None
 
 

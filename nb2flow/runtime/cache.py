@@ -382,8 +382,8 @@ def save(
             info = results.write_value(value, tmp)
         except Exception as exc:  # noqa: BLE001 - an unpicklable result is not cached
             _warn(
-                f"result of task {name!r} is not cached: cannot serialise a "
-                f"{type(value).__qualname__} ({type(exc).__name__}: {exc})",
+                f"result of task {name!r} is not cached: cannot serialise "
+                f"{_culprit(value)} ({type(exc).__name__}: {exc})",
                 once_for=(name or "?", "save"),
             )
             shutil.rmtree(tmp, ignore_errors=True)
@@ -411,6 +411,27 @@ def save(
         _warn(f"result of task {name!r} is not cached: {exc}")
         shutil.rmtree(tmp, ignore_errors=True)
         return None
+
+
+def _culprit(value: Any) -> str:
+    """Which part of a result cannot be pickled: ``item 0 of the tuple (a DMatrix)``."""
+    import cloudpickle
+
+    described = f"a {type(value).__qualname__}"
+    if type(value) in (tuple, list):
+        items: Any = enumerate(value)
+    elif type(value) is dict:
+        items = value.items()
+    else:
+        return described
+    for k, item in items:
+        try:
+            cloudpickle.dumps(item, protocol=5, buffer_callback=lambda b: None)
+        except Exception:  # noqa: BLE001 - looking for the one that fails
+            return f"{'item' if type(value) is not dict else 'key'} {k!r} of {described} " + (
+                f"(a {type(item).__qualname__})"
+            )
+    return described
 
 
 def _commit(tmp: Path, final: Path, key: str, name: str, root: Path, replace: bool) -> Path | None:
