@@ -207,7 +207,10 @@ def task_input_hash(context: CacheContext, arguments: Mapping[str, Any]) -> str:
     hashing.feed(h, context.code_digest)
     for name, value in arguments.items():
         hashing.feed(h, name)
-        hashing.feed(h, value)
+        try:
+            hashing.feed(h, value)
+        except hashing.Unhashable as exc:
+            raise hashing.Unhashable(f"argument {name!r}: {exc}") from exc
     return h.hexdigest()
 
 
