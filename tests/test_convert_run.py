@@ -143,3 +143,26 @@ def test_a_helper_changing_its_argument_changes_the_callers_variable(tmp_path):
     result = run_script_flow(conversion.script, tmp_path)
     assert result["keys"] == ["a", "b"] and result["n"] == 3
     assert result["c"] == {"b": 2, "total": 3}
+
+
+@pytest.mark.slow
+def test_generated_script_runs_on_the_process_runner_from_the_command_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from nb2flow.codegen import write_script
+
+    path = write(tmp_path / "mutations.ipynb", NOTEBOOKS["mutations"])
+    script = write_script(convert_notebook(path), tmp_path / "out")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--n", "6", "--task-runner", "processes:2", "--json", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    expected = run_cells(path, n=6)
+    assert result == json.loads(json.dumps({k: expected.get(k) for k in result}))  # as JSON
