@@ -580,7 +580,12 @@ def test_map_with_unmapped_and_futures():
     def f():
         return scale.map(nums.submit(), unmapped(10))
 
-    assert f() == [10, 20, 30]
+    run = f(return_state=True)
+    assert run.value == [10, 20, 30]
+    producer = run.task_run("nums").id
+    for i in range(3):  # each mapped run keeps the edge to the run that made the sequence
+        t = run.task_run(f"scale[{i}]")
+        assert t.upstream == [producer] and t.edge_names == {producer: ["x"]}
     with pytest.raises(ValueError, match="different lengths"):
         scale.map([1, 2], [1])
 

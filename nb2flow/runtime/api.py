@@ -20,7 +20,13 @@ from typing import Any, TypeVar, overload
 
 from nb2flow.runtime import engine
 from nb2flow.runtime.engine import _RUN, FlowRun
-from nb2flow.runtime.futures import FUTURE_TYPES, Outcome, TaskFuture, completed_future
+from nb2flow.runtime.futures import (
+    FUTURE_TYPES,
+    ItemFuture,
+    Outcome,
+    TaskFuture,
+    completed_future,
+)
 from nb2flow.runtime.logs import get_run_logger
 from nb2flow.runtime.states import COMPLETED, FAILED
 
@@ -156,7 +162,7 @@ class Task:
         an iterable in :func:`unmapped` to pass it whole to every run)."""
         args_l = [_map_source(a) for a in args]
         kwargs_l = {k: _map_source(v) for k, v in kwargs.items()}
-        lengths = {len(v) for v in [*args_l, *kwargs_l.values()] if isinstance(v, list)}
+        lengths = {len(v) for v in [*args_l, *kwargs_l.values()] if isinstance(v, (list, _Items))}
         if not lengths:
             raise TypeError(f"{self.name}.map() needs at least one iterable argument")
         if len(lengths) > 1:
@@ -205,11 +211,30 @@ class unmapped:  # noqa: N801 - Prefect's name
         self.value = value
 
 
+class _Items:
+    """The items of a future's value, as item futures (so each mapped run keeps the edge
+    to the run that produced the sequence)."""
+
+    __slots__ = ("future", "n")
+
+    def __init__(self, future: TaskFuture, n: int) -> None:
+        self.future, self.n = future, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> ItemFuture:
+        return ItemFuture(self.future, i)
+
+
 def _map_source(value: Any) -> Any:
     if isinstance(value, unmapped):
         return value
     if isinstance(value, FUTURE_TYPES):
-        value = value.result()
+        result = value.result()  # the number of runs depends on it
+        if isinstance(value, TaskFuture) and isinstance(result, (list, tuple, range)):
+            return _Items(value, len(result))
+        value = result
     if isinstance(value, (str, bytes, dict)) or not isinstance(value, Iterable):
         return unmapped(value)
     return list(value)
