@@ -315,3 +315,21 @@ def test_any_single_cell_change_changes_the_digest(seed):
     changed.iat[row, col] = new_value
     assert not changed.equals(df)
     assert digest(changed) != base
+
+
+def test_callable_objects_by_class_code_and_state(tmp_path):
+    src = """
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, x):
+            return x * self.k
+    """
+    base = code_closure_digest(load(tmp_path, src).Scaler(2))
+    assert code_closure_digest(load(tmp_path, src).Scaler(2)) == base
+    assert code_closure_digest(load(tmp_path, src).Scaler(3)) != base
+    assert (
+        code_closure_digest(load(tmp_path, src.replace("x * self.k", "x + self.k")).Scaler(2))
+        != base
+    )

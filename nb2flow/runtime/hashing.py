@@ -384,11 +384,16 @@ def code_closure_digest(fn: Callable[..., Any]) -> str:
     imported under its file name share their keys.
     """
     fn = _unwrap_task(fn)
+    parts: list[str] = []
+    if not isinstance(fn, (types.FunctionType, type)):
+        # a callable object: its class's code, and its own state by value
+        state = getattr(fn, "__dict__", None)
+        parts.append(f"instance {digest(state if type(state) is dict else fn)}")
+        fn = type(fn)
     module = getattr(fn, "__module__", None)
     h = new_hasher()
     seen: set[int] = set()
     stack: list[Any] = [fn]
-    parts: list[str] = []
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
