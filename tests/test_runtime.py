@@ -976,3 +976,21 @@ def test_flow_log_prints_covers_its_body_and_its_tasks():
     run = f(return_state=True)
     messages = {(lg.task_run_id is None, lg.message) for lg in run.view.logs}
     assert messages == {(True, "from the body-1"), (False, "from the task")}
+
+
+def test_keyboard_interrupt_raised_by_a_task_in_a_worker_fails_that_task():
+    @task
+    def rude():
+        raise KeyboardInterrupt("not a Ctrl-C")
+
+    @task
+    def fine():
+        return 1
+
+    @flow(timeout_seconds=20)
+    def f():
+        return {"r": rude.submit(), "f": fine.submit()}
+
+    run = f(return_state=True)
+    assert run.task_run("rude").state == "Failed" and run.task_run("fine").state == "Completed"
+    assert run.state == "Failed" and "KeyboardInterrupt: not a Ctrl-C" in run.error

@@ -351,9 +351,9 @@ def execute(
                     value = _attempt_in_thread(task, args, kwargs, timeout)
                 if task.nout:
                     _check_nout(task, value)
-            except KeyboardInterrupt:
-                raise
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a task fails the task
+                if isinstance(exc, KeyboardInterrupt) and _is_main_thread():
+                    raise  # Ctrl-C: the flow cancels the run
                 error, tb = error_line(exc), format_traceback(exc)
                 state = TIMED_OUT if isinstance(exc, TaskTimeout) else FAILED
                 if attempt <= retries:
@@ -394,6 +394,12 @@ def execute(
 
 
 _prints_captured = False
+
+
+def _is_main_thread() -> bool:
+    """Ctrl-C only ever arrives in the main thread; a KeyboardInterrupt raised by a task's
+    own code in a worker thread is that task's failure."""
+    return threading.current_thread() is threading.main_thread()
 
 
 def _capture_prints() -> None:
@@ -613,10 +619,10 @@ class TaskCall:
         self.started = True
         try:
             outcome = execute(self.payload, self.upstream_outcomes(), self.flow_run.publish)
-        except KeyboardInterrupt:
-            raise  # the flow marks this run Cancelled
         except BaseException as exc:  # noqa: BLE001 - e.g. bad arguments for a cache key: the
             # run must end, or the flow would wait for it forever
+            if isinstance(exc, KeyboardInterrupt) and _is_main_thread():
+                raise  # Ctrl-C: the flow marks this run Cancelled
             outcome = Outcome(
                 FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=_now()
             )

@@ -99,6 +99,20 @@ def _width(option: str | None, name: str, default: int) -> int:
     return width
 
 
+def _finish_failed(call: Any, exc: BaseException) -> None:
+    import time
+
+    from nb2flow.runtime.engine import error_line, format_traceback
+    from nb2flow.runtime.futures import Outcome
+    from nb2flow.runtime.states import FAILED
+
+    call.finish(
+        Outcome(
+            FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=time.time()
+        )
+    )
+
+
 class SequentialRunner(TaskRunner):
     """Runs each submitted task at once, in the flow's thread (debugging, tiny flows)."""
 
@@ -157,7 +171,10 @@ class ThreadRunner(TaskRunner):
             call = get()
             if call is None:
                 return
-            call.run()
+            try:
+                call.run()
+            except BaseException as exc:  # noqa: BLE001 - a worker must never die with a call
+                _finish_failed(call, exc)
             with lock:
                 self._idle += 1
 
