@@ -325,9 +325,14 @@ class ProcessRunner(TaskRunner):
                 continue
             if kind == "event":
                 call.flow_run.publish(obj)
+                continue
+            self._calls.pop(trid, None)
+            try:
+                outcome = cloudpickle.loads(obj)
+            except BaseException as exc:  # noqa: BLE001 - e.g. a class the flow process lacks
+                _finish_failed(call, exc)
             else:
-                self._calls.pop(trid, None)
-                call.finish(cloudpickle.loads(obj))
+                call.finish(outcome)
 
     def shutdown(self, cancel: bool = False) -> None:
         pool = self._pool
