@@ -650,7 +650,8 @@ class DaskRunner(TaskRunner):
             digest = hashlib.sha256(fh.read()).hexdigest()[:16]
         stem = os.path.splitext(os.path.basename(path))[0]
         name = f"nb2flow-upload-{stem}-{digest}"
-        key = (client.scheduler.address, name)
+        # the scheduler's id, not its address: a later cluster may get the same port
+        key = (client.scheduler_info().get("id") or client.scheduler.address, name)
         if key in _uploaded:
             return
         try:
