@@ -219,7 +219,7 @@ def _flow(
     # Which future does a waiter name? An output of the awaited task still bound, else
     # the task's whole future, kept in a variable of its own.
     needs_future: set[str] = set()
-    wait_refs: dict[str, list[str]] = {}
+    wait_refs: dict[str, list[tuple[str, str | None]]] = {}  # waiter -> [(task, variable)]
     for b, sources in waits.items():
         for a in sources:
             task_a = plan.nodes[a]
@@ -234,8 +234,7 @@ def _flow(
                     break
             if choice is None:
                 needs_future.add(a)
-                choice = f"{a}@future"
-            wait_refs.setdefault(b, []).append(choice)
+            wait_refs.setdefault(b, []).append((a, choice))
     future_var = {
         a: unique(f"{plan.nodes[a]['func']}_future", taken | bound_in_main)
         for a in sorted(needs_future)
@@ -251,9 +250,7 @@ def _flow(
         lines.append(_indent(_string_literal(g["flow_doc"] + "\n")))
     for t in tasks:
         args = [ref(name, t["sources"][name]) for name in t["inputs"]]
-        refs = [
-            future_var[r[:-7]] if r.endswith("@future") else r for r in wait_refs.get(t["name"], [])
-        ]
+        refs = [var or future_var[a] for a, var in wait_refs.get(t["name"], [])]
         if refs:
             args.append(f"wait_for=[{', '.join(refs)}]")
         call = f"{t['func']}.submit({', '.join(args)})"
