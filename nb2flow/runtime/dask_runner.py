@@ -514,7 +514,7 @@ class DaskRunner(TaskRunner):
             foreign = [
                 u
                 for u in call.upstream
-                if u._outcome is None
+                if u.outcome is None
                 and (u.task_run_id not in self._ours or u.task_run_id in self._waiting_foreign)
             ]
             self._ours.add(trid)
@@ -599,18 +599,7 @@ class DaskRunner(TaskRunner):
                 return t(remap(v) for v in obj)
             return obj
 
-        p = payload
-        new = TaskPayload(
-            p.task,
-            p.flow_run_id,
-            p.task_run_id,
-            p.flow_name,
-            remap(p.args),
-            remap(p.kwargs),
-            True,
-            p.log_prints,
-        )
-        return new, plan
+        return payload.with_args(remap(payload.args), remap(payload.kwargs)), plan
 
     def _ship(self, task: Any) -> None:
         """Make the task's module usable on the workers, once per module and run.
@@ -772,7 +761,7 @@ class DaskRunner(TaskRunner):
         if u.handle is not None:
             return u.handle if sel is None else self._helpers[(u.task_run_id, sel)]
         # a finished run of another runner: its outcome travels with the task
-        o = u._outcome
+        o = u.outcome
         if sel == _STATE or not o.ok:
             return _summary(o, keep_exc=False)
         if sel is None:
