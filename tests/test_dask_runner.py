@@ -138,6 +138,9 @@ def test_map_over_200_items_is_one_batch(runner):
     assert runner.stats["graph_updates"] <= 3  # one, unless the OS paused the flow thread
     assert run.view.task_runner.startswith("dask:tcp://127.0.0.1:")
     assert runner.stats["fallbacks"] == 0  # every final state came through the event stream
+    (where,) = [log.message for log in run.view.logs if log.logger == "nb2flow.dask"]
+    assert where.startswith("task runs go to the Dask scheduler at tcp://127.0.0.1:")
+    assert "(2 workers now)" in where
 
 
 def test_a_subflow_on_dask_takes_futures_of_its_parents_runner(runner):

@@ -354,6 +354,7 @@ class DaskRunner(TaskRunner):
         self._submitted: list[Any] = []
         self._helpers: dict[tuple[str, Any], Any] = {}
         self._shipped: set[str] = set()
+        self._announced: set[str] = set()
         self._prepared: dict[str, tuple[bytes, list[tuple[int, Any]]]] = {}
         self._pending: list[Any] = []
         self._waiting_foreign: dict[str, int] = {}
@@ -502,6 +503,8 @@ class DaskRunner(TaskRunner):
     def submit(self, call: Any) -> None:
         if self._error is not None:
             raise self._error
+        if call.flow_run.id not in self._announced:
+            self._announce(call.flow_run)
         payload, plan = self._plan(call)
         self._ship(call.task)
         import cloudpickle
@@ -528,6 +531,21 @@ class DaskRunner(TaskRunner):
                     self._wake.set()
         for u in foreign:
             u.add_done_callback(lambda _f, call=call: self._foreign_done(call))
+
+    def _announce(self, flow_run: Any) -> None:
+        """One log line per flow run saying where its tasks run (and the dashboard)."""
+        from nb2flow.runtime.events import RunEvent
+
+        self._announced.add(flow_run.id)
+        client = self._active_client
+        info = client.scheduler_info()
+        workers = len(info.get("workers", ()))
+        text = f"task runs go to the Dask scheduler at {client.scheduler.address}"
+        text += f" ({workers} worker{'s' if workers != 1 else ''} now)"
+        if "dashboard" in info.get("services", {}):  # served only with bokeh installed
+            text += f"; dashboard: {client.dashboard_link}"
+        data = {"level": 20, "levelname": "INFO", "message": text, "logger": "nb2flow.dask"}
+        flow_run.publish(RunEvent("log", time.time(), flow_run.id, None, data))
 
     def _foreign_done(self, call: Any) -> None:
         trid = call.payload.task_run_id
