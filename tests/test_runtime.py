@@ -938,7 +938,7 @@ def test_a_failing_done_callback_does_not_stop_downstream_runs(capsys):
 def test_payload_round_trip_and_with_args():
     import cloudpickle
 
-    from nb2flow.runtime.engine import Ref, TaskPayload, execute
+    from nb2flow.runtime.attempts import Ref, TaskPayload, execute
     from nb2flow.runtime.futures import Outcome
 
     @task

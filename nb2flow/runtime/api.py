@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from nb2flow.runtime import engine
-from nb2flow.runtime.engine import _RUN, FlowRun
+from nb2flow.runtime.attempts import _RUN, RunContext
+from nb2flow.runtime.engine import FlowRun
 from nb2flow.runtime.futures import (
     FUTURE_TYPES,
     ItemFuture,
@@ -345,7 +346,7 @@ def run_cli(
     return _run_cli(flow, argv, exit=exit, prog=prog)
 
 
-def get_run_context() -> engine.RunContext | None:
+def get_run_context() -> RunContext | None:
     """The run the calling code belongs to (``flow_run_id``, ``flow_run_name``,
     ``flow_name``, ``task_run_id`` (None in a flow body), ``name``), or None outside runs."""
     return _RUN.get()

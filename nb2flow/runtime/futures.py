@@ -30,7 +30,7 @@ class Outcome:
     """How a task run ended: ``state``, and ``value`` or ``error``/``traceback``/``exc``.
 
     ``events`` holds the run events of the attempt when the executing side buffered them
-    (see :func:`nb2flow.runtime.engine.execute`); the flow side publishes them before the
+    (see :func:`nb2flow.runtime.attempts.execute`); the flow side publishes them before the
     final state.
     """
 

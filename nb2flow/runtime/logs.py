@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from nb2flow.runtime.engine import _RUN, RunContext
+from nb2flow.runtime.attempts import _RUN, RunContext
 from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
 
 #: Parent of every run logger (``nb2flow.run.<flow or task name>``). It does not propagate

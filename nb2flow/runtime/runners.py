@@ -12,7 +12,7 @@ The interface (all a new runner implements; subclass :class:`TaskRunner`):
     :class:`~nb2flow.runtime.futures.Outcome` with ``call.finish(outcome)``, from any
     thread. Do not block the caller. What a call offers:
 
-    - ``call.payload``: the picklable :class:`~nb2flow.runtime.engine.TaskPayload`
+    - ``call.payload``: the picklable :class:`~nb2flow.runtime.attempts.TaskPayload`
       (``payload.with_args(args, kwargs)`` copies it with other arguments, e.g. Refs
       renumbered, keeping every other field);
     - ``call.upstream``: the distinct upstream :class:`~nb2flow.runtime.futures.TaskFuture`
@@ -23,7 +23,7 @@ The interface (all a new runner implements; subclass :class:`TaskRunner`):
     - ``call.run()``: execute here and finish (what local runners do);
     - ``call.future``: the run's own future (set ``call.future.handle`` here).
 
-    Executing elsewhere: call ``nb2flow.runtime.engine.execute(payload, outcomes, sink)``
+    Executing elsewhere: call ``nb2flow.runtime.attempts.execute(payload, outcomes, sink)``
     on the executing side. It runs the attempts there (cache, retries, timeouts, NotRun if
     an upstream outcome is not Completed/Cached) and returns an ``Outcome`` that must be
     sent back (it is picklable; :func:`pack_outcome` degrades what cannot be pickled).
@@ -102,7 +102,7 @@ def _width(option: str | None, name: str, default: int) -> int:
 def _finish_failed(call: Any, exc: BaseException) -> None:
     import time
 
-    from nb2flow.runtime.engine import error_line, format_traceback
+    from nb2flow.runtime.attempts import error_line, format_traceback
     from nb2flow.runtime.futures import Outcome
     from nb2flow.runtime.states import FAILED
 
@@ -203,7 +203,7 @@ def pack_outcome(outcome: Any) -> bytes:
     becomes a failure (or an error without the exception object)."""
     import cloudpickle
 
-    from nb2flow.runtime.engine import error_line
+    from nb2flow.runtime.attempts import error_line
     from nb2flow.runtime.futures import Outcome
     from nb2flow.runtime.states import FAILED
 
@@ -231,7 +231,7 @@ def _run_in_worker(task_run_id: str, blob: bytes) -> None:
 
     import cloudpickle
 
-    from nb2flow.runtime.engine import error_line, execute, format_traceback
+    from nb2flow.runtime.attempts import error_line, execute, format_traceback
     from nb2flow.runtime.futures import Outcome
     from nb2flow.runtime.states import FAILED
 
@@ -297,7 +297,7 @@ class ProcessRunner(TaskRunner):
             return
         import time
 
-        from nb2flow.runtime.engine import error_line
+        from nb2flow.runtime.attempts import error_line
         from nb2flow.runtime.futures import Outcome
         from nb2flow.runtime.states import CRASHED
 
