@@ -44,7 +44,7 @@ def cluster(tmp_path_factory):
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be taken
             env={"NB2FLOW_HOME": str(where / "home")},
             preload=[f"import os; os.chdir({str(where)!r})"],
         )

@@ -538,8 +538,8 @@ class DaskRunner(TaskRunner):
 
         self._announced.add(flow_run.id)
         client = self._active_client
-        info = client.scheduler_info()
-        workers = len(info.get("workers", ()))
+        info = client.scheduler_info(n_workers=0)  # totals only: cheap on big clusters
+        workers = info.get("n_workers", 0)
         text = f"task runs go to the Dask scheduler at {client.scheduler.address}"
         text += f" ({workers} worker{'s' if workers != 1 else ''} now)"
         if "dashboard" in info.get("services", {}):  # served only with bokeh installed
@@ -658,7 +658,7 @@ class DaskRunner(TaskRunner):
         stem = os.path.splitext(os.path.basename(path))[0]
         name = f"nb2flow-upload-{stem}-{digest}"
         # the scheduler's id, not its address: a later cluster may get the same port
-        key = (client.scheduler_info().get("id") or client.scheduler.address, name)
+        key = (client.scheduler_info(n_workers=0).get("id") or client.scheduler.address, name)
         if key in _uploaded:
             return
         try:
