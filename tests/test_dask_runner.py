@@ -192,6 +192,19 @@ def test_diamond_intermediates_stay_on_the_workers(runner, cluster, tmp_path):
     assert seen["blob"].handle is None
 
 
+def test_large_arguments_go_to_the_workers_not_through_the_graph(runner):
+    @task
+    def size_of(data: bytes) -> int:
+        return len(data)
+
+    @flow(persist=False)
+    def big_argument(n: int):
+        return size_of.submit(b"z" * n)
+
+    assert big_argument.with_options(task_runner=runner)(3_000_000) == 3_000_000
+    assert runner.stats["scattered"] == 1
+
+
 def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
     _, client, _ = cluster
     seen: dict = {}

@@ -330,14 +330,15 @@ class DaskRunner(TaskRunner):
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.connect_timeout = connect_timeout
         self.inline_limit = inline_limit
-        #: counters: task runs submitted, ``client.map`` calls, helper tasks, fetches
-        #: and final states that had to be fetched because their message did not come first
+        #: counters: task runs submitted, ``client.map`` calls, helper tasks, fetches, final
+        #: states fetched because their message did not come first, payloads scattered
         self.stats = {
             "submitted": 0,
             "graph_updates": 0,
             "helpers": 0,
             "fetched": 0,
             "fallbacks": 0,
+            "scattered": 0,
         }
         self._lock = threading.Lock()
         self._starts = 0
@@ -751,6 +752,7 @@ class DaskRunner(TaskRunner):
             blob, plan = self._prepared.pop(call.payload.task_run_id)
             if len(blob) > SCATTER_LIMIT:
                 blob = client.scatter(blob, hash=False)
+                self.stats["scattered"] += 1
             blobs.append(blob)
             uplists.append([self._upstream_arg(call.upstream[slot], sel) for slot, sel in plan])
             keys.append(f"{call.task.name}-{call.payload.task_run_id}")
