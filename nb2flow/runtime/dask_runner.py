@@ -699,6 +699,7 @@ class DaskRunner(TaskRunner):
         from nb2flow.runtime.engine import format_traceback
 
         for call in batch:
+            self._prepared.pop(call.payload.task_run_id, None)
             if call.future.handle is None and not call.future.done():
                 self._calls.pop(call.payload.task_run_id, None)
                 call.finish(
@@ -717,6 +718,7 @@ class DaskRunner(TaskRunner):
         in_group: set[str] = set()
         for call in batch:
             if call.future.done():  # cancelled meanwhile
+                self._prepared.pop(call.payload.task_run_id, None)
                 continue
             if any(u.task_run_id in in_group for u in call.upstream):
                 self._submit_group(group)
