@@ -1,11 +1,12 @@
-"""The worked example end to end: convert the notebook, run the flow as production would,
-run it again from notebooks/run-the-flow.ipynb (cached loading and features), and read the
-mlflow runs and the nb2flow run store back."""
+"""The worked example end to end: `make demo`'s script (data, convert, run the flow as
+production would), then a second run from notebooks/run-the-flow.ipynb (cached loading and
+features); the mlflow runs and the nb2flow run store are read back."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,6 @@ import pytest
 from tests.conftest import ROOT, require
 
 NOTEBOOK = ROOT / "notebooks" / "duration-prediction.ipynb"
-MONTHS = ("2021-01", "2021-02")
 
 pytestmark = pytest.mark.slow
 
@@ -31,38 +31,35 @@ def _run_notebook(root: Path) -> str:
     import nbformat
     from nbclient import NotebookClient
 
-    (root / "notebooks").mkdir()
     nb = nbformat.read(ROOT / "notebooks" / "run-the-flow.ipynb", as_version=4)
     resources = {"metadata": {"path": str(root / "notebooks")}}
     NotebookClient(nb, timeout=240, resources=resources).execute()
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def _run_flow(script: Path, cwd: Path) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(script)]
-    args += ["--train-path", "data/green_tripdata_2021-01.parquet"]
-    args += ["--val-path", "data/green_tripdata_2021-02.parquet"]
-    env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+def _run_demo(root: Path) -> str:
+    """python -m nb2flow.examples.demo in `root`, a checkout holding only the notebook."""
+    (root / "notebooks").mkdir()
+    shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
+    args = [sys.executable, "-m", "nb2flow.examples.demo", "--rows", "3000", "--seed", "11"]
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [*args, "--once"], cwd=root, env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
+    return proc.stdout
 
 
 def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_home):
     _need("mlflow", "xgboost", "pandas", "sklearn")
     import mlflow
 
-    from nb2flow.codegen import convert_notebook
-    from nb2flow.examples import taxi
     from nb2flow.store.db import Store
 
-    for month in MONTHS:
-        taxi.write_month(tmp_path / "data", month, rows=3000, seed=11)
-    (tmp_path / "converted_scripts").mkdir()
+    demo = _run_demo(tmp_path)
+    assert (tmp_path / "data" / "green_tripdata_2021-02.parquet").exists()
     script = tmp_path / "converted_scripts" / "duration_prediction.py"
-    script.write_text(convert_notebook(NOTEBOOK).script)
-
-    _run_flow(script, tmp_path)
+    assert script.read_text() == (ROOT / "converted_scripts" / script.name).read_text()
     printed = _run_notebook(tmp_path)
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -81,6 +78,10 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
             filter_string=f"source_run_id = '{run.info.run_id}'",
         )
         assert [m.name for m in models] == ["models_mlflow"]
+    # the demo printed the first run, the notebook the second
+    assert f"validation RMSE    {first.data.metrics['rmse']:.3f} minutes" in demo
+    assert f"mlflow run id      {first.info.run_id}" in demo
+    assert f"nb2flow run name   {first.data.tags['nb2flow.flow_run_name']}" in demo
     assert f"validation RMSE {second.data.metrics['rmse']:.3f} minutes" in printed
     assert f"mlflow run {second.info.run_id}" in printed
     # same data, same seed: the cached features give the same model

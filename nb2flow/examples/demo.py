@@ -2,7 +2,8 @@
 
 1. generate two months of green-taxi data in ``data/`` (synthetic, offline);
 2. convert ``notebooks/duration-prediction.ipynb`` to ``converted_scripts/duration_prediction.py``;
-3. run the flow as production would: ``python converted_scripts/duration_prediction.py ...``;
+3. run the flow as production would: ``python converted_scripts/duration_prediction.py ...``,
+   then once more to show the cached tasks;
 4. read the mlflow run back and print the RMSE, the mlflow run id, the nb2flow run name,
    where the mlflow database and the run store are, and how to watch a run in Jupyter.
 """
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000, help="trips per month (20,000)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (0)")
     parser.add_argument("--data", default="data", help="data directory (data)")
+    parser.add_argument("--once", action="store_true", help="run the flow once, not twice")
     args = parser.parse_args(argv)
 
     if not NOTEBOOK.exists():
@@ -76,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _step("run the flow, as production would")
     train, val = (str(Path(args.data) / f"green_tripdata_{m}.parquet") for m in MONTHS)
     _run([python, str(SCRIPT), "--train-path", train, "--val-path", val])
+    if not args.once:
+        _step("run it again: load_data and features (tagged `cache`) come from the cache")
+        _run([python, str(SCRIPT), "--train-path", train, "--val-path", val])
 
     _step("result")
     run = latest_mlflow_run(TRACKING_URI, EXPERIMENT)
