@@ -70,7 +70,7 @@ _FLOW_DRIVER = (
     "import json, os\n"
     + _DUMP
     + r"""
-import importlib.util, pickle, sys, traceback
+import importlib.util, pickle, sys
 script, out, params_file = sys.argv[1:4]
 sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
 with open(params_file, "rb") as f:
