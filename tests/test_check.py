@@ -194,6 +194,20 @@ def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
     text = console.export_text()
     assert "FAIL" in text and "different" in text and "30.0 != 40.0" in text
 
+    # another bug: the flow forgets to return a final value
+    def forgetful(p):
+        script, names, warnings = real(p)
+        assert 'return {"xs": xs, "total": total}' in script
+        return script.replace(', "total": total}', "}"), names, warnings
+
+    monkeypatch.setattr(check, "_convert", forgetful)
+    report = check.check_notebook(path, cwd=tmp_path, timeout=120)
+    assert [(row.name, row.status) for row in report.rows] == [
+        ("xs", "equal"),
+        ("total", "missing in flow"),
+    ]
+    assert not report.ok and report.failure == "values"
+
 
 @pytest.mark.slow
 def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path):

@@ -17,7 +17,18 @@ from typing import Any
 from nb2flow.check.compare import DIFFERENT, EQUAL, NOT_COMPARED, Tolerance, compare, type_name
 from nb2flow.errors import Nb2flowError
 
-__all__ = ["CheckReport", "ValueRow", "check_notebook", "parse_parameters"]
+__all__ = [
+    "DIFFERENT",
+    "EQUAL",
+    "IGNORED",
+    "MISSING_IN_FLOW",
+    "MISSING_IN_NOTEBOOK",
+    "NOT_COMPARED",
+    "CheckReport",
+    "ValueRow",
+    "check_notebook",
+    "parse_parameters",
+]
 
 #: row statuses, besides compare's EQUAL / DIFFERENT / NOT_COMPARED
 MISSING_IN_FLOW = "missing in flow"
@@ -121,6 +132,7 @@ def check_notebook(
     such as run ids or timestamps).
     """
     from nb2flow.check.runs import prepare_notebook, require_jupyter, run_flow, run_notebook
+    from nb2flow.codegen import module_name
     from nb2flow.notebook.reader import read_notebook
 
     require_jupyter(kernel_name)
@@ -137,7 +149,7 @@ def check_notebook(
 
     with tempfile.TemporaryDirectory(prefix="nb2flow-check-") as tmp:
         tmp_dir = Path(tmp)
-        script = tmp_dir / f"{_module_name(path)}.py"
+        script = tmp_dir / f"{module_name(path)}.py"
         script.write_text(script_text, encoding="utf-8")
         report.script = f"nb2flow convert {path} (temporary copy)"
         (tmp_dir / "flow").mkdir()
@@ -148,7 +160,8 @@ def check_notebook(
         report.seconds["flow"] = flow.seconds
         if flow.error:
             report.flow_error = flow.error
-        wanted = flow.names if flow.names is not None else names
+        # what the converter says the flow returns, and anything else it does return
+        wanted = names + [n for n in flow.names or [] if n not in names]
 
         param_source = "".join(f"{k} = {v!r}\n" for k, v in params.items())
         prepared, numbers = prepare_notebook(notebook.node, param_source, wanted, tmp_dir / "nb")
@@ -222,13 +235,3 @@ def _metadata_ignore(node: Any) -> list[str]:
     meta = (node.get("metadata") or {}).get("nb2flow") or {}
     ignore = (meta.get("check") or {}).get("ignore") or []
     return [str(x) for x in ignore] if isinstance(ignore, list) else []
-
-
-def _module_name(path: Path) -> str:
-    from nb2flow.notebook.identifiers import identifier
-
-    return identifier(path.stem, fallback="flow")
-
-
-# re-exported for the command's table
-__all__ += ["EQUAL", "DIFFERENT", "NOT_COMPARED", "IGNORED", "MISSING_IN_FLOW"]
