@@ -175,8 +175,8 @@ def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
     path = write_nb(tmp_path / "scaled.ipynb", SCALED)
     real = check._convert
 
-    def buggy(p):
-        script, names, warnings = real(p)
+    def buggy(p, split):
+        script, names, warnings = real(p, split)
         assert "xs = np.arange(5) * scale" in script
         return script.replace("np.arange(5) * scale", "np.arange(5) * (scale + 1)"), names, warnings
 
@@ -195,8 +195,8 @@ def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
     assert "FAIL" in text and "different" in text and "30.0 != 40.0" in text
 
     # another bug: the flow forgets to return a final value
-    def forgetful(p):
-        script, names, warnings = real(p)
+    def forgetful(p, split):
+        script, names, warnings = real(p, split)
         assert 'return {"xs": xs, "total": total}' in script
         return script.replace(', "total": total}', "}"), names, warnings
 
@@ -223,7 +223,7 @@ def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path
             code("y = round(x * 10, 3)\nlabel = 'fixed'"),
         ],
     )
-    proc, _ = _check_cli(random_nb, tmp_path)
+    proc, _ = _check_cli(random_nb, tmp_path, "--split", "cells")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "different" in proc.stdout and "FAIL" in proc.stdout
     assert "label" in proc.stdout

@@ -104,11 +104,11 @@ def parse_parameters(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def _convert(path: Path) -> tuple[str, list[str], list[str]]:
+def _convert(path: Path, split: str = "auto") -> tuple[str, list[str], list[str]]:
     """The generated script, the names the flow returns, and the converter's warnings."""
     from nb2flow.codegen import convert_notebook
 
-    conversion = convert_notebook(path)
+    conversion = convert_notebook(path, split=split)
     names = list(getattr(conversion, "output_names", None) or [])
     return conversion.script, names, list(getattr(conversion, "warnings", None) or [])
 
@@ -122,6 +122,7 @@ def check_notebook(
     kernel_name: str = "python3",
     ignore: list[str] | None = None,
     tol: Tolerance | None = None,
+    split: str = "auto",
 ) -> CheckReport:
     """Run the notebook and its conversion with `params`; compare their final values.
 
@@ -129,7 +130,8 @@ def check_notebook(
     (data files, ``sqlite:///mlflow.db``) mean the same on both sides. `timeout` bounds each
     notebook cell and the flow as a whole. Names in `ignore`, and in the notebook's metadata
     ``nb2flow.check.ignore``, are reported but not compared (values that differ by design,
-    such as run ids or timestamps).
+    such as run ids or timestamps). `split` is the converter's (``auto``, ``tags``,
+    ``headings``, ``cells``).
     """
     from nb2flow.check.runs import prepare_notebook, require_jupyter, run_flow, run_notebook
     from nb2flow.codegen import module_name
@@ -143,7 +145,7 @@ def check_notebook(
     report = CheckReport(notebook=str(path), parameters={k: repr(v) for k, v in params.items()})
 
     start = time.perf_counter()
-    script_text, names, report.conversion_warnings = _convert(path)
+    script_text, names, report.conversion_warnings = _convert(path, split)
     report.seconds["convert"] = time.perf_counter() - start
     ignored = set(ignore or []) | set(_metadata_ignore(notebook.node))
 

@@ -36,6 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--kernel", default="python3", metavar="NAME", help="Jupyter kernel (default python3)"
     )
+    p.add_argument(
+        "--split",
+        choices=["auto", "tags", "headings", "cells"],
+        default="auto",
+        help="how the converter cuts the notebook into tasks (as nb2flow convert; default auto)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         kernel_name=args.kernel,
         ignore=args.ignore,
         tol=Tolerance(rtol=args.rtol, atol=args.atol),
+        split=args.split,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, default=str))
