@@ -33,11 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from nb2flow.jupyter.render import report_html
     from nb2flow.store import db
 
-    path = db.default_path()
-    if not path.exists():
-        raise Nb2flowError(f"no runs recorded yet ({path} does not exist)")
-    with db.Store(path) as store:
-        view = store.load_run(args.run)
+    view = db.load_recorded_run(args.run)
     page = report_html(view)
     if args.output == "-":
         sys.stdout.write(page)

@@ -20,14 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from nb2flow.errors import Nb2flowError
     from nb2flow.store import db, render
 
-    path = db.default_path()
-    if not path.exists():
-        raise Nb2flowError(f"no runs recorded yet ({path} does not exist)")
-    with db.Store(path) as store:
-        view = store.load_run(args.run)
+    view = db.load_recorded_run(args.run)
     if args.json:
         print(json.dumps(render.view_to_dict(view), indent=2, default=str))
         return 0

@@ -444,6 +444,16 @@ class Transition(NamedTuple):
 _DOUBLE = struct.Struct("<d")
 
 
+def load_recorded_run(ref: str, path: Path | None = None) -> RunView:
+    """The :class:`RunView` of one recorded run, for the commands that show a run (``show``,
+    ``report``): a clear error when nothing was recorded yet or ``ref`` matches no run."""
+    path = path or default_path()
+    if not path.exists():
+        raise Nb2flowError(f"no runs recorded yet ({path} does not exist)")
+    with Store(path) as store:
+        return store.load_run(ref)
+
+
 def format_ts(ts: float) -> str:
     """A timestamp as 16 hex digits (its IEEE double, little-endian): exact, and 6x faster
     to write than ``repr``, which matters on the recorder's path."""
