@@ -13,8 +13,26 @@ from nb2flow.runtime.events import RunEvent
 from nb2flow.runtime.states import FINAL_STATES, PENDING, RETRYING, RUNNING
 
 
+class _Span:
+    """What task runs and flow runs share: a state and a start/end time."""
+
+    state: str
+    start: float | None
+    end: float | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None:
+            return None
+        return (self.end if self.end is not None else self.start) - self.start
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
 @dataclass
-class TaskRunView:
+class TaskRunView(_Span):
     id: str
     name: str
     task_key: str = ""
@@ -32,16 +50,6 @@ class TaskRunView:
     #: (state, timestamp, attempt) in order, retries included
     history: list[tuple[str, float, int]] = field(default_factory=list)
 
-    @property
-    def duration(self) -> float | None:
-        if self.start is None:
-            return None
-        return (self.end if self.end is not None else self.start) - self.start
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
-
 
 @dataclass
 class LogView:
@@ -54,7 +62,7 @@ class LogView:
 
 
 @dataclass
-class RunView:
+class RunView(_Span):
     id: str
     flow_name: str = ""
     run_name: str = ""
@@ -71,16 +79,6 @@ class RunView:
     logs: list[LogView] = field(default_factory=list)
     #: bumped on every applied event, so renderers can tell whether anything changed
     version: int = 0
-
-    @property
-    def duration(self) -> float | None:
-        if self.start is None:
-            return None
-        return (self.end if self.end is not None else self.start) - self.start
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
