@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Write a recorded flow run as one self-contained HTML page (graph, timeline, tasks, logs)."
+HELP = "write a recorded flow run as one self-contained HTML page (graph, timeline, tasks, logs)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "List recorded flow runs, most recent first."
+HELP = "list recorded flow runs, most recent first"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

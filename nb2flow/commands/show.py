@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Show one recorded flow run: its tasks, graph, error and logs."
+HELP = "show one recorded flow run: its tasks, graph, error and logs"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
