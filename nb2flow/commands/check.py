@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Run the notebook and its generated flow; check they compute the same values."
+HELP = "run the notebook and its generated flow; check they compute the same values"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
