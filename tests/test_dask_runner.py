@@ -237,22 +237,54 @@ def lock_and_number():
     return threading.Lock(), 7
 
 
-def test_a_result_that_cannot_leave_the_worker_is_a_clear_error(runner):
-    seen: dict = {}
+@task
+def just_a_lock():
+    import threading
+
+    return threading.Lock()
+
+
+def test_an_item_that_cannot_leave_the_worker_becomes_a_marker(runner):
+    from nb2flow.runtime.futures import Unavailable
 
     @flow(persist=False)
     def locked():
         lock, number = lock_and_number.submit()
-        seen["number"] = lock.parent.outcome.item(1) if lock.wait() else None
-        return {"lock": lock}
+        return {"lock": lock, "number": number}
 
     run = locked.with_options(task_runner=runner)(return_state=True)
-    assert seen["number"] == 7  # its other item travels alone
-    assert run.task_run("lock_and_number").state == "Completed"
+    assert run.state == "Completed", run.error
+    assert run.value["number"] == 7  # its other item travels
+    lock = run.value["lock"]
+    assert type(lock) is Unavailable
+    assert (lock.task, lock.index, lock.type_name) == ("lock_and_number", 0, "_thread.lock")
+    assert lock.reason == "TypeError: cannot pickle '_thread.lock' object"
+    warnings = [e.data["message"] for e in run.events if e.kind == "log" and e.data["level"] >= 30]
+    assert warnings == [
+        "item 0 of task 'lock_and_number' (_thread.lock) cannot be sent to another process "
+        "(TypeError: cannot pickle '_thread.lock' object); it is replaced by an Unavailable "
+        "marker"
+    ]
+
+    @flow(persist=False)
+    def whole():
+        return lock_and_number.submit().result()  # the whole value: the same markers
+
+    value = whole.with_options(task_runner=runner)()
+    assert value[1] == 7 and type(value[0]) is Unavailable and value[0].index == 0
+
+
+def test_a_single_result_that_cannot_leave_the_worker_is_a_clear_error(runner):
+    @flow(persist=False)
+    def locked():
+        return {"lock": just_a_lock.submit()}
+
+    run = locked.with_options(task_runner=runner)(return_state=True)
+    assert run.task_run("just_a_lock").state == "Completed"
     assert run.state == "Failed"
     assert (
-        "the result of task 'lock_and_number' cannot be sent from the Dask worker to the flow "
-        "process: item 0 (_thread.lock): TypeError: cannot pickle '_thread.lock' object"
+        "the result of task 'just_a_lock' cannot be sent from the Dask worker to the flow "
+        "process: _thread.lock: TypeError: cannot pickle '_thread.lock' object"
     ) in run.error
 
 
@@ -593,11 +625,17 @@ def test_example_flow_gives_the_thread_runners_rmse(cluster, runner, tmp_path, m
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     (logged,) = client.search_runs([client.get_experiment_by_name("dask").experiment_id])
     assert logged.data.metrics["rmse"] == pytest.approx(rmse, rel=1e-6)
-    if by_dask.state == "Completed":
-        assert by_dask.value["rmse"] == pytest.approx(rmse, rel=1e-6)
-    else:
-        # the flow returns objects that cannot leave a process (an open file, xgboost
-        # DMatrix): the run says which, in one line
-        assert by_dask.state == "Failed"
-        assert "cannot be sent from the Dask worker to the flow process" in by_dask.error
-        assert "item 0 (xgboost.core.DMatrix): ValueError" in by_dask.error
+    # the run completes; the two xgboost DMatrix items cannot leave the worker: markers
+    assert by_dask.state == "Completed", by_dask.error
+    assert by_dask.value["rmse"] == pytest.approx(rmse, rel=1e-6)
+    from nb2flow.runtime.futures import Unavailable
+
+    for name, index in (("dtrain", 0), ("dvalid", 1)):
+        marker = by_dask.value[name]
+        assert type(marker) is Unavailable, (name, marker)
+        assert (marker.task, marker.index, marker.type_name) == (
+            "train_model",
+            index,
+            "xgboost.core.DMatrix",
+        )
+    assert type(by_dask.value["booster"]).__name__ == "Booster"  # the model itself travels

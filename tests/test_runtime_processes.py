@@ -118,7 +118,71 @@ def test_dead_worker_is_crashed_and_unpicklable_result_fails():
 
     run = lock(return_state=True)
     assert run.task_runs[0].state == "Failed"
-    assert "cannot be sent back to the flow process" in run.task_runs[0].error
+    assert run.task_runs[0].error == (
+        "TypeError: the result of task 'unpicklable' cannot be sent back to the flow process "
+        "(_thread.lock: TypeError: cannot pickle '_thread.lock' object)"
+    )
+
+
+@task(nout=3)
+def lock_and_numbers():
+    return 6, threading.Lock(), 7
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def use_lock(lock):
+    with lock:  # never reached: the lock stayed in the worker process
+        return 1
+
+
+def test_an_item_that_cannot_be_pickled_becomes_a_marker_and_the_run_goes_on():
+    from nb2flow.runtime.futures import Unavailable
+
+    @flow(task_runner="processes:1", persist=False)
+    def partly():
+        a, lock, b = lock_and_numbers.submit()
+        return {"sum": add.submit(a, b), "lock": lock, "used": use_lock.submit(lock)}
+
+    run = partly(return_state=True)
+    states = {t.task_key: t.state for t in run.task_runs}
+    assert states == {"lock_and_numbers": "Completed", "add": "Completed", "use_lock": "Failed"}
+    # the items that travel are used; the lock is a marker in the flow's value
+    assert run.value is None and run.state == "Failed"  # use_lock failed: the flow fails
+    lock = run.task_run("use_lock")
+    assert lock.error == (
+        "ValueUnavailable: input item 1 of task 'lock_and_numbers' (_thread.lock) is "
+        "unavailable: it could not be sent from the process that computed it (TypeError: "
+        "cannot pickle '_thread.lock' object); run on threads, or return a value that can be "
+        "pickled"
+    )
+    warnings = [
+        e.data["message"]
+        for e in run.events
+        if e.kind == "log" and e.data["levelname"] == "WARNING"
+    ]
+    assert warnings == [
+        "item 1 of task 'lock_and_numbers' (_thread.lock) cannot be sent to another process "
+        "(TypeError: cannot pickle '_thread.lock' object); it is replaced by an Unavailable "
+        "marker"
+    ]
+
+    @flow(task_runner="processes:1", persist=False)
+    def returns_it():
+        a, lock, b = lock_and_numbers.submit()
+        return {"sum": add.submit(a, b), "lock": lock}
+
+    value = returns_it()
+    assert value["sum"] == 13
+    assert type(value["lock"]) is Unavailable
+    assert repr(value["lock"]) == (
+        "Unavailable(item 1 of task 'lock_and_numbers' (_thread.lock): "
+        "TypeError: cannot pickle '_thread.lock' object)"
+    )
 
 
 SCRIPT = """

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.exceptions import RemoteError, TaskTimeout
-from nb2flow.runtime.futures import Outcome
+from nb2flow.runtime.exceptions import RemoteError, TaskTimeout, ValueUnavailable
+from nb2flow.runtime.futures import Outcome, Unavailable
 from nb2flow.runtime.states import (
     CACHED,
     COMPLETED,
@@ -186,7 +186,13 @@ def _resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
     t = type(obj)
     if t is Ref:
         value = upstream[obj.slot].value
-        return value if obj.item is None else value[obj.item]
+        if obj.item is not None:
+            value = value[obj.item]
+            if type(value) is Unavailable:
+                raise ValueUnavailable(value)
+        elif type(value) is tuple and Unavailable in map(type, value):  # a nout task's result
+            raise ValueUnavailable(next(v for v in value if type(v) is Unavailable))
+        return value
     if t is dict:
         if _REF_SCANNED.isdisjoint(map(type, obj.values())):
             return obj
@@ -269,8 +275,19 @@ def execute(
     task = payload.task
     args, kwargs = payload.args, payload.kwargs
     if payload.has_refs:
-        args = _resolve_refs(args, upstream)
-        kwargs = _resolve_refs(kwargs, upstream)
+        try:
+            args = _resolve_refs(args, upstream)
+            kwargs = _resolve_refs(kwargs, upstream)
+        except ValueUnavailable as exc:  # an upstream item stayed in another process
+            return Outcome(
+                FAILED,
+                exc=exc,
+                error=error_line(exc),
+                traceback="",
+                attempt=0,
+                ts=_now(),
+                events=buffered,
+            )
     frid, trid = payload.flow_run_id, payload.task_run_id
     if payload.log_prints and not _prints_captured:
         _capture_prints()

@@ -64,6 +64,7 @@ BATCH_MAX_WAIT = 0.05
 BATCH_MAX = 5000
 
 _STATE = "state"  # selector: the upstream's state without its value
+_NOTHING = object()
 
 
 # ------------------------------------------------------------------------- worker side
@@ -182,6 +183,27 @@ def _unsendable(outcome: Outcome) -> str:
             label = what if i is None else f"item {i} ({what})"
             problems.append(f"{label}: {error_line(exc)}")
     return "; ".join(problems)
+
+
+def _sendable(outcome: Outcome, task_name: str, item: int | None) -> Outcome:
+    """A small Dask task, when a ``nout`` task's value (``item`` None) or one of its items
+    could not be sent to the flow process: the same with each item that cannot be pickled
+    replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker."""
+    from nb2flow.runtime.futures import Unavailable, _type_name, sendable_items
+
+    if not outcome.ok:
+        return _summary(outcome, keep_exc=False)
+    value = outcome.value
+    if item is None:
+        value = sendable_items(value, task_name)[0]
+    else:
+        import cloudpickle
+
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # noqa: BLE001
+            value = Unavailable(_type_name(value), error_line(exc), task_name, item)
+    return Outcome(outcome.state, value, attempt=outcome.attempt, ts=outcome.ts)
 
 
 def _fallback_summary(outcome: Outcome, inline_limit: int) -> tuple[bytes, bytes | None]:
@@ -851,6 +873,11 @@ class DaskRunner(TaskRunner):
         try:
             outcome = handle.result()
         except Exception as exc:  # noqa: BLE001 - most often a value that cannot be pickled
+            if fut.nout:
+                # the items that can travel do; the others become Unavailable markers
+                value = self._fetch_sendable(fut, handle, item)
+                if value is not _NOTHING:
+                    return value
             try:
                 why = client.submit(_unsendable, handle, pure=False).result()
             except Exception:  # noqa: BLE001
@@ -864,6 +891,28 @@ class DaskRunner(TaskRunner):
         if not outcome.ok:
             raise outcome.exception()
         return outcome.value
+
+    def _fetch_sendable(self, fut: Any, handle: Any, item: int | None) -> Any:
+        """The value (or item) of a ``nout`` run with what cannot be pickled replaced by
+        markers, each announced by a WARNING; ``_NOTHING`` if that fails too."""
+        from nb2flow.runtime.futures import Unavailable, unavailable_warning
+
+        try:
+            outcome = self._active_client.submit(
+                _sendable, handle, fut.name, item, pure=False
+            ).result()
+        except Exception:  # noqa: BLE001 - then the caller reports why
+            return _NOTHING
+        if not outcome.ok:
+            raise outcome.exception()
+        value = outcome.value
+        markers = [value] if item is not None else list(value)
+        flow_run = fut.call.flow_run if fut.call is not None else None
+        for m in markers:
+            if type(m) is Unavailable and flow_run is not None:
+                flow_run.publish(unavailable_warning(m, flow_run.id, fut.task_run_id))
+        self.stats["fetched"] += 1
+        return value
 
     def _dask_done(self, call: Any, fut: Any) -> None:
         """The Dask future is final but the run's final message did not come first."""

@@ -27,6 +27,21 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM reached a flow started by ``run_cli``: the run is cancelled as on Ctrl-C."""
 
 
+class ValueUnavailable(TaskRunError):
+    """A task's input is an :class:`~nb2flow.runtime.futures.Unavailable` marker: an item
+    of an upstream result that could not be sent from the process that computed it."""
+
+    def __init__(self, marker: object) -> None:
+        describe = getattr(marker, "describe", None)
+        what = describe() if describe is not None else repr(marker)
+        reason = getattr(marker, "reason", "")
+        super().__init__(
+            f"input {what} is unavailable: it could not be sent from the process that "
+            f"computed it ({reason}); run on threads, or return a value that can be pickled"
+        )
+        self.marker = marker
+
+
 class RemoteError(TaskRunError):
     """An error raised in another process whose exception object could not be sent back.
 

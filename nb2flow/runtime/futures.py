@@ -93,6 +93,82 @@ class Outcome:
         return f"Outcome({self.state!r}, attempt={self.attempt})"
 
 
+class Unavailable:
+    """Stands for an item of a task's result that could not be sent to another process.
+
+    A task declared with ``nout=N`` that returns an item which cannot be pickled (an open
+    file, a lock, an xgboost ``DMatrix``) on a process pool or a Dask cluster still
+    completes: the other items travel, this one is replaced by an ``Unavailable`` marker
+    (and a WARNING names it). A downstream task that receives the marker fails with an
+    error naming the item; the flow's returned value holds the marker.
+    """
+
+    __slots__ = ("type_name", "reason", "task", "index")
+
+    def __init__(self, type_name: str, reason: str, task: str = "", index: int | None = None):
+        self.type_name = type_name
+        self.reason = reason
+        self.task = task
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unavailable, (self.type_name, self.reason, self.task, self.index))
+
+    def describe(self) -> str:
+        """``item 0 of task 'train' (xgboost.core.DMatrix)``."""
+        where = f"task {self.task!r}" if self.task else "a task"
+        if self.index is not None:
+            where = f"item {self.index} of {where}"
+        return f"{where} ({self.type_name})"
+
+    def __repr__(self) -> str:
+        return f"Unavailable({self.describe()}: {self.reason})"
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
+    """A ``nout`` task's tuple (or list) ``value`` with each item that cannot be pickled
+    replaced by an :class:`Unavailable` marker, and the markers. Probes each item with
+    cloudpickle: for the path where pickling the whole value already failed."""
+    import cloudpickle
+
+    from nb2flow.runtime.attempts import error_line
+
+    items, markers = list(value), []
+    for i, item in enumerate(items):
+        try:
+            cloudpickle.dumps(item)
+        except Exception as exc:  # noqa: BLE001 - any reason pickling fails
+            items[i] = marker = Unavailable(_type_name(item), error_line(exc), task, i)
+            markers.append(marker)
+    return type(value)(items) if type(value) in (tuple, list) else tuple(items), markers
+
+
+def unavailable_warning(marker: Unavailable, flow_run_id: str, task_run_id: str | None) -> Any:
+    """The WARNING log event naming an item replaced by a marker."""
+    import time
+
+    from nb2flow.runtime.events import RunEvent
+
+    return RunEvent(
+        "log",
+        time.time(),
+        flow_run_id,
+        task_run_id,
+        {
+            "level": 30,
+            "levelname": "WARNING",
+            "message": f"{marker.describe()} cannot be sent to another process "
+            f"({marker.reason}); it is replaced by an Unavailable marker",
+            "logger": "nb2flow.runtime",
+        },
+    )
+
+
 class TaskFuture:
     """The handle of a submitted task run (Prefect's ``PrefectFuture`` interface).
 

@@ -198,32 +198,61 @@ def _init_worker(q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def pack_outcome(outcome: Any) -> bytes:
-    """cloudpickle an Outcome to send it back; a value or exception that cannot be pickled
-    becomes a failure (or an error without the exception object)."""
+def pack_outcome(outcome: Any, payload: Any = None) -> bytes:
+    """cloudpickle an Outcome to send it back, degrading what cannot be pickled.
+
+    The result of a ``nout`` task (``payload.task.nout``) is pickled item by item: an item
+    that cannot be is replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker
+    and a WARNING log event naming it rides with the outcome (published before its final
+    state). Any other value that cannot be pickled fails the run; an exception that cannot
+    be is dropped (its error line and traceback travel)."""
     import cloudpickle
 
     from nb2flow.runtime.attempts import error_line
-    from nb2flow.runtime.futures import Outcome
+    from nb2flow.runtime.futures import Outcome, _type_name, sendable_items, unavailable_warning
     from nb2flow.runtime.states import FAILED
 
     try:
         return cloudpickle.dumps(outcome)
     except Exception as exc:  # noqa: BLE001
-        if outcome.ok:
-            return cloudpickle.dumps(
-                Outcome(
-                    FAILED,
-                    error=f"TypeError: the result cannot be sent back to the flow process "
-                    f"({error_line(exc)})",
-                    traceback="",
+        reason = error_line(exc)
+        if not outcome.ok:
+            outcome.exc = None
+            return cloudpickle.dumps(outcome)
+        task = getattr(payload, "task", None)
+        name = getattr(task, "name", "?")
+        if getattr(task, "nout", None) and type(outcome.value) in (tuple, list):
+            value, markers = sendable_items(outcome.value, name)
+            if markers:
+                events = list(outcome.events or ())
+                events += [
+                    unavailable_warning(m, payload.flow_run_id, payload.task_run_id)
+                    for m in markers
+                ]
+                degraded = Outcome(
+                    outcome.state,
+                    value,
                     attempt=outcome.attempt,
                     ts=outcome.ts,
-                    events=outcome.events,
+                    message=outcome.message,
+                    cached_from=outcome.cached_from,
+                    events=events,
                 )
+                try:
+                    return cloudpickle.dumps(degraded)
+                except Exception as again:  # noqa: BLE001 - e.g. an event that cannot travel
+                    reason = error_line(again)
+        return cloudpickle.dumps(
+            Outcome(
+                FAILED,
+                error=f"TypeError: the result of task {name!r} cannot be sent back to the "
+                f"flow process ({_type_name(outcome.value)}: {reason})",
+                traceback="",
+                attempt=outcome.attempt,
+                ts=outcome.ts,
+                events=outcome.events,
             )
-        outcome.exc = None
-        return cloudpickle.dumps(outcome)
+        )
 
 
 def _run_in_worker(task_run_id: str, blob: bytes) -> None:
@@ -236,6 +265,7 @@ def _run_in_worker(task_run_id: str, blob: bytes) -> None:
     from nb2flow.runtime.states import FAILED
 
     q = _worker_queue
+    payload = None
     try:
         payload, upstream = cloudpickle.loads(blob)
         outcome = execute(payload, upstream, lambda ev: q.put(("event", task_run_id, ev)))
@@ -243,7 +273,7 @@ def _run_in_worker(task_run_id: str, blob: bytes) -> None:
         outcome = Outcome(
             FAILED, error=error_line(exc), traceback=format_traceback(exc), ts=time.time()
         )
-    q.put(("outcome", task_run_id, pack_outcome(outcome)))
+    q.put(("outcome", task_run_id, pack_outcome(outcome, payload)))
 
 
 class ProcessRunner(TaskRunner):
