@@ -230,6 +230,21 @@ def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
     assert not seen["parent"].outcome.fetched  # the 2 MB item never left the cluster
 
 
+def test_an_item_future_result_fetches_only_its_item(runner):
+    seen: dict = {}
+
+    @flow(persist=False)
+    def items(n: int = 2_000_000):
+        big, small = big_and_small.submit(n)
+        seen["parent"] = big.parent
+        return {"small": small, "also": small.result()}  # .result() and the flow's value
+
+    value = items.with_options(task_runner=runner)()
+    assert value == {"small": 2_000_000, "also": 2_000_000}
+    assert not seen["parent"].outcome.fetched  # the 2 MB item stayed on the cluster
+    assert runner.stats["fetched"] == 1  # item 1, once
+
+
 @task(nout=2)
 def lock_and_number():
     import threading

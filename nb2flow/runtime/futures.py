@@ -342,8 +342,16 @@ class ItemFuture:
         return self.parent.wait(timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
-        value = self.parent.result(timeout, raise_on_failure)
-        o = self.parent.outcome
+        parent = self.parent
+        if parent.wait(timeout):
+            o = parent._outcome
+            # an outcome whose value is elsewhere (a Dask worker) fetches this item alone
+            if type(o) is not Outcome and o is not None and o.ok:
+                item = getattr(o, "item", None)
+                if callable(item):
+                    return item(self.index)
+        value = parent.result(timeout, raise_on_failure)
+        o = parent.outcome
         if o is not None and not o.ok:  # raise_on_failure=False: the exception, not an item
             return value
         return value[self.index]
