@@ -529,13 +529,22 @@ def test_unreachable_scheduler_is_a_clear_error(capsys):
         t0 = time.monotonic()
         run = nowhere(return_state=True)
         assert time.monotonic() - t0 < 20
-        assert run.state == "Failed"
-        assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in run.error
+        assert run.state == "Failed" and run.task_runs == []  # no task run was created
+        assert run.error.startswith(
+            "Nb2flowError: cannot reach the Dask scheduler at tcp://127.0.0.1:9: "
+        )
         code = run_cli(nowhere, ["--quiet"], exit=False)
     err = capsys.readouterr().err
-    assert code == 1
-    assert "error:" in err and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
-    assert "Traceback" not in err
+    assert code == 2  # a usage error, like a bad option
+    assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: ")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    # a runner object that failed to start tries again in the next run
+    from nb2flow.runtime.dask_runner import DaskRunner
+
+    again = nowhere.with_options(task_runner=DaskRunner(address="127.0.0.1:9", connect_timeout=1))
+    for _ in range(2):
+        run = again(return_state=True)
+        assert run.error.startswith("Nb2flowError: cannot reach the Dask scheduler"), run.error
 
 
 SCRIPT = """

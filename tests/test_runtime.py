@@ -674,6 +674,39 @@ def test_registered_runner_is_used():
     assert f() == 1 and Recording.seen == ["one"]
 
 
+def test_a_runner_that_cannot_start_fails_the_flow_cleanly(capsys):
+    from nb2flow.runtime.api import run_cli
+
+    class Unreachable(runners.TaskRunner):
+        name = "unreachable"
+
+        def start(self):
+            raise Nb2flowError("cannot reach the cluster at tcp://nowhere:1")
+
+        def submit(self, call):  # pragma: no cover - never started
+            call.run()
+
+    @task
+    def one():
+        return 1
+
+    @flow(task_runner=Unreachable, persist=False)
+    def f():
+        return one.submit()
+
+    box: list = []
+    th = threading.Thread(target=lambda: box.append(f(return_state=True)), daemon=True)
+    th.start()
+    th.join(10)
+    assert box, "the flow run hangs when its task runner cannot start"
+    (run,) = box
+    assert run.state == "Failed" and run.task_runs == []
+    assert run.error == "Nb2flowError: cannot reach the cluster at tcp://nowhere:1"
+    assert run_cli(f, ["--quiet"], exit=False) == 2
+    err = capsys.readouterr().err
+    assert err == "error: cannot reach the cluster at tcp://nowhere:1\n"
+
+
 def test_subflow_runs_as_its_own_flow_run():
     @task
     def one():

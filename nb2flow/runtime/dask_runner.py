@@ -367,7 +367,6 @@ class DaskRunner(TaskRunner):
         self._reset()
 
     def _reset(self) -> None:
-        self._error: Nb2flowError | None = None
         self._own_client = self._own_cluster = None
         self._active_client: Any = None
         self._token = ""
@@ -407,10 +406,10 @@ class DaskRunner(TaskRunner):
             self._reset()
         try:
             self._open()
-        except Nb2flowError as exc:
-            # raising here would leave the triggering task run unfinished: each submit
-            # reports the error instead
-            self._error = exc
+        except BaseException:
+            with self._lock:  # not started: the flow run will not call shutdown
+                self._starts -= 1
+            raise
 
     def _open(self) -> None:
         distributed = _import_distributed()
@@ -524,8 +523,6 @@ class DaskRunner(TaskRunner):
     # -- submission ----------------------------------------------------------------------
 
     def submit(self, call: Any) -> None:
-        if self._error is not None:
-            raise self._error
         if call.flow_run.id not in self._announced:
             self._announce(call.flow_run)
         payload, plan = self._plan(call)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from nb2flow.errors import Nb2flowError
 from nb2flow.runtime import attempts, names
 from nb2flow.runtime.attempts import (
     _CONTAINERS,
@@ -246,6 +247,9 @@ class FlowRun:
         self.calls: list[TaskCall] = []
         self._keys: dict[str, int] = {}
         self._runner_started = False
+        #: the Nb2flowError the task runner raised when starting (a usage error: the
+        #: command line reports it as ``error: ...``, exit 2)
+        self.runner_error: Nb2flowError | None = None
         self._view: Any = None
         self._view_len = -1
 
@@ -427,10 +431,15 @@ class FlowRun:
         map_index: int | None = None,
         key_base: str | None = None,
     ) -> TaskFuture:
-        call = self._new_call(task, args, kwargs, wait_for, map_index, key_base)
         if not self._runner_started:
-            self.runner.start()
+            # before the call exists: a runner that cannot start leaves no run unfinished
+            try:
+                self.runner.start()
+            except Nb2flowError as exc:
+                self.runner_error = exc
+                raise
             self._runner_started = True
+        call = self._new_call(task, args, kwargs, wait_for, map_index, key_base)
         ups = call.upstream
         if not ups or self.runner.resolves_upstream:
             self._dispatch(call)

@@ -255,7 +255,11 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         unsubscribe(reporter)
     if mode != "quiet":
         print(summary_line(run.view), file=sys.stderr)
-    if run.state not in ("Completed", "Cached"):
+    failed = run.state not in ("Completed", "Cached")
+    if failed and run.runner_error is not None and run.exc is run.runner_error:
+        print(f"error: {run.runner_error}", file=sys.stderr)  # e.g. no Dask scheduler there
+        return 2
+    if failed:
         where = f"run {run.name}"
         if flow.persist and os.environ.get("NB2FLOW_STORE", "").lower() not in ("off", "0"):
             where += f"; details: nb2flow show {run.id[:8]}"
