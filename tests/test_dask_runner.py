@@ -230,6 +230,27 @@ def test_unpacked_outputs_are_dask_futures_of_items(runner, cluster):
     assert not seen["parent"].outcome.fetched  # the 2 MB item never left the cluster
 
 
+@task
+def who_runs_me(_upstream=None):
+    from nb2flow.runtime.api import get_run_context
+
+    ctx = get_run_context()
+    return [ctx.flow_run_name, ctx.flow_name, ctx.name, os.getpid()]
+
+
+def test_the_run_context_on_a_worker_names_the_flow_run(runner):
+    @flow(persist=False, name="ctx-flow")
+    def ctx_flow():
+        first = who_runs_me.submit()
+        return [first, who_runs_me.submit(first)]  # the second one's payload is remapped
+
+    run = ctx_flow.with_options(task_runner=runner)(return_state=True)
+    assert run.state == "Completed", run.error
+    for name, flow_name, task_name, pid in run.value:
+        assert (name, flow_name, task_name) == (run.name, "ctx-flow", "who_runs_me")
+        assert pid != os.getpid()
+
+
 def test_an_item_future_result_fetches_only_its_item(runner):
     seen: dict = {}
 
