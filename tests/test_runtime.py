@@ -774,6 +774,31 @@ def test_panel_hook_only_for_top_level_runs_in_a_kernel(monkeypatch):
     assert attached == [run.id]
 
 
+def test_no_log_echo_under_an_attached_panel(monkeypatch, capsys):
+    import sys
+
+    from nb2flow.jupyter import panel
+
+    shown: list = [object()]  # what maybe_attach returns: a panel, then None
+    monkeypatch.setattr(panel, "maybe_attach", lambda _id: shown[0])
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)
+    monkeypatch.setenv("NB2FLOW_PANEL", "on")
+
+    @task
+    def speak():
+        get_run_logger().info("hello from the task")
+
+    @flow(persist=False)
+    def f():
+        speak()
+
+    f()  # the panel shows the log: stderr stays empty
+    assert "hello from the task" not in capsys.readouterr().err
+    shown[0] = None  # no panel (e.g. no widgets): the echo is the only display
+    f()
+    assert "speak | hello from the task" in capsys.readouterr().err
+
+
 def test_store_hook_records_and_flushes_each_top_level_run(_isolated_home):
     from nb2flow.store.db import Store
 

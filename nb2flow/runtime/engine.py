@@ -727,9 +727,9 @@ def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_st
     runner = runners.create(flow.task_runner)
     fr = FlowRun(flow, parameters, runner, parent)
     recorder = _enable_store(flow) if top else None
-    if top:
-        _attach_panel(fr.id)
-    echo = top and CONSOLE_ECHO
+    # a live panel shows the logs itself: no echo to stderr under it
+    panel = top and _attach_panel(fr.id)
+    echo = top and CONSOLE_ECHO and not panel
     if echo:
         from nb2flow.runtime import logs
 
@@ -810,12 +810,14 @@ def _flush_store(recorder: Any) -> None:
         _store_warn("cannot write the run store", exc)
 
 
-def _attach_panel(flow_run_id: str) -> None:
+def _attach_panel(flow_run_id: str) -> bool:
+    """Show the Jupyter panel for a top-level run when in a kernel; whether it is shown."""
     if "ipykernel" not in sys.modules or os.environ.get("NB2FLOW_PANEL", "").lower() == "off":
-        return
+        return False
     from nb2flow.jupyter import panel
 
     try:
-        panel.maybe_attach(flow_run_id)
+        return panel.maybe_attach(flow_run_id) is not None
     except Exception as exc:  # noqa: BLE001 - the panel must not stop the flow
         print(f"warning: no live panel: {error_line(exc)}", file=sys.stderr)
+        return False
