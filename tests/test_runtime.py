@@ -913,8 +913,31 @@ def test_cached_state_comes_from_the_cache_hook():
     assert (first.value, second.value, third.value) == (40, 40, 50)
     cached = second.task_runs[0]
     assert cached.state == "Cached" and cached.cached_from == first.id
-    assert [s for s, _, _ in cached.history] == ["Cached"]  # the function did not run
+    # the function did not run; Running marks the start of the cache lookup
+    assert [s for s, _, _ in cached.history] == ["Running", "Cached"]
     assert first.task_runs[0].state == third.task_runs[0].state == "Completed"
+    assert [s for s, _, _ in first.task_runs[0].history] == ["Running", "Completed"]
+
+
+def test_a_cached_run_lasts_as_long_as_its_cache_lookup():
+    def slow_key(context, arguments):
+        time.sleep(0.2)  # hashing big inputs takes time
+        return f"k{arguments['x']}"
+
+    @task(cache_key_fn=slow_key)
+    def expensive(x):
+        return x * 10
+
+    @flow(persist=False)
+    def f(x: int):
+        return expensive.submit(x)
+
+    f(4)
+    run = f(4, return_state=True)
+    (cached,) = run.task_runs
+    assert cached.state == "Cached" and run.value == 40
+    assert cached.duration >= 0.2
+    assert cached.start >= run.task_runs[0].created
 
 
 def test_logs_are_echoed_while_any_top_level_run_is_going(capsys):

@@ -305,7 +305,12 @@ def execute(
     )
     try:
         key = None
+        announced = False  # whether attempt 1's Running is already out
         if task.cache or task.cache_key_fn is not None:
+            # Running first, so the run's start..end covers hashing the inputs and reading
+            # the value back (a Cached run is not instantaneous)
+            sink(RunEvent("task_state", _now(), frid, trid, _RUNNING_1))
+            announced = True
             hit, key = _cache_lookup(task, args, kwargs)
             if hit is not None:
                 return Outcome(
@@ -321,17 +326,20 @@ def execute(
         attempt = 0
         while True:
             attempt += 1
-            sink(
-                RunEvent(
-                    "task_state",
-                    _now(),
-                    frid,
-                    trid,
-                    _RUNNING_1
-                    if attempt == 1
-                    else {"state": RUNNING, "attempt": attempt, "message": ""},
+            if announced:
+                announced = False
+            else:
+                sink(
+                    RunEvent(
+                        "task_state",
+                        _now(),
+                        frid,
+                        trid,
+                        _RUNNING_1
+                        if attempt == 1
+                        else {"state": RUNNING, "attempt": attempt, "message": ""},
+                    )
                 )
-            )
             try:
                 if timeout is None:
                     value = fn(*args, **kwargs)
