@@ -306,3 +306,25 @@ def test_loop_variables_are_not_returned_unless_read_later(tmp_path):
 def test_recursive_function_does_not_read_itself():
     names = analyse("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)")
     assert names.reads == [] and names.writes == ["fact"]
+
+
+def test_calls_to_notebook_functions_read_and_write_the_globals_they_use(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("def rate():\n    return factor\ndef charge(v):\n    return v * rate()"),
+            code("def tick():\n    global ticks\n    ticks += 1"),
+            code("factor = 2\nticks = 0", "task:make"),
+            code("paid = charge(3)", "task:pay"),
+            code("tick()", "task:count"),
+            code("apply = [tick for _ in range(2)]", "task:pass_on"),
+        ],
+    )
+    # charge -> rate reads `factor`: it comes in, to be set as the module global
+    assert plan.nodes["pay"]["inputs"] == ["factor"] and plan.nodes["pay"]["globals"] == ["factor"]
+    assert plan.nodes["pay"]["outputs"] == ["paid"]
+    # tick sets `ticks`: a read and a write of it, wherever tick is called or passed on
+    assert plan.nodes["count"]["inputs"] == ["ticks"]
+    assert plan.nodes["count"]["outputs"] == ["ticks"]
+    assert plan.edges["count", "pass_on"]["vars"] == ["ticks"]
+    assert plan.graph["outputs"]["ticks"] == "pass_on"

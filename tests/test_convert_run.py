@@ -102,8 +102,75 @@ def test_a_helper_reading_a_global_waits_for_the_task_changing_it(tmp_path):
     ]
     path = write(tmp_path / "helper_global.ipynb", cells)
     conversion = convert_notebook(path)
-    assert conversion.plan.edges["fill", "use"] == {"kind": "order", "vars": ["registry"]}
+    # the changed registry comes in and is set as the module global `lookup` reads
+    assert conversion.plan.edges["fill", "use"] == {"kind": "data", "vars": ["registry"]}
+    assert conversion.plan.nodes["use"]["globals"] == ["registry"]
     assert run_script_flow(conversion.script, tmp_path)["found"] == 1
+
+
+def _sections(*cells: str) -> list:
+    """An untagged notebook split by headings "# A", "# B"... above each code cell."""
+    out = []
+    for letter, source in zip("ABCDEFGH", cells, strict=False):
+        out += [md(f"# {letter}"), code(source)]
+    return out
+
+
+def _same_as_the_notebook(tmp_path, name, cells):
+    path = write(tmp_path / f"{name}.ipynb", cells)
+    conversion = convert_notebook(path)
+    expected = run_cells(path)
+    result = run_script_flow(conversion.script, tmp_path)
+    assert result == {k: expected.get(k) for k in conversion.output_names}
+    return conversion, result
+
+
+def test_a_function_setting_a_global_changes_it_in_the_calling_task(tmp_path):
+    cells = _sections(
+        "counter = 0\ndef bump():\n    global counter\n    counter += 1",
+        "bump()\nbump()",
+        "seen = counter",
+    )
+    conversion, result = _same_as_the_notebook(tmp_path, "bump", cells)
+    plan = conversion.plan
+    assert plan.nodes["b"]["inputs"] == ["bump", "counter"]
+    assert plan.nodes["b"]["outputs"] == ["counter"] and plan.nodes["b"]["globals"] == ["counter"]
+    assert plan.edges["b", "c"]["vars"] == ["counter"]
+    assert result == {"counter": 2, "seen": 2}
+
+
+def test_a_module_level_function_setting_a_global(tmp_path):
+    cells = [
+        code("total = 10", "setup"),
+        code("def add(v):\n    global total\n    total += v"),
+        code("add(5)", "task:first"),
+        code("add(1)\nafter = total", "task:second"),
+    ]
+    conversion, result = _same_as_the_notebook(tmp_path, "add", cells)
+    assert conversion.plan.edges["first", "second"]["vars"] == ["total"]
+    assert result == {"total": 16, "after": 16}
+
+
+def test_a_module_level_helper_reading_a_global_a_task_sets(tmp_path):
+    cells = _sections("def scale(v):\n    return v * factor", "factor = 3", "out = scale(2)")
+    conversion, result = _same_as_the_notebook(tmp_path, "scale", cells)
+    plan = conversion.plan
+    assert [b["cell"] for b in plan.graph["module"]] == [2]  # the def stays module level
+    assert plan.nodes["c"]["inputs"] == ["factor"] and plan.nodes["c"]["globals"] == ["factor"]
+    assert plan.edges["b", "c"] == {"kind": "data", "vars": ["factor"]}
+    assert not [w for w in conversion.warnings if "factor" in w]
+    assert result == {"factor": 3, "out": 6}
+
+
+def test_helpers_reading_a_global_through_another_helper_and_a_rebinding(tmp_path):
+    cells = [
+        code("def base():\n    return offset\ndef shifted(v):\n    return v + base()"),
+        code("offset = 1", "task:one"),
+        code("a = shifted(1)\noffset = 100\nb = shifted(1)", "task:two"),
+        code("c = list(map(shifted, [0]))", "task:three"),
+    ]
+    _, result = _same_as_the_notebook(tmp_path, "chain", cells)
+    assert (result["a"], result["b"], result["c"]) == (2, 101, [100])
 
 
 def test_a_change_through_an_alias_is_ordered_with_readers_of_the_original(tmp_path):

@@ -392,6 +392,11 @@ def _root(node: ast.expr) -> str | None:
 # -- nested scopes ------------------------------------------------------------------------
 
 
+def declared_globals(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> set[str]:
+    """Names a function or class body declares ``global``."""
+    return _bound_in_scope(node)[1]
+
+
 def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
     """(locals, declared global, declared nonlocal) of a function/class/lambda/comprehension."""
     local: set[str] = set()

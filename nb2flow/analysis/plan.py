@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2flow.analysis.names import Names, analyse, sequence
+from nb2flow.analysis.names import Names, analyse, declared_globals, sequence
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.notebook.identifiers import identifier, unique
 from nb2flow.notebook.magics import to_python
@@ -101,6 +101,8 @@ class Task:
     inputs: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # input -> task | "param" | "module"
     outputs: list[str] = field(default_factory=list)
+    helper_reads: list[str] = field(default_factory=list)  # globals its notebook functions read
+    declared: list[str] = field(default_factory=list)  # names the task body declares global
 
 
 @dataclass
@@ -521,11 +523,15 @@ def build_plan(
     task_writes |= {p.name for p in grouping.parameters}
     for block in grouping.module:
         unit = block["unit"]
-        _warn_unknown(unit, unit.names.reads, module_names, task_writes, star, path, warnings)
+        reads = unit.names.reads
+        if block["kind"] == "definitions":
+            # functions read globals when called: the calling task passes task values in
+            reads = [r for r in reads if r not in task_writes]
+        _warn_unknown(unit, reads, module_names, task_writes, star, path, warnings)
 
     params = {p.name: p for p in grouping.parameters}
-    helpers = _helper_reads(grouping.module, module_objects)
     _add_argument_changes(tasks, grouping.module)
+    _add_function_effects(tasks, grouping.module, module_objects)
     # Data flow in notebook order: the producer of each name's current version.
     producer: dict[str, str] = {name: "module" for name in module_names}
     producer.update({name: "param" for name in params})
@@ -535,6 +541,7 @@ def build_plan(
     # last changed its object through another name (later readers wait for it).
     aliases: dict[str, set[str]] = {}
     mutator: dict[str, str] = {}
+    global_user: dict[str, str] = {}  # name -> the last task that set it as a module global
     graph = nx.DiGraph()
     for index, task in enumerate(tasks):
         graph.add_node(task.name)
@@ -567,17 +574,30 @@ def build_plan(
             if source not in ("param", "module"):
                 _edge(graph, source, task.name, "data", name)
             readers.setdefault(name, []).append(task.name)
-        # Module-level helpers the task calls read globals when they run: a task that
-        # changed such a global (in place) must finish first.
-        for helper in sorted(n.all_reads & helpers.keys()):
-            if helper in changed:
-                continue
-            for name in helpers[helper]:
-                source = producer.get(name)
-                if name in task.sources or source in (None, "param", "module", task.name):
-                    continue
-                _edge(graph, source, task.name, "order", name)  # type: ignore[arg-type]
-                readers.setdefault(name, []).append(task.name)
+        # Globals the notebook functions it calls read when they run (`def scale(v): return
+        # v * factor`): the task sets them as module globals, from its inputs when another
+        # task made the current version (see _function_effects).
+        declared = list(n.global_writes)
+        for name in task.helper_reads:
+            source = producer.get(name)
+            if name in n.bound:
+                _add_once(declared, name)  # the task's own value is the one they see
+            if source not in (None, "module", task.name):
+                _add_once(declared, name)  # the current value comes in (it may be read first)
+                if name not in task.sources:
+                    task.inputs.append(name)
+                    task.sources[name] = source
+                    if source != "param":
+                        _edge(graph, source, task.name, "data", name)
+                    readers.setdefault(name, []).append(task.name)
+        task.declared = declared
+        # Tasks that set the same module global take turns, in notebook order: on the
+        # threads runner they share the module.
+        for name in declared:
+            previous = global_user.get(name)
+            if previous is not None and previous != task.name:
+                _edge(graph, previous, task.name, "order", name)
+            global_user[name] = task.name
         for name in n.reads:
             if mutator.get(name, task.name) != task.name:
                 _edge(graph, mutator[name], task.name, "order", name)
@@ -665,7 +685,8 @@ def build_plan(
             outputs=list(task.outputs),
             # names functions of this task set with `global`: the task body declares them
             # global too, so that it sees what those functions set, as the notebook does
-            globals=list(task.names.global_writes),
+            # and the globals the notebook functions it calls read (set from its inputs)
+            globals=list(task.declared),
             maybe_unbound=[
                 o for o in task.outputs if o not in task.names.definite and o not in task.sources
             ],
@@ -739,27 +760,72 @@ def _add_argument_changes(tasks: list[Task], module: list[dict[str, Any]]) -> No
                                 target.append(arg.id)
 
 
-def _helper_reads(module: list[dict[str, Any]], module_objects: set[str]) -> dict[str, set[str]]:
-    """Module-level function/class name -> the global names it reads (through other
-    helpers too). Per cell: every helper of a cell counts all the cell's reads."""
-    direct: dict[str, set[str]] = {}
-    for block in module:
-        names = block["unit"].names
-        reads = {r for r in names.reads if r not in BUILTIN_NAMES}
-        for name in names.defined:
-            direct[name] = reads - {name}
-    closed: dict[str, set[str]] = {}
+def _function_effects(
+    module: list[dict[str, Any]], tasks: list[Task], module_objects: set[str]
+) -> dict[str, tuple[set[str], set[str]]]:
+    """Notebook function name -> (globals it reads when called, globals it sets with
+    ``global``), through the notebook functions it calls too.
+
+    A module-level function reads every free name of its body from the module; a function
+    a task cell defines is a closure over the task's names, so only the names it declares
+    ``global`` count."""
+    direct: dict[str, tuple[set[str], set[str], set[str]]] = {}
+    trees = [(b["unit"].tree, True) for b in module if b["kind"] == "definitions"]
+    trees += [(u.tree, False) for t in tasks for u in t.units]
+    for tree, module_level in trees:
+        for stmt in tree.body:
+            if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            names = analyse(ast.Module(body=[stmt], type_ignores=[]))
+            free = {r for r in names.reads if r not in BUILTIN_NAMES and r != stmt.name}
+            reads, writes, calls = direct.setdefault(stmt.name, (set(), set(), set()))
+            reads |= (free if module_level else free & declared_globals(stmt)) - module_objects
+            writes.update(names.global_writes)
+            calls |= free
+    effects: dict[str, tuple[set[str], set[str]]] = {}
     for name in direct:
-        seen, stack, out = {name}, [name], set()
+        seen, stack = {name}, [name]
+        reads, writes = set(), set()
         while stack:
-            for read in direct[stack.pop()]:
-                if read in direct and read not in seen:
-                    seen.add(read)
-                    stack.append(read)
-                elif read not in direct and read not in module_objects:
-                    out.add(read)
-        closed[name] = out
-    return closed
+            own_reads, own_writes, calls = direct[stack.pop()]
+            reads |= own_reads
+            writes |= own_writes
+            for call in calls:
+                if call in direct and call not in seen:
+                    seen.add(call)
+                    stack.append(call)
+        effects[name] = (reads - set(direct), writes)
+    return effects
+
+
+def _add_function_effects(
+    tasks: list[Task], module: list[dict[str, Any]], module_objects: set[str]
+) -> None:
+    """A task that calls (or passes on) a notebook function reads the globals the function
+    reads, and changes the globals it sets with ``global``: ``bump()`` with ``def bump():
+    global counter; counter += 1`` reads and writes ``counter``."""
+    effects = _function_effects(module, tasks, module_objects)
+    if not effects:
+        return
+    for task in tasks:
+        n = task.names
+        reads: set[str] = set()
+        writes: set[str] = set()
+        for function in n.all_reads & effects.keys():
+            reads |= effects[function][0]
+            writes |= effects[function][1]
+        for name in sorted(writes):
+            if name not in n.definite:
+                _add_once(n.reads, name)
+            n.all_reads.add(name)
+            for target in (n.writes, n.bound, n.global_writes):
+                _add_once(target, name)
+        task.helper_reads = sorted(reads - writes)
+
+
+def _add_once(items: list[str], name: str) -> None:
+    if name not in items:
+        items.append(name)
 
 
 def _after_readers(graph: Any, readers: dict[str, list[str]], name: str, task: str) -> None:
