@@ -602,17 +602,28 @@ def test_script_command_line_executor(cluster, tmp_path):
     script.write_text(textwrap.dedent(SCRIPT))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     expected = sum(x**3 + 1000 for x in range(12))
-    for executor in (lc.scheduler_address.replace("tcp://", "dask://"), "dask"):
-        proc = subprocess.run(
-            [sys.executable, str(script), "--n", "12", "--executor", executor, "--json", "-q"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=100,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert json.loads(proc.stdout) == {"total": expected}
+    # Dask's default dashboard port is taken (another cluster, a notebook's): the
+    # LocalCluster of `--executor dask` takes a free port without a warning
+    import socket
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # in use already: the same situation
+        for executor in (lc.scheduler_address.replace("tcp://", "dask://"), "dask"):
+            proc = subprocess.run(
+                [sys.executable, str(script), "--n", "12", "--executor", executor, "--json", "-q"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=100,
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert json.loads(proc.stdout) == {"total": expected}
+            assert "8787" not in proc.stderr, proc.stderr
 
 
 # ----------------------------------------------------------------------- the example

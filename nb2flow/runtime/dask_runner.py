@@ -435,7 +435,9 @@ class DaskRunner(TaskRunner):
                 client = self._default_client() if self.n_workers is None else None
                 if client is None:
                     where = "a Dask LocalCluster (could not start it)"
-                    kwargs = {"processes": True, **self.cluster_kwargs}
+                    # any free dashboard port: 8787 may be another cluster's (the first
+                    # log line of the run gives the dashboard's address)
+                    kwargs = {"processes": True, "dashboard_address": ":0", **self.cluster_kwargs}
                     if self.n_workers is not None:
                         kwargs.setdefault("n_workers", self.n_workers)
                         kwargs.setdefault("threads_per_worker", 1)
