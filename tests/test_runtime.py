@@ -1075,3 +1075,37 @@ def test_keyboard_interrupt_raised_by_a_task_in_a_worker_fails_that_task():
     run = f(return_state=True)
     assert run.task_run("rude").state == "Failed" and run.task_run("fine").state == "Completed"
     assert run.state == "Failed" and "KeyboardInterrupt: not a Ctrl-C" in run.error
+
+
+def test_importing_nb2flow_and_running_a_flow_stays_light(tmp_path):
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import nb2flow
+after_import = set(sys.modules)
+from nb2flow import flow, task
+
+@task
+def one():
+    return 1
+
+@flow
+def f():
+    return one.submit()
+
+assert f() == 1
+heavy = {"distributed", "dask", "pandas", "numpy", "rich", "networkx", "ipywidgets",
+         "mlflow", "xgboost", "nbclient", "cloudpickle"}
+print(sorted(heavy & after_import), sorted(heavy & set(sys.modules)))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.strip() == "[] []"
