@@ -328,3 +328,50 @@ def test_calls_to_notebook_functions_read_and_write_the_globals_they_use(tmp_pat
     assert plan.nodes["count"]["outputs"] == ["ticks"]
     assert plan.edges["count", "pass_on"]["vars"] == ["ticks"]
     assert plan.graph["outputs"]["ticks"] == "pass_on"
+
+
+@pytest.mark.parametrize(
+    "path, names",
+    [
+        ("helper.py", {"helper"}),
+        ("./pkg/__init__.py", {"pkg"}),
+        ("pkg/sub/mod.py", {"pkg", "mod"}),
+        ("../src/utils.py", {"utils"}),
+        ("/abs/lib/tool.py", {"tool"}),
+        ("data/train.csv", {"data"}),
+        ("my-file.py", set()),
+    ],
+)
+def test_module_names_a_written_file_may_be_imported_as(path, names):
+    from nb2flow.analysis.effects import module_names_of_path
+
+    assert module_names_of_path(path) - {"__init__"} == names
+
+
+def test_pinned_imports_follow_writers_and_path_changes():
+    import ast
+
+    from nb2flow.analysis.effects import pinned_imports
+
+    cells = [
+        "import pandas as pd\nwith open('tools.py', 'w') as fh:\n    fh.write('')",
+        "import tools\nimport os\nfrom tools import x",
+        "import subprocess\nsubprocess.run('wget http://h/more.py', shell=True)",
+        "from pathlib import Path\nPath('other.py').write_text('')\nopen('notes.py')",
+        "import more, other, notes",
+        "import sys\nsys.path[:0] = ['lib']\nimport json\nimport yaml",
+    ]
+    trees = [(i + 1, ast.parse(c)) for i, c in enumerate(cells)]
+    pins = pinned_imports(trees)
+    found = {
+        (cell, ast.unparse(s)): (sorted(pins[s].cells), pins[s].why)
+        for cell, t in trees
+        for s in t.body
+        if s in pins
+    }
+    assert found == {
+        (2, "import tools"): ([1], ["tools.py"]),
+        (2, "from tools import x"): ([1], ["tools.py"]),
+        (5, "import more, other, notes"): ([3, 4], ["http://h/more.py", "other.py"]),
+        (6, "import yaml"): ([6], ["sys.path"]),
+    }

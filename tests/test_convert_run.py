@@ -233,3 +233,74 @@ def test_generated_script_runs_on_the_process_runner_from_the_command_line(tmp_p
     result = json.loads(proc.stdout)
     expected = run_cells(path, n=6)
     assert result == json.loads(json.dumps({k: expected.get(k) for k in result}))  # as JSON
+
+
+def _run_script(conversion, directory):
+    """Run the generated script as a user would: from ``directory``, the script elsewhere."""
+    import json
+    import subprocess
+    import sys
+
+    from nb2flow.codegen import write_script
+
+    script = write_script(conversion, directory / "out")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--json", "-q", "--no-store"],
+        capture_output=True,
+        text=True,
+        cwd=directory,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def _notebook_values(path, monkeypatch, *modules):
+    """The notebook's values, run as Jupyter runs it: the working directory on sys.path."""
+    import sys
+
+    monkeypatch.chdir(path.parent)
+    monkeypatch.setattr(sys, "path", ["", *sys.path])
+    try:
+        return run_cells(path)
+    finally:
+        for module in modules:
+            sys.modules.pop(module, None)
+
+
+def test_a_module_the_notebook_writes_is_imported_after_it_is_written(tmp_path, monkeypatch):
+    cells = _sections(
+        "%%file helper_mod_a.py\ndef f():\n    return 41",
+        "from helper_mod_a import f",
+        "x = f() + 1",
+    )
+    path = write(tmp_path / "writes_module.ipynb", cells)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    assert plan.graph["imports"] == []  # not hoisted above the task writing the file
+    assert plan.graph["module"] == []
+    assert plan.nodes["b"]["outputs"] == ["f"]
+    assert plan.edges["a", "b"] == {"kind": "order", "vars": ["helper_mod_a.py"]}
+    assert plan.edges["b", "c"] == {"kind": "data", "vars": ["f"]}
+    expected = _notebook_values(path, monkeypatch, "helper_mod_a")
+    (tmp_path / "helper_mod_a.py").unlink()
+    assert _run_script(conversion, tmp_path) == {"x": expected["x"]} == {"x": 42}
+
+
+def test_imports_after_a_sys_path_change_stay_in_place(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper_mod_b.py").write_text("def g():\n    return 2\n")
+    cells = [
+        code("import json\nimport sys\nsys.path.append('lib')\nfrom helper_mod_b import g"),
+        code("import os\nimport helper_mod_b\ny = g() + helper_mod_b.g()\nn = len(json.dumps(y))"),
+    ]
+    path = write(tmp_path / "path_change.ipynb", cells)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    # standard-library imports still move to the top; the others stay after the change
+    assert plan.graph["imports"] == ["import json", "import sys", "import os"]
+    assert "from helper_mod_b import g" in plan.nodes["cell_1"]["code"]
+    assert "import helper_mod_b" in plan.nodes["cell_2"]["code"]
+    assert not plan.graph["imports_written_files"]
+    expected = _notebook_values(path, monkeypatch, "helper_mod_b")
+    assert _run_script(conversion, tmp_path) == {"y": expected["y"], "n": expected["n"]}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nb2flow.analysis.effects import Pin, pinned_imports
 from nb2flow.analysis.names import Names, analyse, declared_globals, sequence
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.notebook.identifiers import identifier, unique
@@ -70,6 +71,7 @@ class Unit:
     markdown: list[str]  # markdown cells directly above (since the previous code cell)
     heading: str | None  # the last heading in that markdown
     needs: list[str] = field(default_factory=list)  # modules the magic translation uses
+    pins: dict[ast.stmt, Pin] = field(default_factory=dict)  # imports that stay in place
 
     @property
     def empty(self) -> bool:
@@ -176,6 +178,9 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             )
         )
         markdown = []
+    pins = pinned_imports([(u.cell, u.tree) for u in units if u.tags.role != "skip"])
+    for unit in units:
+        unit.pins = {stmt: pins[stmt] for stmt in unit.tree.body if stmt in pins}
     return units, warnings
 
 
@@ -223,6 +228,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
     parameters: dict[str, Param] = {}
     skipped: list[int] = []
     dynamic: set[str] = set()  # names bound by code that is not module level, so far
+    in_flow: set[int] = set()  # cells placed in tasks, so far
     current: Task | None = None
     explicit_names: dict[str, int] = {}
 
@@ -244,9 +250,14 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         loc = where(path, unit.cell)
         role = unit.tags.role
         heading = unit.heading or carried_heading
-        helper = role is None and (
-            unit.empty or (unit.definitions_only and not (set(unit.names.reads) & dynamic))
+        # imports of files or import paths a task changes run in the flow, after that task
+        module_level = (
+            role is None
+            and unit.definitions_only
+            and not (set(unit.names.reads) & dynamic)
+            and not any(pin.cells & in_flow for pin in unit.pins.values())
         )
+        helper = role is None and (unit.empty or module_level)
         if helper:
             # markdown above helpers (defs, empty cells) also describes the next task
             carried_markdown.extend(unit.markdown)
@@ -273,11 +284,12 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             current = start(rest, "derived_parameters", explicit=False)
             carried_heading, carried_markdown = None, []
             current.cells.append(unit.cell)
+            in_flow.add(unit.cell)
             current.units.append(rest)
             continue
         if unit.empty and role != "task":
             continue
-        if role is None and unit.definitions_only and not (set(unit.names.reads) & dynamic):
+        if module_level:
             module.append(
                 {"cell": unit.cell, "kind": "definitions", "code": unit.code, "unit": unit}
             )
@@ -304,6 +316,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             current = start(unit, name, explicit=explicit)
         carried_heading, carried_markdown = None, []
         current.cells.append(unit.cell)
+        in_flow.add(unit.cell)
         current.units.append(unit)
         current.options.update(unit.tags.options)
         current.after.extend((name, unit.cell) for name in unit.tags.after)
@@ -402,6 +415,7 @@ def _parameters(
         markdown=[],
         heading=None,
         needs=unit.needs,
+        pins={stmt: pin for stmt, pin in unit.pins.items() if stmt in rest},
     )
 
 
@@ -450,9 +464,14 @@ def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], 
 
 
 def _strip_statements(unit: Unit, imports: list[str]) -> str:
-    """The unit's code without top-level imports (added to ``imports``) and ``global``s."""
+    """The unit's code without top-level imports (added to ``imports``) and ``global``s;
+    pinned imports (see :mod:`nb2flow.analysis.effects`) stay."""
     body = unit.tree.body
-    drop = [s for s in body if isinstance(s, ast.Import | ast.ImportFrom | ast.Global)]
+    drop = [
+        s
+        for s in body
+        if isinstance(s, ast.Import | ast.ImportFrom | ast.Global) and s not in unit.pins
+    ]
     if not drop:
         return unit.code
     for stmt in drop:
@@ -496,6 +515,12 @@ def build_plan(
     warnings.extend(grouping.warnings)
     tasks = grouping.tasks
     imports, needs = _hoist(tasks, grouping.module)
+    # Jupyter imports from the working directory ('' on sys.path); a script does not.
+    imports_written_files = any(
+        why != "sys.path" for unit in units for pin in unit.pins.values() for why in pin.why
+    )
+    if imports_written_files and "sys" not in needs:
+        needs.append("sys")
     for task in tasks:
         if cache_all:
             task.options["cache"] = True
@@ -627,6 +652,18 @@ def build_plan(
                 producer[name] = task.name
         graph.nodes[task.name]["index"] = index
 
+    # An import that stays in place runs after the task writing its file (or changing
+    # sys.path): an ordering edge, labelled with the file.
+    cell_task = {cell: task.name for task in tasks for cell in task.cells}
+    for task in tasks:
+        for unit in task.units:
+            for pin in unit.pins.values():
+                for cell in sorted(pin.cells):
+                    writer = cell_task.get(cell)
+                    if writer is not None and writer != task.name:
+                        for why in pin.why:
+                            _edge(graph, writer, task.name, "order", why)
+
     by_name = {task.name: task for task in tasks}
     for task in tasks:
         for name, cell in task.after:
@@ -705,6 +742,7 @@ def build_plan(
         module=[{k: v for k, v in b.items() if k != "unit"} for b in grouping.module],
         imports=imports,
         needs=needs,
+        imports_written_files=imports_written_files,
         module_names=sorted(module_names),
         outputs={name: finals[name] for name in final_order},
         order=order,

@@ -23,6 +23,12 @@ def display(*objs, **kwargs):
         print(obj)
 '''
 
+_WORKING_DIRECTORY_ON_PATH = """
+# The notebook imports modules it writes: like Jupyter, look for them in the working directory.
+if "" not in sys.path:
+    sys.path.insert(0, "")
+"""
+
 _OPTION_ORDER = ("retries", "retry_delay_seconds", "timeout_seconds", "cache")
 
 
@@ -45,6 +51,8 @@ def render(plan: Any) -> str:
         out.append("")
     out.append("import nb2flow as _nb2flow" if clash else "from nb2flow import flow, run_cli, task")
     out.append("")
+    if g.get("imports_written_files"):
+        out.append(_WORKING_DIRECTORY_ON_PATH)
     reads_display = "display" in used and "display" not in module_names
     if reads_display and not any("display" in t["outputs"] for t in tasks):
         out.append(_DISPLAY_STANDIN)
