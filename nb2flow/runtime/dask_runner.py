@@ -64,7 +64,6 @@ BATCH_MAX_WAIT = 0.05
 BATCH_MAX = 5000
 
 _STATE = "state"  # selector: the upstream's state without its value
-_NOTHING = object()
 
 
 # ------------------------------------------------------------------------- worker side
@@ -168,42 +167,33 @@ def _select(outcome: Outcome, selector: Any) -> Outcome:
     return Outcome(outcome.state, outcome.value[selector], attempt=outcome.attempt, ts=outcome.ts)
 
 
-def _unsendable(outcome: Outcome) -> str:
-    """Which part of a result cannot be pickled, and why (for the flow's error message)."""
+def _pack_value(outcome: Outcome, task_name: str, nout: int | None, item: int | None) -> Any:
+    """A small Dask task fetching a finished run's value (``item`` None) or one item of a
+    ``nout`` task to the flow process: ``(pickled value, None)``, or ``(None, why)`` when it
+    cannot be pickled. Pickled here, so a value that cannot travel is found on the worker
+    (no serialization error in the worker's log); an item of a ``nout`` task that cannot
+    be pickled is replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker."""
     import cloudpickle
 
-    value = outcome.value
-    parts = list(enumerate(value)) if type(value) is tuple else [(None, value)]
-    problems = []
-    for i, v in parts:
-        try:
-            cloudpickle.dumps(v)
-        except Exception as exc:  # noqa: BLE001
-            what = f"{type(v).__module__}.{type(v).__qualname__}"
-            label = what if i is None else f"item {i} ({what})"
-            problems.append(f"{label}: {error_line(exc)}")
-    return "; ".join(problems)
-
-
-def _sendable(outcome: Outcome, task_name: str, item: int | None) -> Outcome:
-    """A small Dask task, when a ``nout`` task's value (``item`` None) or one of its items
-    could not be sent to the flow process: the same with each item that cannot be pickled
-    replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker."""
     from nb2flow.runtime.futures import Unavailable, _type_name, sendable_items
 
     if not outcome.ok:
-        return _summary(outcome, keep_exc=False)
-    value = outcome.value
-    if item is None:
-        value = sendable_items(value, task_name)[0]
-    else:
-        import cloudpickle
-
+        return None, f"the task run is {outcome.state}"
+    value = outcome.value if item is None else outcome.value[item]
+    try:
+        return cloudpickle.dumps(value), None
+    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
+        reason = error_line(exc)
+    if item is not None:
+        marker = Unavailable(_type_name(value), reason, task_name, item)
+        return cloudpickle.dumps(marker), None
+    why = f"{_type_name(value)}: {reason}"
+    if nout and type(value) in (tuple, list):
         try:
-            cloudpickle.dumps(value)
+            return cloudpickle.dumps(sendable_items(value, task_name)[0]), None
         except Exception as exc:  # noqa: BLE001
-            value = Unavailable(_type_name(value), error_line(exc), task_name, item)
-    return Outcome(outcome.state, value, attempt=outcome.attempt, ts=outcome.ts)
+            why = error_line(exc)
+    return None, why
 
 
 def _fallback_summary(outcome: Outcome, inline_limit: int) -> tuple[bytes, bytes | None]:
@@ -851,7 +841,10 @@ class DaskRunner(TaskRunner):
 
     def _fetch(self, fut: Any, item: int | None) -> Any:
         """The value (``item`` None) or one item of a finished run, from the cluster."""
+        import cloudpickle
+
         from nb2flow.runtime.exceptions import TaskRunError
+        from nb2flow.runtime.futures import Unavailable, unavailable_warning
 
         handle = fut.handle
         if handle is None:
@@ -859,58 +852,26 @@ class DaskRunner(TaskRunner):
                 f"the result of task {fut.name!r} stayed on the Dask cluster and was released "
                 "when its flow run ended; return it from the flow to keep it"
             )
-        client = self._active_client
-        if item is not None:
-            key = (fut.task_run_id, item)
-            helper = self._helpers.get(key)
-            if helper is None:
-                helper = self._helpers[key] = client.submit(
-                    _select, handle, item, key=f"{fut.name}.item{item}-{fut.task_run_id}"
-                )
-                self.stats["helpers"] += 1
-            handle = helper
+        what = fut.name if item is None else f"{fut.name}[{item}]"
+        key = f"{fut.name}.fetch{'' if item is None else item}-{fut.task_run_id}"
         try:
-            outcome = handle.result()
-        except Exception as exc:  # noqa: BLE001 - most often a value that cannot be pickled
-            if fut.nout:
-                # the items that can travel do; the others become Unavailable markers
-                value = self._fetch_sendable(fut, handle, item)
-                if value is not _NOTHING:
-                    return value
-            try:
-                why = client.submit(_unsendable, handle, pure=False).result()
-            except Exception:  # noqa: BLE001
-                why = ""
-            what = fut.name if item is None else f"{fut.name}[{item}]"
+            blob, why = self._active_client.submit(
+                _pack_value, handle, fut.name, fut.nout, item, key=key, pure=False
+            ).result()
+        except Exception as exc:  # noqa: BLE001 - e.g. the cluster went away
+            blob, why = None, error_line(exc)
+        if blob is None:
             raise TaskRunError(
                 f"the result of task {what!r} cannot be sent from the Dask worker to the "
-                f"flow process: {why or error_line(exc)}"
-            ) from None
+                f"flow process: {why}"
+            )
         self.stats["fetched"] += 1
-        if not outcome.ok:
-            raise outcome.exception()
-        return outcome.value
-
-    def _fetch_sendable(self, fut: Any, handle: Any, item: int | None) -> Any:
-        """The value (or item) of a ``nout`` run with what cannot be pickled replaced by
-        markers, each announced by a WARNING; ``_NOTHING`` if that fails too."""
-        from nb2flow.runtime.futures import Unavailable, unavailable_warning
-
-        try:
-            outcome = self._active_client.submit(
-                _sendable, handle, fut.name, item, pure=False
-            ).result()
-        except Exception:  # noqa: BLE001 - then the caller reports why
-            return _NOTHING
-        if not outcome.ok:
-            raise outcome.exception()
-        value = outcome.value
-        markers = [value] if item is not None else list(value)
+        value = cloudpickle.loads(blob)
         flow_run = fut.call.flow_run if fut.call is not None else None
-        for m in markers:
-            if type(m) is Unavailable and flow_run is not None:
-                flow_run.publish(unavailable_warning(m, flow_run.id, fut.task_run_id))
-        self.stats["fetched"] += 1
+        if flow_run is not None and fut.nout:
+            for m in [value] if item is not None else value:
+                if type(m) is Unavailable:
+                    flow_run.publish(unavailable_warning(m, flow_run.id, fut.task_run_id))
         return value
 
     def _dask_done(self, call: Any, fut: Any) -> None:
