@@ -197,9 +197,14 @@ class JupyterServer:
             "--ServerApp.allow_root=True",
             "--ServerApp.terminals_enabled=False",
             f"--{cls}.expose_app_in_browser=True",
-            f"--{cls}.user_settings_dir={tmp / 'settings'}",
-            f"--{cls}.workspaces_dir={tmp / 'workspaces'}",
         ]
+        # Notebook 7 loads the jupyterlab server extension too, whose handlers answer the
+        # front end's /lab/api/settings: both applications are given the temporary folders
+        for c in dict.fromkeys(("LabApp", cls)):
+            cmd += [
+                f"--{c}.user_settings_dir={tmp / 'settings'}",
+                f"--{c}.workspaces_dir={tmp / 'workspaces'}",
+            ]
         if app == "lab":  # options only JupyterLab has
             cmd += [
                 "--LabApp.news_url=None",
