@@ -310,6 +310,32 @@ def test_an_item_that_cannot_leave_the_worker_becomes_a_marker(runner):
     assert value[1] == 7 and type(value[0]) is Unavailable and value[0].index == 0
 
 
+@task
+def use_lock(lock):
+    with lock:
+        return "locked"
+
+
+@pytest.mark.timeout(60)  # Dask alone waits forever to move a lock to another worker
+def test_a_reader_of_an_item_that_cannot_leave_its_worker_fails_clearly(runner):
+    @flow(persist=False)
+    def readers():
+        lock, number = lock_and_number.submit()
+        return [use_lock.submit(lock) for _ in range(4)] + [square.submit(number)]
+
+    run = readers.with_options(task_runner=runner)(return_state=True)
+    states = [t.state for t in run.task_runs]
+    assert states == ["Completed"] + ["Failed"] * 4 + ["Completed"], run.error
+    assert run.task_run("square").state == "Completed"
+    for t in run.task_runs[1:5]:  # wherever Dask ran it, the reader gets the marker
+        assert t.error == (
+            "ValueUnavailable: input item 0 of task 'lock_and_number' (_thread.lock) is "
+            "unavailable: it could not be sent from the process that computed it (TypeError: "
+            "cannot pickle '_thread.lock' object); run on threads, or return a value that "
+            "can be pickled"
+        )
+
+
 def test_a_single_result_that_cannot_leave_the_worker_is_a_clear_error(runner):
     @flow(persist=False)
     def locked():

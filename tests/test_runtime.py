@@ -1109,3 +1109,14 @@ print(sorted(heavy & after_import), sorted(heavy & set(sys.modules)))
         check=True,
     ).stdout
     assert out.strip() == "[] []"
+
+
+def test_sendable_probes_without_keeping_the_pickle():
+    import numpy as np
+
+    from nb2flow.runtime.futures import Unavailable, sendable
+
+    array = np.arange(1000)  # pickled with out-of-band buffers (protocol 5)
+    assert sendable(array, "t", 0) is array
+    marker = sendable(threading.Lock(), "t", 1)
+    assert type(marker) is Unavailable and (marker.task, marker.index) == ("t", 1)

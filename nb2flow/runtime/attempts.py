@@ -188,9 +188,10 @@ def _resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
         value = upstream[obj.slot].value
         if obj.item is not None:
             value = value[obj.item]
-            if type(value) is Unavailable:
-                raise ValueUnavailable(value)
-        elif type(value) is tuple and Unavailable in map(type, value):  # a nout task's result
+        vt = type(value)
+        if vt is Unavailable:  # an item (a Dask runner hands items over as whole values)
+            raise ValueUnavailable(value)
+        if vt is tuple and obj.item is None and Unavailable in map(type, value):  # nout result
             raise ValueUnavailable(next(v for v in value if type(v) is Unavailable))
         return value
     if t is dict:

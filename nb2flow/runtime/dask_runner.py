@@ -160,11 +160,18 @@ def _allow_children() -> None:
         proc._config["daemon"] = False  # type: ignore[attr-defined]
 
 
-def _select(outcome: Outcome, selector: Any) -> Outcome:
-    """A small Dask task: item ``selector`` of an upstream outcome, or its state only."""
+def _select(outcome: Outcome, selector: Any, task_name: str = "") -> Outcome:
+    """A small Dask task: item ``selector`` of an upstream outcome, or its state only.
+
+    An item that cannot be pickled becomes an :class:`~nb2flow.runtime.futures.Unavailable`
+    marker (the reader fails with a clear error): Dask would otherwise wait forever to move
+    it to a reader on another worker."""
     if selector == _STATE or not outcome.ok:
         return _summary(outcome, keep_exc=False)
-    return Outcome(outcome.state, outcome.value[selector], attempt=outcome.attempt, ts=outcome.ts)
+    from nb2flow.runtime.futures import sendable
+
+    item = sendable(outcome.value[selector], task_name, selector)
+    return Outcome(outcome.state, item, attempt=outcome.attempt, ts=outcome.ts)
 
 
 def _pack_value(outcome: Outcome, task_name: str, nout: int | None, item: int | None) -> Any:
@@ -756,7 +763,8 @@ class DaskRunner(TaskRunner):
                 f"{u.name}.{'state' if sel == _STATE else f'item{sel}'}-{u.task_run_id}"
                 for u, sel in need.values()
             ]
-            futs = client.map(_select, [u.handle for u in ups], sels, key=keys, pure=False)
+            names = [u.name for u in ups]
+            futs = client.map(_select, [u.handle for u in ups], sels, names, key=keys, pure=False)
             self._helpers.update(zip(need, futs, strict=True))
             self.stats["helpers"] += len(futs)
             self.stats["graph_updates"] += 1

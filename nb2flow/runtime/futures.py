@@ -130,21 +130,33 @@ def _type_name(value: Any) -> str:
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
-def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
-    """A ``nout`` task's tuple (or list) ``value`` with each item that cannot be pickled
-    replaced by an :class:`Unavailable` marker, and the markers. Probes each item with
-    cloudpickle: for the path where pickling the whole value already failed."""
+class _Discard:
+    """A file that forgets what is written: pickling into it tests picklability without
+    holding the pickle in memory (the pickler writes in frames)."""
+
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes  # bytes, or a PickleBuffer (protocol 5)
+
+
+def sendable(item: Any, task: str, index: int | None) -> Any:
+    """``item`` itself if it can be pickled, else an :class:`Unavailable` marker for it."""
     import cloudpickle
 
     from nb2flow.runtime.attempts import error_line
 
-    items, markers = list(value), []
-    for i, item in enumerate(items):
-        try:
-            cloudpickle.dumps(item)
-        except Exception as exc:  # noqa: BLE001 - any reason pickling fails
-            items[i] = marker = Unavailable(_type_name(item), error_line(exc), task, i)
-            markers.append(marker)
+    try:
+        cloudpickle.dump(item, _Discard())
+    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
+        return Unavailable(_type_name(item), error_line(exc), task, index)
+    return item
+
+
+def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
+    """A ``nout`` task's tuple (or list) ``value`` with each item that cannot be pickled
+    replaced by an :class:`Unavailable` marker, and the markers (for the path where
+    pickling the whole value already failed)."""
+    items = [sendable(item, task, i) for i, item in enumerate(value)]
+    markers = [m for m in items if type(m) is Unavailable]
     return type(value)(items) if type(value) in (tuple, list) else tuple(items), markers
 
 
