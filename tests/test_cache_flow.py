@@ -124,6 +124,36 @@ def test_changed_input_runs_only_what_it_reaches(runner):
     assert set(states(view).values()) == {COMPLETED}
 
 
+FILE_FLOW = """
+from pathlib import Path
+
+from nb2flow import flow, task
+
+
+@task(cache=True)
+def read(path):
+    return Path(path).read_text()
+
+
+@flow(name="file-demo")
+def main(path: str = ""):
+    return read.submit(path)
+"""
+
+
+def test_a_path_argument_keys_on_the_file_it_names(runner, tmp_path):
+    data = tmp_path / "trips.csv"
+    data.write_text("one")
+    assert runner.run(FILE_FLOW, path=str(data))[0] == "one"
+    result, view = runner.run(FILE_FLOW, path=str(data))
+    assert (result, states(view)) == ("one", {"read": CACHED})
+    data.write_text("other data")  # regenerated under the same name
+    result, view = runner.run(FILE_FLOW, path=str(data))
+    assert (result, states(view)) == ("other data", {"read": COMPLETED})
+    result, view = runner.run(FILE_FLOW, path=str(data))
+    assert (result, states(view)) == ("other data", {"read": CACHED})
+
+
 def test_edited_task_runs_and_its_downstream_runs(runner):
     runner.run(FLOW)
     edited = FLOW.replace('df["b"] = scaled(df["a"])', 'df["b"] = scaled(df["a"]) + 1')

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -211,7 +212,30 @@ def task_input_hash(context: CacheContext, arguments: Mapping[str, Any]) -> str:
             hashing.feed(h, value)
         except hashing.Unhashable as exc:
             raise hashing.Unhashable(f"argument {name!r}: {exc}") from exc
+        stamp = file_stamp(value)
+        if stamp is not None:
+            hashing.feed(h, stamp)
     return h.hexdigest()
+
+
+def file_stamp(value: Any) -> tuple[str, int, int] | None:
+    """``("file", size, mtime_ns)`` when ``value`` (a str or path) names an existing file.
+
+    Notebook tasks take file paths as parameters (``read_dataframe(train_path)``): keyed on
+    the name alone, a task would return the old data after the file was regenerated.
+    """
+    if isinstance(value, str):
+        if not value or len(value) > 4096 or "\n" in value or "\0" in value:
+            return None
+    elif not isinstance(value, os.PathLike):
+        return None
+    try:
+        st = os.stat(value)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return ("file", st.st_size, st.st_mtime_ns)
 
 
 def key_for(task: Any, bound_arguments: Mapping[str, Any]) -> str | None:
