@@ -375,3 +375,17 @@ def test_pinned_imports_follow_writers_and_path_changes():
         (5, "import more, other, notes"): ([3, 4], ["http://h/more.py", "other.py"]),
         (6, "import yaml"): ([6], ["sys.path"]),
     }
+
+
+def test_an_except_name_is_unbound_after_its_handler(tmp_path):
+    names = analyse("try:\n    a = b + [1]\nexcept NameError as e:\n    a = [2]")
+    assert "e" in names.deleted and "e" not in names.definite
+    plan = _plan(
+        tmp_path,
+        [
+            code("try:\n    a = 1\nexcept NameError as e:\n    a = 2", "task:one"),
+            code("try:\n    b = a\nexcept NameError as e:\n    b = 0", "task:two"),
+        ],
+    )
+    # the second task does not take `e` in (Python deleted it), nor does the first return it
+    assert plan.nodes["two"]["inputs"] == ["a"] and plan.nodes["one"]["outputs"] == ["a"]

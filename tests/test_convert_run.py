@@ -304,3 +304,20 @@ def test_imports_after_a_sys_path_change_stay_in_place(tmp_path, monkeypatch):
     assert not plan.graph["imports_written_files"]
     expected = _notebook_values(path, monkeypatch, "helper_mod_b")
     assert _run_script(conversion, tmp_path) == {"y": expected["y"], "n": expected["n"]}
+
+
+def test_a_parameters_cell_below_a_task_setting_the_same_name(tmp_path):
+    cells = [
+        code("a = [0]"),
+        code("c = a + [9]"),
+        code("a = [1]\nb = [2]", "parameters"),
+        code("d = a + b"),
+    ]
+    path = write(tmp_path / "late_params.ipynb", cells)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    assert plan.nodes["cell_4"]["sources"] == {"a": "param", "b": "param"}
+    assert "a" not in plan.graph["outputs"]  # the final `a` is the parameter
+    expected = run_cells(path)
+    result = run_script_flow(conversion.script, tmp_path)
+    assert result == {k: expected[k] for k in conversion.output_names} == {"c": [0, 9], "d": [1, 2]}

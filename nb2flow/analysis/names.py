@@ -252,6 +252,9 @@ class _ModuleScope:
                     for stmt in handler.body:
                         self.stmt(stmt)
                     self.bound = saved
+                    if handler.name:  # Python deletes it when the handler ends
+                        self.bound.discard(handler.name)
+                        self.names.deleted.add(handler.name)
                 self.branch(node.orelse)
                 for stmt in node.finalbody:
                     self.stmt(stmt)

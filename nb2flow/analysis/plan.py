@@ -112,7 +112,8 @@ class Param:
     name: str
     default: str  # a literal, as source
     hint: str | None
-    cell: int
+    cell: int  # the last parameters cell setting it
+    cells: list[int] = field(default_factory=list)  # every parameters cell setting it
 
 
 @dataclass
@@ -397,7 +398,8 @@ def _parameters(
                 f"{parameters[name].cell}); the last value is the default"
             )
         hint = ast.unparse(annotation) if annotation is not None else _literal_hint(literal)
-        parameters[name] = Param(name, ast.unparse(value), hint, unit.cell)
+        earlier = parameters[name].cells if name in parameters else []
+        parameters[name] = Param(name, ast.unparse(value), hint, unit.cell, [*earlier, unit.cell])
     if not rest:
         return None
     warnings.append(
@@ -559,7 +561,17 @@ def build_plan(
     _add_function_effects(tasks, grouping.module, module_objects)
     # Data flow in notebook order: the producer of each name's current version.
     producer: dict[str, str] = {name: "module" for name in module_names}
-    producer.update({name: "param" for name in params})
+    # A parameter's value is the current version from its `parameters` cell on (a task
+    # above that cell may set the same name, as papermill's injected cell comes later).
+    pending = sorted((cell, p.name) for p in grouping.parameters for cell in p.cells)
+
+    def parameters_until(cell: float) -> None:
+        while pending and pending[0][0] <= cell:
+            name = pending.pop(0)[1]
+            producer[name] = "param"
+            readers[name] = []
+            mutator.pop(name, None)
+
     readers: dict[str, list[str]] = {}
     # `a = b` makes two names for one object: changing it through one changes the other.
     # aliases: name -> the set of names sharing its object; mutator: name -> the task that
@@ -569,6 +581,7 @@ def build_plan(
     global_user: dict[str, str] = {}  # name -> the last task that set it as a module global
     graph = nx.DiGraph()
     for index, task in enumerate(tasks):
+        parameters_until(task.cells[0])
         graph.add_node(task.name)
         n = task.names
         mutated = [m for m in n.mutated if m not in module_objects]
@@ -683,6 +696,8 @@ def build_plan(
             f"{where(path, cells[0] if cells else None)}: `after:` tags make a cycle: "
             + " -> ".join(names)
         )
+
+    parameters_until(float("inf"))
 
     # Outputs: what a later task reads from this one, and the notebook's final values.
     finals: dict[str, str] = {}

@@ -191,15 +191,18 @@ def _flow(
     last_use: dict[tuple[str, str], int] = {}
     for t in tasks:
         for name, source in t["sources"].items():
-            if source not in ("param", "module"):
+            if source != "module":
                 key = (name, source)
                 last_use[key] = max(last_use.get(key, -1), position[t["name"]])
     for name, source in g["outputs"].items():
         last_use[(name, source)] = len(tasks)
     for name, versions in binds.items():
+        # a task version of a parameter's name must not hide the parameter from a task
+        # that reads it later (a parameters cell below the task that sets the name)
+        param_end = last_use.get((name, "param"), -1) if name in params else -1
         for pos, producer in versions:
             end = last_use.get((name, producer), pos)
-            clobbered = any(pos < other < end for other, _ in versions)
+            clobbered = pos < param_end or any(pos < other < end for other, _ in versions)
             local[(name, producer)] = unique(f"{name}_{producer}", taken) if clobbered else name
     bound_in_main = {v for v in local.values()}
 
