@@ -250,19 +250,42 @@ def test_open_files_and_exceptions_are_not_returned(tmp_path):
     assert list(plan.graph["outputs"]) == ["text", "v"]
 
 
-def test_title_cell_documents_the_flow_and_helper_markdown_the_next_task(tmp_path):
+def test_markdown_documents_the_code_cell_below_it(tmp_path):
     plan = _plan(
         tmp_path,
         [
-            md("# My analysis\nWhat it does."),
+            md("# My analysis"),
+            md("What it does."),
+            code("import math"),
+            md("## Parameters\nHow many."),
             code("n = 3", "parameters"),
             md("## Helpers\nRead things."),
             code("def f(x):\n    return x"),
-            code("y = f(n)", "task:use"),
+            md("Set up."),
+            code("K = 2", "setup"),
+            md("## Look"),
+            code("print(n)", "skip"),
+            md("## Use\nUse them."),
+            code("y = f(n) * K", "task:use"),
+            md("More."),
+            code("z = y + 1", "task:more"),
         ],
     )
-    assert plan.graph["flow_doc"] == "# My analysis\nWhat it does."
-    assert plan.nodes["use"]["doc"] == "## Helpers\nRead things."
+    # markdown above the first code cell (whatever its heading level) describes the flow
+    assert plan.graph["flow_doc"] == "# My analysis\n\nWhat it does."
+    assert plan.graph["parameters_doc"] == "## Parameters\nHow many."
+    docs = {block["kind"]: block["doc"] for block in plan.graph["module"]}
+    assert docs == {"definitions": "## Helpers\nRead things.", "setup": "Set up."}
+    # a task's docstring is the markdown right above its first cell, nothing carried over
+    assert plan.nodes["use"]["doc"] == "## Use\nUse them."
+    assert plan.nodes["more"]["doc"] == "More."
+
+
+def test_a_bare_parameters_heading_is_not_flow_documentation(tmp_path):
+    plan = _plan(
+        tmp_path, [md("# T"), code("a = 1"), md("## Parameters"), code("n = 1", "parameters")]
+    )
+    assert plan.graph["parameters_doc"] == ""
 
 
 def test_skipped_cells_need_not_be_python(tmp_path):

@@ -118,9 +118,10 @@ class Param:
 
 @dataclass
 class Grouping:
-    intro: str
+    intro: str  # markdown above the first code cell: the flow's description
+    parameters_doc: str  # markdown above the parameters cells
     tasks: list[Task]
-    module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code"}
+    module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code", "doc"}
     parameters: list[Param]
     skipped: list[int]
     split: str
@@ -234,16 +235,20 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
     explicit_names: dict[str, int] = {}
 
     # The heading above cells that start no task (module level, skipped...) carries over
-    # to the next task: it still names and starts that section.
+    # to the next task: it still names and starts that section (its text documents them).
     carried_heading: str | None = None
-    carried_markdown: list[str] = []
-    # A first markdown cell with a level-1 heading, above all code, describes the notebook:
-    # it becomes the flow's docstring rather than the first task's.
+    # Markdown above the first code cell describes the notebook: the flow's docstring.
+    # Other markdown documents the code cell below it: a task's docstring is the markdown
+    # above its first cell; markdown above module-level code becomes comments there.
     intro = _intro(nb)
+    parameters_doc: list[str] = []
+
+    def doc(unit: Unit) -> str:
+        return "" if units and unit is units[0] else "\n\n".join(unit.markdown)
 
     def start(unit: Unit, name: str | None, *, explicit: bool) -> Task:
         task = Task(name=name or "", cells=[], units=[], explicit=explicit)
-        task.doc = "\n\n".join(m for m in carried_markdown + unit.markdown if m != intro)
+        task.doc = doc(unit)
         tasks.append(task)
         return task
 
@@ -259,9 +264,6 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             and not any(pin.cells & in_flow for pin in unit.pins.values())
         )
         helper = role is None and (unit.empty or module_level)
-        if helper:
-            # markdown above helpers (defs, empty cells) also describes the next task
-            carried_markdown.extend(unit.markdown)
         if helper or role in ("skip", "setup", "parameters"):
             carried_heading = heading
         if role == "skip":
@@ -274,16 +276,27 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
                     f"{loc}: setup cell reads {_quote(reads)}, which task code defines; "
                     "setup code runs once at import, before any task"
                 )
-            module.append({"cell": unit.cell, "kind": "setup", "code": unit.code, "unit": unit})
+            module.append(
+                {
+                    "cell": unit.cell,
+                    "kind": "setup",
+                    "code": unit.code,
+                    "unit": unit,
+                    "doc": doc(unit),
+                }
+            )
             continue
         if role == "parameters":
+            text = doc(unit)
+            if _HEADING.sub("", text).strip():  # a bare "## Parameters" adds nothing
+                parameters_doc.append(text)
             rest = _parameters(unit, parameters, path, warnings)
             dynamic.update(parameters)  # flow arguments, not module globals
             if rest is None:
                 continue
             dynamic.update(rest.names.writes)
             current = start(rest, "derived_parameters", explicit=False)
-            carried_heading, carried_markdown = None, []
+            carried_heading = None
             current.cells.append(unit.cell)
             in_flow.add(unit.cell)
             current.units.append(rest)
@@ -292,7 +305,13 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             continue
         if module_level:
             module.append(
-                {"cell": unit.cell, "kind": "definitions", "code": unit.code, "unit": unit}
+                {
+                    "cell": unit.cell,
+                    "kind": "definitions",
+                    "code": unit.code,
+                    "unit": unit,
+                    "doc": doc(unit),
+                }
             )
             continue
         if (
@@ -315,7 +334,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             else:
                 name = f"cell_{unit.cell}"
             current = start(unit, name, explicit=explicit)
-        carried_heading, carried_markdown = None, []
+        carried_heading = None
         current.cells.append(unit.cell)
         in_flow.add(unit.cell)
         current.units.append(unit)
@@ -330,7 +349,8 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             task.name = unique(task.name, taken)
 
     return Grouping(
-        intro=intro.strip() if intro else "",
+        intro=intro,
+        parameters_doc="\n\n".join(parameters_doc),
         tasks=tasks,
         module=module,
         parameters=list(parameters.values()),
@@ -350,14 +370,15 @@ def heading_name(heading: str, fallback: str) -> str:
     return identifier(stripped or heading, fallback=fallback, lower=True)
 
 
-def _intro(nb: Notebook) -> str | None:
+def _intro(nb: Notebook) -> str:
+    """The markdown above the first code cell (title, introduction)."""
+    texts: list[str] = []
     for cell in nb.cells:
         if cell.kind == "code":
-            return None
+            break
         if cell.kind == "markdown" and cell.source.strip():
-            m = _HEADING.search(cell.source)
-            return cell.source.strip() if m and len(m.group(1)) == 1 else None
-    return None
+            texts.append(cell.source.strip())
+    return "\n\n".join(texts)
 
 
 def _quote(names: list[str] | set[str]) -> str:
@@ -750,6 +771,7 @@ def build_plan(
         sha256=nb.sha256,
         flow_name=path.stem,
         flow_doc=grouping.intro,
+        parameters_doc=grouping.parameters_doc,
         split=grouping.split,
         requested_split=split,
         cache_all=cache_all,
