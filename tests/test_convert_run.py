@@ -321,3 +321,29 @@ def test_a_parameters_cell_below_a_task_setting_the_same_name(tmp_path):
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
     assert result == {k: expected[k] for k in conversion.output_names} == {"c": [0, 9], "d": [1, 2]}
+
+
+def test_a_file_opened_with_as_is_not_a_result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = _sections(
+        "import pickle\nmodel = {'w': 3}",
+        "with open('model.bin', 'wb') as f_out:\n    pickle.dump(model, f_out)\nsize = 1",
+        "with open('model.bin', 'rb') as f_in:\n    loaded = pickle.load(f_in)",
+    )
+    conversion, result = _same_as_the_notebook(tmp_path, "with_files", cells)
+    plan = conversion.plan
+    assert plan.nodes["b"]["outputs"] == ["size"] and plan.nodes["c"]["outputs"] == ["loaded"]
+    assert conversion.output_names == ["model", "size", "loaded"]
+    assert result["loaded"] == {"w": 3}
+
+
+def test_a_file_object_a_later_task_reads_is_passed_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = _sections(
+        "with open('notes.txt', 'w') as fh:\n    fh.write('x')",
+        "closed = fh.closed\nname = fh.name",
+    )
+    conversion, result = _same_as_the_notebook(tmp_path, "file_read_later", cells)
+    assert conversion.plan.nodes["a"]["outputs"] == ["fh"]  # a later task reads it
+    assert "fh" not in conversion.output_names  # but the flow does not return it
+    assert result == {"closed": True, "name": "notes.txt"}
