@@ -133,10 +133,27 @@ def test_a_function_setting_a_global_changes_it_in_the_calling_task(tmp_path):
     )
     conversion, result = _same_as_the_notebook(tmp_path, "bump", cells)
     plan = conversion.plan
-    assert plan.nodes["b"]["inputs"] == ["bump", "counter"]
+    # bump needs nothing of its task: it moves to module level, one function for every task
+    assert [b["cell"] for b in plan.graph["module"]] == [2]
+    assert plan.graph["module"][0]["code"].startswith("def bump():\n    global counter")
+    assert plan.nodes["a"]["outputs"] == ["counter"] and plan.nodes["a"]["globals"] == []
+    assert plan.nodes["b"]["inputs"] == ["counter"]
     assert plan.nodes["b"]["outputs"] == ["counter"] and plan.nodes["b"]["globals"] == ["counter"]
     assert plan.edges["b", "c"]["vars"] == ["counter"]
     assert result == {"counter": 2, "seen": 2}
+    # worker processes call their own module's bump, on the global the task sets
+    assert _run_script(conversion, tmp_path, "--task-runner", "processes:2") == result
+
+
+def test_a_function_setting_a_global_that_needs_task_values_stays_in_its_task(tmp_path):
+    cells = _sections(
+        "step = 2\ncounter = 0\ndef bump():\n    global counter\n    counter += step",
+        "bump()",
+        "seen = counter",
+    )
+    conversion, result = _same_as_the_notebook(tmp_path, "bump_step", cells)
+    assert conversion.plan.graph["module"] == []  # it reads `step`, a task value
+    assert result == {"step": 2, "counter": 2, "seen": 2}
 
 
 def test_a_module_level_function_setting_a_global(tmp_path):
@@ -235,7 +252,7 @@ def test_generated_script_runs_on_the_process_runner_from_the_command_line(tmp_p
     assert result == json.loads(json.dumps({k: expected.get(k) for k in result}))  # as JSON
 
 
-def _run_script(conversion, directory):
+def _run_script(conversion, directory, *options):
     """Run the generated script as a user would: from ``directory``, the script elsewhere."""
     import json
     import subprocess
@@ -245,7 +262,7 @@ def _run_script(conversion, directory):
 
     script = write_script(conversion, directory / "out")
     proc = subprocess.run(
-        [sys.executable, str(script), "--json", "-q", "--no-store"],
+        [sys.executable, str(script), "--json", "-q", "--no-store", *options],
         capture_output=True,
         text=True,
         cwd=directory,

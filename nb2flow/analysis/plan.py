@@ -448,14 +448,65 @@ _MISSING = object()
 # -- stage 3: tasks -> plan ------------------------------------------------------------------
 
 
+def _movable_functions(tasks: list[Task], module: list[dict[str, Any]]) -> set[ast.stmt]:
+    """Functions of task cells that set globals (``def bump(): global counter; ...``) and
+    need nothing of the task: they move to module level, so that every task (and every
+    worker process) calls the one function writing the module's global, instead of a copy
+    passed along as data with globals of its own.
+
+    A function moves when it has no decorator, its name is bound by no other statement of
+    the notebook, and every free name it reads (defaults included) is a builtin, a global it
+    declares, or a module-level name (imports, definitions, setup code)."""
+    module_level: set[str] = set()
+    for block in module:
+        module_level.update(block["unit"].names.writes)
+    binders: dict[str, int] = {}
+    units = [b["unit"] for b in module] + [u for t in tasks for u in t.units]
+    for unit in units:
+        for name in unit.names.bound:
+            binders[name] = binders.get(name, 0) + 1
+        for stmt in unit.tree.body:
+            if isinstance(stmt, ast.Import | ast.ImportFrom) and stmt not in unit.pins:
+                module_level.update(analyse(ast.Module(body=[stmt], type_ignores=[])).imported)
+    candidates: dict[ast.stmt, set[str]] = {}
+    for task in tasks:
+        for unit in task.units:
+            if unit.tags.role == "parameters":
+                continue  # its code is re-written: no source positions to cut at
+            for stmt in unit.tree.body:
+                if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                names = analyse(ast.Module(body=[stmt], type_ignores=[]))
+                if stmt.decorator_list or not names.global_writes or binders[stmt.name] != 1:
+                    continue
+                declared = declared_globals(stmt)
+                candidates[stmt] = {
+                    r for r in names.reads if r not in BUILTIN_NAMES and r not in declared
+                } - {stmt.name}
+    # functions calling each other may move together
+    moved = set(candidates)
+    changed = True
+    while changed:
+        changed = False
+        movable_names = module_level | {getattr(s, "name", "") for s in moved}
+        for stmt in list(moved):
+            if not candidates[stmt] <= movable_names:
+                moved.discard(stmt)
+                changed = True
+    return moved
+
+
 def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Move top-level imports of task and definition cells to the script's import block.
+    """Move top-level imports of task and definition cells to the script's import block,
+    and the task functions :func:`_movable_functions` picks to module level.
 
     Returns (import statements, modules needed by translated magics). Setup cells keep
     their imports in place: their order may matter (``sys.path`` changes, ``matplotlib.use``).
     """
     imports: list[str] = []
     needs: list[str] = []
+    moved = _movable_functions(tasks, module)
+    moved_blocks: list[dict[str, Any]] = []
 
     def take(units_code: list[tuple[Unit, str]]) -> list[str]:
         out = []
@@ -463,7 +514,21 @@ def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], 
             for module_name in unit.needs:
                 if module_name not in needs:
                     needs.append(module_name)
-            out.append(_strip_statements(unit, imports))
+            defs = [s for s in unit.tree.body if s in moved]
+            if defs:
+                lines = unit.code.split("\n")
+                text = "\n\n\n".join("\n".join(lines[s.lineno - 1 : s.end_lineno]) for s in defs)
+                tree = ast.Module(body=defs, type_ignores=[])
+                moved_blocks.append(
+                    {
+                        "cell": unit.cell,
+                        "kind": "definitions",
+                        "code": text,
+                        "unit": Unit(unit.cell, text, tree, analyse(tree), CellTags(), [], None),
+                        "doc": "",
+                    }
+                )
+            out.append(_strip_statements(unit, imports, moved))
         return out
 
     for block in module:
@@ -483,22 +548,26 @@ def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], 
                 for u, part in zip(task.units, parts, strict=True)
             ]
         )
+    module.extend(moved_blocks)
+    module.sort(key=lambda block: block["cell"])  # notebook order (stable)
     return imports, needs
 
 
-def _strip_statements(unit: Unit, imports: list[str]) -> str:
-    """The unit's code without top-level imports (added to ``imports``) and ``global``s;
-    pinned imports (see :mod:`nb2flow.analysis.effects`) stay."""
+def _strip_statements(unit: Unit, imports: list[str], moved: set[ast.stmt] | None = None) -> str:
+    """The unit's code without top-level imports (added to ``imports``), ``global``s and
+    ``moved`` functions; pinned imports (see :mod:`nb2flow.analysis.effects`) stay."""
     body = unit.tree.body
+    moved = moved or set()
     drop = [
         s
         for s in body
-        if isinstance(s, ast.Import | ast.ImportFrom | ast.Global) and s not in unit.pins
+        if (isinstance(s, ast.Import | ast.ImportFrom | ast.Global) and s not in unit.pins)
+        or s in moved
     ]
     if not drop:
         return unit.code
     for stmt in drop:
-        if not isinstance(stmt, ast.Global):
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
             text = ast.unparse(stmt)
             if text not in imports:
                 imports.append(text)
