@@ -228,3 +228,18 @@ def test_markdown_becomes_docstrings_and_comments_never_code(tmp_path):
     assert ast.get_docstring(main) == "# Title\n\nWhat it does.\n\n## Parameters\nHow many rows."
     task = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "use")
     assert ast.get_docstring(task) == "## Use"
+
+
+def test_markdown_above_a_tasks_later_cells_stays_as_comments(tmp_path):
+    cells = [
+        code("import math"),
+        md("## Load\nRead it."),
+        code("rows = [1, 2]", "task:load"),
+        md("Then count\nthe rows."),
+        code("n = len(rows)"),
+    ]
+    script = _convert(tmp_path, cells).script
+    assert (
+        'def load():\n    """## Load\n    Read it.\n    """\n    rows = [1, 2]\n\n'
+        "    # Then count\n    # the rows.\n    n = len(rows)\n"
+    ) in script

@@ -448,6 +448,16 @@ _MISSING = object()
 # -- stage 3: tasks -> plan ------------------------------------------------------------------
 
 
+def markdown_comment(text: str) -> str:
+    """Markdown as comment lines: every line (by any line break Python or ``splitlines``
+    knows) starts with ``#``, unprintable characters dropped, so text can never become code."""
+    lines = []
+    for line in text.strip().splitlines():
+        line = "".join(ch for ch in line if ch.isprintable() or ch == "\t").rstrip()
+        lines.append(f"# {line}" if line else "#")
+    return "\n".join(lines)
+
+
 def _movable_functions(tasks: list[Task], module: list[dict[str, Any]]) -> set[ast.stmt]:
     """Functions of task cells that set globals (``def bump(): global counter; ...``) and
     need nothing of the task: they move to module level, so that every task (and every
@@ -540,7 +550,12 @@ def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], 
                     needs.append(module_name)
     for task in tasks:
         parts = take([(u, u.code) for u in task.units])
-        task.code = "\n\n".join(part for part in parts if part.strip())
+        # markdown above a task's later cells stays with them, as comments
+        task.code = "\n\n".join(
+            f"{markdown_comment(doc)}\n{part}" if i and (doc := "\n\n".join(u.markdown)) else part
+            for i, (u, part) in enumerate(zip(task.units, parts, strict=True))
+            if part.strip()
+        )
         # names of the body as it will run: re-analyse only the cells that lost statements
         task.names = sequence(
             [

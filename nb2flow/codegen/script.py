@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from nb2flow.analysis.plan import BUILTIN_NAMES, SCRIPT_NAMES
+from nb2flow.analysis.plan import BUILTIN_NAMES, SCRIPT_NAMES, markdown_comment
 from nb2flow.notebook.identifiers import unique
 
 MARKER = "# nb2flow: generated"
@@ -60,7 +60,7 @@ def render(plan: Any) -> str:
         if block["code"].strip():
             out.append("")
             if block.get("doc"):
-                out.append(_comment(block["doc"]))
+                out.append(markdown_comment(block["doc"]))
             out.append(block["code"].rstrip())
             out.append("")
     params = {p.name: p for p in g["parameters"]}
@@ -98,16 +98,6 @@ def regenerate_command(label: str, split: str, cache_all: bool) -> str:
     if cache_all:
         words.append("--cache")
     return shlex.join(words)
-
-
-def _comment(text: str) -> str:
-    """Markdown as comment lines: every line (by any line break Python or ``splitlines``
-    knows) starts with ``#``, unprintable characters dropped, so text can never become code."""
-    lines = []
-    for line in text.strip().splitlines():
-        line = "".join(ch for ch in line if ch.isprintable() or ch == "\t").rstrip()
-        lines.append(f"# {line}" if line else "#")
-    return "\n".join(lines)
 
 
 def _string_literal(text: str) -> str:
