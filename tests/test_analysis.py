@@ -412,3 +412,19 @@ def test_an_except_name_is_unbound_after_its_handler(tmp_path):
     )
     # the second task does not take `e` in (Python deleted it), nor does the first return it
     assert plan.nodes["two"]["inputs"] == ["a"] and plan.nodes["one"]["outputs"] == ["a"]
+
+
+def test_a_setup_cell_importing_what_a_task_writes_is_a_warning(tmp_path):
+    path = write(
+        tmp_path / "n.ipynb",
+        [
+            code("%%writefile tool_mod.py\nX = 1", "task:write"),
+            code("import tool_mod", "setup"),
+        ],
+    )
+    from nb2flow.codegen import convert_notebook
+
+    warnings = convert_notebook(path).warnings
+    assert any(
+        "cell 2: setup cell imports what task code writes (`tool_mod.py`)" in w for w in warnings
+    )

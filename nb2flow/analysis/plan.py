@@ -276,6 +276,12 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
                     f"{loc}: setup cell reads {_quote(reads)}, which task code defines; "
                     "setup code runs once at import, before any task"
                 )
+            written = {w for pin in unit.pins.values() if pin.cells & in_flow for w in pin.why}
+            if written:
+                warnings.append(
+                    f"{loc}: setup cell imports what task code writes ({_quote(written)}); "
+                    "setup code runs once at import, before any task"
+                )
             module.append(
                 {
                     "cell": unit.cell,
