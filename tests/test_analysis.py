@@ -428,3 +428,17 @@ def test_a_setup_cell_importing_what_a_task_writes_is_a_warning(tmp_path):
     assert any(
         "cell 2: setup cell imports what task code writes (`tool_mod.py`)" in w for w in warnings
     )
+
+
+def test_markdown_above_an_imports_only_cell_introduces_the_next_task(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("x = 1", "task:first"),
+            md("## Using KNN\nWhy."),
+            code("import math"),
+            md("Fit it."),
+            code("y = math.sqrt(x)", "task:fit"),
+        ],
+    )
+    assert plan.nodes["fit"]["doc"] == "## Using KNN\nWhy.\n\nFit it."

@@ -78,6 +78,14 @@ class Unit:
         return not self.tree.body
 
     @property
+    def imports_only(self) -> bool:
+        """Nothing but (hoisted) imports, or nothing at all."""
+        return all(
+            isinstance(s, ast.Import | ast.ImportFrom) and s not in self.pins
+            for s in self.tree.body
+        )
+
+    @property
     def definitions_only(self) -> bool:
         """Imports, def and class only (a docstring-like string allowed)."""
         body = [
@@ -118,7 +126,7 @@ class Param:
 
 @dataclass
 class Grouping:
-    intro: str  # markdown above the first code cell: the flow's description
+    intro: list[str]  # markdown cells above the first code cell: the flow's description
     parameters_doc: str  # markdown above the parameters cells
     tasks: list[Task]
     module: list[dict[str, Any]]  # {"cell", "kind": "definitions" | "setup", "code", "doc"}
@@ -243,12 +251,16 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
     intro = _intro(nb)
     parameters_doc: list[str] = []
 
+    # Cells that leave nothing where they stand (empty, or imports only: those move to the
+    # top of the script) pass their markdown on to the next task: it introduces that section.
+    carried_markdown: list[str] = []
+
     def doc(unit: Unit) -> str:
         return "" if units and unit is units[0] else "\n\n".join(unit.markdown)
 
     def start(unit: Unit, name: str | None, *, explicit: bool) -> Task:
         task = Task(name=name or "", cells=[], units=[], explicit=explicit)
-        task.doc = doc(unit)
+        task.doc = "\n\n".join(d for d in [*carried_markdown, doc(unit)] if d)
         tasks.append(task)
         return task
 
@@ -266,6 +278,8 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
         helper = role is None and (unit.empty or module_level)
         if helper or role in ("skip", "setup", "parameters"):
             carried_heading = heading
+        if helper and doc(unit) and unit.imports_only:
+            carried_markdown.append(doc(unit))
         if role == "skip":
             skipped.append(unit.cell)
             continue
@@ -302,7 +316,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
                 continue
             dynamic.update(rest.names.writes)
             current = start(rest, "derived_parameters", explicit=False)
-            carried_heading = None
+            carried_heading, carried_markdown = None, []
             current.cells.append(unit.cell)
             in_flow.add(unit.cell)
             current.units.append(rest)
@@ -340,7 +354,7 @@ def group(nb: Notebook, units: list[Unit], split: str = "auto") -> Grouping:
             else:
                 name = f"cell_{unit.cell}"
             current = start(unit, name, explicit=explicit)
-        carried_heading = None
+        carried_heading, carried_markdown = None, []
         current.cells.append(unit.cell)
         in_flow.add(unit.cell)
         current.units.append(unit)
@@ -376,15 +390,16 @@ def heading_name(heading: str, fallback: str) -> str:
     return identifier(stripped or heading, fallback=fallback, lower=True)
 
 
-def _intro(nb: Notebook) -> str:
-    """The markdown above the first code cell (title, introduction)."""
+def _intro(nb: Notebook) -> list[str]:
+    """The markdown cells above the first code cell (title, introduction); none when the
+    notebook has no code (then its markdown documents nothing the flow runs)."""
     texts: list[str] = []
     for cell in nb.cells:
         if cell.kind == "code":
-            break
+            return texts
         if cell.kind == "markdown" and cell.source.strip():
             texts.append(cell.source.strip())
-    return "\n\n".join(texts)
+    return []
 
 
 def _quote(names: list[str] | set[str]) -> str:
@@ -860,7 +875,9 @@ def build_plan(
         notebook=label if label is not None else str(path),
         sha256=nb.sha256,
         flow_name=path.stem,
-        flow_doc=grouping.intro,
+        flow_doc="\n\n".join(grouping.intro),
+        # the module docstring describes the script with the first of them (the title cell)
+        flow_summary=grouping.intro[0] if grouping.intro else "",
         parameters_doc=grouping.parameters_doc,
         split=grouping.split,
         requested_split=split,
