@@ -40,10 +40,9 @@ def test_panel_renders_in_notebook7(nb7: JupyterServer, chromium_path: str, tmp_
         result = run_all_cells(page, timeout_ms=30_000)
         seen = result.pop("seen")
         assert result == {"executed": 2, "errors": []}, (result, nb7.log_tail())
-        assert "Running" in seen, seen  # the panel updated while the cell was running
-
         panel = page.locator(".nb2f-panel").first
         panel.wait_for(state="visible", timeout=10_000)
+        assert "Running" in seen, seen  # the panel updated while the cell was running
         wait_for_states(page, EXPECTED, timeout_ms=10_000)
         states = node_states(page, ".nb2f-panel")
         assert {k: states.get(k) for k in EXPECTED} == EXPECTED
