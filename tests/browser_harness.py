@@ -429,3 +429,54 @@ def widget_errors(page: Any) -> list[str]:
     found = [text for text in WIDGET_FAILURES if text in outputs]
     n = page.locator(".jupyter-widgets-error-widget").count()
     return found + [f"{n} error widget(s)"] * (n > 0)
+
+
+# --------------------------------------------------------------------------- shared checks
+# plain asserts with messages: pytest does not rewrite the asserts of this helper module
+
+
+def check_final_panel(page: Any) -> Any:
+    """The first panel of the page shows the flow notebook's run as it ended: every node in
+    its final state, the header's Failed badge and the failed task's error without a click.
+    Returns the panel's locator."""
+    panel = page.locator(".nb2f-panel").first
+    panel.wait_for(state="visible", timeout=20_000)
+    wait_for_states(page, EXPECTED)
+    states = node_states(page, ".nb2f-panel")
+    got = {k: states.get(k) for k in EXPECTED}
+    assert got == EXPECTED, f"node states {got} != {EXPECTED}"
+    head = panel.locator(".nb2f-head").inner_text()
+    assert "Failed" in head, f"no Failed badge in the header: {head!r}"
+    error = panel.locator(".nb2f-error")
+    assert error.is_visible(), "the failed task's error is not visible in the header"
+    assert ERROR_TEXT in error.inner_text(), error.inner_text()
+    assert panel.locator("svg.nb2f-graph").is_visible(), "the graph is not visible"
+    return panel
+
+
+def check_error_tabs(page: Any, panel: Any) -> None:
+    """The Tasks tab shows the error next to the failed task, the Logs tab its traceback."""
+    panel.locator(".lm-TabBar-tab", has_text="Tasks").click()
+    failed_row = panel.locator('tr.nb2f-tr[data-state="Failed"]')
+    failed_row.wait_for(state="visible", timeout=10_000)
+    assert ERROR_TEXT in failed_row.inner_text(), failed_row.inner_text()
+    panel.locator(".lm-TabBar-tab", has_text="Logs").click()
+    logs = panel.locator(".nb2f-logs")
+    logs.wait_for(state="visible", timeout=10_000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.nb2f-panel .nb2f-logs')].some(e => "
+        "e.innerText.includes('Traceback'))",
+        timeout=10_000,
+    )
+    assert ERROR_TEXT in logs.inner_text(), "the error is not in the logs"
+
+
+def check_runs_listed(page: Any) -> Any:
+    """The run browser (`runs()`, the last output) lists the one run of the flow notebook.
+    Returns its run `select`."""
+    select = page.locator(".jp-Cell-outputArea select").last
+    select.wait_for(state="visible", timeout=10_000)
+    options = select.locator("option")
+    texts = options.all_inner_texts()
+    assert len(texts) == 1 and "duration-prediction" in texts[0], f"runs listed: {texts}"
+    return select

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 from browser_harness import (
     ERROR_TEXT,
-    EXPECTED,
     FLOW_CELL,
     RUNS_CELL,
     JupyterServer,
     browser_page,
+    check_error_tabs,
+    check_final_panel,
+    check_runs_listed,
     jupyter_server,
     node_states,
     notebook,
     open_notebook,
     run_all_cells,
-    wait_for_states,
     widget_errors,
 )
 
@@ -46,31 +47,8 @@ def test_panel_renders_live_run_in_jupyterlab(
         assert result == {"executed": 2, "errors": []}, (result, lab.log_tail())
         assert "Running" in seen, seen  # the panel updated while the cell was running
 
-        panel = page.locator(".nb2f-panel").first
-        panel.wait_for(state="visible", timeout=20_000)
-        want = EXPECTED
-        wait_for_states(page, want)
-        states = node_states(page, ".nb2f-panel")
-        assert {k: states.get(k) for k in want} == want
-        head = panel.locator(".nb2f-head")
-        assert "Failed" in head.inner_text()
-        assert ERROR_TEXT in panel.locator(".nb2f-error").inner_text()  # visible without clicks
-        assert panel.locator("svg.nb2f-graph").is_visible()
-
-        # the tasks tab shows the error next to the failed task, the logs tab its traceback
-        panel.locator(".lm-TabBar-tab", has_text="Tasks").click()
-        failed_row = panel.locator('tr.nb2f-tr[data-state="Failed"]')
-        failed_row.wait_for(state="visible", timeout=10_000)
-        assert ERROR_TEXT in failed_row.inner_text()
-        panel.locator(".lm-TabBar-tab", has_text="Logs").click()
-        logs = panel.locator(".nb2f-logs")
-        logs.wait_for(state="visible", timeout=10_000)
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.nb2f-logs')].some(e => "
-            "e.innerText.includes('Traceback'))",
-            timeout=10_000,
-        )
-        assert ERROR_TEXT in logs.inner_text()
+        panel = check_final_panel(page)
+        check_error_tabs(page, panel)
         panel.locator(".lm-TabBar-tab", has_text="Timeline").click()
         page.wait_for_function(
             "() => document.querySelector('.nb2f-panel svg.nb2f-timeline rect.nb2f-bar')",
@@ -88,10 +66,7 @@ def test_panel_renders_live_run_in_jupyterlab(
             panel.screenshot(path=str(Path(DOCS_DIR) / "panel.png"))
 
         # the run browser of the second cell lists the run; picking it shows its panel
-        select = page.locator(".jp-Cell-outputArea select").last
-        select.wait_for(state="visible", timeout=10_000)
-        options = select.locator("option")
-        assert options.count() == 1 and "duration-prediction" in options.first.inner_text()
+        select = check_runs_listed(page)
         select.select_option(index=0)
         stored = page.locator(".nb2f-panel").nth(1)
         stored.wait_for(state="visible", timeout=20_000)
