@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# the browser tests' shared checks live there: rewrite its asserts for full failure detail
+pytest.register_assert_rewrite("tests.browser_harness", "browser_harness")
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
