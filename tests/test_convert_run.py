@@ -364,3 +364,11 @@ def test_a_file_object_a_later_task_reads_is_passed_to_it(tmp_path, monkeypatch)
     assert conversion.plan.nodes["a"]["outputs"] == ["fh"]  # a later task reads it
     assert "fh" not in conversion.output_names  # but the flow does not return it
     assert result == {"closed": True, "name": "notes.txt"}
+
+
+def test_a_global_only_a_function_sets_is_not_a_module_level_name(tmp_path):
+    # h_a moves to module level; `a` exists only once it is called, inside the task
+    cells = [code("def h_a():\n    global a\n    a = [0]\nh_a()"), code("b = a + [1]")]
+    conversion, result = _same_as_the_notebook(tmp_path, "global_only", cells)
+    assert "a" not in conversion.plan.graph["module_names"]
+    assert result == {"a": [0], "b": [0, 1]}

@@ -662,7 +662,10 @@ def build_plan(
     star: list[str] = []
     for block in grouping.module:
         names = block["unit"].names
-        module_names.update(names.writes)
+        # a function's `global x` binds x only when called: not a module-level name
+        module_names.update(
+            w for w in names.writes if w not in names.global_writes or w in names.definite
+        )
         module_objects |= names.imported | names.defined
         star.extend(names.star_imports)
     for text in imports:
