@@ -499,7 +499,7 @@ def _movable_functions(tasks: list[Task], module: list[dict[str, Any]]) -> set[a
         for stmt in unit.tree.body:
             if isinstance(stmt, ast.Import | ast.ImportFrom) and stmt not in unit.pins:
                 module_level.update(analyse(ast.Module(body=[stmt], type_ignores=[])).imported)
-    candidates: dict[ast.stmt, set[str]] = {}
+    candidates: dict[ast.FunctionDef | ast.AsyncFunctionDef, set[str]] = {}
     for task in tasks:
         for unit in task.units:
             if unit.tags.role == "parameters":
@@ -519,12 +519,12 @@ def _movable_functions(tasks: list[Task], module: list[dict[str, Any]]) -> set[a
     changed = True
     while changed:
         changed = False
-        movable_names = module_level | {getattr(s, "name", "") for s in moved}
+        movable_names = module_level | {f.name for f in moved}
         for stmt in list(moved):
             if not candidates[stmt] <= movable_names:
                 moved.discard(stmt)
                 changed = True
-    return moved
+    return set(moved)
 
 
 def _hoist(tasks: list[Task], module: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -690,6 +690,13 @@ def build_plan(
     _add_function_effects(tasks, grouping.module, module_objects)
     # Data flow in notebook order: the producer of each name's current version.
     producer: dict[str, str] = {name: "module" for name in module_names}
+    readers: dict[str, list[str]] = {}
+    # `a = b` makes two names for one object: changing it through one changes the other.
+    # aliases: name -> the set of names sharing its object; mutator: name -> the task that
+    # last changed its object through another name (later readers wait for it).
+    aliases: dict[str, set[str]] = {}
+    mutator: dict[str, str] = {}
+    global_user: dict[str, str] = {}  # name -> the last task that set it as a module global
     # A parameter's value is the current version from its `parameters` cell on (a task
     # above that cell may set the same name, as papermill's injected cell comes later).
     pending = sorted((cell, p.name) for p in grouping.parameters for cell in p.cells)
@@ -701,13 +708,6 @@ def build_plan(
             readers[name] = []
             mutator.pop(name, None)
 
-    readers: dict[str, list[str]] = {}
-    # `a = b` makes two names for one object: changing it through one changes the other.
-    # aliases: name -> the set of names sharing its object; mutator: name -> the task that
-    # last changed its object through another name (later readers wait for it).
-    aliases: dict[str, set[str]] = {}
-    mutator: dict[str, str] = {}
-    global_user: dict[str, str] = {}  # name -> the last task that set it as a module global
     graph = nx.DiGraph()
     for index, task in enumerate(tasks):
         parameters_until(task.cells[0])
