@@ -195,11 +195,30 @@ def test_after_adds_an_ordering_edge(tmp_path):
     plan = _plan(
         tmp_path,
         [
-            code("open('f', 'w').write('1')", "task:w"),
-            code("r = open('f').read()", "task:r", "after:w"),
+            # a computed path: the converter cannot see the file (the tag orders them)
+            code("open(''.join('f'), 'w').write('1')", "task:w"),
+            code("r = open(''.join('f')).read()", "task:r", "after:w"),
         ],
     )
     assert plan.edges["w", "r"] == {"kind": "after", "vars": []}
+
+
+def test_tasks_naming_a_file_another_task_writes_are_ordered_with_it(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("old = open('in.txt').read() if False else ''", "task:peek"),
+            code("with open('./in.txt', 'w') as fh:\n    fh.write('1')", "task:write"),
+            code("import pandas\nn = len(open('in.txt').read())", "task:read"),
+            code("Path = None\nother = 'elsewhere.txt'", "task:unrelated"),
+            code("open('in.txt', 'a').write('2')", "task:append"),
+        ],
+    )
+    assert plan.edges["peek", "write"] == {"kind": "order", "vars": ["in.txt"]}  # old contents
+    assert plan.edges["write", "read"] == {"kind": "order", "vars": ["in.txt"]}
+    assert plan.edges["read", "append"] == {"kind": "order", "vars": ["in.txt"]}
+    assert plan.edges["write", "append"] == {"kind": "order", "vars": ["in.txt"]}
+    assert not [e for e in plan.edges if "unrelated" in e]
 
 
 def test_syntax_error_names_cell_and_line(tmp_path):

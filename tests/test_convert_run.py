@@ -350,6 +350,7 @@ def test_a_file_opened_with_as_is_not_a_result(tmp_path, monkeypatch):
     conversion, result = _same_as_the_notebook(tmp_path, "with_files", cells)
     plan = conversion.plan
     assert plan.nodes["b"]["outputs"] == ["size"] and plan.nodes["c"]["outputs"] == ["loaded"]
+    assert plan.edges["b", "c"] == {"kind": "order", "vars": ["model.bin"]}  # the file
     assert conversion.output_names == ["model", "size", "loaded"]
     assert result["loaded"] == {"w": 3}
 

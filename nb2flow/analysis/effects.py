@@ -25,6 +25,7 @@ not seen (tag the cells, or keep the import in the writing cell).
 from __future__ import annotations
 
 import ast
+import posixpath
 import sys
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -118,18 +119,31 @@ def _changes_path(node: ast.AST) -> bool:
     return False
 
 
-def pinned_imports(cells: list[tuple[int, ast.Module]]) -> dict[ast.stmt, Pin]:
+#: names one of which code must read to write a file or change the import path as seen here
+TRIGGERS = frozenset(
+    {"open", "io", "codecs", "Path", "pathlib", "shutil", "subprocess", "os", "sys", "site"}
+    | {"importlib"}
+)
+
+
+def pinned_imports(
+    cells: list[tuple[int, ast.Module]], reads: dict[int, set[str]] | None = None
+) -> dict[ast.stmt, Pin]:
     """The top-level import statements of ``cells`` ((number, tree) in notebook order) that
-    must stay in place, each with its :class:`Pin`."""
+    must stay in place, each with its :class:`Pin`. ``reads`` (cell -> every name its code
+    reads) lets cells that read none of :data:`TRIGGERS` skip the search for writers."""
     created: dict[str, tuple[int, str]] = {}  # module -> (cell, file) that made it
     path_cells: set[int] = set()
     out: dict[ast.stmt, Pin] = {}
     for cell, tree in cells:
+        search = reads is None or not TRIGGERS.isdisjoint(reads.get(cell, TRIGGERS))
         for stmt in tree.body:
             if isinstance(stmt, ast.Import | ast.ImportFrom):
-                pin = _pin(stmt, created, path_cells)
+                pin = _pin(stmt, created, path_cells) if created or path_cells else None
                 if pin is not None:
                     out[stmt] = pin
+                continue
+            if not search:
                 continue
             for node in ast.walk(stmt):
                 if isinstance(node, ast.Call):
@@ -161,3 +175,30 @@ def _pin(
             if "sys.path" not in pin.why:
                 pin.why.append("sys.path")
     return pin if pin.cells else None
+
+
+def _normal(path: str) -> str:
+    return posixpath.normpath(path.replace("\\", "/"))
+
+
+def files_written(tree: ast.Module) -> set[str]:
+    """Files the code writes, by literal path (normalised): ``open(p, 'w')``,
+    ``Path(p).write_text(...)``, ``shutil.copy(src, p)``, shell commands naming ``.py`` files."""
+    return {
+        _normal(p)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for p in _written_paths(node)
+    }
+
+
+def files_named(tree: ast.Module) -> set[str]:
+    """Every string literal of the code, as a normalised path: a task naming a file an
+    earlier task writes (``pd.read_parquet('out.parquet')``) may read it."""
+    return {
+        _normal(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and 0 < len(node.value) < 4096
+    }

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2flow.analysis.effects import Pin, pinned_imports
+from nb2flow.analysis.effects import TRIGGERS, Pin, files_named, files_written, pinned_imports
 from nb2flow.analysis.names import Names, analyse, declared_globals, sequence
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.notebook.identifiers import identifier, unique
@@ -188,7 +188,10 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             )
         )
         markdown = []
-    pins = pinned_imports([(u.cell, u.tree) for u in units if u.tags.role != "skip"])
+    flow_units = [u for u in units if u.tags.role != "skip"]
+    pins = pinned_imports(
+        [(u.cell, u.tree) for u in flow_units], {u.cell: u.names.all_reads for u in flow_units}
+    )
     for unit in units:
         unit.pins = {stmt: pins[stmt] for stmt in unit.tree.body if stmt in pins}
     return units, warnings
@@ -794,6 +797,7 @@ def build_plan(
                 producer[name] = task.name
         graph.nodes[task.name]["index"] = index
 
+    _order_file_access(graph, tasks)
     # An import that stays in place runs after the task writing its file (or changing
     # sys.path): an ordering edge, labelled with the file.
     cell_task = {cell: task.name for task in tasks for cell in task.cells}
@@ -957,11 +961,15 @@ def _function_effects(
     direct: dict[str, tuple[set[str], set[str], set[str]]] = {}
     trees = [(b["unit"].tree, True) for b in module if b["kind"] == "definitions"]
     trees += [(u.tree, False) for t in tasks for u in t.units]
+    # a cell holding just the def: its names are the def's (no second analysis)
+    unit_names = {id(b["unit"].tree): b["unit"].names for b in module}
+    unit_names.update({id(u.tree): u.names for t in tasks for u in t.units})
     for tree, module_level in trees:
         for stmt in tree.body:
             if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
-            names = analyse(ast.Module(body=[stmt], type_ignores=[]))
+            only = len(tree.body) == 1
+            names = unit_names[id(tree)] if only else analyse(ast.Module([stmt], []))
             free = {r for r in names.reads if r not in BUILTIN_NAMES and r != stmt.name}
             reads, writes, calls = direct.setdefault(stmt.name, (set(), set(), set()))
             reads |= (free if module_level else free & declared_globals(stmt)) - module_objects
@@ -1006,6 +1014,40 @@ def _add_function_effects(
             for target in (n.writes, n.bound, n.global_writes):
                 _add_once(target, name)
         task.helper_reads = sorted(reads - writes)
+
+
+def _order_file_access(graph: Any, tasks: list[Task]) -> None:
+    """Files as data: a task naming (as a string literal) a file an earlier task writes
+    waits for that writer; a task writing a file waits for the earlier tasks naming it
+    (they may read the old contents) and for its earlier writer. Edges are labelled with
+    the path. Only literal paths are seen (see :mod:`nb2flow.analysis.effects`)."""
+    writes: dict[str, set[str]] = {}
+    for task in tasks:
+        paths: set[str] = set()
+        for unit in task.units:
+            if not TRIGGERS.isdisjoint(unit.names.all_reads):
+                paths |= files_written(unit.tree)
+        writes[task.name] = paths
+    if not any(writes.values()):
+        return
+    writer: dict[str, str] = {}  # path -> the last task writing it
+    named_by: dict[str, list[str]] = {}  # path -> tasks naming it since that write
+    for task in tasks:
+        named: set[str] = set()
+        for unit in task.units:
+            named |= files_named(unit.tree)
+        for path in sorted(named):
+            source = writer.get(path)
+            if source is not None and source != task.name:
+                _edge(graph, source, task.name, "order", path)
+        for path in sorted(writes[task.name]):
+            for other in [*named_by.get(path, []), writer.get(path)]:
+                if other is not None and other != task.name:
+                    _edge(graph, other, task.name, "order", path)
+            writer[path] = task.name
+            named_by[path] = []
+        for path in named - writes[task.name]:
+            named_by.setdefault(path, []).append(task.name)
 
 
 def _add_once(items: list[str], name: str) -> None:
