@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,17 @@ def test_cli_does_not_import_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_output_piped_into_head_stops_quietly() -> None:
+    # `nb2flow inspect --json NB | head -1`: the reader goes away; no traceback for that
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "duration-prediction.ipynb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nb2flow", "inspect", "--json", str(notebook)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
