@@ -16,9 +16,10 @@ __all__ = [
     "get_run_context",
     "run_cli",
     "unmapped",
+    "UNSET",
     "__version__",
 ]
-_API = frozenset(__all__) - {"__version__"}
+_API = frozenset(__all__) - {"__version__", "UNSET"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from nb2flow.runtime.api import (
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
         task,
         unmapped,
     )
+    from nb2flow.runtime.unset import UNSET
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +38,8 @@ def __getattr__(name: str) -> Any:
         from nb2flow.runtime import api
 
         return getattr(api, name)
+    if name == "UNSET":  # what a task returns for a name its code left unbound
+        from nb2flow.runtime.unset import UNSET
+
+        return UNSET
     raise AttributeError(f"module 'nb2flow' has no attribute {name!r}")

@@ -461,3 +461,52 @@ def test_markdown_above_an_imports_only_cell_introduces_the_next_task(tmp_path):
         ],
     )
     assert plan.nodes["fit"]["doc"] == "## Using KNN\nWhy.\n\nFit it."
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "d = 1\nif k:\n    del d",
+        "d = 1\nwhile k:\n    del d",
+        "d = 1\nfor i in k:\n    del d",
+        "d = 1\ntry:\n    del d\nexcept E:\n    pass",
+        "d = 1\ntry:\n    pass\nexcept E:\n    del d",
+        "d = 1\nmatch k:\n    case 1:\n        del d",
+    ],
+)
+def test_a_name_deleted_on_some_path_is_not_surely_bound(source):
+    names = analyse(source)
+    assert "d" in names.deleted and "d" not in names.definite
+    assert "d" in analyse(source.replace("del d", "d = 2")).definite
+
+
+def test_maybe_unbound_outputs_and_inputs(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("if k > 2:\n    x = 1", "task:branch"),
+            code("d = 1\nif k:\n    del d", "task:drop"),
+            code("try:\n    1 / 0\nexcept ZeroDivisionError as err:\n    pass", "task:catch"),
+            code("print(x, d, err)", "task:read"),
+            code("x = 2", "task:bind"),
+            code("print(x)", "task:read_bound"),
+        ],
+    )
+    assert plan.nodes["branch"]["maybe_unbound"] == ["x"]
+    assert plan.nodes["drop"]["maybe_unbound"] == ["d"]
+    assert plan.nodes["catch"]["maybe_unbound"] == ["err"]
+    assert plan.nodes["read"]["maybe_unbound_inputs"] == ["x", "d", "err"]
+    assert plan.nodes["bind"]["maybe_unbound"] == []  # surely bound from here on
+    assert plan.nodes["read_bound"]["maybe_unbound_inputs"] == []
+
+
+def test_a_setup_cell_calling_a_function_that_sets_a_global_binds_it(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("def h():\n    global a\n    a = [5]\nh()", "setup"),
+            code("a, b = [1], a", "task:swap"),
+        ],
+    )
+    assert "a" in plan.graph["module_names"]
+    assert plan.nodes["swap"]["inputs"] == ["a"]  # rebound in the task: passed in

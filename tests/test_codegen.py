@@ -243,3 +243,30 @@ def test_markdown_above_a_tasks_later_cells_stays_as_comments(tmp_path):
         'def load():\n    """## Load\n    Read it.\n    """\n    rows = [1, 2]\n\n'
         "    # Then count\n    # the rows.\n    n = len(rows)\n"
     ) in script
+
+
+def test_a_name_maybe_unbound_crosses_tasks_as_unset(tmp_path):
+    cells = [
+        code("k = 1", "parameters"),
+        code("if k > 2:\n    x = [k]", "task:maybe"),
+        code("try:\n    y = x\nexcept NameError:\n    y = None", "task:use"),
+    ]
+    script = _convert(tmp_path, cells).script
+    assert "from nb2flow import UNSET, flow, run_cli, task" in script
+    assert '    return locals().get("x", UNSET)\n' in script  # the producer
+    assert "def use(x):\n    if x is UNSET:\n        del x\n    try:" in script  # the reader
+    # the rest of the script is as before: only maybe-unbound names get the extra code
+    assert script.count("UNSET") == 3  # the import, the producer, the reader
+    # the example has no such name: no UNSET anywhere
+    assert "UNSET" not in _convert(tmp_path, EXAMPLE, name="example.ipynb").script
+
+
+def test_unset_is_namespaced_when_the_notebook_uses_the_name(tmp_path):
+    cells = [
+        code("UNSET = 'mine'\nif len(UNSET) > 9:\n    x = 1", "task:maybe"),
+        code("try:\n    y = x\nexcept NameError:\n    y = UNSET", "task:use"),
+    ]
+    script = _convert(tmp_path, cells).script
+    assert "import nb2flow as _nb2flow" in script
+    assert 'locals().get("x", _nb2flow.UNSET)' in script
+    assert "if x is _nb2flow.UNSET:" in script

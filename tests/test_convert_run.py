@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from notebooks.nbbuild import code, md, run_cells, run_script_flow, write
 
 from nb2flow.codegen import convert_notebook
+from nb2flow.runtime.unset import UNSET
 
 NOTEBOOKS = {
     "mutations": [
@@ -52,8 +55,8 @@ def test_flow_returns_the_notebook_values(tmp_path, name):
     result = run_script_flow(conversion.script, tmp_path)
     assert set(result) == set(conversion.output_names)
     for key in conversion.output_names:
-        # a name the notebook sets on some paths only is None when the path was not taken
-        assert result[key] == expected.get(key), key
+        # a name the notebook sets on some paths only is UNSET when the path was not taken
+        assert result[key] == expected.get(key, UNSET), key
 
 
 def test_parameters_from_the_flow_call(tmp_path):
@@ -61,7 +64,7 @@ def test_parameters_from_the_flow_call(tmp_path):
     conversion = convert_notebook(path)
     expected = run_cells(path, n=8, scale=0.5)
     result = run_script_flow(conversion.script, tmp_path, n=8, scale=0.5)
-    assert result == {k: expected.get(k) for k in result}
+    assert result == {k: expected.get(k, UNSET) for k in result}
 
 
 def test_reader_of_the_old_value_finishes_before_the_in_place_change(tmp_path):
@@ -121,7 +124,7 @@ def _same_as_the_notebook(tmp_path, name, cells):
     conversion = convert_notebook(path)
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
-    assert result == {k: expected.get(k) for k in conversion.output_names}
+    assert result == {k: expected.get(k, UNSET) for k in conversion.output_names}
     return conversion, result
 
 
@@ -249,7 +252,50 @@ def test_generated_script_runs_on_the_process_runner_from_the_command_line(tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     expected = run_cells(path, n=6)
-    assert result == json.loads(json.dumps({k: expected.get(k) for k in result}))  # as JSON
+    as_json = json.dumps({k: expected.get(k, UNSET) for k in result}, default=repr)
+    assert result == json.loads(as_json)  # UNSET is written as its repr
+
+
+UNBOUND_LATER = [
+    code("k = 1", "parameters"),
+    # bound in one branch only, no earlier value
+    code("if k > 2:\n    x = [k]", "task:maybe"),
+    code("try:\n    y = x + [1]\nexcept NameError:\n    y = ['unbound']", "task:use_x"),
+    # deleted on one path
+    code("d = [1]\nif k < 2:\n    del d", "task:drop"),
+    code("try:\n    z = d + [2]\nexcept NameError:\n    z = ['deleted']", "task:use_d"),
+    # an `except E as err` target: Python deletes it when the handler ends
+    code("try:\n    1 / 0\nexcept ZeroDivisionError as err:\n    msg = str(err)", "task:catch"),
+    code("try:\n    seen = repr(err)\nexcept NameError:\n    seen = 'gone'", "task:use_err"),
+    # a later reader of a maybe-unbound input that binds it on some paths only
+    code("if k > 5:\n    x = [0]\ntry:\n    w = x\nexcept NameError:\n    w = None", "task:again"),
+]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_name_left_unbound_stays_unbound_in_later_tasks(tmp_path, k):
+    path = write(tmp_path / "unbound.ipynb", UNBOUND_LATER)
+    conversion = convert_notebook(path)
+    plan = conversion.plan
+    assert plan.nodes["maybe"]["maybe_unbound"] == ["x"]
+    assert plan.nodes["use_x"]["maybe_unbound_inputs"] == ["x"]
+    assert plan.nodes["drop"]["maybe_unbound"] == ["d"]
+    assert plan.nodes["use_d"]["maybe_unbound_inputs"] == ["d"]
+    assert plan.nodes["use_err"]["maybe_unbound_inputs"] == ["err"]
+    # `again` may leave x unbound: it came in maybe unbound and is bound on one path only
+    assert plan.nodes["again"]["maybe_unbound_inputs"] == ["x"]
+    assert plan.nodes["again"]["maybe_unbound"] == ["x"]
+    expected = run_cells(path, k=k)
+    result = run_script_flow(conversion.script, tmp_path, k=k)
+    assert result == {name: expected.get(name, UNSET) for name in conversion.output_names}
+    assert (result["y"], result["z"], result["seen"]) == (
+        ["unbound"] if k == 1 else [3, 1],
+        ["deleted"] if k == 1 else [1, 2],
+        "gone",
+    )
+    # worker processes: UNSET crosses process boundaries as the same singleton
+    processes = _run_script(conversion, tmp_path, "--task-runner", "processes:2", "--k", str(k))
+    assert processes == json.loads(json.dumps(result, default=repr))
 
 
 def _run_script(conversion, directory, *options):

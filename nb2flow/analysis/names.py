@@ -215,7 +215,7 @@ class _ModuleScope:
                 self.expr(test)
                 then = self.branch(body)
                 other = self.branch(orelse)
-                self.bound |= then & other
+                self.bound = then & other  # bound on both paths (and deleted on neither)
             case ast.For() | ast.AsyncFor():
                 self.expr(node.iter)
                 saved = set(self.bound)
@@ -224,12 +224,12 @@ class _ModuleScope:
                 self.in_loop_target = False
                 for stmt in node.body:
                     self.stmt(stmt)
-                self.bound = saved
-                self.branch(node.orelse)
+                self.bound = saved & self.bound  # the body may not run, or delete names
+                self.bound &= self.branch(node.orelse)
             case ast.While(test=test, body=body, orelse=orelse):
                 self.expr(test)
-                self.branch(body)
-                self.branch(orelse)
+                self.bound &= self.branch(body)  # what the body deletes may be unbound
+                self.bound &= self.branch(orelse)
             case ast.With() | ast.AsyncWith():
                 for item in node.items:
                     self.expr(item.context_expr)
@@ -241,7 +241,7 @@ class _ModuleScope:
                 for stmt in node.body:
                     self.stmt(stmt)
             case ast.Try() | ast.TryStar():
-                self.branch(node.body)
+                self.bound &= self.branch(node.body)
                 for handler in node.handlers:
                     saved = set(self.bound)
                     if handler.type is not None:
@@ -251,23 +251,26 @@ class _ModuleScope:
                         self.names.resources.add(handler.name)
                     for stmt in handler.body:
                         self.stmt(stmt)
-                    self.bound = saved
+                    self.bound = saved & self.bound
                     if handler.name:  # Python deletes it when the handler ends
                         self.bound.discard(handler.name)
                         self.names.deleted.add(handler.name)
-                self.branch(node.orelse)
+                self.bound &= self.branch(node.orelse)
                 for stmt in node.finalbody:
                     self.stmt(stmt)
             case ast.Match(subject=subject, cases=cases):
                 self.expr(subject)
+                saved = set(self.bound)
+                after = set(saved)
                 for case in cases:
-                    saved = set(self.bound)
+                    self.bound = set(saved)
                     self.pattern(case.pattern)
                     if case.guard is not None:
                         self.expr(case.guard)
                     for stmt in case.body:
                         self.stmt(stmt)
-                    self.bound = saved
+                    after &= self.bound  # a case may delete names
+                self.bound = after
             case ast.Global() | ast.Nonlocal() | ast.Pass() | ast.Break() | ast.Continue():
                 pass
             case _:

@@ -673,6 +673,13 @@ def build_plan(
         star.extend(names.star_imports)
     for text in imports:
         star.extend(analyse(text).star_imports)
+    # setup code calling a notebook function that sets globals (`h()` with `def h(): global
+    # a`) binds them at module level
+    effects = _function_effects(grouping.module, tasks, module_objects)
+    for block in grouping.module:
+        if block["kind"] != "definitions":
+            for function in block["unit"].names.all_reads & effects.keys():
+                module_names.update(effects[function][1])
     if star:
         warnings.append(
             f"{path}: `from {star[0]} import *` hides which names it defines; names no "
@@ -732,6 +739,7 @@ def build_plan(
             task.sources[name] = source
         for name in n.writes:
             # Written on some paths only: the old value must come in, as the notebook keeps it.
+            # (`del name` reads it; an `except E as name` target is not data: Python deletes it)
             if name in n.bound and name not in n.definite and name not in n.deleted:
                 source = producer.get(name)
                 if source is not None and name not in task.sources:
@@ -791,10 +799,7 @@ def build_plan(
             if name in mutated or name in n.deleted:
                 _after_readers(graph, readers, name, task.name)
             readers[name] = []
-            if name in n.deleted and name not in n.definite:
-                producer.pop(name, None)
-            else:
-                producer[name] = task.name
+            producer[name] = task.name  # maybe unbound now: see _maybe_unbound
         graph.nodes[task.name]["index"] = index
 
     _order_file_access(graph, tasks)
@@ -851,6 +856,7 @@ def build_plan(
         needed[source].add(name)
     for task in tasks:
         task.outputs = [w for w in task.names.writes if w in needed[task.name]]
+    unbound_outputs, unbound_inputs = _maybe_unbound(tasks)
 
     _name_functions(tasks, module_names, params)
     order = list(nx.lexicographical_topological_sort(graph, key=lambda t: graph.nodes[t]["index"]))
@@ -872,9 +878,10 @@ def build_plan(
             # global too, so that it sees what those functions set, as the notebook does
             # and the globals the notebook functions it calls read (set from its inputs)
             globals=list(task.declared),
-            maybe_unbound=[
-                o for o in task.outputs if o not in task.names.definite and o not in task.sources
-            ],
+            # outputs the task may leave unbound (it returns UNSET for them), and inputs that
+            # may come in as UNSET (the task unbinds them first)
+            maybe_unbound=unbound_outputs[task.name],
+            maybe_unbound_inputs=unbound_inputs[task.name],
             options=dict(task.options),
             after=[name for name, _ in task.after],
         )
@@ -907,6 +914,31 @@ def build_plan(
         ),
     )
     return graph
+
+
+def _maybe_unbound(tasks: list[Task]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per task, (outputs it may leave unbound, inputs that may arrive unbound).
+
+    An output may be unbound when the task binds it on some paths only with no earlier
+    value, deletes it on some path (``del x``, an ``except E as x`` target), or gets it as
+    an input that may itself be unbound and does not surely bind it. Sources always come
+    earlier in notebook order, so one pass in that order suffices."""
+    outputs: dict[str, list[str]] = {}
+    inputs: dict[str, list[str]] = {}
+    for task in tasks:
+        n = task.names
+        unset_in = [
+            name
+            for name in task.inputs
+            if name in outputs.get(task.sources[name], ())  # param and module are bound
+        ]
+        inputs[task.name] = unset_in
+        outputs[task.name] = [
+            o
+            for o in task.outputs
+            if o not in n.definite and (o not in task.sources or o in n.deleted or o in unset_in)
+        ]
+    return outputs, inputs
 
 
 def _changed_parameters(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> set[int | str]:
@@ -959,7 +991,7 @@ def _function_effects(
     a task cell defines is a closure over the task's names, so only the names it declares
     ``global`` count."""
     direct: dict[str, tuple[set[str], set[str], set[str]]] = {}
-    trees = [(b["unit"].tree, True) for b in module if b["kind"] == "definitions"]
+    trees = [(b["unit"].tree, True) for b in module]  # definitions and setup cells
     trees += [(u.tree, False) for t in tasks for u in t.units]
     # a cell holding just the def: its names are the def's (no second analysis)
     unit_names = {id(b["unit"].tree): b["unit"].names for b in module}

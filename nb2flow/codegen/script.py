@@ -38,8 +38,10 @@ def render(plan: Any) -> str:
     tasks = [plan.nodes[name] for name in g["order"]]
     module_names = set(g["module_names"])
     used = set(g["used_names"])
+    # UNSET stands for a name a task may leave unbound (only scripts that need it import it).
+    unset = any(t["maybe_unbound"] or t["maybe_unbound_inputs"] for t in tasks)
     # The decorators come in as `flow`, `task`, `run_cli`, unless the notebook uses those names.
-    clash = bool(used & {"flow", "task", "run_cli"})
+    clash = bool(used & {"flow", "task", "run_cli", *(["UNSET"] if unset else [])})
     deco = "_nb2flow." if clash else ""
     flow_func = "main" if "main" not in module_names else unique("flow_main", set(used))
 
@@ -49,7 +51,10 @@ def render(plan: Any) -> str:
     out.extend(imports)
     if imports:
         out.append("")
-    out.append("import nb2flow as _nb2flow" if clash else "from nb2flow import flow, run_cli, task")
+    if clash:
+        out.append("import nb2flow as _nb2flow")
+    else:
+        out.append(f"from nb2flow import {'UNSET, ' if unset else ''}flow, run_cli, task")
     out.append("")
     if g.get("imports_written_files"):
         out.append(_WORKING_DIRECTORY_ON_PATH)
@@ -135,15 +140,22 @@ def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
     if declared:
         lines.append(f"    global {', '.join(declared)}")
         lines.extend(f"    {n} = _nb2flow_{n}" for n in t["inputs"] if n in declared)
+    # An input the notebook may have left unbound arrives as UNSET: unbind it, so that
+    # reading it raises NameError (UnboundLocalError) as in the notebook.
+    for name in t["maybe_unbound_inputs"]:
+        lines.append(f"    if {name} is {deco}UNSET:")
+        lines.append(f"        del {name}")
     body = t["code"].strip("\n")
     if body.strip():
         lines.append(_indent(body))
     if t["outputs"]:
-        # A name the task binds on some paths only (and had no value before) is returned as
-        # None when unbound, where the notebook would leave it undefined.
+        # A name the task may leave unbound (bound on some paths only, deleted) is returned
+        # as UNSET when it is unbound.
         maybe = set(t["maybe_unbound"])
         scope = {name: "globals" if name in t["globals"] else "locals" for name in maybe}
-        values = [f"{scope[o]}().get({o!r})" if o in maybe else o for o in t["outputs"]]
+        values = [
+            f"{scope[o]}().get({o!r}, {deco}UNSET)" if o in maybe else o for o in t["outputs"]
+        ]
         lines.append(f"    return {', '.join(values)}")
     elif not body.strip() or not ast.parse(body).body:
         if not doc:
