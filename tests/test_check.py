@@ -255,6 +255,27 @@ def test_check_fails_on_hidden_randomness_and_passes_untagged_notebooks(tmp_path
 
 
 @pytest.mark.slow
+def test_check_passes_when_both_sides_leave_a_name_unbound(tmp_path):
+    """A name the notebook deletes (or binds on some paths only) is unbound on both sides:
+    the flow returns nb2flow.UNSET for it, and check counts that as the same."""
+    _need_kernel()
+    notebook = write_nb(
+        tmp_path / "unbound.ipynb",
+        [
+            new_markdown_cell("# Make"),
+            code("tmp = [1, 2]\nkeep = sum(tmp)\nif keep > 10:\n    big = True\ndel tmp"),
+            new_markdown_cell("## Use"),
+            code("try:\n    big\nexcept NameError:\n    big_seen = False"),
+        ],
+    )
+    proc, data = _check_cli(notebook, tmp_path, "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {row["name"]: (row["status"], row["detail"]) for row in data["values"]}
+    assert rows["keep"][0] == "equal" and rows["big_seen"][0] == "equal"
+    assert rows["big"] == ("equal", "both leave it unbound")
+
+
+@pytest.mark.slow
 def test_check_reports_a_failing_notebook_with_its_cell(tmp_path):
     _need_kernel()
     path = write_nb(

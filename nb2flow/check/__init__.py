@@ -192,6 +192,7 @@ def _compare_all(
     tol: Tolerance | None,
 ) -> list[ValueRow]:
     from nb2flow.check.compare import is_sample
+    from nb2flow.runtime.unset import UNSET
 
     samples = [v for kind, v, _ in nb_values.values() if kind == "value" and is_sample(v)]
     rows = []
@@ -200,7 +201,11 @@ def _compare_all(
             rows.append(ValueRow(name, IGNORED, "differs by design (ignored)"))
             continue
         if name not in nb_values:
-            rows.append(ValueRow(name, MISSING_IN_NOTEBOOK, "the notebook leaves it undefined"))
+            flow_kind, actual, _ = flow_values.get(name, ("", None, ""))
+            if flow_kind == "value" and actual is UNSET:
+                rows.append(ValueRow(name, EQUAL, "both leave it unbound"))
+            else:
+                rows.append(ValueRow(name, MISSING_IN_NOTEBOOK, "the notebook leaves it undefined"))
             continue
         if name not in flow_values:
             rows.append(ValueRow(name, MISSING_IN_FLOW, "the flow does not return it"))
