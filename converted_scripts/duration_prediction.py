@@ -9,7 +9,7 @@ Trained on one month, validated on the next.
 The data are the TLC's monthly files (`green_tripdata_YYYY-MM.parquet`). Offline, generate
 look-alike files with `python -m nb2flow.examples.taxi --out data`.
 
-Source: notebooks/duration-prediction.ipynb (sha256 54c0c7080b88b57be3df2e10d66accd92adc7485b032e2a6b511d58930d67eda)
+Source: notebooks/duration-prediction.ipynb (sha256 b292a55729240d79a780e1b906a50303a043b04685511d0dbaaf2fda742b175e)
 Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 """
 # nb2flow: generated
@@ -49,7 +49,7 @@ def read_dataframe(filename):
 
 def nb2flow_tags():
     """The nb2flow flow run running this code, as mlflow tags (none in a plain notebook)."""
-    from nb2flow.runtime.api import get_run_context
+    from nb2flow import get_run_context
 
     ctx = get_run_context()
     if ctx is None:
