@@ -50,6 +50,7 @@ on first use); :func:`create` turns a spec (name, ``"name:option"``, instance) i
 
 from __future__ import annotations
 
+import abc
 import importlib
 import os
 import queue
@@ -62,7 +63,7 @@ from nb2flow.errors import Nb2flowError
 DEFAULT = "threads"
 
 
-class TaskRunner:
+class TaskRunner(abc.ABC):
     """Base class of task runners; see the module docstring for the contract."""
 
     name = "base"
@@ -71,14 +72,15 @@ class TaskRunner:
     def __init__(self, option: str | None = None) -> None:
         self.option = option
 
-    def start(self) -> None:
-        pass
+    def start(self) -> None:  # noqa: B027 - optional hook: most runners need no set-up
+        """Called once per flow run, before the first submission."""
 
+    @abc.abstractmethod
     def submit(self, call: Any) -> None:
-        raise NotImplementedError
+        """Run ``call`` somewhere and report its outcome with ``call.finish`` (never block)."""
 
-    def shutdown(self, cancel: bool = False) -> None:
-        pass
+    def shutdown(self, cancel: bool = False) -> None:  # noqa: B027 - optional hook
+        """Called once when the flow run ends (``cancel``: drop queued work, do not wait)."""
 
     def describe(self) -> str:
         return self.name if self.option is None else f"{self.name}:{self.option}"
