@@ -152,3 +152,19 @@ def test_show_a_run_still_running(capsys):
     assert lines[1].startswith("state Running") and "running for" in lines[1]
     train = next(ln.split() for ln in lines if ln.split()[:1] == ["train"])
     assert train[1] == "Running" and train[3].endswith("...")
+
+
+def test_runs_table_in_a_pipe_is_not_cut_to_80_columns(monkeypatch):
+    import subprocess
+    import sys
+
+    rec = recording.enable()
+    emit_run("a-flow-name-long-enough-to-be-cut-at-eighty-columns", "quick-fox", fail=False)
+    assert rec.flush(10)
+    recording.disable()
+    env = {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"}
+    out = subprocess.run(
+        [sys.executable, "-m", "nb2flow", "runs"], capture_output=True, text=True, env=env
+    ).stdout
+    assert "a-flow-name-long-enough-to-be-cut-at-eighty-columns" in out
+    assert "…" not in out

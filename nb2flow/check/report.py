@@ -15,11 +15,12 @@ _STYLE = {EQUAL: "green", DIFFERENT: "bold red", NOT_COMPARED: "yellow", "ignore
 
 
 def print_report(report: CheckReport, console: Console | None = None) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console()
+    from nb2flow.console import rich_console
+
+    console = console or rich_console()
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
     console.print(f"[bold]nb2flow check[/] {escape(report.notebook)}  [dim]({seconds})[/]")
     if report.parameters:

@@ -53,9 +53,9 @@ def _state(state: str) -> Any:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from nb2flow.console import rich_console
 
-    return Console(highlight=False)
+    return rich_console(highlight=False)
 
 
 def print_runs(runs: Sequence[RunSummary], path: Path) -> None:
