@@ -59,7 +59,7 @@ def timed(fn, repeat: int = 3) -> float:
 def bench_hash(gb: float) -> None:
     import pandas as pd
 
-    from nb2flow.runtime import hashing
+    from nb2flow.runtime.cache import hashing
 
     df = numeric_frame(gb)
     size = df.memory_usage(index=True).sum()
@@ -166,8 +166,8 @@ def load_flow(source: str, directory: Path, name: str):
 
 def timed_run(flow_fn, params: dict):
     """Run the flow once; returns (seconds, {task name: (state, seconds)})."""
-    from nb2flow.runtime import events
-    from nb2flow.runtime.model import RunView
+    from nb2flow.runtime.core import events
+    from nb2flow.runtime.core.model import RunView
 
     seen: list = []
     events.subscribe(seen.append)
@@ -186,20 +186,20 @@ class CacheClock:
     """Wall time spent inside the cache hooks the runtime calls (keys, lookups, saves)."""
 
     def __init__(self) -> None:
-        from nb2flow.runtime import cache
+        from nb2flow.runtime.cache import entries, keys
 
-        self.cache = cache
         self.seconds = {"key_for": 0.0, "lookup": 0.0, "save": 0.0}
-        self.originals = {name: getattr(cache, name) for name in self.seconds}
+        self.modules = {"key_for": keys, "lookup": entries, "save": entries}
+        self.originals = {name: getattr(self.modules[name], name) for name in self.seconds}
 
     def __enter__(self) -> CacheClock:
         for name, original in self.originals.items():
-            setattr(self.cache, name, self._timed(name, original))
+            setattr(self.modules[name], name, self._timed(name, original))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name, original in self.originals.items():
-            setattr(self.cache, name, original)
+            setattr(self.modules[name], name, original)
 
     def _timed(self, name: str, fn):
         def wrapper(*args, **kwargs):
@@ -220,7 +220,7 @@ def bench_rerun(rows: int = 100_000, repeat: int = 2) -> None:
     import inspect
 
     from nb2flow.examples import taxi
-    from nb2flow.runtime import cache
+    from nb2flow.runtime.cache import entries
 
     work = Path(tempfile.mkdtemp(prefix="nb2flow-bench-rerun-"))
     os.chdir(work)  # the example's setup cell makes models/ and mlflow.db in the cwd
@@ -248,7 +248,7 @@ def bench_rerun(rows: int = 100_000, repeat: int = 2) -> None:
         os.environ["NB2FLOW_CACHE"] = "off"
         plain.append(timed_run(base, params))
         del os.environ["NB2FLOW_CACHE"]
-        cache.clear()
+        entries.clear()
         with CacheClock() as clock:
             full.append((*timed_run(base, params), clock.total))
         # a new edit each time, so that every re-run sees an edited, never-run task

@@ -64,7 +64,7 @@ def overhead(cluster, n: int) -> tuple[float, float]:
     results back in the flow)."""
     from distributed import Client
 
-    from nb2flow.runtime.dask_runner import DaskRunner
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
 
     runner = DaskRunner(cluster=cluster)
     with Client(cluster, set_as_default=False) as client:
@@ -113,7 +113,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("NB2FLOW_STORE", "off")
 
-    from nb2flow.runtime import engine
+    from nb2flow.runtime.engine import flow_run as engine
 
     engine.CONSOLE_ECHO = False
     loops = calibrate(args.ms)
@@ -125,7 +125,7 @@ def main() -> None:
 
     from distributed import LocalCluster
 
-    from nb2flow.runtime.dask_runner import DaskRunner
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
 
     t = time.perf_counter()
     cluster = LocalCluster(

@@ -154,7 +154,7 @@ def main() -> int:
     os.environ["NB2FLOW_HOME"] = home
     os.environ["NB2FLOW_PANEL"] = "off"
 
-    from nb2flow.runtime import engine
+    from nb2flow.runtime.engine import flow_run as engine
 
     engine.CONSOLE_ECHO = False
     direct, submitted, one = build(n)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
         task,
         unmapped,
     )
-    from nb2flow.runtime.unset import UNSET
+    from nb2flow.runtime.core.unset import UNSET
 
 
 def __getattr__(name: str) -> Any:
@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "UNSET":  # what a task returns for a name its code left unbound
-        from nb2flow.runtime.unset import UNSET
+        from nb2flow.runtime.core.unset import UNSET
 
         return UNSET
     raise AttributeError(f"module 'nb2flow' has no attribute {name!r}")

@@ -12,13 +12,13 @@ import pytest
 from nb2flow.cli import main
 from nb2flow.commands.cache import parse_duration
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime import cache
+from nb2flow.runtime.cache import entries, keys
 
 
 def store(flow: str, task: str, age_seconds: float = 0.0, size: int = 1000) -> str:
     t = SimpleNamespace(name=task, fn=None, cache=True)
-    key = cache.key_for(SimpleNamespace(name=task, fn=store, cache=True), {"f": flow})
-    path = cache.save(key, b"x" * size, task=t, flow_run_id=f"run-{flow}", flow_name=flow)
+    key = keys.key_for(SimpleNamespace(name=task, fn=store, cache=True), {"f": flow})
+    path = entries.save(key, b"x" * size, task=t, flow_run_id=f"run-{flow}", flow_name=flow)
     if age_seconds:
         meta = json.loads((path / "meta.json").read_text())
         meta["created"] -= age_seconds
@@ -60,25 +60,25 @@ def test_clear_by_flow_and_age(capsys):
     keep = store("other", "load_data", age_seconds=2 * 3600)
     assert main(["cache", "clear", "--flow", "taxi", "--older-than", "1h"]) == 0
     assert capsys.readouterr().out.startswith("removed 1 cache entry")
-    assert sorted(e.task for e in cache.entries(flow="taxi")) == ["train"]
+    assert sorted(e.task for e in entries.list_entries(flow="taxi")) == ["train"]
     assert main(["cache", "clear", "--flow", "taxi"]) == 0
-    assert [e.key for e in cache.entries()] == [keep]
+    assert [e.key for e in entries.list_entries()] == [keep]
     assert main(["cache", "clear"]) == 0
     assert "removed 1 cache entry" in capsys.readouterr().out
-    assert cache.entries() == []
+    assert entries.list_entries() == []
 
 
 def test_clear_reclaims_broken_entries_and_dead_writers_leftovers(capsys):
     key = store("taxi", "train")
-    (cache.entry_dir(key) / "meta.json").unlink()
-    tmp = cache.results_dir() / ".tmp" / "dead.123.abc"
+    (entries.entry_dir(key) / "meta.json").unlink()
+    tmp = entries.results_dir() / ".tmp" / "dead.123.abc"
     tmp.mkdir(parents=True)
     old = time.time() - 2 * 3600
     os.utime(tmp, (old, old))
     assert main(["cache", "ls"]) == 0
     assert "(unreadable)" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
-    assert not cache.entry_dir(key).exists() and not tmp.exists()
+    assert not entries.entry_dir(key).exists() and not tmp.exists()
 
 
 def test_bad_duration_is_a_usage_error(capsys):

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from nb2flow.runtime import cache, events
-from nb2flow.runtime.model import RunView
-from nb2flow.runtime.states import CACHED, COMPLETED
+from nb2flow.runtime.cache import entries, keys
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.model import RunView
+from nb2flow.runtime.core.states import CACHED, COMPLETED
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +111,8 @@ def test_same_inputs_cached_with_source_run(runner):
     assert again == first
     assert states(v2) == {"load": CACHED, "features": CACHED, "train": CACHED}
     assert {t.cached_from for t in v2.tasks.values()} == {v1.id}
-    assert len(cache.entries()) == 3
-    assert {e.flow for e in cache.entries()} == {"cache-demo"}
+    assert len(entries.list_entries()) == 3
+    assert {e.flow for e in entries.list_entries()} == {"cache-demo"}
 
 
 def test_changed_input_runs_only_what_it_reaches(runner):
@@ -181,20 +182,20 @@ def test_edited_helper_or_constant_runs_the_task_that_calls_it(runner):
 
 def test_in_place_change_downstream_does_not_poison_upstream_entry(runner):
     runner.run(FLOW)
-    (load_entry,) = [e for e in cache.entries() if e.task == "load"]
-    stored = cache.lookup(load_entry.key).value
+    (load_entry,) = [e for e in entries.list_entries() if e.task == "load"]
+    stored = entries.lookup(load_entry.key).value
     assert list(stored.columns) == ["a"]  # features added "b" to the object after the save
 
 
 def test_corrupted_cache_file_runs_with_a_warning(runner):
     runner.run(FLOW)
-    (entry,) = [e for e in cache.entries() if e.task == "load"]
+    (entry,) = [e for e in entries.list_entries() if e.task == "load"]
     parquet = entry.path / "0.parquet"
     parquet.write_bytes(parquet.read_bytes()[:40])
     result, view = runner.run(FLOW)
     assert result == 90.0
     assert states(view) == {"load": COMPLETED, "features": CACHED, "train": CACHED}
-    (warning,) = [log for log in view.logs if log.logger == cache.LOGGER]
+    (warning,) = [log for log in view.logs if log.logger == keys.LOGGER]
     assert warning.levelname == "WARNING" and "unreadable" in warning.message
     assert view.tasks[warning.task_run_id].name == "load"
     _, view = runner.run(FLOW)  # repaired by the run that recomputed it
@@ -231,9 +232,9 @@ def test_two_processes_filling_the_same_keys_both_succeed_one_entry_each(tmp_pat
     ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    found = cache.entries()
+    found = entries.list_entries()
     assert sorted(e.task for e in found) == ["features", "load", "train"]
-    assert list((cache.results_dir() / ".tmp").iterdir()) == []
+    assert list((entries.results_dir() / ".tmp").iterdir()) == []
 
 
 def test_cached_state_is_in_the_run_store(tmp_path, monkeypatch):
@@ -268,10 +269,10 @@ def test_cache_works_with_the_process_runner(tmp_path):
     cmd = [sys.executable, str(script), "--task-runner", "processes:2", "--quiet"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert sorted(e.task for e in cache.entries()) == ["features", "load", "train"]
+    assert sorted(e.task for e in entries.list_entries()) == ["features", "load", "train"]
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-    assert len(cache.entries()) == 3
+    assert len(entries.list_entries()) == 3
     from nb2flow.store.db import Store
 
     with Store() as store:
@@ -304,16 +305,16 @@ def test_unhashable_input_runs_uncached_with_a_warning(runner):
     result, view = runner.run(UNHASHABLE)
     assert result == 2
     assert states(view) == {"use_lock": COMPLETED}
-    (warning,) = [log for log in view.logs if log.logger == cache.LOGGER]
+    (warning,) = [log for log in view.logs if log.logger == keys.LOGGER]
     assert "runs uncached: argument 'lock': cannot hash a lock" in warning.message
-    assert cache.entries() == []
+    assert entries.list_entries() == []
 
 
 KERNEL_CELLS = [
     """
 from nb2flow import flow, task
-from nb2flow.runtime import events
-from nb2flow.runtime.model import RunView
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.model import RunView
 
 SCALE = 2
 

@@ -1,4 +1,4 @@
-"""Input and code fingerprints used by cache keys (nb2flow.runtime.hashing)."""
+"""Input and code fingerprints used by cache keys (nb2flow.runtime.cache.hashing)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nb2flow.runtime import hashing
-from nb2flow.runtime.hashing import code_closure_digest, digest
+from nb2flow.runtime.cache import hashing
+from nb2flow.runtime.cache.hashing import code_closure_digest, digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,9 +103,7 @@ def test_containers_and_scalars():
 
 
 def test_sets_of_strings_hash_the_same_in_every_process():
-    code = (
-        "from nb2flow.runtime.hashing import digest; print(digest({'alpha', 'beta', 'gamma', 'd'}))"
-    )
+    code = "from nb2flow.runtime.cache.hashing import digest; print(digest({'alpha', 'beta', 'gamma', 'd'}))"
     outs = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -118,14 +116,14 @@ def test_sets_of_strings_hash_the_same_in_every_process():
 
 def test_plain_values_do_not_import_pandas_or_numpy():
     code = (
-        "import sys, types; from nb2flow.runtime.hashing import digest\n"
-        "from nb2flow.runtime import cache\n"
+        "import sys, types; from nb2flow.runtime.cache.hashing import digest\n"
+        "from nb2flow.runtime.cache import entries, keys\n"
         "digest({'a': [1, 2.5, 'x', None, (b'y',)], 'b': {1, 2}})\n"
         "def f(x):\n    return x\n"
         "task = types.SimpleNamespace(fn=f, name='f', cache=True)\n"
-        "key = cache.key_for(task, {'x': [1, 'a']})\n"
-        "cache.save(key, {'v': 1}, task=task)\n"
-        "assert cache.lookup(key, task).value == {'v': 1}\n"
+        "key = keys.key_for(task, {'x': [1, 'a']})\n"
+        "entries.save(key, {'v': 1}, task=task)\n"
+        "assert entries.lookup(key, task).value == {'v': 1}\n"
         "print('pandas' in sys.modules, 'numpy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

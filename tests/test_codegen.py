@@ -6,8 +6,9 @@ import ast
 
 from notebooks.nbbuild import code, md, write
 
-from nb2flow.codegen import MARKER, convert_notebook
+from nb2flow.codegen import convert_notebook
 from nb2flow.codegen.formatting import format_code
+from nb2flow.generated import MARKER
 
 
 def _convert(tmp_path, cells, name="my-notebook.ipynb", **kw):

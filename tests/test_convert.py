@@ -11,7 +11,7 @@ import pytest
 from notebooks.nbbuild import code, md, write
 
 from nb2flow.cli import main
-from nb2flow.codegen import MARKER
+from nb2flow.generated import MARKER
 
 CELLS = [
     code("import math"),

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime import runners
 from nb2flow.runtime.api import flow, get_run_logger, task
-from nb2flow.runtime.events import subscribe, unsubscribe
+from nb2flow.runtime.core.events import subscribe, unsubscribe
+from nb2flow.runtime.runners import registry
 from tests.conftest import ROOT, require
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
@@ -56,7 +56,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def runner(cluster):
-    from nb2flow.runtime.dask_runner import DaskRunner
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
 
     lc, client, _ = cluster
     client.wait_for_workers(2, timeout=60)  # a killed worker comes back (nanny)
@@ -281,7 +281,7 @@ def just_a_lock():
 
 
 def test_an_item_that_cannot_leave_the_worker_becomes_a_marker(runner):
-    from nb2flow.runtime.futures import Unavailable
+    from nb2flow.runtime.engine.transport import Unavailable
 
     @flow(persist=False)
     def locked():
@@ -520,18 +520,18 @@ def test_worker_killed_every_time_fails_cleanly(runner):
 
 def test_specs_and_environment_choose_the_dask_runner(monkeypatch):
     require("dask", HAS_DASK, "dask[distributed] is not installed")
-    from nb2flow.runtime.dask_runner import DaskRunner
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
 
-    r = runners.create("dask://10.0.0.5:8786")
-    assert isinstance(r, DaskRunner) and r.address == "tcp://10.0.0.5:8786"
+    r = registry.create("dask://10.0.0.5:8786")
+    assert isinstance(r, DaskRunner) and r.connection.address == "tcp://10.0.0.5:8786"
     assert r.describe() == "dask:tcp://10.0.0.5:8786"
-    assert runners.create("tcp://h:1").address == "tcp://h:1"
-    assert runners.create("dask:tls://h:1").address == "tls://h:1"
-    local = runners.create("dask:3")
-    assert local.n_workers == 3 and local.address is None
-    assert runners.create("dask").describe() == "dask"
+    assert registry.create("tcp://h:1").connection.address == "tcp://h:1"
+    assert registry.create("dask:tls://h:1").connection.address == "tls://h:1"
+    local = registry.create("dask:3")
+    assert local.connection.n_workers == 3 and local.connection.address is None
+    assert registry.create("dask").describe() == "dask"
     monkeypatch.setenv("NB2FLOW_TASK_RUNNER", "dask://sched:8786")
-    assert runners.create(None).address == "tcp://sched:8786"
+    assert registry.create(None).connection.address == "tcp://sched:8786"
 
 
 def test_dask_spec_uses_the_default_client_when_there_is_one(cluster):
@@ -559,7 +559,7 @@ def test_dask_spec_uses_the_default_client_when_there_is_one(cluster):
 def test_missing_distributed_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(Nb2flowError, match=r"needs the 'distributed' package.*pip install"):
-        runners.create("dask")
+        registry.create("dask")
 
 
 def test_unreachable_scheduler_is_a_clear_error(capsys):
@@ -586,7 +586,7 @@ def test_unreachable_scheduler_is_a_clear_error(capsys):
     assert err.startswith("error: cannot reach the Dask scheduler at tcp://127.0.0.1:9: ")
     assert "Traceback" not in err and len(err.splitlines()) == 1
     # a runner object that failed to start tries again in the next run
-    from nb2flow.runtime.dask_runner import DaskRunner
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
 
     again = nowhere.with_options(task_runner=DaskRunner(address="127.0.0.1:9", connect_timeout=1))
     for _ in range(2):
@@ -710,7 +710,7 @@ def test_example_flow_gives_the_thread_runners_rmse(cluster, runner, tmp_path, m
     # the run completes; the two xgboost DMatrix items cannot leave the worker: markers
     assert by_dask.state == "Completed", by_dask.error
     assert by_dask.value["rmse"] == pytest.approx(rmse, rel=1e-6)
-    from nb2flow.runtime.futures import Unavailable
+    from nb2flow.runtime.engine.transport import Unavailable
 
     for name, index in (("dtrain", 0), ("dvalid", 1)):
         marker = by_dask.value[name]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nb2flow.runtime import events
-from nb2flow.runtime.model import RunView
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.model import RunView
 
 
 def _run_events() -> list[events.RunEvent]:

@@ -10,7 +10,8 @@ import pytest
 from notebooks.nbbuild import code, write
 
 from nb2flow.cli import main
-from nb2flow.codegen import convert_notebook, is_generated
+from nb2flow.codegen import convert_notebook
+from nb2flow.generated import is_generated
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "converted_scripts").glob("*.py"))

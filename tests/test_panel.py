@@ -10,9 +10,9 @@ pytest.importorskip("ipywidgets")
 
 from nb2flow.jupyter import panel as P  # noqa: E402
 from nb2flow.jupyter.sample import record, replay, sample_events  # noqa: E402
-from nb2flow.runtime import events  # noqa: E402
-from nb2flow.runtime import states as S  # noqa: E402
-from nb2flow.runtime.model import RunView  # noqa: E402
+from nb2flow.runtime.core import events  # noqa: E402
+from nb2flow.runtime.core import states as S  # noqa: E402
+from nb2flow.runtime.core.model import RunView  # noqa: E402
 
 
 def finished() -> RunView:

@@ -13,7 +13,7 @@ from notebooks.nbbuild import code, md, run_cells, run_script_flow, write
 
 from nb2flow.codegen import convert_notebook
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.unset import UNSET
+from nb2flow.runtime.core.unset import UNSET
 
 NAMES = ["a", "b", "c"]
 TEMPLATES = [

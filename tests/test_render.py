@@ -9,9 +9,9 @@ import pytest
 
 from nb2flow.jupyter import render as R
 from nb2flow.jupyter.sample import sample_events
-from nb2flow.runtime import states as S
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.model import RunView
+from nb2flow.runtime.core import states as S
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.model import RunView
 
 SVG = "{http://www.w3.org/2000/svg}"
 

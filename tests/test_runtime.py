@@ -9,11 +9,13 @@ import pytest
 
 from nb2flow import flow, get_run_logger, task
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime import events, runners
 from nb2flow.runtime.api import Flow, Task, unmapped
-from nb2flow.runtime.engine import FlowRun
-from nb2flow.runtime.exceptions import FlowTimeout, TaskTimeout, UpstreamFailed
-from nb2flow.runtime.futures import ItemFuture, TaskFuture
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.exceptions import FlowTimeout, TaskTimeout, UpstreamFailed
+from nb2flow.runtime.engine.flow_run import FlowRun
+from nb2flow.runtime.engine.futures import ItemFuture, TaskFuture
+from nb2flow.runtime.runners import registry
+from nb2flow.runtime.runners.base import TaskRunner
 
 
 @pytest.fixture
@@ -638,22 +640,22 @@ def test_get_run_logger_outside_a_run_raises():
 
 def test_runner_registry_parses_specs(monkeypatch):
     monkeypatch.setenv("NB2FLOW_TASK_RUNNER", "processes:3")
-    assert runners.create(None).describe() == "processes:3"
+    assert registry.create(None).describe() == "processes:3"
     monkeypatch.delenv("NB2FLOW_TASK_RUNNER")
-    assert runners.parse("threads:8") == ("threads", "8")
-    assert runners.parse("dask://host:8786") == ("dask", "host:8786")
-    assert runners.parse("tcp://h:1") == ("dask", "tcp://h:1")
-    assert runners.create("threads:3").width == 3
-    assert runners.create("sequential").describe() == "sequential"
-    assert runners.create(None).name == "threads"
+    assert registry.parse("threads:8") == ("threads", "8")
+    assert registry.parse("dask://host:8786") == ("dask", "host:8786")
+    assert registry.parse("tcp://h:1") == ("dask", "tcp://h:1")
+    assert registry.create("threads:3").width == 3
+    assert registry.create("sequential").describe() == "sequential"
+    assert registry.create(None).name == "threads"
     with pytest.raises(Nb2flowError, match="unknown task runner 'nope'"):
-        runners.create("nope")
+        registry.create("nope")
     with pytest.raises(Nb2flowError, match="width"):
-        runners.create("threads:zero")
+        registry.create("threads:zero")
 
 
 def test_registered_runner_is_used():
-    class Recording(runners.TaskRunner):
+    class Recording(TaskRunner):
         name = "recording"
         seen: list[str] = []
 
@@ -661,7 +663,7 @@ def test_registered_runner_is_used():
             Recording.seen.append(call.task.name)
             call.run()
 
-    runners.register("recording", Recording)
+    registry.register("recording", Recording)
 
     @task
     def one():
@@ -677,7 +679,7 @@ def test_registered_runner_is_used():
 def test_a_runner_that_cannot_start_fails_the_flow_cleanly(capsys):
     from nb2flow.runtime.api import run_cli
 
-    class Unreachable(runners.TaskRunner):
+    class Unreachable(TaskRunner):
         name = "unreachable"
 
         def start(self):
@@ -971,7 +973,7 @@ def test_logs_are_echoed_while_any_top_level_run_is_going(capsys):
         t.join(10)
     err = capsys.readouterr().err
     assert "speak | from a" in err and "speak | from b" in err
-    from nb2flow.runtime.logs import echo_to_stderr
+    from nb2flow.runtime.observation.logs import echo_to_stderr
 
     assert echo_to_stderr not in events.subscribers()  # the echo left with the last run
 
@@ -1019,8 +1021,9 @@ def test_a_failing_done_callback_does_not_stop_downstream_runs(capsys):
 def test_payload_round_trip_and_with_args():
     import cloudpickle
 
-    from nb2flow.runtime.attempts import Ref, TaskPayload, execute
-    from nb2flow.runtime.futures import Outcome
+    from nb2flow.runtime.engine.attempts import execute
+    from nb2flow.runtime.engine.futures import Outcome
+    from nb2flow.runtime.engine.payload import Ref, TaskPayload
 
     @task
     def add(a, b):
@@ -1114,7 +1117,7 @@ print(sorted(heavy & after_import), sorted(heavy & set(sys.modules)))
 def test_sendable_probes_without_keeping_the_pickle():
     import numpy as np
 
-    from nb2flow.runtime.futures import Unavailable, sendable
+    from nb2flow.runtime.engine.transport import Unavailable, sendable
 
     array = np.arange(1000)  # pickled with out-of-band buffers (protocol 5)
     assert sendable(array, "t", 0) is array

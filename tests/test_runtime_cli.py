@@ -268,8 +268,8 @@ def chatty_flow(n: int = 3):
 def _report(mode):
     import io
 
-    from nb2flow.runtime.events import subscribe, unsubscribe
-    from nb2flow.runtime.reporter import TerminalReporter
+    from nb2flow.runtime.core.events import subscribe, unsubscribe
+    from nb2flow.runtime.observation.reporter import TerminalReporter
 
     stream = io.StringIO()
     reporter = TerminalReporter(mode, stream=stream)

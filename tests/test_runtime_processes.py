@@ -141,7 +141,7 @@ def use_lock(lock):
 
 
 def test_an_item_that_cannot_be_pickled_becomes_a_marker_and_the_run_goes_on():
-    from nb2flow.runtime.futures import Unavailable
+    from nb2flow.runtime.engine.transport import Unavailable
 
     @flow(task_runner="processes:1", persist=False)
     def partly():

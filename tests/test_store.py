@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime import events
-from nb2flow.runtime.model import RunView
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.model import RunView
 from nb2flow.store import db, recording
 from nb2flow.store.db import Store
 
@@ -293,7 +293,7 @@ def _python(code: str, **kw) -> subprocess.Popen:
 def test_events_are_written_at_normal_exit_without_flush(helper_mode):
     code = """
         from nb2flow.store import recording
-        from nb2flow.runtime import events
+        from nb2flow.runtime.core import events
         recording.enable()
         events.emit("flow_run", "exit-run", data={"flow_name": "f", "run_name": "bye-bye"})
         events.emit("flow_state", "exit-run", data={"state": "Completed"})
@@ -311,7 +311,7 @@ def test_a_killed_process_run_is_marked_crashed_by_the_next_opener():
     code = """
         import time
         from nb2flow.store import recording
-        from nb2flow.runtime import events
+        from nb2flow.runtime.core import events
         rec = recording.enable()
         events.emit("flow_run", "doomed", data={"flow_name": "f", "run_name": "doomed-run"})
         events.emit("flow_state", "doomed", data={"state": "Running"})
@@ -377,7 +377,7 @@ def test_eight_processes_write_to_one_store_at_once():
     code = """
         import os, sys, uuid
         from nb2flow.store import recording
-        from nb2flow.runtime import events
+        from nb2flow.runtime.core import events
         rec = recording.enable()
         emit = events.emit
         for r in range(RUNS):

@@ -101,7 +101,7 @@ def test_show_unknown_or_ambiguous_run(two_runs, capsys):
 
 
 def test_show_limits_long_runs(monkeypatch, capsys):
-    from nb2flow.runtime import events
+    from nb2flow.runtime.core import events
 
     rec = recording.enable()
     events.emit("flow_run", "big", data={"flow_name": "big", "run_name": "big-run"})
@@ -129,7 +129,7 @@ def test_a_file_that_is_not_a_store_is_a_clear_error(capsys):
 
 
 def test_odd_state_names_do_not_break_the_history():
-    from nb2flow.runtime import events
+    from nb2flow.runtime.core import events
     from nb2flow.store.db import Store
 
     rec = recording.enable()

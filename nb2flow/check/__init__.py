@@ -192,7 +192,7 @@ def _compare_all(
     tol: Tolerance | None,
 ) -> list[ValueRow]:
     from nb2flow.check.compare import is_sample
-    from nb2flow.runtime.unset import UNSET
+    from nb2flow.runtime.core.unset import UNSET
 
     samples = [v for kind, v, _ in nb_values.values() if kind == "value" and is_sample(v)]
     rows = []

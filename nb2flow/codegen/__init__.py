@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nb2flow.codegen.script import MARKER
 from nb2flow.errors import Nb2flowError, where
+from nb2flow.generated import MARKER, is_generated
 from nb2flow.notebook.identifiers import identifier
 
 __all__ = [
     "Conversion",
-    "MARKER",
     "convert_notebook",
     "module_name",
     "script_path",
@@ -125,16 +124,6 @@ def _raise_for_cell(path: Path) -> None:
             raise Nb2flowError(
                 f"{where(path, cell.number, exc.lineno)}: syntax error: {exc.msg}"
             ) from None
-
-
-def is_generated(path: str | Path) -> bool:
-    """True when the file at ``path`` carries the ``# nb2flow: generated`` marker."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            head = fh.read(8192)
-    except OSError:
-        return False
-    return any(line.strip() == MARKER for line in head.splitlines())
 
 
 def write_script(

@@ -12,9 +12,8 @@ import ast
 from typing import Any
 
 from nb2flow.analysis.plan import BUILTIN_NAMES, SCRIPT_NAMES, markdown_comment
+from nb2flow.generated import MARKER
 from nb2flow.notebook.identifiers import unique
-
-MARKER = "# nb2flow: generated"
 
 _DISPLAY_STANDIN = '''
 def display(*objs, **kwargs):

@@ -61,14 +61,14 @@ def human_age(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nb2flow.runtime import cache
+    from nb2flow.runtime.cache import entries
 
     filters = {"flow": args.flow, "task": args.task, "older_than": args.older_than}
     if args.action == "clear":
-        count, freed = cache.clear(**filters)
+        count, freed = entries.clear(**filters)
         print(f"removed {count} cache entr{'y' if count == 1 else 'ies'}, {human_size(freed)}")
         return 0
-    found = cache.entries(**filters)
+    found = entries.list_entries(**filters)
     if args.json:
         for e in found:
             print(
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             )
         return 0
     if not found:
-        print(f"no cache entries in {cache.results_dir()}")
+        print(f"no cache entries in {entries.results_dir()}")
         return 0
     now = time.time()
     rows = [("KEY", "FLOW", "TASK", "SIZE", "CREATED", "SOURCE RUN")]

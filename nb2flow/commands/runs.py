@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from nb2flow.errors import Nb2flowError
-    from nb2flow.runtime.states import ALL_STATES
+    from nb2flow.runtime.core.states import ALL_STATES
     from nb2flow.store import db, render
 
     if args.limit is not None and args.limit < 1:

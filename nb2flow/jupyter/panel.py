@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 from nb2flow.jupyter import render as R
-from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
-from nb2flow.runtime.model import RunView
-from nb2flow.runtime.states import FINAL_STATES
+from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.core.model import RunView
+from nb2flow.runtime.core.states import FINAL_STATES
 
 OFF_VALUES = frozenset({"off", "0", "false", "no", "none"})
 TAB_TITLES = ("Graph", "Timeline", "Tasks", "Logs")

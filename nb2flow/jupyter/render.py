@@ -1,4 +1,4 @@
-"""Pure rendering of a :class:`~nb2flow.runtime.model.RunView`: graph and timeline as inline
+"""Pure rendering of a :class:`~nb2flow.runtime.core.model.RunView`: graph and timeline as inline
 SVG, tasks table and logs as HTML, and the whole self-contained report page.
 
 Every function here takes a run view and returns text; nothing touches widgets, files or
@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nb2flow.runtime import states as S
-from nb2flow.runtime.model import LogView, RunView, TaskRunView
+from nb2flow.runtime.core import states as S
+from nb2flow.runtime.core.model import LogView, RunView, TaskRunView
 
 #: state -> (fill, stroke, text colour). Failures are red, NotRun is hollow and dashed.
 STATE_STYLE: dict[str, tuple[str, str, str]] = {

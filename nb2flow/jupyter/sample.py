@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from nb2flow.runtime import states as S
-from nb2flow.runtime.events import RunEvent
+from nb2flow.runtime.core import states as S
+from nb2flow.runtime.core.events import RunEvent
 
 
 def sample_events(
@@ -101,7 +101,7 @@ def sample_events(
 
 
 def replay(events: list[RunEvent], emit: Callable[..., object], speed: float = 0.0) -> None:
-    """Emit recorded events again (``emit`` is :func:`nb2flow.runtime.events.emit`), optionally
+    """Emit recorded events again (``emit`` is :func:`nb2flow.runtime.core.events.emit`), optionally
     sleeping ``speed`` x the original gaps, as a live run would."""
     prev = events[0].ts if events else 0.0
     for e in events:
@@ -114,7 +114,7 @@ def replay(events: list[RunEvent], emit: Callable[..., object], speed: float = 0
 def record(*runs: list[RunEvent], timeout: float = 10) -> None:
     """Write recorded runs into the run store (``$NB2FLOW_HOME``) through the store's own
     recorder, as if they had just run; the recorder is closed afterwards."""
-    from nb2flow.runtime import events
+    from nb2flow.runtime.core import events
     from nb2flow.store import recording
 
     rec = recording.enable()

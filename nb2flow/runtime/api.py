@@ -18,18 +18,19 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from nb2flow.runtime import engine
-from nb2flow.runtime.attempts import _RUN, RunContext
-from nb2flow.runtime.engine import FlowRun
-from nb2flow.runtime.futures import (
+from nb2flow.runtime.core.context import RUN, RunContext
+from nb2flow.runtime.core.states import COMPLETED, FAILED
+from nb2flow.runtime.engine.flow_run import FlowRun, resolve_futures, run_flow
+from nb2flow.runtime.engine.futures import (
     FUTURE_TYPES,
     ItemFuture,
     Outcome,
     TaskFuture,
     completed_future,
 )
-from nb2flow.runtime.logs import get_run_logger
-from nb2flow.runtime.states import COMPLETED, FAILED
+from nb2flow.runtime.engine.tracebacks import error_line
+from nb2flow.runtime.observation.logs import get_run_logger
+from nb2flow.runtime.runners import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,7 +138,7 @@ class Task:
     # -- calling -------------------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        ctx = _RUN.get()
+        ctx = RUN.get()
         if ctx is None or ctx.flow_run is None:
             return self.fn(*args, **kwargs)
         wait_for = None
@@ -151,7 +152,7 @@ class Task:
         """Start a task run and return its future at once. Futures among the arguments
         are resolved first and become edges of the run graph; ``wait_for`` adds ordering
         edges without data. Outside a flow the function runs at once."""
-        ctx = _RUN.get()
+        ctx = RUN.get()
         if ctx is None or ctx.flow_run is None:
             return self._run_now(args, kwargs, wait_for)
         return ctx.flow_run.submit_task(self, args, kwargs, wait_for)
@@ -173,14 +174,11 @@ class Task:
             )
         n = lengths.pop()
         wait = list(wait_for) if wait_for is not None else None
-        ctx = _RUN.get()
+        ctx = RUN.get()
         futures: list[TaskFuture] = []
         key_base = None
         if ctx is not None and ctx.flow_run is not None:
-            fr = ctx.flow_run
-            count = fr._keys.get(self.name, 0) + 1
-            fr._keys[self.name] = count
-            key_base = self.name if count == 1 else f"{self.name}-{count}"
+            key_base = ctx.flow_run.next_key(self.name)
         for i in range(n):
             a = tuple(_item(v, i) for v in args_l)
             kw = {k: _item(v, i) for k, v in kwargs_l.items()}
@@ -195,11 +193,11 @@ class Task:
             if isinstance(f, FUTURE_TYPES):
                 f.wait()
         try:
-            args = engine.resolve_futures(args)
-            kwargs = engine.resolve_futures(kwargs)
+            args = resolve_futures(args)
+            kwargs = resolve_futures(kwargs)
             outcome = Outcome(COMPLETED, self.fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported through the future
-            outcome = Outcome(FAILED, exc=exc, error=engine.error_line(exc))
+            outcome = Outcome(FAILED, exc=exc, error=error_line(exc))
         return completed_future(self.name, outcome, self.nout)
 
 
@@ -305,7 +303,9 @@ class Flow:
         """Run the flow. Returns its value (futures in a returned dict/list/tuple resolved)
         or, with ``return_state=True``, the :class:`FlowRun`. A failed run raises the
         error of its first failed task (or of the flow body) unless ``return_state``."""
-        return engine.run_flow(self, args, kwargs, return_state)
+        parameters = self.bind(args, kwargs)
+        runner = registry.create(self.task_runner)
+        return run_flow(self, args, kwargs, parameters, runner, return_state)
 
 
 @overload
@@ -341,7 +341,7 @@ def run_cli(
     """The command line of a flow script: one ``--option`` per flow parameter, plus
     ``--task-runner/--executor``, ``--quiet``, ``--no-store``, ``--json``. Exits (or
     returns, with ``exit=False``) 0 on success, 1 when the flow fails, 130 on Ctrl-C."""
-    from nb2flow.runtime.flowcli import run_cli as _run_cli
+    from nb2flow.runtime.cli.run import run_cli as _run_cli
 
     return _run_cli(flow, argv, exit=exit, prog=prog)
 
@@ -349,10 +349,10 @@ def run_cli(
 def get_run_context() -> RunContext | None:
     """The run the calling code belongs to (``flow_run_id``, ``flow_run_name``,
     ``flow_name``, ``task_run_id`` (None in a flow body), ``name``), or None outside runs."""
-    return _RUN.get()
+    return RUN.get()
 
 
 def current_flow_name() -> str | None:
     """The name of the flow whose run the calling code belongs to (None outside runs)."""
-    ctx = _RUN.get()
+    ctx = RUN.get()
     return ctx.flow_name if ctx is not None else None

@@ -73,7 +73,7 @@ def _hot_path_ns(n: int = 300_000) -> tuple[float, float]:
     them), without and with the recorder's ``deque.append`` subscribed."""
     from collections import deque
 
-    from nb2flow.runtime import events
+    from nb2flow.runtime.core import events
 
     def run(subscribers: list[object]) -> float:
         kept: list[object] = []

@@ -14,7 +14,7 @@ Crash detection: each flow run records the pid, hostname and start time of the p
 records it. Whoever opens the store next marks runs left unfinished by a dead process (or by a
 process whose pid has since been reused) ``Crashed``, with their unfinished task runs.
 
-A run is rebuilt as a :class:`~nb2flow.runtime.model.RunView` by replaying its rows as the
+A run is rebuilt as a :class:`~nb2flow.runtime.core.model.RunView` by replaying its rows as the
 run events they came from, in the order they were recorded: the store and a live observer
 read events the same way (``RunView.apply``). See ``docs/store.md``.
 """
@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from nb2flow import settings
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.model import RunView
-from nb2flow.runtime.states import (
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.model import RunView
+from nb2flow.runtime.core.states import (
     CANCELLED,
     CRASHED,
     FAILED,
@@ -138,15 +139,9 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def home() -> Path:
-    """``$NB2FLOW_HOME``, default ``~/.nb2flow``."""
-    env = os.environ.get("NB2FLOW_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".nb2flow"
-
-
 def default_path() -> Path:
     """Where the run store lives: ``$NB2FLOW_HOME/runs.db``."""
-    return home() / DB_NAME
+    return settings.home() / DB_NAME
 
 
 # -- processes -------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from nb2flow.runtime import events
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.states import ALL_STATES, FINAL_STATES, RUNNING
+from nb2flow import settings
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.states import ALL_STATES, FINAL_STATES, RUNNING
 from nb2flow.store import db
 
 #: seconds between two drains of the queue while events keep coming / when it was empty
@@ -372,8 +373,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._local = _Writer(path, self.pid, db.process_start(self.pid))
         self._helper: _Helper | None = None
-        self._helper_mode = os.environ.get("NB2FLOW_STORE_HELPER", "auto").lower()
-        self._helper_failed = self._helper_mode in ("never", "off", "0")
+        self._helper_mode = settings.store_helper()
+        self._helper_failed = self._helper_mode == "never"
         #: figures: events written, events lost (could not be written)
         self.written = 0
         self.lost = 0

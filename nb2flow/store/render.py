@@ -13,7 +13,7 @@ from typing import Any
 
 from nb2flow.jupyter import render as R  # the one place durations and labels are formatted
 from nb2flow.jupyter.render import task_label
-from nb2flow.runtime.model import RunView, TaskRunView
+from nb2flow.runtime.core.model import RunView, TaskRunView
 from nb2flow.store.db import RunSummary
 
 STATE_STYLES = {

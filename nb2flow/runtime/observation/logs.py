@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-from nb2flow.runtime.attempts import _RUN, RunContext
-from nb2flow.runtime.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.core.context import RUN, RunContext
+from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
 
 #: Parent of every run logger (``nb2flow.run.<flow or task name>``). It does not propagate
 #: to the root logger: its records reach the console through run events. Add handlers to
@@ -32,7 +32,7 @@ class _EventHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        ctx: RunContext | None = getattr(record, "nb2flow_ctx", None) or _RUN.get()
+        ctx: RunContext | None = getattr(record, "nb2flow_ctx", None) or RUN.get()
         if ctx is None:
             return
         try:
@@ -77,7 +77,7 @@ def get_run_logger() -> RunLogger:
     Its records become ``log`` run events: shown on the terminal, kept in the store, shown
     in the panel. Raises ``RuntimeError`` outside a flow or task run.
     """
-    ctx = _RUN.get()
+    ctx = RUN.get()
     if ctx is None:
         raise RuntimeError("get_run_logger() can only be called inside a flow or a task run")
     return RunLogger(logging.getLogger(f"{ROOT_NAME}.{ctx.name}"), {"nb2flow_ctx": ctx})
@@ -92,7 +92,7 @@ _installed = False
 def _print(
     *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
 ) -> None:
-    ctx = _RUN.get()
+    ctx = RUN.get()
     if ctx is None or not ctx.log_prints or (file is not None and file is not sys.stdout):
         _original_print(*args, sep=sep, end=end, file=file, flush=flush)
         return

@@ -11,7 +11,7 @@ Event kinds and their ``data`` keys:
 ``flow_run``   a flow run was created:
                ``flow_name``, ``run_name``, ``parameters`` (dict of repr strings),
                ``pid``, ``task_runner`` (str).
-``flow_state`` ``state`` (a name from :mod:`nb2flow.runtime.states`), ``message``,
+``flow_state`` ``state`` (a name from :mod:`nb2flow.runtime.core.states`), ``message``,
                and for failures ``error`` (one line) and ``traceback``.
 ``task_run``   a task run was created: ``task_name``, ``task_key`` (stable name in the
                flow), ``upstream`` (sequence of task run ids it waits for), ``edge_names``

@@ -4,7 +4,7 @@
 records graph edges, hands ready calls to the task runner, and on :meth:`TaskCall.finish`
 publishes the final state event and completes the future, which schedules the downstream
 calls. Subscribers only ever live in the flow process. The attempts themselves run in
-:func:`nb2flow.runtime.attempts.execute`, wherever the runner puts them.
+:func:`nb2flow.runtime.engine.attempts.execute`, wherever the runner puts them.
 
 Hot path (one task run): a counter-based id, one scan of the arguments for futures (no
 copy unless a future is found), three event tuples (task_run, Running, final state), one
@@ -20,30 +20,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime import attempts, names
-from nb2flow.runtime.attempts import (
-    _CONTAINERS,
-    _RUN,
-    Ref,
-    RunContext,
-    TaskPayload,
-    _is_main_thread,
-    _now,
-    _retry_delay,
-    current,
-    dumps_outcome_message,
-    error_line,
-    execute,
-    format_traceback,
-)
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.events import publish as _publish
-from nb2flow.runtime.exceptions import FlowTimeout, TaskRunError, Terminated
-from nb2flow.runtime.futures import ItemFuture, Outcome, TaskFuture
-from nb2flow.runtime.states import (
+from nb2flow.runtime.core import ids
+from nb2flow.runtime.core.context import RUN, RunContext
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.events import publish as _publish
+from nb2flow.runtime.core.exceptions import FlowTimeout, TaskRunError, Terminated
+from nb2flow.runtime.core.states import (
     CANCELLED,
     COMPLETED,
     CRASHED,
@@ -55,26 +40,14 @@ from nb2flow.runtime.states import (
     RUNNING,
     TIMED_OUT,
 )
+from nb2flow.runtime.engine import attempts
+from nb2flow.runtime.engine.attempts import _is_main_thread, _now, _retry_delay, execute
+from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
+from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload
+from nb2flow.runtime.engine.tracebacks import INTERNAL_FILES, error_line, format_traceback
+from nb2flow.runtime.observation import logs
 
-#: what runners and older imports take from here (defined in :mod:`~nb2flow.runtime.attempts`)
-__all__ = [
-    "_CONTAINERS",
-    "_RUN",
-    "FlowRun",
-    "Ref",
-    "RunContext",
-    "TaskCall",
-    "TaskPayload",
-    "current",
-    "dumps_outcome_message",
-    "error_line",
-    "execute",
-    "format_traceback",
-    "resolve_futures",
-    "run_flow",
-]
-
-attempts.INTERNAL_FILES.add(__file__)  # a flow body's traceback starts at the user's code
+INTERNAL_FILES.add(__file__)  # a flow body's traceback starts at the user's code
 
 _COMPLETED_1: dict[str, Any] = {"state": COMPLETED, "attempt": 1, "message": ""}
 _NO_EDGES: dict[str, list[str]] = {}
@@ -88,6 +61,21 @@ CONSOLE_ECHO = True
 
 
 # ---------------------------------------------------------------------------- flow side
+
+
+class Runner(Protocol):
+    """What the engine needs of a task runner (:class:`~nb2flow.runtime.runners.base.TaskRunner`
+    documents the contract)."""
+
+    resolves_upstream: bool
+
+    def start(self) -> None: ...
+
+    def submit(self, call: TaskCall) -> None: ...
+
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+    def describe(self) -> str: ...
 
 
 class TaskCall:
@@ -213,7 +201,7 @@ class _Scan:
             if _SCANNED.isdisjoint(map(type, obj.values())):  # a C loop: big data stays cheap
                 return obj
             return {k: self.template(v) for k, v in obj.items()}
-        if t in _CONTAINERS:
+        if t in CONTAINERS:
             if _SCANNED.isdisjoint(map(type, obj)):
                 return obj
             return t(self.template(v) for v in obj)
@@ -229,9 +217,11 @@ class FlowRun:
     ``events`` are the run events it published, in order.
     """
 
-    def __init__(self, flow: Any, parameters: dict[str, Any], runner: Any, parent: Any) -> None:
-        self.id = names.flow_run_id()
-        self.name = names.run_name()
+    def __init__(
+        self, flow: Any, parameters: dict[str, Any], runner: Runner, parent: RunContext | None
+    ) -> None:
+        self.id = ids.flow_run_id()
+        self.name = ids.run_name()
         self.flow = flow
         self.flow_name: str = flow.name
         self.parameters = parameters
@@ -266,9 +256,9 @@ class FlowRun:
 
     @property
     def view(self) -> Any:
-        """The run as observers see it (a :class:`~nb2flow.runtime.model.RunView`)."""
+        """The run as observers see it (a :class:`~nb2flow.runtime.core.model.RunView`)."""
         if self._view is None or self._view_len != len(self.events):
-            from nb2flow.runtime.model import RunView
+            from nb2flow.runtime.core.model import RunView
 
             self._view_len = len(self.events)
             self._view = RunView.from_events(self.id, list(self.events))
@@ -319,6 +309,13 @@ class FlowRun:
 
     # -- task runs -----------------------------------------------------------------------
 
+    def next_key(self, name: str) -> str:
+        """The stable key of the next run of task ``name`` in this flow run (``name``, then
+        ``name-2``, ...; a ``.map()`` takes one for all its runs)."""
+        n = self._keys.get(name, 0) + 1
+        self._keys[name] = n
+        return name if n == 1 else f"{name}-{n}"
+
     def _new_call(
         self,
         task: Any,
@@ -363,12 +360,10 @@ class FlowRun:
                 if type(f) is TaskFuture and id(f) not in scan.slots:
                     scan.slots[id(f)] = len(scan.ups)
                     scan.ups.append(f)
-        trid = names.task_run_id()
+        trid = ids.task_run_id()
         name = task.name
         if key_base is None:
-            n = self._keys.get(name, 0) + 1
-            self._keys[name] = n
-            key_base = name if n == 1 else f"{name}-{n}"
+            key_base = self.next_key(name)
         task_key = key_base if map_index is None else f"{key_base}[{map_index}]"
         log_prints = task.log_prints if task.log_prints is not None else self.flow.log_prints
         payload = TaskPayload(
@@ -544,11 +539,11 @@ class FlowRun:
         )
 
     def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        token = _RUN.set(self._context())
+        token = RUN.set(self._context())
         try:
             return resolve_futures(self.flow.fn(*args, **kwargs))
         finally:
-            _RUN.reset(token)
+            RUN.reset(token)
 
     def _attempt(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], first: int
@@ -706,7 +701,7 @@ def resolve_futures(value: Any) -> Any:
         if _SCANNED.isdisjoint(map(type, value.values())):
             return value
         return {k: resolve_futures(v) for k, v in value.items()}
-    if t in _CONTAINERS:
+    if t in CONTAINERS:
         if _SCANNED.isdisjoint(map(type, value)):
             return value
         return t(resolve_futures(v) for v in value)
@@ -716,23 +711,25 @@ def resolve_futures(value: Any) -> Any:
 # ------------------------------------------------------------------------- flow entry
 
 
-def run_flow(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool) -> Any:
-    """Call a flow: create the run, attach the hooks, run it, return its value (or the
-    :class:`FlowRun` with ``return_state=True``); raise its error when it failed."""
-    from nb2flow.runtime import runners
-
-    parent = _RUN.get()
+def run_flow(
+    flow: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    parameters: dict[str, Any],
+    runner: Runner,
+    return_state: bool,
+) -> Any:
+    """Call a flow (``parameters``: the call's arguments bound by name): create the run,
+    attach the hooks, run it on ``runner``, return its value (or the :class:`FlowRun` with
+    ``return_state=True``); raise its error when it failed."""
+    parent = RUN.get()
     top = parent is None
-    parameters = flow.bind(args, kwargs)
-    runner = runners.create(flow.task_runner)
     fr = FlowRun(flow, parameters, runner, parent)
     recorder = _enable_store(flow) if top else None
     # a live panel shows the logs itself: no echo to stderr under it
     panel = top and _attach_panel(fr.id)
     echo = top and CONSOLE_ECHO and not panel
     if echo:
-        from nb2flow.runtime import logs
-
         logs.echo(True)
     data: dict[str, Any] = {
         "flow_name": flow.name,

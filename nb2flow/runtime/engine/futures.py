@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from nb2flow.runtime.exceptions import RemoteError, TaskCancelled, TaskTimeout, UpstreamFailed
-from nb2flow.runtime.states import (
+from nb2flow.runtime.core.exceptions import RemoteError, TaskCancelled, TaskTimeout, UpstreamFailed
+from nb2flow.runtime.core.states import (
     CANCELLED,
     NOT_RUN,
     OK_STATES,
@@ -30,7 +30,7 @@ class Outcome:
     """How a task run ended: ``state``, and ``value`` or ``error``/``traceback``/``exc``.
 
     ``events`` holds the run events of the attempt when the executing side buffered them
-    (see :func:`nb2flow.runtime.attempts.execute`); the flow side publishes them before the
+    (see :func:`nb2flow.runtime.engine.attempts.execute`); the flow side publishes them before the
     final state.
     """
 
@@ -93,94 +93,6 @@ class Outcome:
         return f"Outcome({self.state!r}, attempt={self.attempt})"
 
 
-class Unavailable:
-    """Stands for an item of a task's result that could not be sent to another process.
-
-    A task declared with ``nout=N`` that returns an item which cannot be pickled (an open
-    file, a lock, an xgboost ``DMatrix``) on a process pool or a Dask cluster still
-    completes: the other items travel, this one is replaced by an ``Unavailable`` marker
-    (and a WARNING names it). A downstream task that receives the marker fails with an
-    error naming the item; the flow's returned value holds the marker.
-    """
-
-    __slots__ = ("type_name", "reason", "task", "index")
-
-    def __init__(self, type_name: str, reason: str, task: str = "", index: int | None = None):
-        self.type_name = type_name
-        self.reason = reason
-        self.task = task
-        self.index = index
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Unavailable, (self.type_name, self.reason, self.task, self.index))
-
-    def describe(self) -> str:
-        """``item 0 of task 'train' (xgboost.core.DMatrix)``."""
-        where = f"task {self.task!r}" if self.task else "a task"
-        if self.index is not None:
-            where = f"item {self.index} of {where}"
-        return f"{where} ({self.type_name})"
-
-    def __repr__(self) -> str:
-        return f"Unavailable({self.describe()}: {self.reason})"
-
-
-def _type_name(value: Any) -> str:
-    t = type(value)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-
-
-class _Discard:
-    """A file that forgets what is written: pickling into it tests picklability without
-    holding the pickle in memory (the pickler writes in frames)."""
-
-    def write(self, data: Any) -> int:
-        return memoryview(data).nbytes  # bytes, or a PickleBuffer (protocol 5)
-
-
-def sendable(item: Any, task: str, index: int | None) -> Any:
-    """``item`` itself if it can be pickled, else an :class:`Unavailable` marker for it."""
-    import cloudpickle
-
-    from nb2flow.runtime.attempts import error_line
-
-    try:
-        cloudpickle.dump(item, _Discard())
-    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
-        return Unavailable(_type_name(item), error_line(exc), task, index)
-    return item
-
-
-def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
-    """A ``nout`` task's tuple (or list) ``value`` with each item that cannot be pickled
-    replaced by an :class:`Unavailable` marker, and the markers (for the path where
-    pickling the whole value already failed)."""
-    items = [sendable(item, task, i) for i, item in enumerate(value)]
-    markers = [m for m in items if type(m) is Unavailable]
-    return type(value)(items) if type(value) in (tuple, list) else tuple(items), markers
-
-
-def unavailable_warning(marker: Unavailable, flow_run_id: str, task_run_id: str | None) -> Any:
-    """The WARNING log event naming an item replaced by a marker."""
-    import time
-
-    from nb2flow.runtime.events import RunEvent
-
-    return RunEvent(
-        "log",
-        time.time(),
-        flow_run_id,
-        task_run_id,
-        {
-            "level": 30,
-            "levelname": "WARNING",
-            "message": f"{marker.describe()} cannot be sent to another process "
-            f"({marker.reason}); it is replaced by an Unavailable marker",
-            "logger": "nb2flow.runtime",
-        },
-    )
-
-
 class TaskFuture:
     """The handle of a submitted task run (Prefect's ``PrefectFuture`` interface).
 
@@ -207,7 +119,7 @@ class TaskFuture:
         self.task_run_id = task_run_id
         self.name = name
         self.nout = nout
-        #: the flow-side :class:`~nb2flow.runtime.engine.TaskCall` (None for plain futures)
+        #: the flow-side :class:`~nb2flow.runtime.engine.flow_run.TaskCall` (None for plain futures)
         self.call = call
         #: free for the task runner (a Dask runner keeps its own future here)
         self.handle: Any = None

@@ -3,7 +3,7 @@ task runs on a terminal, log lines above it, and a one-line summary at the end.
 
 It is a run-event subscriber like the store and the panel. On the hot path it only appends
 the event to a deque; the display thread folds the events into a
-:class:`~nb2flow.runtime.model.RunView` a few times a second. Everything goes to stderr,
+:class:`~nb2flow.runtime.core.model.RunView` a few times a second. Everything goes to stderr,
 so ``--json`` output on stdout stays clean.
 """
 
@@ -14,9 +14,8 @@ import time
 from collections import deque
 from typing import Any
 
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.logs import format_log
-from nb2flow.runtime.states import (
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.states import (
     CACHED,
     CANCELLED,
     COMPLETED,
@@ -28,6 +27,7 @@ from nb2flow.runtime.states import (
     RUNNING,
     TIMED_OUT,
 )
+from nb2flow.runtime.observation.logs import format_log
 
 STYLE = {
     PENDING: "dim",
@@ -128,7 +128,7 @@ class TerminalReporter:
         from rich.console import Console
         from rich.live import Live
 
-        from nb2flow.runtime.model import RunView
+        from nb2flow.runtime.core.model import RunView
 
         self._view = RunView("")
         self._console = Console(file=self.stream)

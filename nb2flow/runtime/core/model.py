@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nb2flow.runtime.events import RunEvent
-from nb2flow.runtime.states import FINAL_STATES, PENDING, RETRYING, RUNNING
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.states import FINAL_STATES, PENDING, RETRYING, RUNNING
 
 
 class _Span:

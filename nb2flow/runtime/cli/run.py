@@ -1,0 +1,122 @@
+"""``run_cli(flow)``: the command line of every generated script and of ``nb2flow run``.
+
+The options come from :mod:`.parser`. A failed run exits 1 with one ``error:`` line (the
+traceback is in the run store), Ctrl-C exits 130, SIGTERM 143, a bad option 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import PurePath
+from typing import Any
+
+from nb2flow.errors import Nb2flowError
+from nb2flow.runtime.cli.parser import build_parser
+from nb2flow.runtime.core.exceptions import Terminated
+
+
+def _jsonable(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()  # numpy scalars
+        except Exception:  # noqa: BLE001
+            pass
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _on_sigterm_cancel() -> Any:
+    """Make SIGTERM (what schedulers send before SIGKILL) cancel the run like Ctrl-C, so it
+    ends Cancelled in the store rather than Crashed. Returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):  # no signals here (e.g. an embedded interpreter)
+        return None
+
+
+def run_cli(
+    flow: Any, argv: list[str] | None = None, *, exit: bool = True, prog: str | None = None
+) -> int:
+    code = _run(flow, argv, prog)
+    if exit:
+        sys.exit(code)
+    return code
+
+
+def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
+    from nb2flow.runtime.engine import flow_run as engine
+    from nb2flow.runtime.observation.reporter import TerminalReporter, summary_line
+
+    try:
+        parser, dests = build_parser(flow, prog)
+    except Nb2flowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ns = parser.parse_args(argv)  # exits 2 with argparse's message on bad options
+    params = {name: getattr(ns, dest) for name, dest in dests.items()}
+    if ns.nb2flow_no_store:
+        flow = flow.with_options(persist=False)
+    if ns.nb2flow_task_runner:
+        flow = flow.with_options(task_runner=ns.nb2flow_task_runner)
+    if ns.nb2flow_quiet:
+        mode = "quiet"
+    elif sys.stderr.isatty() and sys.stdout.isatty():
+        mode = "live"
+    else:
+        mode = "plain"
+    from nb2flow.runtime.core.events import subscribe, unsubscribe
+
+    reporter = TerminalReporter(mode)
+    subscribe(reporter)
+    echo, engine.CONSOLE_ECHO = engine.CONSOLE_ECHO, False
+    previous = _on_sigterm_cancel()
+    try:
+        reporter.start()
+        try:
+            run = flow(**params, return_state=True)
+        finally:
+            reporter.stop()
+    except Terminated:
+        print(f"cancelled: flow {flow.name!r} was terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print(f"cancelled: flow {flow.name!r} was interrupted", file=sys.stderr)
+        return 130
+    except Nb2flowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        engine.CONSOLE_ECHO = echo
+        unsubscribe(reporter)
+    if mode != "quiet":
+        print(summary_line(run.view), file=sys.stderr)
+    failed = run.state not in ("Completed", "Cached")
+    if failed and run.runner_error is not None and run.exc is run.runner_error:
+        print(f"error: {run.runner_error}", file=sys.stderr)  # e.g. no Dask scheduler there
+        return 2
+    if failed:
+        where = f"run {run.name}"
+        if flow.persist and os.environ.get("NB2FLOW_STORE", "").lower() not in ("off", "0"):
+            where += f"; details: nb2flow show {run.id[:8]}"
+        print(f"error: flow {flow.name!r} {run.state}: {run.error} ({where})", file=sys.stderr)
+        return 1
+    if ns.nb2flow_json:
+        print(json.dumps(run.value, default=_jsonable, indent=2))
+    return 0

@@ -1,0 +1,123 @@
+"""The task payload: everything the executing side needs to run one task run, picklable, with
+upstream results replaced by :class:`Ref` placeholders into the run's upstream outcomes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+from nb2flow.runtime.core.exceptions import ValueUnavailable
+from nb2flow.runtime.engine.futures import Outcome
+from nb2flow.runtime.engine.transport import Unavailable
+
+#: the containers the engine looks into for futures and Refs (exact types: a subclass is a
+#: value of its own)
+CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+class Ref:
+    """Placeholder for an upstream result inside a payload's arguments: item ``item`` (or
+    the whole value when None) of ``upstream[slot]``."""
+
+    __slots__ = ("slot", "item")
+
+    def __init__(self, slot: int, item: int | None) -> None:
+        self.slot = slot
+        self.item = item
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Ref, (self.slot, self.item))
+
+
+#: types worth looking into for Ref placeholders (the containers and Ref itself)
+_REF_SCANNED = frozenset({Ref, *CONTAINERS})
+
+
+class TaskPayload:
+    """Everything the executing side needs to run one task run; picklable (cloudpickle)."""
+
+    __slots__ = (
+        "task",
+        "flow_run_id",
+        "task_run_id",
+        "flow_name",
+        "args",
+        "kwargs",
+        "has_refs",
+        "log_prints",
+        "flow_run_name",
+    )
+
+    def __init__(
+        self,
+        task: Any,
+        flow_run_id: str,
+        task_run_id: str,
+        flow_name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        has_refs: bool,
+        log_prints: bool,
+        flow_run_name: str = "",
+    ) -> None:
+        self.task = task
+        self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id
+        self.flow_name = flow_name
+        self.args = args
+        self.kwargs = kwargs
+        self.has_refs = has_refs
+        self.log_prints = log_prints
+        self.flow_run_name = flow_run_name
+
+    def with_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], has_refs: bool = True
+    ) -> TaskPayload:
+        """A copy with other arguments (for a runner that renumbers the Refs), keeping
+        every other field, present and future."""
+        new = copy.copy(self)
+        new.args, new.kwargs, new.has_refs = args, kwargs, has_refs
+        return new
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            TaskPayload,
+            (
+                self.task,
+                self.flow_run_id,
+                self.task_run_id,
+                self.flow_name,
+                self.args,
+                self.kwargs,
+                self.has_refs,
+                self.log_prints,
+                self.flow_run_name,
+            ),
+        )
+
+
+def resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:
+    """``obj`` with its Refs replaced by the upstream values they point to (the same object
+    when it holds none); raises :class:`ValueUnavailable` for an item that stayed in the
+    process that computed it."""
+    t = type(obj)
+    if t is Ref:
+        value = upstream[obj.slot].value
+        if obj.item is not None:
+            value = value[obj.item]
+        vt = type(value)
+        if vt is Unavailable:  # an item (a Dask runner hands items over as whole values)
+            raise ValueUnavailable(value)
+        if vt is tuple and obj.item is None and Unavailable in map(type, value):  # nout result
+            raise ValueUnavailable(next(v for v in value if type(v) is Unavailable))
+        return value
+    if t is dict:
+        if _REF_SCANNED.isdisjoint(map(type, obj.values())):
+            return obj
+        return {k: resolve_refs(v, upstream) for k, v in obj.items()}
+    if t in CONTAINERS:
+        if _REF_SCANNED.isdisjoint(map(type, obj)):
+            return obj
+        return t(resolve_refs(v, upstream) for v in obj)
+    return obj

@@ -1,0 +1,166 @@
+"""What crosses a process boundary with a task run's outcome, and what to do when it cannot.
+
+An outcome is pickled (cloudpickle) to go back from a pool process or a Dask worker. A value
+that cannot be pickled fails the run, except the items of a ``nout`` task: each item that
+cannot travel is replaced by an :class:`Unavailable` marker, and a WARNING log event names it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.states import FAILED
+from nb2flow.runtime.engine.futures import Outcome
+from nb2flow.runtime.engine.tracebacks import error_line
+
+
+class Unavailable:
+    """Stands for an item of a task's result that could not be sent to another process.
+
+    A task declared with ``nout=N`` that returns an item which cannot be pickled (an open
+    file, a lock, an xgboost ``DMatrix``) on a process pool or a Dask cluster still
+    completes: the other items travel, this one is replaced by an ``Unavailable`` marker
+    (and a WARNING names it). A downstream task that receives the marker fails with an
+    error naming the item; the flow's returned value holds the marker.
+    """
+
+    __slots__ = ("type_name", "reason", "task", "index")
+
+    def __init__(self, type_name: str, reason: str, task: str = "", index: int | None = None):
+        self.type_name = type_name
+        self.reason = reason
+        self.task = task
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Unavailable, (self.type_name, self.reason, self.task, self.index))
+
+    def describe(self) -> str:
+        """``item 0 of task 'train' (xgboost.core.DMatrix)``."""
+        where = f"task {self.task!r}" if self.task else "a task"
+        if self.index is not None:
+            where = f"item {self.index} of {where}"
+        return f"{where} ({self.type_name})"
+
+    def __repr__(self) -> str:
+        return f"Unavailable({self.describe()}: {self.reason})"
+
+
+def type_name(value: Any) -> str:
+    t = type(value)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+class _Discard:
+    """A file that forgets what is written: pickling into it tests picklability without
+    holding the pickle in memory (the pickler writes in frames)."""
+
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes  # bytes, or a PickleBuffer (protocol 5)
+
+
+def sendable(item: Any, task: str, index: int | None) -> Any:
+    """``item`` itself if it can be pickled, else an :class:`Unavailable` marker for it."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dump(item, _Discard())
+    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
+        return Unavailable(type_name(item), error_line(exc), task, index)
+    return item
+
+
+def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
+    """A ``nout`` task's tuple (or list) ``value`` with each item that cannot be pickled
+    replaced by an :class:`Unavailable` marker, and the markers (for the path where
+    pickling the whole value already failed)."""
+    items = [sendable(item, task, i) for i, item in enumerate(value)]
+    markers = [m for m in items if type(m) is Unavailable]
+    return type(value)(items) if type(value) in (tuple, list) else tuple(items), markers
+
+
+def unavailable_warning(marker: Unavailable, flow_run_id: str, task_run_id: str | None) -> RunEvent:
+    """The WARNING log event naming an item replaced by a marker."""
+    return RunEvent(
+        "log",
+        time.time(),
+        flow_run_id,
+        task_run_id,
+        {
+            "level": 30,
+            "levelname": "WARNING",
+            "message": f"{marker.describe()} cannot be sent to another process "
+            f"({marker.reason}); it is replaced by an Unavailable marker",
+            "logger": "nb2flow.runtime",
+        },
+    )
+
+
+def pack_outcome(outcome: Outcome, payload: Any = None) -> bytes:
+    """cloudpickle an Outcome to send it back, degrading what cannot be pickled.
+
+    The result of a ``nout`` task (``payload.task.nout``) is pickled item by item: an item
+    that cannot be is replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker
+    and a WARNING log event naming it rides with the outcome (published before its final
+    state). Any other value that cannot be pickled fails the run; an exception that cannot
+    be is dropped (its error line and traceback travel)."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(outcome)
+    except Exception as exc:  # noqa: BLE001
+        reason = error_line(exc)
+        if not outcome.ok:
+            outcome.exc = None
+            return cloudpickle.dumps(outcome)
+        task = getattr(payload, "task", None)
+        name = getattr(task, "name", "?")
+        if getattr(task, "nout", None) and type(outcome.value) in (tuple, list):
+            value, markers = sendable_items(outcome.value, name)
+            if markers:
+                events = list(outcome.events or ())
+                events += [
+                    unavailable_warning(m, payload.flow_run_id, payload.task_run_id)
+                    for m in markers
+                ]
+                degraded = Outcome(
+                    outcome.state,
+                    value,
+                    attempt=outcome.attempt,
+                    ts=outcome.ts,
+                    message=outcome.message,
+                    cached_from=outcome.cached_from,
+                    events=events,
+                )
+                try:
+                    return cloudpickle.dumps(degraded)
+                except Exception as again:  # noqa: BLE001 - e.g. an event that cannot travel
+                    reason = error_line(again)
+        return cloudpickle.dumps(
+            Outcome(
+                FAILED,
+                error=f"TypeError: the result of task {name!r} cannot be sent back to the "
+                f"flow process ({type_name(outcome.value)}: {reason})",
+                traceback="",
+                attempt=outcome.attempt,
+                ts=outcome.ts,
+                events=outcome.events,
+            )
+        )
+
+
+def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:
+    """cloudpickle ``(ok, value_or_error, events)``, degrading what cannot be pickled."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(msg)
+    except Exception as exc:  # noqa: BLE001
+        ok, value, events = msg
+        if ok:
+            err = f"TypeError: the result cannot be sent back from the child process ({exc})"
+            return cloudpickle.dumps((False, (None, err, ""), events))
+        _, error, tb = value
+        return cloudpickle.dumps((False, (None, error, tb), events))

@@ -1,0 +1,2 @@
+"""Task runners: where submitted task runs execute (:mod:`.base` is the contract,
+:mod:`.registry` turns a name into a runner)."""
