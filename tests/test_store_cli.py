@@ -44,7 +44,7 @@ def test_runs_filters_and_json(two_runs, capsys):
     assert main(["runs", "--flow", "gamma"]) == 0
     assert "No matching runs" in capsys.readouterr().out
     assert main(["runs", "--limit", "0"]) == 2
-    assert "--limit must be at least 1" in capsys.readouterr().err
+    assert "--limit must be from 1 to" in capsys.readouterr().err
     assert main(["runs", "--state", "failed", "--json"]) == 0  # any case
     assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [failed]
     assert main(["runs", "--state", "broken"]) == 2

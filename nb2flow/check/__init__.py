@@ -147,7 +147,7 @@ def check_notebook(
     start = time.perf_counter()
     script_text, names, report.conversion_warnings = _convert(path, split)
     report.seconds["convert"] = time.perf_counter() - start
-    ignored = set(ignore or []) | set(_metadata_ignore(notebook.node))
+    ignored = set(ignore or []) | set(_metadata_ignore(notebook.data, path))
 
     with tempfile.TemporaryDirectory(prefix="nb2flow-check-") as tmp:
         tmp_dir = Path(tmp)
@@ -238,7 +238,15 @@ def _short_type(qualified: str) -> str:
     return name if top in ("", "builtins") else f"{top}.{name}"
 
 
-def _metadata_ignore(node: Any) -> list[str]:
-    meta = (node.get("metadata") or {}).get("nb2flow") or {}
-    ignore = (meta.get("check") or {}).get("ignore") or []
-    return [str(x) for x in ignore] if isinstance(ignore, list) else []
+def _metadata_ignore(node: Any, path: Path) -> list[str]:
+    """The names in the notebook metadata ``nb2flow.check.ignore`` (the reader has checked
+    that ``nb2flow`` is an object)."""
+    settings = node.get("metadata", {}).get("nb2flow", {}).get("check", {})
+    if not isinstance(settings, dict):
+        raise Nb2flowError(f"{path}: notebook metadata 'nb2flow.check' must be a JSON object")
+    ignore = settings.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(name, str) for name in ignore):
+        raise Nb2flowError(
+            f"{path}: notebook metadata 'nb2flow.check.ignore' must be an array of names"
+        )
+    return ignore

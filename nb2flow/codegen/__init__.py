@@ -162,15 +162,25 @@ def write_script(
     return target
 
 
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write(
+    path: Path, text: str, mode: int = 0o644, *, like: os.stat_result | None = None
+) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``:
     readers see the old file or the new one, never half of one, and an error leaves the
-    old file as it was."""
+    old file as it was.
+
+    ``like`` (the stat of the file being replaced) keeps its mode, its group and, where
+    allowed (root), its owner, as ``sed -i`` does; a group that cannot be kept (not one of
+    ours) raises PermissionError before anything is replaced.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
-        os.chmod(tmp, mode)
+        if like is not None:
+            _keep_owner(tmp, like)
+            mode = like.st_mode & 0o7777
+        os.chmod(tmp, mode)  # after chown, which clears the setgid bit
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -178,3 +188,24 @@ def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _keep_owner(tmp: str, like: os.stat_result) -> None:
+    try:
+        os.chown(tmp, like.st_uid, like.st_gid)
+    except PermissionError:  # only root gives files away; the group is what must stay
+        try:
+            os.chown(tmp, -1, like.st_gid)
+        except PermissionError as exc:
+            raise PermissionError(
+                exc.errno, f"cannot keep its group {_group_name(like.st_gid)}"
+            ) from None
+
+
+def _group_name(gid: int) -> str:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

@@ -47,13 +47,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import math
 
     from nb2flow.check import check_notebook, parse_parameters
     from nb2flow.check.compare import Tolerance
     from nb2flow.errors import Nb2flowError
 
-    if args.timeout <= 0:
+    if not 0 < args.timeout < math.inf:
         raise Nb2flowError(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
+    for option, value in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not 0 <= value < math.inf:
+            raise Nb2flowError(f"{option} must be a finite number, 0 or more, not {value:g}")
     report = check_notebook(
         args.notebook,
         parse_parameters(args.parameter),

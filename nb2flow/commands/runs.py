@@ -6,6 +6,9 @@ import argparse
 
 HELP = "list recorded flow runs, most recent first"
 
+#: the largest integer SQLite stores (a larger --limit cannot even be passed to a query)
+SQLITE_MAX_INT = 2**63 - 1
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow", metavar="NAME", help="only runs of this flow")
@@ -23,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from nb2flow.runtime.core.states import ALL_STATES
     from nb2flow.store import db, render
 
-    if args.limit is not None and args.limit < 1:
-        raise Nb2flowError(f"--limit must be at least 1, not {args.limit}")
+    if args.limit is not None and not 1 <= args.limit <= SQLITE_MAX_INT:
+        raise Nb2flowError(f"--limit must be from 1 to {SQLITE_MAX_INT}, not {args.limit}")
     state = None
     if args.state is not None:
         by_lower = {s.lower(): s for s in ALL_STATES}

@@ -6,6 +6,7 @@ The notebook is written back with nbformat (outputs and metadata kept), atomical
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise Nb2flowError("use either --auto, or --cell N with --add/--remove TAG")
     nb = read_notebook(args.notebook, strict=True)
     path = nb.path
+    check_writable(path)  # before any change is printed
     node = nb.node
     if args.auto:
         changes = auto_tags(nb, args.split)
@@ -99,7 +101,8 @@ def auto_tags(nb: Any, split: str) -> list[tuple[int, str]]:
 
 
 def write_notebook(node: Any, path: Path) -> None:
-    """Write with nbformat, atomically (temp file beside ``path``, then rename)."""
+    """Write with nbformat, atomically (temp file beside ``path``, then rename), keeping the
+    file's mode and group; a read-only notebook is not rewritten."""
     import nbformat
 
     from nb2flow.codegen import atomic_write
@@ -109,7 +112,23 @@ def write_notebook(node: Any, path: Path) -> None:
     if not text.endswith("\n"):
         text += "\n"
     try:
-        mode = path.stat().st_mode & 0o777
-        atomic_write(path.resolve(), text, mode)
+        before = check_writable(path)
+        atomic_write(path.resolve(), text, like=before)
     except OSError as exc:
-        raise Nb2flowError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        raise Nb2flowError(f"{path}: cannot write ({exc.strerror or exc}): not changed") from None
+
+
+def check_writable(path: Path) -> os.stat_result:
+    """Refuse a notebook we may not, or should not, rewrite; its stat otherwise. Root may
+    write anything, but a file without any write bit was made read-only on purpose."""
+    from nb2flow.errors import Nb2flowError
+
+    st = path.stat()
+    mode = f"mode {st.st_mode & 0o777:04o}"
+    if not st.st_mode & 0o222:
+        raise Nb2flowError(
+            f"{path}: is read-only ({mode}): not changed; make it writable (chmod u+w) to tag it"
+        )
+    if not os.access(path, os.W_OK):
+        raise Nb2flowError(f"{path}: you may not write it ({mode}): not changed")
+    return st

@@ -18,6 +18,13 @@ from nb2flow.errors import Nb2flowError, where
 #: kernel languages that run Python code
 PYTHON_LANGUAGES = {"python", "python3", "python2", "ipython", "ipython3"}
 
+#: how deeply a notebook's JSON may nest (objects in arrays in objects...). Real notebooks
+#: stay far below; far deeper JSON would overflow Python's stack in nbformat, copy or json.
+MAX_NESTING = 100
+
+#: notebook metadata entries nb2flow reads, which must then be JSON objects
+_OBJECT_METADATA = ("kernelspec", "language_info", "nb2flow")
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -52,10 +59,10 @@ class Notebook:
 
 
 def _text(value: Any) -> str:
-    """nbformat allows a source as a string or a list of lines."""
+    """nbformat allows a source as a string or a list of lines (checked by :func:`_cells`)."""
     if isinstance(value, list):
-        return "".join(str(part) for part in value)
-    return "" if value is None else str(value)
+        return "".join(value)
+    return "" if value is None else value
 
 
 def read_notebook(path: str | Path, *, strict: bool = False) -> Notebook:
@@ -87,6 +94,10 @@ def read_notebook(path: str | Path, *, strict: bool = False) -> Notebook:
             f"{where(path)}: not a notebook: invalid JSON at line {exc.lineno}, "
             f"column {exc.colno} ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise _too_deep(path) from None
+    if _deeper_than(data, MAX_NESTING):
+        raise _too_deep(path)
     if not isinstance(data, dict) or not isinstance(data.get("nbformat"), int):
         raise Nb2flowError(f"{path}: not a notebook (JSON without an 'nbformat' version)")
     version = data["nbformat"]
@@ -96,6 +107,9 @@ def read_notebook(path: str | Path, *, strict: bool = False) -> Notebook:
     if not isinstance(data.get(key), list):
         raise Nb2flowError(f"{path}: not a notebook (no '{key}' list)")
 
+    if version == 4:  # before nbformat sees it: its errors for these are cryptic
+        _check_metadata(path, data)
+        _cells(path, data)
     notes: list[str] = []
     node: Any = data
     if version == 3 or strict:
@@ -132,8 +146,56 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _too_deep(path: Path) -> Nb2flowError:
+    return Nb2flowError(f"{path}: not a notebook: its JSON nests deeper than {MAX_NESTING} levels")
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether the JSON value nests more than `limit` containers deep (iteratively: the
+    point is to never recurse on such input)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages: ``an array``, ``a string``..."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def _check_metadata(path: Path, node: Any) -> None:
+    """The notebook metadata nb2flow reads has the JSON types it expects."""
+    meta = node.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise Nb2flowError(
+            f"{path}: the notebook's metadata must be a JSON object, not {_json_type(meta)}"
+        )
+    for key in _OBJECT_METADATA:
+        if key in meta and not isinstance(meta[key], dict):
+            raise Nb2flowError(
+                f"{path}: notebook metadata {key!r} must be a JSON object, "
+                f"not {_json_type(meta[key])}"
+            )
+
+
 def _check_language(path: Path, node: Any) -> None:
-    meta = node.get("metadata") or {}
+    _check_metadata(path, node)
+    meta = node.get("metadata", {})
     kernelspec = meta.get("kernelspec") or {}
     language = kernelspec.get("language") or (meta.get("language_info") or {}).get("name")
     if isinstance(language, str) and language.strip().lower() not in PYTHON_LANGUAGES:
@@ -153,9 +215,23 @@ def _cells(path: Path, node: Any) -> list[Cell]:
         kind = cell.get("cell_type")
         if kind not in ("code", "markdown", "raw"):
             raise Nb2flowError(f"{where(path, number)}: unknown cell type {kind!r}")
-        meta = cell.get("metadata") or {}
+        meta = cell.get("metadata", {})
+        if not isinstance(meta, dict):
+            raise Nb2flowError(
+                f"{where(path, number)}: cell metadata must be a JSON object, "
+                f"not {_json_type(meta)}"
+            )
         tags = meta.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise Nb2flowError(f"{where(path, number)}: cell metadata 'tags' must be strings")
-        cells.append(Cell(number, kind, _text(cell.get("source")), tuple(tags)))
+        source = cell.get("source", "")
+        lines = source if isinstance(source, list) else [source]
+        bad = next((line for line in lines if not isinstance(line, str)), "")
+        if not isinstance(bad, str):
+            found = _json_type(bad) if bad is source else f"an array holding {_json_type(bad)}"
+            raise Nb2flowError(
+                f"{where(path, number)}: cell source must be text (a string or an array of "
+                f"strings), not {found}"
+            )
+        cells.append(Cell(number, kind, _text(source), tuple(tags)))
     return cells
