@@ -113,9 +113,9 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("NB2FLOW_STORE", "off")
 
-    from nb2flow.runtime.engine import flow_run as engine
+    from nb2flow.runtime.observation import hooks
 
-    engine.CONSOLE_ECHO = False
+    hooks.unregister("echo")  # no log lines on stderr while measuring
     loops = calibrate(args.ms)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(

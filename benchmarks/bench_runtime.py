@@ -154,9 +154,9 @@ def main() -> int:
     os.environ["NB2FLOW_HOME"] = home
     os.environ["NB2FLOW_PANEL"] = "off"
 
-    from nb2flow.runtime.engine import flow_run as engine
+    from nb2flow.runtime.observation import hooks
 
-    engine.CONSOLE_ECHO = False
+    hooks.unregister("echo")  # no log lines on stderr while measuring
     direct, submitted, one = build(n)
     base = plain_us(n)
     rows: list[tuple[str, float, float]] = [("plain function call", base, base)]

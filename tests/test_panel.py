@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
+from sample_run import record, replay, sample_events  # noqa: E402
+
 from nb2flow.jupyter import panel as P  # noqa: E402
-from nb2flow.jupyter.sample import record, replay, sample_events  # noqa: E402
 from nb2flow.runtime.core import events  # noqa: E402
 from nb2flow.runtime.core import states as S  # noqa: E402
 from nb2flow.runtime.core.model import RunView  # noqa: E402

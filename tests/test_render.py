@@ -6,12 +6,12 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from sample_run import sample_events
 
 from nb2flow.jupyter import render as R
-from nb2flow.jupyter.sample import sample_events
 from nb2flow.runtime.core import states as S
 from nb2flow.runtime.core.events import RunEvent
-from nb2flow.runtime.core.model import RunView
+from nb2flow.runtime.core.model import RunView, format_duration
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -98,7 +98,7 @@ def test_graph_has_every_node_and_edge_coloured_by_state():
         t = next(t for t in run.tasks.values() if t.name == name)
         assert g.get("data-state") == t.state
         rect = g.find(f"{SVG}rect")
-        fill, stroke, _ = R.STATE_STYLE[t.state]
+        fill, stroke, _, _ = S.COLOURS[t.state]
         assert (rect.get("fill"), rect.get("stroke")) == (fill, stroke)
     assert ns["train"].find(f"{SVG}rect").get("fill") == "#ef4444"  # failed is red
     # NotRun is hollow and dashed, unlike Pending
@@ -251,7 +251,7 @@ def test_timeline_bars_show_states_and_retries():
     assert float(split_bars[0].get("x")) < float(split_bars[1].get("x"))
     assert len([ln for ln in rows["split"].iter(f"{SVG}line")]) == 1  # the wait before retry
     train = list(rows["train"].iter(f"{SVG}rect"))
-    assert [r.get("fill") for r in train] == [R.STATE_STYLE[S.FAILED][0]]
+    assert [r.get("fill") for r in train] == [S.COLOURS[S.FAILED].fill]
     assert "bad &lt;input&gt;" in svg or "bad <input>" in ET.tostring(train[0], encoding="unicode")
     publish = list(rows["publish"].iter(f"{SVG}rect"))
     assert publish[0].get("data-state") == S.NOT_RUN and publish[0].get("stroke-dasharray")
@@ -359,11 +359,11 @@ def test_header_progress_and_elapsed():
     assert "max_depth=30" in head
     assert "<b>train</b> Failed: ValueError: bad &lt;input&gt;" in head
     assert R.progress(run) == (5, 5)
-    assert R.elapsed(run) == pytest.approx(run.end - run.start)
+    assert run.elapsed() == pytest.approx(run.end - run.start)
     live = Builder()
     live.task("a", "a")
     assert R.progress(live.view) == (0, 1)
-    assert R.elapsed(live.view, now=live.view.start + 3) == pytest.approx(3)
+    assert live.view.elapsed(now=live.view.start + 3) == pytest.approx(3)
 
 
 @pytest.mark.parametrize(
@@ -377,8 +377,8 @@ def test_header_progress_and_elapsed():
         (3725, "1h 02m"),
     ],
 )
-def test_fmt_duration(seconds, text):
-    assert R.fmt_duration(seconds) == text
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
 
 
 def test_report_is_self_contained_and_complete():

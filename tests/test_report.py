@@ -6,9 +6,10 @@ import re
 import subprocess
 import sys
 
+from sample_run import record, sample_events
+
 from nb2flow import cli
 from nb2flow.commands.report import default_name
-from nb2flow.jupyter.sample import record, sample_events
 
 
 def test_report_writes_one_self_contained_page(tmp_path, capsys):

@@ -112,6 +112,20 @@ def test_failed_flow_exits_1_with_one_error_line(capsys):
     assert run_cli(failing_flow, ["--executor", "nope"], exit=False) == 2
 
 
+@pytest.mark.parametrize("store", ["on", "false", "off", "0", "no", "--no-store"])
+def test_the_error_line_points_to_nb2flow_show_only_for_recorded_runs(store, monkeypatch, capsys):
+    argv = []
+    if store == "--no-store":
+        argv.append(store)
+    else:
+        monkeypatch.setenv("NB2FLOW_STORE", store)
+    assert run_cli(failing_flow, argv, exit=False) == 1
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert ("details: nb2flow show" in line) == (store == "on")
+    if store != "on":  # nothing was recorded: nothing to show
+        assert not (Path(os.environ["NB2FLOW_HOME"]) / "runs.db").exists()
+
+
 def test_summary_line_when_not_a_terminal(capsys):
     assert run_cli(params_flow, ["--count", "1", "--task-runner", "sequential"], exit=False) == 0
     err = capsys.readouterr().err
@@ -268,18 +282,18 @@ def chatty_flow(n: int = 3):
 def _report(mode):
     import io
 
-    from nb2flow.runtime.core.events import subscribe, unsubscribe
+    from nb2flow.runtime.observation import hooks
     from nb2flow.runtime.observation.reporter import TerminalReporter
 
     stream = io.StringIO()
     reporter = TerminalReporter(mode, stream=stream)
-    subscribe(reporter)
+    hooks.register("terminal", reporter.observe)  # as run_cli does
     try:
         reporter.start()
         run = chatty_flow(return_state=True)
         reporter.stop()
     finally:
-        unsubscribe(reporter)
+        hooks.unregister("terminal")
     return run, stream.getvalue()
 
 

@@ -16,7 +16,7 @@ import pytest
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.model import RunView
-from nb2flow.store import db, recording
+from nb2flow.store import db, history, recording
 from nb2flow.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,11 +208,11 @@ def test_listing_counts_and_flows(recorder):
         ).fetchone()
         assert row == (view.state, view.start, view.end, view.error)
         for t in view.tasks.values():
-            state, error, history = store.conn.execute(
+            state, error, past = store.conn.execute(
                 "SELECT state, error, history FROM task_runs WHERE id = ?", (t.id,)
             ).fetchone()
             assert (state, error) == (t.state, t.error)
-            assert [(h.state, h.ts) for h in db.parse_history(history)] == [
+            assert [(h.state, h.ts) for h in history.decode(past)] == [
                 (s, ts) for s, ts, _ in t.history
             ]
 
@@ -415,7 +415,7 @@ def test_eight_processes_write_to_one_store_at_once():
         histories = store.conn.execute("SELECT history FROM task_runs").fetchall()
         assert len(histories) == 8 * runs * tasks
         assert all(
-            [h.state for h in db.parse_history(row[0])] == ["Running", "Completed"]
+            [h.state for h in history.decode(row[0])] == ["Running", "Completed"]
             for row in histories
         )
 

@@ -48,7 +48,7 @@ def load_flows(path: Path) -> dict[str, object]:
     except SyntaxError as exc:
         raise Nb2flowError(f"{where(path, line=exc.lineno)}: syntax error: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001 - the script's own code failed at import
-        from nb2flow.runtime.engine.tracebacks import error_line
+        from nb2flow.runtime.core.tracebacks import error_line
 
         line = None
         tb = exc.__traceback__

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nb2flow.errors import Nb2flowError
     from nb2flow.runtime.core.states import ALL_STATES
-    from nb2flow.store import db, render
+    from nb2flow.store import db, terminal
 
     if args.limit is not None and not 1 <= args.limit <= SQLITE_MAX_INT:
         raise Nb2flowError(f"--limit must be from 1 to {SQLITE_MAX_INT}, not {args.limit}")
@@ -46,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
-    render.print_runs(runs, path)
+    terminal.print_runs(runs, path)
     return 0

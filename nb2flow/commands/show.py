@@ -20,11 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from nb2flow.store import db, render
+    from nb2flow.store import db, terminal
 
     view = db.load_recorded_run(args.run)
     if args.json:
-        print(json.dumps(render.view_to_dict(view), indent=2, default=str))
+        print(json.dumps(terminal.view_to_dict(view), indent=2, default=str))
         return 0
-    render.print_run(view, limit=None if args.all else 200)
+    terminal.print_run(view, limit=None if args.all else 200)
     return 0

@@ -13,25 +13,23 @@ run's final state arrives the thread renders every tab once more, unsubscribes a
 from __future__ import annotations
 
 import collections
-import os
+import sys
 import threading
 import time
 from typing import Any
 
+from nb2flow import settings
 from nb2flow.jupyter import render as R
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
-from nb2flow.runtime.core.model import RunView
-from nb2flow.runtime.core.states import FINAL_STATES
+from nb2flow.runtime.core.model import RunView, format_duration
+from nb2flow.runtime.core.observers import Attachment, RunStart
+from nb2flow.runtime.core.states import COLOURS, FAILED_STATES, FINAL_STATES
+from nb2flow.runtime.core.tracebacks import error_line
 
-OFF_VALUES = frozenset({"off", "0", "false", "no", "none"})
 TAB_TITLES = ("Graph", "Timeline", "Tasks", "Logs")
 #: the live panels of this process by flow run id (newest last, a few kept), for ``show()``
 _live: dict[str, RunPanel] = {}
 _LIVE_KEEP = 20
-
-
-def panel_enabled() -> bool:
-    return os.environ.get("NB2FLOW_PANEL", "").strip().lower() not in OFF_VALUES
 
 
 def in_widget_kernel() -> bool:
@@ -251,7 +249,7 @@ class RunPanel:
             done, known = R.progress(v)
             self.progress.max = max(known, 1)
             self.progress.value = done
-            failed = any(task.state in R.FAILED_STATES for task in v.tasks.values())
+            failed = any(task.state in FAILED_STATES for task in v.tasks.values())
             self.progress.style.bar_color = "#dc2626" if failed else "#16a34a"
             self.progress.description = f"{done} / {known} tasks"
             if not header_only:
@@ -296,7 +294,7 @@ class RunPanel:
         v = self.view
         with_logs = {lg.task_run_id for lg in v.logs}
         options = [("all tasks", "")] + [
-            (R.task_label(t), t.id) for t in v.tasks.values() if t.id in with_logs or t.traceback
+            (t.label, t.id) for t in v.tasks.values() if t.id in with_logs or t.traceback
         ]
         if options != list(self.log_task.options):
             current = self.log_task.value
@@ -316,7 +314,7 @@ def _ends(ev: RunEvent, flow_run_id: str) -> bool:
 def _legend_html() -> str:
     return (
         '<div class="nb2f-legend" style="margin-top:4px">'
-        + " ".join(R.badge(s) for s in R.STATE_STYLE)
+        + " ".join(R.badge(s) for s in COLOURS)
         + "</div>"
     )
 
@@ -328,7 +326,7 @@ def maybe_attach(flow_run_id: str) -> RunPanel | None:
     """Called by the runtime at the start of a top-level flow run when ``ipykernel`` is loaded:
     show a live panel if this is a real kernel with ipywidgets and ``NB2FLOW_PANEL`` is not
     ``off``. Never raises: the run goes on without a panel if anything is missing."""
-    if not panel_enabled() or not in_widget_kernel():
+    if not settings.panel_enabled() or not in_widget_kernel():
         return None
     try:
         panel = RunPanel.live(flow_run_id)
@@ -336,6 +334,17 @@ def maybe_attach(flow_run_id: str) -> RunPanel | None:
     except Exception:  # noqa: BLE001 - no panel is better than a failed run
         return None
     return panel
+
+
+def observe(run: RunStart) -> Attachment | None:
+    """The panel's observer of a top-level flow run (registered by the runtime for runs in a
+    kernel): a live panel, which shows the run's logs itself."""
+    try:
+        panel = maybe_attach(run.id)
+    except Exception as exc:  # noqa: BLE001 - the panel must not stop the flow
+        print(f"warning: no live panel: {error_line(exc)}", file=sys.stderr)
+        return None
+    return Attachment(shows_logs=True) if panel is not None else None
 
 
 def resolve(run: Any) -> RunView:
@@ -455,7 +464,7 @@ class RunBrowser:
 
 def _summary_label(s: Any) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created)) if s.created else "?"
-    took = R.fmt_duration(s.duration) if s.final else "running"
+    took = format_duration(s.duration) if s.final else "running"
     return f"{when}  {s.flow_name} / {s.run_name}  {s.state}  {took}  {s.tasks} tasks"
 
 

@@ -17,24 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nb2flow.runtime.core import states as S
-from nb2flow.runtime.core.model import LogView, RunView, TaskRunView
-
-#: state -> (fill, stroke, text colour). Failures are red, NotRun is hollow and dashed.
-STATE_STYLE: dict[str, tuple[str, str, str]] = {
-    S.PENDING: ("#e5e7eb", "#9ca3af", "#111827"),
-    S.RUNNING: ("#93c5fd", "#1d4ed8", "#0b1f44"),
-    S.RETRYING: ("#fdba74", "#c2410c", "#431407"),
-    S.COMPLETED: ("#86efac", "#15803d", "#052e16"),
-    S.CACHED: ("#5eead4", "#0f766e", "#042f2e"),
-    S.FAILED: ("#ef4444", "#991b1b", "#ffffff"),
-    S.TIMED_OUT: ("#b91c1c", "#450a0a", "#ffffff"),
-    S.CRASHED: ("#7f1d1d", "#450a0a", "#ffffff"),
-    S.CANCELLED: ("#a8a29e", "#57534e", "#1c1917"),
-    S.NOT_RUN: ("#ffffff", "#9ca3af", "#6b7280"),
-}
-FAILED_STATES = frozenset({S.FAILED, S.TIMED_OUT, S.CRASHED})
-#: states counted as "finished" by the progress bar
-DONE_STATES = S.FINAL_STATES
+from nb2flow.runtime.core.model import LogView, RunView, TaskRunView, format_duration
 
 NODE_W, NODE_H = 160, 46
 GAP_X, GAP_Y, PAD = 76, 18, 12
@@ -47,28 +30,6 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def style_of(state: str) -> tuple[str, str, str]:
-    return STATE_STYLE.get(state, STATE_STYLE[S.PENDING])
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 0.001:
-        return f"{seconds * 1e6:.0f}\u00b5s"
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        m, s = divmod(int(round(seconds)), 60)
-        return f"{m}m {s:02d}s"
-    h, rest = divmod(int(round(seconds)), 3600)
-    return f"{h}h {rest // 60:02d}m"
-
-
 def fmt_clock(ts: float | None) -> str:
     if ts is None:
         return ""
@@ -79,28 +40,14 @@ def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
-def task_label(t: TaskRunView) -> str:
-    return t.name if t.map_index is None else f"{t.name}[{t.map_index}]"
-
-
 def ran(t: TaskRunView) -> bool:
     """Whether the task run ever started (Cached, NotRun and early Cancelled ones never do)."""
     return any(state == S.RUNNING for state, _, _ in t.history)
 
 
-def elapsed(run: RunView, now: float | None = None) -> float | None:
-    """Seconds the run has taken so far (or in all, once it is final)."""
-    start = run.start if run.start is not None else run.created
-    if start is None:
-        return None
-    if run.end is not None:
-        return run.end - start
-    return (time.time() if now is None else now) - start
-
-
 def progress(run: RunView) -> tuple[int, int]:
     """(finished task runs, known task runs)."""
-    done = sum(1 for t in run.tasks.values() if t.state in DONE_STATES)
+    done = sum(1 for t in run.tasks.values() if t.state in S.FINAL_STATES)
     return done, len(run.tasks)
 
 
@@ -207,7 +154,7 @@ def layout(
         gid = assign[tid]
         node = nodes.get(gid)
         if node is None:
-            label = task_label(t) if gid == tid else t.name
+            label = t.label if gid == tid else t.name
             node = nodes[gid] = Node(gid, label, [])
         node.tasks.append(t)
     edge_names: dict[tuple[str, str], list[str]] = {}
@@ -321,12 +268,12 @@ def _node_title(node: Node) -> str:
         parts += [f"{s}: {c}" for s, c in sorted(node.counts.items())]
         errors = [t for t in node.tasks if t.error]
         if errors:
-            parts.append(f"first error ({task_label(errors[0])}): {errors[0].error}")
+            parts.append(f"first error ({errors[0].label}): {errors[0].error}")
         return "\n".join(parts)
     t = node.tasks[0]
-    parts = [task_label(t), f"state: {t.state}"]
+    parts = [t.label, f"state: {t.state}"]
     if t.duration is not None:
-        parts.append(f"duration: {fmt_duration(t.duration)}")
+        parts.append(f"duration: {format_duration(t.duration)}")
     if t.attempts > 1:
         parts.append(f"attempts: {t.attempts}")
     if t.cached_from:
@@ -341,7 +288,7 @@ def _node_subtitle(node: Node) -> str:
         c = node.counts
         parts = [
             (c.get(S.COMPLETED, 0) + c.get(S.CACHED, 0), "ok"),
-            (sum(n for s, n in c.items() if s in FAILED_STATES), "failed"),
+            (sum(n for s, n in c.items() if s in S.FAILED_STATES), "failed"),
             (c.get(S.RUNNING, 0) + c.get(S.RETRYING, 0), "running"),
             (c.get(S.PENDING, 0), "pending"),
             (c.get(S.NOT_RUN, 0), "not run"),
@@ -355,7 +302,7 @@ def _node_subtitle(node: Node) -> str:
     t = node.tasks[0]
     text = t.state
     if t.duration is not None and ran(t):
-        text += f" \u00b7 {fmt_duration(t.duration)}"
+        text += f" \u00b7 {format_duration(t.duration)}"
     if t.attempts > 1:
         text += f" \u00b7 try {t.attempts}"
     return text
@@ -400,10 +347,10 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
             )
         out.append("</g>")
     for node in lay.nodes.values():
-        fill, stroke, color = style_of(node.state)
+        fill, stroke, color, _ = S.colour(node.state)
         dash = ' stroke-dasharray="5 3"' if node.state == S.NOT_RUN else ""
         italic = ' font-style="italic"' if node.state == S.NOT_RUN else ""
-        width = 3 if node.state in FAILED_STATES else 1.5
+        width = 3 if node.state in S.FAILED_STATES else 1.5
         out.append(
             f'<g class="nb2f-node" data-id="{esc(node.id)}" data-task="{esc(node.label)}" '
             f'data-state="{esc(node.state)}" data-count="{len(node.tasks)}">'
@@ -417,13 +364,13 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
         )
         if node.grouped:  # a bar of the group's states along the bottom edge
             x, total = node.x + 6, len(node.tasks)
-            for s in STATE_STYLE:
+            for s in S.COLOURS:
                 c = node.counts.get(s, 0)
                 if c:
                     w = (NODE_W - 12) * c / total
                     out.append(
                         f'<rect x="{x:.1f}" y="{node.y + NODE_H - 6:.1f}" width="{w:.1f}" '
-                        f'height="3" fill="{STATE_STYLE[s][1]}"/>'
+                        f'height="3" fill="{S.COLOURS[s].stroke}"/>'
                     )
                     x += w
         out.append("</g>")
@@ -452,7 +399,7 @@ def _fmt_tick(value: float, step: float) -> str:
         return f"{ms:.{digits}f}ms"
     if step < 60:
         return f"{value:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}s"
-    return fmt_duration(value)
+    return format_duration(value)
 
 
 def attempt_segments(t: TaskRunView, now: float) -> list[tuple[float, float, str, int]]:
@@ -495,7 +442,7 @@ def timeline_svg(
             rows.setdefault(assign[t.id], []).append(t)
         row_list = [(grp[0].name + f" \u00d7{len(grp)}", grp) for grp in rows.values()]
     else:
-        row_list = [(task_label(t), [t]) for t in tasks]
+        row_list = [(t.label, [t]) for t in tasks]
     label_w, row_h, top = 190, 20, 26
     plot_w = width - label_w - PAD
     height = top + len(row_list) * row_h + PAD
@@ -521,7 +468,7 @@ def timeline_svg(
     for r, (label, group) in enumerate(row_list):
         y = top + r * row_h
         grp_state = group_state(_counts(group)) if len(group) > 1 else group[0].state
-        _, stroke, _ = style_of(grp_state)
+        stroke = S.colour(grp_state).stroke
         italic = ' font-style="italic"' if grp_state == S.NOT_RUN else ""
         out.append(
             f'<g class="nb2f-row" data-task="{esc(label)}" data-state="{esc(grp_state)}">'
@@ -533,21 +480,21 @@ def timeline_svg(
             segs = attempt_segments(t, now)
             if not segs:  # never ran: Cached / NotRun / Cancelled get a marker at their time
                 if t.end is not None:
-                    fill, stroke, _ = style_of(t.state)
+                    fill, stroke, _, _ = S.colour(t.state)
                     dash = ' stroke-dasharray="2 2"' if t.state == S.NOT_RUN else ""
                     out.append(
                         f'<rect class="nb2f-bar" data-state="{esc(t.state)}" x="{X(t.end):.1f}" '
                         f'y="{y + 4}" width="6" height="{row_h - 8}" fill="{fill}" '
-                        f'stroke="{stroke}"{dash}><title>{esc(task_label(t))}: {esc(t.state)}'
+                        f'stroke="{stroke}"{dash}><title>{esc(t.label)}: {esc(t.state)}'
                         f"</title></rect>"
                     )
                 continue
             for i, (a, b, outcome, attempt) in enumerate(segs):
-                state = outcome if outcome in STATE_STYLE else S.RUNNING
-                fill, stroke, _ = style_of(state)
+                state = outcome if outcome in S.COLOURS else S.RUNNING
+                fill, stroke, _, _ = S.colour(state)
                 w = max(X(b) - X(a), 2.0)
-                tip = f"{task_label(t)} attempt {attempt}: {state}, {fmt_duration(b - a)}"
-                if state in FAILED_STATES | {S.RETRYING} and t.error:
+                tip = f"{t.label} attempt {attempt}: {state}, {format_duration(b - a)}"
+                if state in S.FAILED_STATES | {S.RETRYING} and t.error:
                     tip += f"\n{t.error}"
                 out.append(
                     f'<rect class="nb2f-bar" data-state="{esc(state)}" data-attempt="{attempt}" '
@@ -577,7 +524,7 @@ def _counts(tasks: Iterable[TaskRunView]) -> dict[str, int]:
 
 
 def badge(state: str) -> str:
-    fill, stroke, color = style_of(state)
+    fill, stroke, color, _ = S.colour(state)
     return (
         f'<span class="nb2f-badge" data-state="{esc(state)}" style="background:{fill};'
         f'border-color:{stroke};color:{color}">{esc(state)}</span>'
@@ -589,7 +536,7 @@ def header_html(run: RunView, now: float | None = None) -> str:
     a failed run, which tasks failed and why."""
     title = esc(run.flow_name or "flow")
     name = f' <span class="nb2f-run">{esc(run.run_name)}</span>' if run.run_name else ""
-    took = fmt_duration(elapsed(run, now))
+    took = format_duration(run.elapsed(now))
     parts = [
         f'<div class="nb2f-head"><span class="nb2f-flow">{title}</span>{name} {badge(run.state)}'
         f' <span class="nb2f-elapsed">{esc(took)}</span></div>'
@@ -607,10 +554,10 @@ def header_html(run: RunView, now: float | None = None) -> str:
             + " ".join(f"{badge(s)}&nbsp;{c}" for s, c in counts.items())
             + "</div>"
         )
-    failed = [t for t in run.tasks.values() if t.state in FAILED_STATES]
+    failed = [t for t in run.tasks.values() if t.state in S.FAILED_STATES]
     if failed or run.error:
         lines = [
-            f"<div><b>{esc(task_label(t))}</b> {esc(t.state)}: {esc(t.error or '')}</div>"
+            f"<div><b>{esc(t.label)}</b> {esc(t.state)}: {esc(t.error or '')}</div>"
             for t in failed[:3]
         ]
         if len(failed) > 3:
@@ -629,8 +576,8 @@ def tasks_table_html(run: RunView, limit: int | None = None) -> str:
         return '<div class="nb2f-empty">No task runs yet.</div>'
     hidden = 0
     if limit is not None and len(tasks) > limit:
-        urgent = [t for t in tasks if t.state in FAILED_STATES or not t.final]
-        rest = [t for t in tasks if not (t.state in FAILED_STATES or not t.final)]
+        urgent = [t for t in tasks if t.state in S.FAILED_STATES or not t.final]
+        rest = [t for t in tasks if not (t.state in S.FAILED_STATES or not t.final)]
         keep = {id(t) for t in (urgent + rest)[:limit]}
         hidden = len(tasks) - len(keep)
         tasks = [t for t in tasks if id(t) in keep]
@@ -639,16 +586,16 @@ def tasks_table_html(run: RunView, limit: int | None = None) -> str:
     for t in tasks:
         start = duration = attempts = ""
         if ran(t) and t.start is not None:
-            offset = f" (+{fmt_duration(t.start - t0)})" if t0 is not None else ""
+            offset = f" (+{format_duration(t.start - t0)})" if t0 is not None else ""
             start = f"{fmt_clock(t.start)}{offset}"
-            duration, attempts = fmt_duration(t.duration), str(t.attempts or "")
+            duration, attempts = format_duration(t.duration), str(t.attempts or "")
         extra = f" from run {esc(t.cached_from)}" if t.cached_from else ""
         error = esc(t.error or "")
-        if t.error and t.state not in FAILED_STATES:  # an earlier attempt's error, retried
+        if t.error and t.state not in S.FAILED_STATES:  # an earlier attempt's error, retried
             error = f'<span class="nb2f-retried">retried after: {error}</span>'
         rows.append(
-            f'<tr class="nb2f-tr" data-task="{esc(task_label(t))}" data-state="{esc(t.state)}">'
-            f"<td>{esc(task_label(t))}</td><td>{badge(t.state)}{extra}</td>"
+            f'<tr class="nb2f-tr" data-task="{esc(t.label)}" data-state="{esc(t.state)}">'
+            f"<td>{esc(t.label)}</td><td>{badge(t.state)}{extra}</td>"
             f"<td>{esc(start)}</td><td>{esc(duration)}</td><td>{attempts}</td>"
             f'<td class="nb2f-err">{error}</td></tr>'
         )
@@ -686,7 +633,7 @@ def log_entries(run: RunView) -> list[LogView]:
     for t in run.tasks.values():
         if not t.traceback or logged(t.id, t.traceback):
             continue
-        if t.state in FAILED_STATES:
+        if t.state in S.FAILED_STATES:
             failed_lines.add(_last_line(t.traceback))
             extra.append(
                 LogView(t.end or t.start or 0.0, t.id, 40, "ERROR", t.traceback.rstrip(), "")
@@ -729,7 +676,7 @@ def logs_html(
         lines.append(f'<div class="nb2f-more">{skipped} older records not shown</div>')
     for lg in logs:
         t = run.tasks.get(lg.task_run_id or "")
-        who = esc(task_label(t)) if t is not None else esc(run.flow_name or "flow")
+        who = esc(t.label) if t is not None else esc(run.flow_name or "flow")
         level = lg.levelname or str(lg.level)
         lines.append(
             f'<div class="nb2f-log nb2f-lvl-{_level_class(lg.level)}" data-level="{esc(level)}" '
@@ -797,7 +744,7 @@ def report_html(run: RunView, generated: float | None = None) -> str:
     script for the log filter; nothing is fetched from anywhere)."""
     title = f"{run.flow_name or 'flow'} {run.run_name}".strip()
     options = "".join(
-        f'<option value="{esc(t.id)}">{esc(task_label(t))}</option>'
+        f'<option value="{esc(t.id)}">{esc(t.label)}</option>'
         for t in run.tasks.values()
         if t.traceback or any(lg.task_run_id == t.id for lg in run.logs)
     )

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from nb2flow.runtime.core.context import RUN, RunContext
-from nb2flow.runtime.core.states import COMPLETED, FAILED
 from nb2flow.runtime.engine.flow_run import FlowRun, resolve_futures, run_flow
 from nb2flow.runtime.engine.futures import (
     FUTURE_TYPES,
@@ -28,7 +27,6 @@ from nb2flow.runtime.engine.futures import (
     TaskFuture,
     completed_future,
 )
-from nb2flow.runtime.engine.tracebacks import error_line
 from nb2flow.runtime.observation.logs import get_run_logger
 from nb2flow.runtime.runners import registry
 
@@ -195,9 +193,9 @@ class Task:
         try:
             args = resolve_futures(args)
             kwargs = resolve_futures(kwargs)
-            outcome = Outcome(COMPLETED, self.fn(*args, **kwargs))
+            outcome = Outcome.completed(self.fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - reported through the future
-            outcome = Outcome(FAILED, exc=exc, error=error_line(exc))
+            outcome = Outcome.failed(exc)
         return completed_future(self.name, outcome, self.nout)
 
 

@@ -26,36 +26,28 @@ import os
 import random
 import socket
 import sqlite3
-import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from nb2flow import settings
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.model import RunView
 from nb2flow.runtime.core.states import (
-    CANCELLED,
     CRASHED,
-    FAILED,
+    FAILED_STATES,
     FINAL_STATES,
     OK_STATES,
-    PENDING,
-    RETRYING,
-    RUNNING,
-    TIMED_OUT,
+    OPEN_STATES,
 )
+from nb2flow.store import history
 
 DB_NAME = "runs.db"
 #: seconds SQLite itself waits for a lock before reporting "database is locked"
 BUSY_TIMEOUT = 10.0
-#: states a run or task run can still leave
-OPEN_STATES = (PENDING, RUNNING, RETRYING)
-#: task states counted as "failed" in run listings
-FAILED_STATES = frozenset({FAILED, TIMED_OUT, CRASHED, CANCELLED})
 #: ``seq`` of rows written by the crash sweep: after anything the dead process wrote
 CRASH_SEQ = 1 << 60
 
@@ -99,7 +91,7 @@ MIGRATIONS: list[str] = [
         name        TEXT NOT NULL,
         created     REAL,
         state       TEXT NOT NULL,           -- the latest state
-        history     TEXT NOT NULL DEFAULT '',  -- ";seq,ts,state,attempt" per transition
+        history     TEXT NOT NULL DEFAULT '',  -- ";ts,state,attempt[,seq]" per transition
         task_key    TEXT,                    -- NULL when equal to name
         upstream    TEXT,                    -- JSON list, NULL when empty
         edge_names  TEXT,                    -- JSON dict, NULL when empty
@@ -338,7 +330,7 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
                 "SELECT id, history, state FROM task_runs WHERE flow_run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
-            last += [h.ts for _, history, _ in tasks for h in parse_history(history)[-1:]]
+            last += [h.ts for _, text, _ in tasks for h in history.decode(text)[-1:]]
             ts = max((t for t in last if t is not None), default=None) or time.time()
             message = (
                 f"the process running this flow (pid {row[0]} on {HOST}) died without finishing it"
@@ -351,7 +343,7 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
                     updates.append(
                         (
                             CRASHED,
-                            format_transition(ts, CRASHED, None, seq),
+                            history.encode(ts, CRASHED, None, seq),
                             message,
                             run_id,
                             task_id,
@@ -416,7 +408,7 @@ def close_crashed_tasks(conn: sqlite3.Connection, run_ids: Iterable[str]) -> int
                 c.execute(
                     "UPDATE task_runs SET state = ?, history = history || ?, error = ?"
                     " WHERE flow_run_id = ? AND id = ?",
-                    (CRASHED, format_transition(ts, CRASHED, None, seq), message, run_id, task_id),
+                    (CRASHED, history.encode(ts, CRASHED, None, seq), message, run_id, task_id),
                 )
                 seq += 1
                 marked += 1
@@ -428,17 +420,6 @@ def close_crashed_tasks(conn: sqlite3.Connection, run_ids: Iterable[str]) -> int
 # -- reading ---------------------------------------------------------------------------------
 
 
-class Transition(NamedTuple):
-    ts: float
-    state: str
-    attempt: int | None
-    #: set when the transition has a row in ``states`` (message, error, traceback...)
-    seq: int | None = None
-
-
-_DOUBLE = struct.Struct("<d")
-
-
 def load_recorded_run(ref: str, path: Path | None = None) -> RunView:
     """The :class:`RunView` of one recorded run, for the commands that show a run (``show``,
     ``report``): a clear error when nothing was recorded yet or ``ref`` matches no run."""
@@ -447,35 +428,6 @@ def load_recorded_run(ref: str, path: Path | None = None) -> RunView:
         raise Nb2flowError(f"no runs recorded yet ({path} does not exist)")
     with Store(path) as store:
         return store.load_run(ref)
-
-
-def format_ts(ts: float) -> str:
-    """A timestamp as 16 hex digits (its IEEE double, little-endian): exact, and 6x faster
-    to write than ``repr``, which matters on the recorder's path."""
-    return _DOUBLE.pack(ts).hex()
-
-
-def format_transition(ts: float, state: str, attempt: int | None, seq: int | None = None) -> str:
-    """One entry of ``task_runs.history``: ``;TS,STATE,ATTEMPT[,SEQ]`` (entries are
-    concatenated; SEQ links the entry to its row in ``states``)."""
-    text = f";{format_ts(ts)},{state},{'' if attempt is None else attempt}"
-    return text if seq is None else f"{text},{seq}"
-
-
-def parse_history(history: str | None) -> list[Transition]:
-    out = []
-    unpack = _DOUBLE.unpack
-    for entry in (history or "").split(";")[1:]:
-        ts, state, attempt, *seq = entry.split(",")
-        out.append(
-            Transition(
-                unpack(bytes.fromhex(ts))[0],
-                state,
-                int(attempt) if attempt else None,
-                int(seq[0]) if seq else None,
-            )
-        )
-    return out
 
 
 @dataclass
@@ -707,7 +659,7 @@ class Store:
             if tb is not None:
                 data["traceback"] = tb
             tagged.append((seq, 0, RunEvent("flow_state", ts, run_id, None, data)))
-        for seq, tid, created, name, key, upstream, edges, map_index, history in c.execute(
+        for seq, tid, created, name, key, upstream, edges, map_index, past in c.execute(
             "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history"
             " FROM task_runs WHERE flow_run_id = ?",
             (run_id,),
@@ -722,7 +674,7 @@ class Store:
             tagged.append((seq, 0, RunEvent("task_run", created, run_id, tid, data)))
             # a task's transitions follow its creation, in their order; their exact
             # interleaving with other tasks' events does not change the view
-            for i, h in enumerate(parse_history(history), 1):
+            for i, h in enumerate(history.decode(past), 1):
                 data = {"state": h.state, "attempt": h.attempt}
                 extra = details.get(h.seq) if h.seq is not None else None
                 if extra is not None:

@@ -14,9 +14,10 @@ nb2flow.store.recording --helper`` and from then on only ``marshal``s each batch
 stdin (about 2 us per task run); the helper writes it and acknowledges flushes. Where the
 helper cannot start, the thread writes. ``NB2FLOW_STORE_HELPER=never|always`` overrides.
 
-The runtime calls :func:`enable` on a flow run (cheap and idempotent: it returns the running
-recorder unless ``$NB2FLOW_HOME`` changed) and :meth:`Recorder.flush` at the end of each
-top-level flow run. The recorder also flushes at interpreter exit.
+The runtime's observer registry calls :func:`observe` when a top-level flow run starts: it
+calls :func:`enable` (cheap and idempotent: it returns the running recorder unless
+``$NB2FLOW_HOME`` changed), and :meth:`Recorder.flush` when the run has ended. The recorder
+also flushes at interpreter exit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import json
 import marshal
 import os
 import sqlite3
-import struct
 import sys
 import threading
 import time
@@ -38,8 +38,11 @@ from typing import IO, Any
 from nb2flow import settings
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
-from nb2flow.runtime.core.states import ALL_STATES, FINAL_STATES, RUNNING
+from nb2flow.runtime.core.observers import Attachment, RunStart
+from nb2flow.runtime.core.states import FINAL_STATES, RUNNING
+from nb2flow.runtime.core.tracebacks import error_line
 from nb2flow.store import db
+from nb2flow.store.history import clean_state, encode
 
 #: seconds between two drains of the queue while events keep coming / when it was empty
 #: (flush() wakes the writer at once)
@@ -66,8 +69,6 @@ def _reserve(n: int) -> int:
     return first
 
 
-_DOUBLE = struct.Struct("<d")
-_STATES = frozenset(ALL_STATES)
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
 #: an event as a plain tuple (kind, ts, flow_run_id, task_run_id, data): RunEvent or not
 Event = tuple[str, float, str, "str | None", "dict[str, Any]"]
@@ -139,22 +140,19 @@ class _Writer:
         tasks: dict[str, list[Any]] = {}
         flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
         skip = self.skip
-        pack = _DOUBLE.pack  # see db.format_ts
         for n, (kind, ts, fid, tid, d) in enumerate(batch, base):
             if skip and fid in skip:  # a run of a @flow(persist=False) (or of its subflows)
                 if kind == "flow_state" and d.get("state") in FINAL_STATES:
                     skip.discard(fid)
                 continue
             if kind == "task_state":
-                state = d.get("state")
-                if state not in _STATES:  # keep the history parseable whatever comes
-                    state = str(state).replace(";", " ").replace(",", " ")
+                state = clean_state(d.get("state"))
                 attempt = d.get("attempt")
                 t = tasks.get(tid)
                 if t is None:
                     t = tasks[tid] = [fid, state, "", None, None, n]
                 t[1] = state
-                t[2] += f";{pack(ts).hex()},{state},{'' if attempt is None else attempt}"
+                seq = None  # set when the transition has details
                 message = d.get("message")
                 # details beyond state/attempt/an empty message (rare): keep them in `states`
                 if message or len(d) > 2 + (message is not None) or "attempt" not in d:
@@ -165,9 +163,10 @@ class _Writer:
                         states.append(
                             (fid, n, tid, ts, state, attempt, message, error, tb, cached_from)
                         )
-                        t[2] += f",{n}"  # links the history entry to its details
+                        seq = n
                         if error is not None:
                             t[3] = error
+                t[2] += encode(ts, state, attempt, seq)
             elif kind == "task_run":
                 name = d.get("task_name", "?")
                 key = d.get("task_key", name)
@@ -645,6 +644,37 @@ def _insert(c: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> No
 
 
 # -- the process-wide recorder ---------------------------------------------------------------
+
+_warned = False
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    """One line on stderr, once per process: the runs go on without being recorded."""
+    global _warned
+    if not _warned:
+        _warned = True
+        print(f"warning: run history not recorded: {what}: {error_line(exc)}", file=sys.stderr)
+
+
+def observe(run: RunStart) -> Attachment | None:
+    """The store's observer of a top-level flow run: record it (unless it is not to be
+    persisted) and, when it has ended, wait until every event of it is written."""
+    if not run.persist:
+        return None
+    try:
+        rec = enable()
+    except Exception as exc:  # noqa: BLE001 - an unusable store must not stop the flow
+        _warn("cannot open the run store", exc)
+        return None
+
+    def flush() -> None:
+        try:
+            rec.flush()
+        except Exception as exc:  # noqa: BLE001
+            _warn("cannot write the run store", exc)
+
+    return Attachment(records=True, close=flush)
+
 
 _recorder: Recorder | None = None
 _lock = threading.Lock()

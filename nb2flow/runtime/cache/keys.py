@@ -13,10 +13,10 @@ run (logger ``nb2flow.cache``) inside a run, a :class:`CacheWarning` outside one
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import threading
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,8 +25,8 @@ from typing import Any
 
 from nb2flow import settings
 from nb2flow.runtime.cache import hashing
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import current
-from nb2flow.runtime.core.events import RunEvent
 
 #: bumped when the layout of keys or entries changes (old entries are then discarded)
 FORMAT_VERSION = 1
@@ -87,8 +87,7 @@ def warn(message: str, once_for: tuple[str, str] | None = None) -> None:
     show it). Elsewhere: a :class:`CacheWarning` (``once_for`` shows it once per process)."""
     ctx = current()
     if ctx is not None:
-        data = {"level": 30, "levelname": "WARNING", "message": message, "logger": LOGGER}
-        ctx.sink(RunEvent("log", time.time(), ctx.flow_run_id, ctx.task_run_id, data))
+        ctx.sink(events.log(ctx.flow_run_id, ctx.task_run_id, logging.WARNING, message, LOGGER))
         return
     if once_for is not None:
         with _warned_lock:

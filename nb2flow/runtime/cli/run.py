@@ -7,7 +7,6 @@ traceback is in the run store), Ctrl-C exits 130, SIGTERM 143, a bad option 2.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -59,7 +58,7 @@ def run_cli(
 
 
 def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
-    from nb2flow.runtime.engine import flow_run as engine
+    from nb2flow.runtime.observation import hooks
     from nb2flow.runtime.observation.reporter import TerminalReporter, summary_line
 
     try:
@@ -79,11 +78,8 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         mode = "live"
     else:
         mode = "plain"
-    from nb2flow.runtime.core.events import subscribe, unsubscribe
-
     reporter = TerminalReporter(mode)
-    subscribe(reporter)
-    echo, engine.CONSOLE_ECHO = engine.CONSOLE_ECHO, False
+    hooks.register("terminal", reporter.observe)  # it shows the logs: no stderr echo
     previous = _on_sigterm_cancel()
     try:
         reporter.start()
@@ -103,8 +99,7 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        engine.CONSOLE_ECHO = echo
-        unsubscribe(reporter)
+        hooks.unregister("terminal")
     if mode != "quiet":
         print(summary_line(run.view), file=sys.stderr)
     failed = run.state not in ("Completed", "Cached")
@@ -113,7 +108,7 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         return 2
     if failed:
         where = f"run {run.name}"
-        if flow.persist and os.environ.get("NB2FLOW_STORE", "").lower() not in ("off", "0"):
+        if run.recorded:
             where += f"; details: nb2flow show {run.id[:8]}"
         print(f"error: flow {flow.name!r} {run.state}: {run.error} ({where})", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ The panel applies live events to a :class:`RunView`; the store rebuilds one from
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,11 @@ class TaskRunView(_Span):
     #: (state, timestamp, attempt) in order, retries included
     history: list[tuple[str, float, int]] = field(default_factory=list)
 
+    @property
+    def label(self) -> str:
+        """The name users see: the task's name, with ``[i]`` for a mapped run."""
+        return self.name if self.map_index is None else f"{self.name}[{self.map_index}]"
+
 
 @dataclass
 class LogView:
@@ -79,6 +85,15 @@ class RunView(_Span):
     logs: list[LogView] = field(default_factory=list)
     #: bumped on every applied event, so renderers can tell whether anything changed
     version: int = 0
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds the run has taken so far (or in all, once it is final)."""
+        start = self.start if self.start is not None else self.created
+        if start is None:
+            return None
+        if self.end is not None:
+            return self.end - start
+        return (time.time() if now is None else now) - start
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -175,3 +190,23 @@ class RunView(_Span):
                 if up in self.tasks:
                     g.add_edge(up, t.id, names=list(t.edge_names.get(up, [])))
         return g
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as people read it, the same on every surface: ``850µs``, ``3.2ms``,
+    ``120ms``, ``4.5s``, ``2m 05s``, ``1h 02m`` (empty for None)."""
+    if seconds is None:
+        return ""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f}\u00b5s"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        m, s = divmod(int(round(seconds)), 60)
+        return f"{m}m {s:02d}s"
+    h, rest = divmod(int(round(seconds)), 3600)
+    return f"{h}h {rest // 60:02d}m"

@@ -12,40 +12,31 @@ thread, a pool process or a Dask worker can run it. The flow side is
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.exceptions import TaskTimeout, ValueUnavailable
-from nb2flow.runtime.core.states import (
-    CACHED,
-    COMPLETED,
-    FAILED,
-    NOT_RUN,
-    OK_STATES,
-    RETRYING,
-    RUNNING,
-    TIMED_OUT,
-)
+from nb2flow.runtime.core.states import FAILED, OK_STATES, RETRYING, RUNNING, TIMED_OUT
+from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
 from nb2flow.runtime.engine.futures import Outcome
-from nb2flow.runtime.engine.payload import TaskPayload, resolve_refs
+from nb2flow.runtime.engine.payload import TaskPayload, TaskSpec, resolve_refs
 from nb2flow.runtime.engine.timeouts import attempt_in_process, attempt_in_thread
-from nb2flow.runtime.engine.tracebacks import INTERNAL_FILES, error_line, format_traceback
 
 INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's code
 
-_now = time.time
-
-# Event data is read-only for subscribers: the common payloads are shared, which saves
-# allocations (and garbage-collector work) on the hot path.
-_RUNNING_1: dict[str, Any] = {"state": RUNNING, "attempt": 1, "message": ""}
+Sink = Callable[[RunEvent], None]
 
 
-def _retry_delay(task: Any, attempt: int) -> float:
-    delay = task.retry_delay_seconds
+def retry_delay(options: Any, attempt: int) -> float:
+    """Seconds to wait after failed ``attempt`` (``retry_delay_seconds``: a number, or a
+    list whose last entry repeats) of a task or a flow."""
+    delay = options.retry_delay_seconds
     if isinstance(delay, (list, tuple)):
         if not delay:
             return 0.0
@@ -53,7 +44,7 @@ def _retry_delay(task: Any, attempt: int) -> float:
     return float(delay or 0)
 
 
-def _check_nout(task: Any, value: Any) -> None:
+def _check_nout(task: TaskSpec, value: Any) -> None:
     try:
         n = len(value)
     except TypeError:
@@ -68,147 +59,166 @@ def _check_nout(task: Any, value: Any) -> None:
 def execute(
     payload: TaskPayload,
     upstream: Sequence[Outcome] = (),
-    sink: Callable[[RunEvent], None] | None = None,
+    sink: Sink | None = None,
 ) -> Outcome:
     """Run one task run where it is called, and return its outcome (never raises for a
     task's failure; KeyboardInterrupt propagates).
 
-    ``upstream`` are the outcomes the payload's :class:`Ref` placeholders point to, in
-    order; if one of them did not complete, the task is NotRun. ``sink`` receives the
-    events of the attempts (Running, Retrying, logs); without one they are buffered in the
-    returned ``Outcome.events``. The final state event is not emitted here: the flow side
-    publishes it in :meth:`TaskCall.finish`, after the buffered events.
+    ``upstream`` are the outcomes the payload's ``Ref`` placeholders point to, in order; if
+    one of them did not complete, the task is NotRun. ``sink`` receives the events of the
+    attempts (Running, Retrying, logs); without one they are buffered in the returned
+    ``Outcome.events``. The final state event is not emitted here: the flow side publishes
+    it in :meth:`TaskCall.finish`, after the buffered events.
     """
     buffered: list[RunEvent] | None = None
     if sink is None:
         buffered = []
         sink = buffered.append
-    for o in upstream:
-        if o.state not in OK_STATES:
-            return Outcome(
-                NOT_RUN,
-                attempt=0,
-                ts=_now(),
-                message=f"an upstream task run is {o.state}",
-                events=buffered,
-            )
-    task = payload.task
-    args, kwargs = payload.args, payload.kwargs
-    if payload.has_refs:
+    outcome = _TaskRun(payload, sink).run(upstream)
+    outcome.events = buffered
+    return outcome
+
+
+class _TaskRun:
+    """One task run on the executing side, step by step (as Prefect's task engine): check
+    the upstream runs, resolve the inputs, enter the run context, announce Running, look
+    the cache up, then attempt, handling each failure (retry, or the final state) and the
+    success (save to the cache)."""
+
+    __slots__ = ("payload", "task", "sink", "flow_run_id", "task_run_id")
+
+    def __init__(self, payload: TaskPayload, sink: Sink) -> None:
+        self.payload = payload
+        self.task = payload.task
+        self.sink = sink
+        self.flow_run_id = payload.flow_run_id
+        self.task_run_id = payload.task_run_id
+
+    def run(self, upstream: Sequence[Outcome]) -> Outcome:
+        for o in upstream:
+            if o.state not in OK_STATES:
+                return Outcome.not_run(f"an upstream task run is {o.state}")
         try:
-            args = resolve_refs(args, upstream)
-            kwargs = resolve_refs(kwargs, upstream)
+            args, kwargs = self.inputs(upstream)
         except ValueUnavailable as exc:  # an upstream item stayed in another process
-            return Outcome(
-                FAILED,
-                exc=exc,
-                error=error_line(exc),
-                traceback="",
-                attempt=0,
-                ts=_now(),
-                events=buffered,
-            )
-    frid, trid = payload.flow_run_id, payload.task_run_id
-    if payload.log_prints and not _prints_captured:
-        _capture_prints()
-    token = RUN.set(
-        RunContext(
-            frid,
-            trid,
-            task.name,
+            return Outcome.failed(exc, attempt=0, traceback="")
+        token = RUN.set(self.context())
+        try:
+            return self.attempts(args, kwargs)
+        finally:
+            RUN.reset(token)
+
+    def inputs(self, upstream: Sequence[Outcome]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments, upstream values in place of the payload's Refs."""
+        payload = self.payload
+        if not payload.has_refs:
+            return payload.args, payload.kwargs
+        return resolve_refs(payload.args, upstream), resolve_refs(payload.kwargs, upstream)
+
+    def context(self) -> RunContext:
+        payload = self.payload
+        if payload.log_prints and not _prints_captured:
+            _capture_prints()
+        return RunContext(
+            self.flow_run_id,
+            self.task_run_id,
+            self.task.name,
             payload.flow_name,
-            sink,
+            self.sink,
             payload.log_prints,
             None,
             payload.flow_run_name,
         )
-    )
-    try:
+
+    def set_running(self, attempt: int) -> None:
+        self.sink(events.task_state(self.flow_run_id, self.task_run_id, RUNNING, attempt))
+
+    def attempts(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:
+        task = self.task
+        # Running before the cache lookup, so that a Cached run's start..end covers hashing
+        # the inputs and reading the value back
+        self.set_running(1)
         key = None
-        announced = False  # whether attempt 1's Running is already out
         if task.cache or task.cache_key_fn is not None:
-            # Running first, so the run's start..end covers hashing the inputs and reading
-            # the value back (a Cached run is not instantaneous)
-            sink(RunEvent("task_state", _now(), frid, trid, _RUNNING_1))
-            announced = True
             hit, key = _cache_lookup(task, args, kwargs)
             if hit is not None:
-                return Outcome(
-                    CACHED,
-                    hit.value,
-                    attempt=0,
-                    ts=_now(),
-                    message="result from the cache",
-                    cached_from=hit.flow_run_id,
-                    events=buffered,
-                )
-        fn, retries, timeout = task.fn, task.retries, task.timeout_seconds
-        attempt = 0
+                return Outcome.cached(hit.value, hit.flow_run_id)
+        attempt = 1
         while True:
-            attempt += 1
-            if announced:
-                announced = False
-            else:
-                sink(
-                    RunEvent(
-                        "task_state",
-                        _now(),
-                        frid,
-                        trid,
-                        _RUNNING_1
-                        if attempt == 1
-                        else {"state": RUNNING, "attempt": attempt, "message": ""},
-                    )
-                )
             try:
-                if timeout is None:
-                    value = fn(*args, **kwargs)
-                elif task.hard_timeout:
-                    value = attempt_in_process(task, args, kwargs, timeout)
-                else:
-                    value = attempt_in_thread(task, args, kwargs, timeout)
-                if task.nout:
-                    _check_nout(task, value)
+                value = self.call(args, kwargs)
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a task fails the task
                 if isinstance(exc, KeyboardInterrupt) and _is_main_thread():
                     raise  # Ctrl-C: the flow cancels the run
-                error, tb = error_line(exc), format_traceback(exc)
-                state = TIMED_OUT if isinstance(exc, TaskTimeout) else FAILED
-                if attempt <= retries:
-                    delay = _retry_delay(task, attempt)
-                    sink(
-                        RunEvent(
-                            "task_state",
-                            _now(),
-                            frid,
-                            trid,
-                            {
-                                "state": RETRYING,
-                                "attempt": attempt,
-                                "message": f"{state} (attempt {attempt} of {retries + 1}); "
-                                f"retrying in {delay:g}s",
-                                "error": error,
-                                "traceback": tb,
-                            },
-                        )
-                    )
-                    if delay > 0:
-                        time.sleep(delay)
-                    continue
-                return Outcome(
-                    state,
-                    exc=exc,
-                    error=error,
-                    traceback=tb,
-                    attempt=attempt,
-                    ts=_now(),
-                    events=buffered,
+                final = self.handle_failure(exc, attempt)
+                if final is not None:
+                    return final
+                attempt += 1
+                self.set_running(attempt)
+                continue
+            return self.handle_success(value, attempt, key)
+
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One attempt: the task's function, within its timeout; its value."""
+        task = self.task
+        timeout = task.timeout_seconds
+        if timeout is None:
+            value = task.fn(*args, **kwargs)
+        elif task.hard_timeout:
+            value = attempt_in_process(task, args, kwargs, timeout)
+        else:
+            value = attempt_in_thread(task, args, kwargs, timeout)
+        if task.nout:
+            _check_nout(task, value)
+        return value
+
+    def handle_failure(self, exc: BaseException, attempt: int) -> Outcome | None:
+        """Retrying (announced, then the delay slept; None) or the final Failed/TimedOut."""
+        task = self.task
+        error, tb = error_line(exc), format_traceback(exc)
+        state = TIMED_OUT if isinstance(exc, TaskTimeout) else FAILED
+        if attempt > task.retries:
+            return Outcome.failed(exc, attempt=attempt, state=state, error=error, traceback=tb)
+        delay = retry_delay(task, attempt)
+        message = f"{state} (attempt {attempt} of {task.retries + 1}); retrying in {delay:g}s"
+        self.sink(
+            events.task_state(
+                self.flow_run_id,
+                self.task_run_id,
+                RETRYING,
+                attempt,
+                message=message,
+                error=error,
+                traceback=tb,
+            )
+        )
+        if delay > 0:
+            time.sleep(delay)
+        return None
+
+    def handle_success(self, value: Any, attempt: int, key: str | None) -> Outcome:
+        if key is not None:
+            self.save_to_cache(key, value)
+        return Outcome.completed(value, attempt)
+
+    def save_to_cache(self, key: str, value: Any) -> None:
+        from nb2flow.runtime.cache import entries
+
+        try:
+            entries.save(
+                key,
+                value,
+                task=self.task,
+                flow_run_id=self.flow_run_id,
+                flow_name=self.payload.flow_name,
+            )
+        except Exception as exc:  # noqa: BLE001 - the value was computed; the run goes on
+            message = f"result not cached: {error_line(exc)}"
+            self.sink(
+                events.log(
+                    self.flow_run_id, self.task_run_id, logging.WARNING, message, "nb2flow.cache"
                 )
-            if key is not None:
-                _cache_save(key, value, task, frid, payload.flow_name, sink, trid)
-            return Outcome(COMPLETED, value, attempt=attempt, ts=_now(), events=buffered)
-    finally:
-        RUN.reset(token)
+            )
 
 
 _prints_captured = False
@@ -229,40 +239,12 @@ def _capture_prints() -> None:
     _prints_captured = True
 
 
-def _cache_lookup(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+def _cache_lookup(
+    task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, str | None]:
     from nb2flow.runtime.cache import entries, keys
 
     key = keys.key_for(task, task.bind(args, kwargs))
     if key is None:
         return None, None
     return entries.lookup(key, task), key
-
-
-def _cache_save(
-    key: str,
-    value: Any,
-    task: Any,
-    flow_run_id: str,
-    flow_name: str,
-    sink: Callable[[RunEvent], None],
-    task_run_id: str,
-) -> None:
-    from nb2flow.runtime.cache import entries
-
-    try:
-        entries.save(key, value, task=task, flow_run_id=flow_run_id, flow_name=flow_name)
-    except Exception as exc:  # noqa: BLE001 - the value was computed; the run goes on
-        sink(
-            RunEvent(
-                "log",
-                _now(),
-                flow_run_id,
-                task_run_id,
-                {
-                    "level": 30,
-                    "levelname": "WARNING",
-                    "message": f"result not cached: {error_line(exc)}",
-                    "logger": "nb2flow.cache",
-                },
-            )
-        )

@@ -16,18 +16,18 @@ from __future__ import annotations
 import contextvars
 import gc
 import os
-import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.core import ids
+from nb2flow.runtime.core import events, ids
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.events import publish as _publish
 from nb2flow.runtime.core.exceptions import FlowTimeout, TaskRunError, Terminated
+from nb2flow.runtime.core.observers import RunStart
 from nb2flow.runtime.core.states import (
     CANCELLED,
     COMPLETED,
@@ -40,24 +40,19 @@ from nb2flow.runtime.core.states import (
     RUNNING,
     TIMED_OUT,
 )
+from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
 from nb2flow.runtime.engine import attempts
-from nb2flow.runtime.engine.attempts import _is_main_thread, _now, _retry_delay, execute
+from nb2flow.runtime.engine.attempts import _is_main_thread, execute, retry_delay
 from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
 from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload
-from nb2flow.runtime.engine.tracebacks import INTERNAL_FILES, error_line, format_traceback
-from nb2flow.runtime.observation import logs
+from nb2flow.runtime.observation import hooks
 
 INTERNAL_FILES.add(__file__)  # a flow body's traceback starts at the user's code
 
-_COMPLETED_1: dict[str, Any] = {"state": COMPLETED, "attempt": 1, "message": ""}
 _NO_EDGES: dict[str, list[str]] = {}
 
 #: Freeze the objects that exist when a top-level flow run starts (see run_flow).
 FREEZE_GC = True
-
-#: Echo log events to stderr while a top-level flow runs (run_cli's reporter turns it off,
-#: as it shows the logs itself).
-CONSOLE_ECHO = True
 
 
 # ---------------------------------------------------------------------------- flow side
@@ -111,7 +106,7 @@ class TaskCall:
     def run(self) -> None:
         """Execute the task run in the calling thread and finish it (for local runners)."""
         if self.flow_run.cancelled:
-            self.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message="flow run cancelled"))
+            self.finish(Outcome.cancelled("flow run cancelled"))
             return
         self.started = True
         try:
@@ -120,9 +115,7 @@ class TaskCall:
             # run must end, or the flow would wait for it forever
             if isinstance(exc, KeyboardInterrupt) and _is_main_thread():
                 raise  # Ctrl-C: the flow marks this run Cancelled
-            outcome = Outcome(
-                FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=_now()
-            )
+            outcome = Outcome.failed(exc)
         self.finish(outcome)
 
     def finish(self, outcome: Outcome) -> bool:
@@ -139,21 +132,19 @@ class TaskCall:
             for ev in outcome.events:
                 publish(ev)
             outcome.events = None
-        if (
-            outcome.attempt == 1
-            and outcome.state == COMPLETED
-            and not outcome.message
-            and outcome.error is None
-        ):
-            data = _COMPLETED_1  # the common case shares one read-only dict
-        else:
-            data = {"state": outcome.state, "attempt": outcome.attempt, "message": outcome.message}
-        if outcome.error is not None:
-            data["error"] = outcome.error
-            data["traceback"] = outcome.traceback or ""
-        if outcome.cached_from is not None:
-            data["cached_from"] = outcome.cached_from
-        publish(RunEvent("task_state", outcome.ts or _now(), fr.id, self.payload.task_run_id, data))
+        publish(
+            events.task_state(
+                fr.id,
+                self.payload.task_run_id,
+                outcome.state,
+                outcome.attempt,
+                message=outcome.message,
+                error=outcome.error,
+                traceback=outcome.traceback,
+                cached_from=outcome.cached_from,
+                ts=outcome.ts,
+            )
+        )
         fut._complete(outcome)
         return True
 
@@ -240,6 +231,8 @@ class FlowRun:
         #: the Nb2flowError the task runner raised when starting (a usage error: the
         #: command line reports it as ``error: ...``, exit 2)
         self.runner_error: Nb2flowError | None = None
+        #: whether an observer records this run in the run store (``nb2flow show`` finds it)
+        self.recorded = False
         self._view: Any = None
         self._view_len = -1
 
@@ -248,9 +241,6 @@ class FlowRun:
     def publish(self, ev: RunEvent) -> None:
         self.events.append(ev)
         _publish(ev)
-
-    def emit(self, kind: str, task_run_id: str | None, data: dict[str, Any]) -> None:
-        self.publish(RunEvent(kind, _now(), self.id, task_run_id, data))
 
     # -- what users read -----------------------------------------------------------------
 
@@ -387,18 +377,14 @@ class FlowRun:
         call = TaskCall(self, payload, ups)
         self.calls.append(call)
         self.publish(
-            RunEvent(
-                "task_run",
-                _now(),
+            events.task_run(
                 self.id,
                 trid,
-                {
-                    "task_name": name,
-                    "task_key": task_key,
-                    "upstream": upstream_ids,
-                    "edge_names": edges,
-                    "map_index": map_index,
-                },
+                task_name=name,
+                task_key=task_key,
+                upstream=upstream_ids,
+                edge_names=edges,
+                map_index=map_index,
             )
         )
         return call
@@ -451,7 +437,7 @@ class FlowRun:
     def _dispatch(self, call: TaskCall) -> None:
         """Hand a call whose upstream runs are final (or a runner resolving them) over."""
         if self.cancelled:
-            call.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message="flow run cancelled"))
+            call.finish(Outcome.cancelled("flow run cancelled"))
             return
         runner = self.runner
         if not runner.resolves_upstream:
@@ -465,64 +451,48 @@ class FlowRun:
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - e.g. arguments that cannot be pickled
-            call.finish(
-                Outcome(
-                    FAILED,
-                    exc=exc,
-                    error=error_line(exc),
-                    traceback=format_traceback(exc),
-                    attempt=0,
-                    ts=_now(),
-                    message=f"the {runner.describe()} task runner could not run it",
-                )
-            )
+            message = f"the {runner.describe()} task runner could not run it"
+            call.finish(Outcome.failed(exc, attempt=0, message=message))
 
     # -- the run -------------------------------------------------------------------------
 
     def run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Run the flow body (with retries) and settle the run's final state."""
-        flow = self.flow
-        attempt = 0
+        attempt = 1
         while True:
-            attempt += 1
-            self.emit("flow_state", None, {"state": RUNNING, "message": ""})
+            self.publish(events.flow_state(self.id, RUNNING))
             first = len(self.calls)
             try:
                 value, body_exc, timed_out = self._attempt(args, kwargs, first)
             except KeyboardInterrupt as exc:
                 self.cancel(_cancel_message(exc))
                 raise
-            state, exc, error, tb = self._settle(first, body_exc, timed_out)
+            state, failure, error, tb = self._settle(first, body_exc, timed_out)
             if state == COMPLETED:
                 self.state, self.value = COMPLETED, value
-                self.emit("flow_state", None, {"state": COMPLETED, "message": ""})
+                self.publish(events.flow_state(self.id, COMPLETED))
                 return
-            if attempt <= flow.retries and state != TIMED_OUT:  # a timed-out body may still run
-                delay = _retry_delay(flow, attempt)
-                self.emit(
-                    "flow_state",
-                    None,
-                    {
-                        "state": RETRYING,
-                        "message": f"{state} (attempt {attempt} of {flow.retries + 1}); "
-                        f"retrying in {delay:g}s",
-                        "error": error,
-                        "traceback": tb,
-                    },
-                )
-                try:
-                    time.sleep(delay)
-                except KeyboardInterrupt as exc:
-                    self.cancel(_cancel_message(exc))
-                    raise
+            # a timed-out body may still be running: it is not started again
+            if attempt <= self.flow.retries and state != TIMED_OUT:
+                self._retry(state, attempt, error, tb)
+                attempt += 1
                 continue
-            self.state, self.exc, self.error, self.traceback = state, exc, error, tb
-            self.emit(
-                "flow_state",
-                None,
-                {"state": state, "message": "", "error": error, "traceback": tb},
-            )
+            self.state, self.exc, self.error, self.traceback = state, failure, error, tb
+            self.publish(events.flow_state(self.id, state, error=error, traceback=tb))
             return
+
+    def _retry(self, state: str, attempt: int, error: str | None, tb: str | None) -> None:
+        """Announce Retrying after failed ``attempt`` and wait the flow's retry delay."""
+        delay = retry_delay(self.flow, attempt)
+        message = f"{state} (attempt {attempt} of {self.flow.retries + 1}); retrying in {delay:g}s"
+        self.publish(
+            events.flow_state(self.id, RETRYING, message=message, error=error, traceback=tb)
+        )
+        try:
+            time.sleep(delay)
+        except KeyboardInterrupt as exc:
+            self.cancel(_cancel_message(exc))
+            raise
 
     def _context(self) -> RunContext:
         if self.flow.log_prints and not attempts._prints_captured:
@@ -650,7 +620,7 @@ class FlowRun:
     def _cancel_calls(self, message: str) -> None:
         for call in list(self.calls):
             if call.future._outcome is None:
-                call.finish(Outcome(CANCELLED, attempt=0, ts=_now(), message=message))
+                call.finish(Outcome.cancelled(message))
 
     def cancel(self, message: str) -> None:
         """Cancel the run: task runs not final become Cancelled (running threads cannot be
@@ -660,7 +630,7 @@ class FlowRun:
         self.state = CANCELLED
         self.error = message
         self.exc = KeyboardInterrupt()
-        self.emit("flow_state", None, {"state": CANCELLED, "message": message})
+        self.publish(events.flow_state(self.id, CANCELLED, message=message))
 
 
 _SCANNED = frozenset({TaskFuture, ItemFuture, list, tuple, dict, set, frozenset})
@@ -683,12 +653,7 @@ def _first_bad(upstream: list[TaskFuture]) -> TaskFuture | None:
 def _not_run(bad: TaskFuture) -> Outcome:
     o = bad._outcome
     state = o.state if o is not None else "?"
-    return Outcome(
-        NOT_RUN,
-        attempt=0,
-        ts=_now(),
-        message=f"upstream task {bad.name!r} is {state}",
-    )
+    return Outcome.not_run(f"upstream task {bad.name!r} is {state}")
 
 
 def resolve_futures(value: Any) -> Any:
@@ -725,24 +690,20 @@ def run_flow(
     parent = RUN.get()
     top = parent is None
     fr = FlowRun(flow, parameters, runner, parent)
-    recorder = _enable_store(flow) if top else None
-    # a live panel shows the logs itself: no echo to stderr under it
-    panel = top and _attach_panel(fr.id)
-    echo = top and CONSOLE_ECHO and not panel
-    if echo:
-        logs.echo(True)
-    data: dict[str, Any] = {
-        "flow_name": flow.name,
-        "run_name": fr.name,
-        "parameters": {k: _short_repr(v) for k, v in parameters.items()},
-        "pid": os.getpid(),
-        "task_runner": runner.describe(),
-    }
-    if fr.parent_id is not None:
-        data["parent_flow_run_id"] = fr.parent_id
-    if not flow.persist:
-        data["persist"] = False
-    fr.emit("flow_run", None, data)
+    attached = hooks.attach(RunStart(fr.id, fr.name, fr.flow_name, flow.persist)) if top else []
+    fr.recorded = any(a.records for a in attached)
+    fr.publish(
+        events.flow_run(
+            fr.id,
+            flow_name=flow.name,
+            run_name=fr.name,
+            parameters={k: _short_repr(v) for k, v in parameters.items()},
+            pid=os.getpid(),
+            task_runner=runner.describe(),
+            parent_flow_run_id=fr.parent_id,
+            persist=flow.persist,
+        )
+    )
     # The objects alive before the run (modules, the user's data) need no garbage-collector
     # passes while it runs: freezing them makes each collection scan only the run's own
     # objects. Skipped when the program froze objects itself (we would unfreeze them).
@@ -758,10 +719,7 @@ def run_flow(
             if fr._runner_started:
                 runner.shutdown(cancel=fr.cancelled or fr.state == TIMED_OUT)
         finally:
-            if echo:
-                logs.echo(False)
-            if recorder is not None:
-                _flush_store(recorder)
+            hooks.detach(attached)
     if return_state:
         return fr
     if fr.state in OK_STATES:
@@ -776,45 +734,3 @@ def _short_repr(value: Any, limit: int = 200) -> str:
     except Exception:  # noqa: BLE001
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_store_warned = False
-
-
-def _store_warn(what: str, exc: BaseException) -> None:
-    global _store_warned
-    if not _store_warned:
-        _store_warned = True
-        print(f"warning: run history not recorded: {what}: {error_line(exc)}", file=sys.stderr)
-
-
-def _enable_store(flow: Any) -> Any:
-    if not flow.persist or os.environ.get("NB2FLOW_STORE", "").lower() in ("off", "0", "false"):
-        return None
-    try:
-        from nb2flow.store import recording
-
-        return recording.enable()
-    except Exception as exc:  # noqa: BLE001 - an unusable store must not stop the flow
-        _store_warn("cannot open the run store", exc)
-        return None
-
-
-def _flush_store(recorder: Any) -> None:
-    try:
-        recorder.flush()
-    except Exception as exc:  # noqa: BLE001
-        _store_warn("cannot write the run store", exc)
-
-
-def _attach_panel(flow_run_id: str) -> bool:
-    """Show the Jupyter panel for a top-level run when in a kernel; whether it is shown."""
-    if "ipykernel" not in sys.modules or os.environ.get("NB2FLOW_PANEL", "").lower() == "off":
-        return False
-    from nb2flow.jupyter import panel
-
-    try:
-        return panel.maybe_attach(flow_run_id) is not None
-    except Exception as exc:  # noqa: BLE001 - the panel must not stop the flow
-        print(f"warning: no live panel: {error_line(exc)}", file=sys.stderr)
-        return False

@@ -9,18 +9,25 @@ completed once with an outcome and wakes whoever waits on it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
+from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.exceptions import RemoteError, TaskCancelled, TaskTimeout, UpstreamFailed
 from nb2flow.runtime.core.states import (
+    CACHED,
     CANCELLED,
+    COMPLETED,
+    CRASHED,
+    FAILED,
     NOT_RUN,
     OK_STATES,
     PENDING,
     RUNNING,
     TIMED_OUT,
 )
+from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 
 # One lock for the completion fields of every future: held for a few attribute writes only.
 _lock = threading.Lock()
@@ -29,8 +36,10 @@ _lock = threading.Lock()
 class Outcome:
     """How a task run ended: ``state``, and ``value`` or ``error``/``traceback``/``exc``.
 
-    ``events`` holds the run events of the attempt when the executing side buffered them
-    (see :func:`nb2flow.runtime.engine.attempts.execute`); the flow side publishes them before the
+    Made by the constructor of its ending (:meth:`completed`, :meth:`cached`,
+    :meth:`failed`, :meth:`crashed`, :meth:`not_run`, :meth:`cancelled`). ``events`` holds
+    the run events of the attempt when the executing side buffered them (see
+    :func:`nb2flow.runtime.engine.attempts.execute`); the flow side publishes them before the
     final state.
     """
 
@@ -59,7 +68,7 @@ class Outcome:
         ts: float | None = None,
         message: str = "",
         cached_from: str | None = None,
-        events: list[Any] | None = None,
+        events: list[RunEvent] | None = None,
     ) -> None:
         self.state = state
         self.value = value
@@ -71,6 +80,67 @@ class Outcome:
         self.message = message
         self.cached_from = cached_from
         self.events = events
+
+    # -- one constructor per ending -----------------------------------------------------
+
+    @classmethod
+    def completed(cls, value: Any, attempt: int = 1) -> Outcome:
+        return cls(COMPLETED, value, attempt=attempt, ts=time.time())
+
+    @classmethod
+    def cached(cls, value: Any, cached_from: str | None) -> Outcome:
+        """The value came from the cache (``cached_from``: the flow run that computed it)."""
+        return cls(
+            CACHED,
+            value,
+            attempt=0,
+            ts=time.time(),
+            message="result from the cache",
+            cached_from=cached_from,
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        exc: BaseException | None,
+        *,
+        attempt: int = 1,
+        state: str = FAILED,
+        error: str | None = None,
+        traceback: str | None = None,
+        message: str = "",
+    ) -> Outcome:
+        """Failed (or TimedOut, ``state``) with ``exc``; ``error`` and ``traceback`` default
+        to the exception's line and traceback."""
+        if error is None and exc is not None:
+            error = error_line(exc)
+        if traceback is None and exc is not None:
+            traceback = format_traceback(exc)
+        return cls(
+            state,
+            exc=exc,
+            error=error,
+            traceback=traceback,
+            attempt=attempt,
+            ts=time.time(),
+            message=message,
+        )
+
+    @classmethod
+    def crashed(cls, error: str, *, traceback: str = "", attempt: int = 1) -> Outcome:
+        """The run's process or worker went away (or its outcome could not be read)."""
+        return cls(CRASHED, error=error, traceback=traceback, attempt=attempt, ts=time.time())
+
+    @classmethod
+    def not_run(cls, message: str) -> Outcome:
+        """Not run: an upstream run did not complete."""
+        return cls(NOT_RUN, attempt=0, ts=time.time(), message=message)
+
+    @classmethod
+    def cancelled(cls, message: str) -> Outcome:
+        return cls(CANCELLED, attempt=0, ts=time.time(), message=message)
+
+    # -- reading -------------------------------------------------------------------------
 
     @property
     def ok(self) -> bool:
@@ -91,6 +161,37 @@ class Outcome:
 
     def __repr__(self) -> str:
         return f"Outcome({self.state!r}, attempt={self.attempt})"
+
+
+class Future(Protocol):
+    """What every future of a task run offers, on every runner (Prefect's ``PrefectFuture``):
+    :class:`TaskFuture` (a run) and :class:`ItemFuture` (one item of a ``nout`` run)."""
+
+    @property
+    def task_run_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    def done(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any: ...
+
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None: ...
+
+
+class RunHandle(Protocol):
+    """What a future knows of its flow-side run (the engine's ``TaskCall``)."""
+
+    started: bool
+    flow_run: Any
 
 
 class TaskFuture:
@@ -115,11 +216,14 @@ class TaskFuture:
         "__weakref__",
     )
 
-    def __init__(self, task_run_id: str, name: str, nout: int | None = None, call: Any = None):
+    def __init__(
+        self, task_run_id: str, name: str, nout: int | None = None, call: RunHandle | None = None
+    ) -> None:
         self.task_run_id = task_run_id
         self.name = name
         self.nout = nout
-        #: the flow-side :class:`~nb2flow.runtime.engine.flow_run.TaskCall` (None for plain futures)
+        #: the flow-side :class:`~nb2flow.runtime.engine.flow_run.TaskCall` (None for a
+        #: future made outside a flow)
         self.call = call
         #: free for the task runner (a Dask runner keeps its own future here)
         self.handle: Any = None
@@ -307,4 +411,5 @@ def completed_future(name: str, outcome: Outcome, nout: int | None = None) -> Ta
     return fut
 
 
+#: the future classes (for isinstance checks; :class:`Future` is their interface)
 FUTURE_TYPES = (TaskFuture, ItemFuture)

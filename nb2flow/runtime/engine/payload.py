@@ -4,8 +4,8 @@ upstream results replaced by :class:`Ref` placeholders into the run's upstream o
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from nb2flow.runtime.core.exceptions import ValueUnavailable
 from nb2flow.runtime.engine.futures import Outcome
@@ -14,6 +14,24 @@ from nb2flow.runtime.engine.transport import Unavailable
 #: the containers the engine looks into for futures and Refs (exact types: a subclass is a
 #: value of its own)
 CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+class TaskSpec(Protocol):
+    """What the engine reads of a task (the ``@task`` object of :mod:`nb2flow.runtime.api`)."""
+
+    fn: Callable[..., Any]
+    name: str
+    retries: int
+    retry_delay_seconds: float | list[float]
+    timeout_seconds: float | None
+    hard_timeout: bool
+    cache: bool
+    cache_key_fn: Callable[..., Any] | None
+    log_prints: bool | None
+    nout: int | None
+    argnames: tuple[str, ...]
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Ref:
@@ -51,7 +69,7 @@ class TaskPayload:
 
     def __init__(
         self,
-        task: Any,
+        task: TaskSpec,
         flow_run_id: str,
         task_run_id: str,
         flow_name: str,

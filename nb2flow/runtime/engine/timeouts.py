@@ -10,7 +10,7 @@ from typing import Any
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.exceptions import RemoteError, TaskTimeout
-from nb2flow.runtime.engine.tracebacks import INTERNAL_FILES, error_line, format_traceback
+from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
 from nb2flow.runtime.engine.transport import dumps_outcome_message
 
 INTERNAL_FILES.add(__file__)

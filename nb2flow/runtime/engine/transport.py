@@ -7,13 +7,14 @@ cannot travel is replaced by an :class:`Unavailable` marker, and a WARNING log e
 
 from __future__ import annotations
 
-import time
+import logging
 from typing import Any
 
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.states import FAILED
+from nb2flow.runtime.core.tracebacks import error_line
 from nb2flow.runtime.engine.futures import Outcome
-from nb2flow.runtime.engine.tracebacks import error_line
 
 
 class Unavailable:
@@ -83,18 +84,13 @@ def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
 
 def unavailable_warning(marker: Unavailable, flow_run_id: str, task_run_id: str | None) -> RunEvent:
     """The WARNING log event naming an item replaced by a marker."""
-    return RunEvent(
-        "log",
-        time.time(),
+    return events.log(
         flow_run_id,
         task_run_id,
-        {
-            "level": 30,
-            "levelname": "WARNING",
-            "message": f"{marker.describe()} cannot be sent to another process "
-            f"({marker.reason}); it is replaced by an Unavailable marker",
-            "logger": "nb2flow.runtime",
-        },
+        logging.WARNING,
+        f"{marker.describe()} cannot be sent to another process ({marker.reason}); it is "
+        "replaced by an Unavailable marker",
+        "nb2flow.runtime",
     )
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
 
@@ -40,17 +41,14 @@ class _EventHandler(logging.Handler):
         except Exception:  # noqa: BLE001
             message = str(record.msg)
         ctx.sink(
-            RunEvent(
-                "log",
-                record.created,
+            events.log(
                 ctx.flow_run_id,
                 ctx.task_run_id,
-                {
-                    "level": record.levelno,
-                    "levelname": record.levelname,
-                    "message": message,
-                    "logger": record.name,
-                },
+                record.levelno,
+                message,
+                record.name,
+                levelname=record.levelname,
+                ts=record.created,
             )
         )
 
@@ -101,17 +99,8 @@ def _print(
     if tail != "\n":
         message += tail
     ctx.sink(
-        RunEvent(
-            "log",
-            time.time(),
-            ctx.flow_run_id,
-            ctx.task_run_id,
-            {
-                "level": logging.INFO,
-                "levelname": "INFO",
-                "message": message,
-                "logger": f"{ROOT_NAME}.{ctx.name}",
-            },
+        events.log(
+            ctx.flow_run_id, ctx.task_run_id, logging.INFO, message, f"{ROOT_NAME}.{ctx.name}"
         )
     )
 

@@ -14,33 +14,24 @@ import time
 from collections import deque
 from typing import Any
 
-from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.core.observers import Attachment, RunStart
 from nb2flow.runtime.core.states import (
     CACHED,
     CANCELLED,
     COMPLETED,
     CRASHED,
     FAILED,
+    FAILED_STATES,
     NOT_RUN,
     PENDING,
     RETRYING,
     RUNNING,
     TIMED_OUT,
+    colour,
 )
 from nb2flow.runtime.observation.logs import format_log
 
-STYLE = {
-    PENDING: "dim",
-    RUNNING: "cyan",
-    RETRYING: "yellow",
-    COMPLETED: "green",
-    CACHED: "green",
-    FAILED: "bold red",
-    TIMED_OUT: "bold red",
-    CRASHED: "bold red",
-    CANCELLED: "magenta",
-    NOT_RUN: "dim",
-}
 MARK = {
     PENDING: "·",
     RUNNING: "▶",
@@ -91,6 +82,15 @@ class TerminalReporter:
         self._live: Any = None
         self._console: Any = None
         self._names: dict[str, str] = {}
+
+    def observe(self, run: RunStart) -> Attachment | None:
+        """The reporter as an observer (``run_cli`` registers it): it reports the first
+        top-level run that starts, and shows that run's logs."""
+        if self.flow_run_id is not None:
+            return None
+        self.flow_run_id = run.id
+        subscribe(self)
+        return Attachment(shows_logs=True, close=lambda: unsubscribe(self))
 
     # -- subscriber (hot path) -----------------------------------------------------------
 
@@ -177,10 +177,10 @@ class TerminalReporter:
             " · ",
             (view.run_name or "", "cyan"),
             " · ",
-            (view.state, STYLE.get(view.state, "")),
+            (view.state, colour(view.state).terminal),
             f" · {elapsed:.1f}s · {final}/{total} tasks",
         )
-        bad = sum(counts.get(s, 0) for s in (FAILED, TIMED_OUT, CRASHED))
+        bad = sum(counts.get(s, 0) for s in FAILED_STATES)
         if bad:
             head.append(f" · {bad} failed", style="bold red")
         bar = ProgressBar(total=max(total, 1), completed=final, width=50)
@@ -189,9 +189,9 @@ class TerminalReporter:
             dur = t.duration if t.final else (now - t.start if t.start else None)
             attempts = f"attempt {t.attempts}" if t.attempts > 1 else ""
             table.add_row(
-                Text(MARK.get(t.state, "?"), style=STYLE.get(t.state, "")),
+                Text(MARK.get(t.state, "?"), style=colour(t.state).terminal),
                 Text(t.task_key or t.name),
-                Text(t.state, style=STYLE.get(t.state, "")),
+                Text(t.state, style=colour(t.state).terminal),
                 Text(f"{dur:.2f}s" if dur is not None else "", style="dim"),
                 Text(attempts, style="yellow"),
                 Text((t.error or "")[:80], style="red"),
@@ -208,7 +208,7 @@ def _rows(view: Any) -> list[Any]:
     if len(tasks) <= MAX_ROWS:
         return tasks
     active = [t for t in tasks if t.state in (RUNNING, RETRYING)]
-    bad = [t for t in tasks if t.state in (FAILED, TIMED_OUT, CRASHED)]
+    bad = [t for t in tasks if t.state in FAILED_STATES]
     done = [t for t in tasks if t.final and t not in bad]
     done.sort(key=lambda t: t.end or 0)
     rows = (bad + active)[:MAX_ROWS]

@@ -53,13 +53,10 @@ or ``"module:attr"`` imported on first use); ``registry.create`` turns a spec (n
 from __future__ import annotations
 
 import abc
-import time
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.core.states import FAILED
 from nb2flow.runtime.engine.flow_run import TaskCall
 from nb2flow.runtime.engine.futures import Outcome
-from nb2flow.runtime.engine.tracebacks import error_line, format_traceback
 
 
 class TaskRunner(abc.ABC):
@@ -102,8 +99,4 @@ def parse_width(option: str | None, name: str, default: int) -> int:
 
 def finish_failed(call: TaskCall, exc: BaseException) -> None:
     """Finish ``call`` Failed with ``exc`` (what a runner does when running it raised)."""
-    call.finish(
-        Outcome(
-            FAILED, exc=exc, error=error_line(exc), traceback=format_traceback(exc), ts=time.time()
-        )
-    )
+    call.finish(Outcome.failed(exc))

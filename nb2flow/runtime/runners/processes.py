@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
-from nb2flow.runtime.core.states import CRASHED, FAILED
+from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.attempts import execute
 from nb2flow.runtime.engine.flow_run import TaskCall
 from nb2flow.runtime.engine.futures import Outcome
-from nb2flow.runtime.engine.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.transport import pack_outcome
 from nb2flow.runtime.runners.base import TaskRunner, finish_failed, parse_width
 
@@ -36,9 +34,8 @@ def _run_in_worker(task_run_id: str, blob: bytes) -> None:
         payload, upstream = cloudpickle.loads(blob)
         outcome = execute(payload, upstream, lambda ev: q.put(("event", task_run_id, ev)))
     except BaseException as exc:  # noqa: BLE001 - e.g. the task cannot be unpickled here
-        outcome = Outcome(
-            FAILED, error=error_line(exc), traceback=format_traceback(exc), ts=time.time()
-        )
+        # the exception object itself may not travel: its line and traceback do
+        outcome = Outcome.failed(None, error=error_line(exc), traceback=format_traceback(exc))
     q.put(("outcome", task_run_id, pack_outcome(outcome, payload)))
 
 
@@ -92,14 +89,7 @@ class ProcessRunner(TaskRunner):
         if call is None:
             return
         exc = f.exception()
-        call.finish(
-            Outcome(
-                CRASHED,
-                error=f"the worker process died: {error_line(exc)}",
-                traceback="",
-                ts=time.time(),
-            )
-        )
+        call.finish(Outcome.crashed(f"the worker process died: {error_line(exc)}"))
 
     def _drain(self) -> None:
         import cloudpickle

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.engine.tracebacks import error_line
+from nb2flow.runtime.core.tracebacks import error_line
 from nb2flow.runtime.runners.dask.worker import TOPIC
 
 # Events of every runner on a client arrive through one subscription; routed by token.

@@ -33,19 +33,19 @@ How it works (see ``docs/dask.md``):
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-import time
 import uuid
 from typing import Any
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.runtime.core.events import RunEvent
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.exceptions import TaskRunError
-from nb2flow.runtime.core.states import CANCELLED, CRASHED, NOT_RUN
+from nb2flow.runtime.core.states import CRASHED
+from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.flow_run import FlowRun, TaskCall
 from nb2flow.runtime.engine.futures import Outcome, TaskFuture
-from nb2flow.runtime.engine.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.transport import Unavailable, unavailable_warning
 from nb2flow.runtime.runners.base import TaskRunner
 from nb2flow.runtime.runners.dask import worker
@@ -172,7 +172,7 @@ class DaskRunner(TaskRunner):
             self._starts = 0
         client = self.connection.active
         for call in self._batcher.close():
-            call.finish(Outcome(CANCELLED, attempt=0, ts=time.time(), message="flow run ended"))
+            call.finish(Outcome.cancelled("flow run ended"))
         if client is not None:
             if cancel:
                 try:
@@ -230,8 +230,7 @@ class DaskRunner(TaskRunner):
         text += f" ({workers} worker{'s' if workers != 1 else ''} now)"
         if "dashboard" in info.get("services", {}):  # served only with bokeh installed
             text += f"; dashboard: {client.dashboard_link}"
-        data = {"level": 20, "levelname": "INFO", "message": text, "logger": "nb2flow.dask"}
-        flow_run.publish(RunEvent("log", time.time(), flow_run.id, None, data))
+        flow_run.publish(events.log(flow_run.id, None, logging.INFO, text, "nb2flow.dask"))
 
     def _foreign_done(self, call: TaskCall) -> None:
         trid = call.payload.task_run_id
@@ -248,12 +247,10 @@ class DaskRunner(TaskRunner):
             if call.future.handle is None and not call.future.done():
                 self._calls.pop(call.payload.task_run_id, None)
                 call.finish(
-                    Outcome(
-                        CRASHED,
-                        error=f"cannot submit to the Dask cluster: {error_line(exc)}",
+                    Outcome.crashed(
+                        f"cannot submit to the Dask cluster: {error_line(exc)}",
                         traceback=format_traceback(exc),
                         attempt=0,
-                        ts=time.time(),
                     )
                 )
 
@@ -360,7 +357,7 @@ class DaskRunner(TaskRunner):
             except Exception as exc:  # noqa: BLE001 - a bad message must not hang the run
                 if kind != "event":
                     self._calls.pop(trid, None)
-                    call.finish(Outcome(CRASHED, error=error_line(exc), attempt=0, ts=time.time()))
+                    call.finish(Outcome.crashed(error_line(exc), attempt=0))
 
     def _finish(self, call: TaskCall, summary: Outcome, inline: bytes | None) -> None:
         self._calls.pop(call.payload.task_run_id, None)
@@ -409,7 +406,6 @@ class DaskRunner(TaskRunner):
     def _dask_done(self, call: TaskCall, fut: Any) -> None:
         """The Dask future is final but the run's final message did not come first."""
         status = fut.status
-        now = time.time()
         if status == "finished":
             # the message went missing (it is sent before the task ends): ask the cluster
             self.stats["fallbacks"] += 1
@@ -425,26 +421,16 @@ class DaskRunner(TaskRunner):
             for u in call.upstream:
                 h = u.handle
                 if h is not None and h.status == "error":
-                    call.finish(
-                        Outcome(
-                            NOT_RUN,
-                            attempt=0,
-                            ts=now,
-                            message=f"upstream task {u.name!r} is {CRASHED}",
-                        )
-                    )
+                    call.finish(Outcome.not_run(f"upstream task {u.name!r} is {CRASHED}"))
                     return
             exc = fut.exception()
             error = error_line(exc)
             if type(exc).__name__ == "KilledWorker":
                 error = f"the Dask workers running it died: {error}"
-            call.finish(Outcome(CRASHED, error=error, traceback="", ts=now))
+            call.finish(Outcome.crashed(error))
             return
         call.finish(
-            Outcome(
-                CRASHED,
-                error=f"the Dask cluster dropped it (future {status}: scheduler lost or restarted)",
-                traceback="",
-                ts=now,
+            Outcome.crashed(
+                f"the Dask cluster dropped it (future {status}: scheduler lost or restarted)"
             )
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from nb2flow.errors import Nb2flowError
 from nb2flow.generated import is_generated
-from nb2flow.runtime.engine.tracebacks import error_line
+from nb2flow.runtime.core.tracebacks import error_line
 from nb2flow.runtime.runners.dask.connection import Connection
 
 #: (scheduler id, plugin name) of the scripts uploaded from this process

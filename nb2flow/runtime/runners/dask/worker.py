@@ -6,14 +6,12 @@ worker imports this module."""
 from __future__ import annotations
 
 import numbers
-import time
 from typing import Any
 
-from nb2flow.runtime.core.states import FAILED
+from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.attempts import execute
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.payload import CONTAINERS
-from nb2flow.runtime.engine.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.transport import (
     Unavailable,
     pack_outcome,
@@ -90,11 +88,10 @@ def run_task(trid: str, blob: bytes, upstream: list[Any], token: str, inline_lim
             _allow_children()
         outcome = execute(payload, upstream, sink)
     except BaseException as exc:  # noqa: BLE001 - e.g. the task's module is missing here
-        outcome = Outcome(
-            FAILED,
+        outcome = Outcome.failed(
+            None,
             error=f"cannot run on the Dask worker {worker.address}: {error_line(exc)}",
             traceback=format_traceback(exc),
-            ts=time.time(),
         )
     inline = inline_blob(outcome, inline_limit)
     log_event(TOPIC, [token, trid, "done", pack_outcome(summary(outcome)), inline])

@@ -1,4 +1,5 @@
-"""Text rendering of recorded runs for ``nb2flow runs`` and ``nb2flow show`` (rich).
+"""How recorded runs look in a terminal: the ``nb2flow runs`` table and the ``nb2flow show``
+page (rich), in the states' colours and the durations every surface shares.
 
 rich and networkx are imported inside the functions that use them.
 """
@@ -11,23 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nb2flow.jupyter import render as R  # the one place durations and labels are formatted
-from nb2flow.jupyter.render import task_label
-from nb2flow.runtime.core.model import RunView, TaskRunView
+from nb2flow.runtime.core.model import RunView, TaskRunView, format_duration
+from nb2flow.runtime.core.states import colour
 from nb2flow.store.db import RunSummary
-
-STATE_STYLES = {
-    "Completed": "green",
-    "Cached": "cyan",
-    "Running": "yellow",
-    "Retrying": "yellow",
-    "Pending": "dim",
-    "NotRun": "dim",
-    "Failed": "bold red",
-    "TimedOut": "bold red",
-    "Crashed": "bold red",
-    "Cancelled": "magenta",
-}
 
 
 def fmt_time(ts: float | None, seconds: bool = True) -> str:
@@ -37,7 +24,7 @@ def fmt_time(ts: float | None, seconds: bool = True) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    return R.fmt_duration(seconds) or "-"
+    return format_duration(seconds) or "-"
 
 
 def _task_duration(t: TaskRunView) -> str:
@@ -49,7 +36,7 @@ def _task_duration(t: TaskRunView) -> str:
 def _state(state: str) -> Any:
     from rich.text import Text
 
-    return Text(state, style=STATE_STYLES.get(state, ""))
+    return Text(state, style=colour(state).terminal)
 
 
 def _console() -> Any:
@@ -115,7 +102,7 @@ def graph_text(view: RunView, limit: int | None = None) -> list[str]:
     2  features    Completed  <- load_data (df_train, df_val)
     """
     lines: list[str] = []
-    width = max((len(task_label(t)) for t in view.tasks.values()), default=0)
+    width = max((len(t.label) for t in view.tasks.values()), default=0)
     for depth, layer in enumerate(graph_layers(view), 1):
         for i, t in enumerate(layer):
             if limit is not None and len(lines) >= limit:
@@ -125,10 +112,10 @@ def graph_text(view: RunView, limit: int | None = None) -> list[str]:
             for up in t.upstream:
                 if up in view.tasks:
                     names = t.edge_names.get(up) or []
-                    label = task_label(view.tasks[up])
+                    label = view.tasks[up].label
                     ups.append(f"{label} ({', '.join(names)})" if names else label)
             prefix = f"{depth:>3}  " if i == 0 else "     "
-            line = f"{prefix}{task_label(t):<{width}}  {t.state:<9}"
+            line = f"{prefix}{t.label:<{width}}  {t.state:<9}"
             if ups:
                 line += "  <- " + ", ".join(ups)
             lines.append(line.rstrip())
@@ -149,7 +136,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
     line.append_text(_state(view.state))
     line.append(
         f"  start {fmt_time(view.start if view.start is not None else view.created)}"
-        f"  {'duration' if view.final else 'running for'} {fmt_duration(R.elapsed(view))}"
+        f"  {'duration' if view.final else 'running for'} {fmt_duration(view.elapsed())}"
     )
     if view.task_runner:
         line.append(f"  runner {view.task_runner}")
@@ -180,7 +167,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
                 offset = f"+{fmt_duration(max(t.start - origin, 0.0))}"
             note = t.error or (f"cached from {t.cached_from}" if t.cached_from else "")
             table.add_row(
-                Text(task_label(t)),
+                Text(t.label),
                 _state(t.state),
                 offset,
                 _task_duration(t),
@@ -203,7 +190,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
         if view.error:
             console.print(Text(view.error))
         for t in failed[:5]:
-            console.print(Text(f"task {task_label(t)}:", style="bold"))
+            console.print(Text(f"task {t.label}:", style="bold"))
             console.print(Text((t.traceback or "").rstrip()))
         if not failed and view.traceback:
             console.print(Text(view.traceback.rstrip()))
@@ -216,7 +203,7 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
             console.print(f"... {len(view.logs) - len(logs)} earlier lines (--all shows them)")
         for log in logs:
             task = view.tasks.get(log.task_run_id or "")
-            where = task_label(task) if task else "flow"
+            where = task.label if task else "flow"
             style = "red" if log.level >= 40 else "yellow" if log.level >= 30 else ""
             line = Text(time.strftime("%H:%M:%S ", time.localtime(log.ts)))
             line.append(f"{log.levelname:<8} ", style=style)
