@@ -15,14 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m nb2flow.examples.demo
 
-test: $(STAMP)
-	$(BIN)/ruff check nb2flow tests benchmarks
-	$(BIN)/ruff format --check nb2flow tests benchmarks
+# lint: style, types (mypy, configured in pyproject.toml) and the import contracts between
+# the packages (import-linter, [tool.importlinter] in pyproject.toml)
+test: lint
 	$(BIN)/python -m pytest -q
 
-lint:
+lint: $(STAMP)
 	$(BIN)/ruff check nb2flow tests benchmarks
 	$(BIN)/ruff format --check nb2flow tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format:
 	$(BIN)/ruff format nb2flow tests benchmarks

@@ -1,8 +1,9 @@
-"""Result persistence, lookup, keys and policies (nb2flow.runtime.cache / results),
+"""Result persistence, lookup, keys and policies (nb2flow.runtime.cache: entries, keys, storage),
 driven directly, without a flow."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 
 from nb2flow.runtime.cache import entries, keys, storage
 from nb2flow.runtime.cache.keys import CacheWarning
+from tests.conftest import require
 
 
 def double(x):
@@ -289,6 +291,8 @@ def test_results_location_can_be_chosen(tmp_path, monkeypatch):
 
 
 def test_model_objects_keep_their_large_arrays_out_of_the_pickle(tmp_path):
+    for module in ("scipy", "sklearn"):  # the example's extra
+        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
     from scipy import sparse
     from sklearn.linear_model import LinearRegression
 

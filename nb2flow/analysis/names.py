@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from typing import Any
 
 #: methods that return a new value and leave their object alone; any other method called
 #: on a name counts as an in-place change of that name (unless called with inplace=True)
@@ -419,7 +420,8 @@ def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
                 if isinstance(sub, ast.Name):
                     local.add(sub.id)
         return local, globals_, nonlocals
-    body = node.body if isinstance(node.body, list) else [node.body]
+    scope: Any = node  # a function, class or lambda: each has a body (a lambda's is one node)
+    body = scope.body if isinstance(scope.body, list) else [scope.body]
     for child in _same_scope_nodes(body):
         match child:
             case ast.Name(id=name, ctx=ast.Store() | ast.Del()):

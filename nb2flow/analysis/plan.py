@@ -969,13 +969,13 @@ def _add_argument_changes(tasks: list[Task], module: list[dict[str, Any]]) -> No
             for node in ast.walk(unit.tree):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                     continue
-                changed = functions.get(node.func.id)
-                if not changed:
+                params = functions.get(node.func.id)
+                if not params:
                     continue
-                args = [(i, a) for i, a in enumerate(node.args)]
+                args: list[tuple[int | str, ast.expr]] = list(enumerate(node.args))
                 args += [(k.arg, k.value) for k in node.keywords if k.arg]
                 for key, arg in args:
-                    if key in changed and isinstance(arg, ast.Name):
+                    if key in params and isinstance(arg, ast.Name):
                         for target in (task.names.writes, task.names.mutated):
                             if arg.id not in target:
                                 target.append(arg.id)

@@ -232,7 +232,7 @@ def run_notebook(
         allow_errors=False,
         record_timing=False,
     )
-    running = {"index": None}
+    running: dict[str, int | None] = {"index": None}
 
     def on_cell_start(cell: Any, cell_index: int) -> None:
         running["index"] = cell_index

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nb2flow.errors import Nb2flowError, where
+
+if TYPE_CHECKING:  # the command imports the runtime when it runs
+    from nb2flow.runtime.api import Flow
 
 HELP = "run the flow of a script (python file), with the flow's own options"
 
@@ -30,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def load_flows(path: Path) -> dict[str, object]:
+def load_flows(path: Path) -> dict[str, Flow]:
     """Execute the script (not as ``__main__``) and return its flows by variable name."""
     import runpy
 
@@ -62,7 +66,7 @@ def load_flows(path: Path) -> dict[str, object]:
     return {k: v for k, v in namespace.items() if isinstance(v, Flow)}
 
 
-def pick_flow(flows: dict[str, object], name: str | None, path: Path) -> object:
+def pick_flow(flows: dict[str, Flow], name: str | None, path: Path) -> Flow:
     if name is not None:
         for var, fl in flows.items():
             if name in (var, getattr(fl, "name", None)):
@@ -83,4 +87,4 @@ def run(args: argparse.Namespace) -> int:
 
     path = Path(args.script)
     flow = pick_flow(load_flows(path), args.flow, path)
-    return run_cli(flow, list(args.flow_args), exit=False, prog=f"nb2flow run {args.script}")  # type: ignore[arg-type]
+    return run_cli(flow, list(args.flow_args), exit=False, prog=f"nb2flow run {args.script}")

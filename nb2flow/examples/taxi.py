@@ -188,7 +188,7 @@ def generate_month(month: str, rows: int = DEFAULT_ROWS, seed: int = 0) -> pd.Da
             "VendorID": vendor,
             "lpep_pickup_datetime": pickup.astype("datetime64[us]"),
             "lpep_dropoff_datetime": dropoff.astype("datetime64[us]"),
-            "store_and_fwd_flag": np.where(bare, None, flag),
+            "store_and_fwd_flag": np.where(bare, np.array(None, dtype=object), flag),
             "RatecodeID": np.where(bare, nan, ratecode),
             "PULocationID": z["ids"][pu_idx].astype("int64"),
             "DOLocationID": z["ids"][do_idx].astype("int64"),

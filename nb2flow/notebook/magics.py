@@ -201,6 +201,12 @@ def _call(kind: str, rest: str, *, getoutput: bool) -> str:
     return f"get_ipython().run_line_magic({name!r}, {arg.strip()!r})"
 
 
+def _edit(node: ast.expr | ast.stmt, text: str) -> tuple[int, int, int, int, str]:
+    """The edit replacing ``node``'s source with ``text`` (a parsed node has its end)."""
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    return (node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, text)
+
+
 def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
     """``get_ipython().method('a', 'b')`` -> ``("method", ["a", "b"])``."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -255,21 +261,21 @@ class _Rewriter:
                         alone = len(block) == 1 and not isinstance(parent, ast.Module)
                         self._statement(stmt, alone)
         for node in ast.walk(self.tree):
-            if id(node) not in handled and _ipython_call(node):
+            if id(node) not in handled and isinstance(node, ast.Call) and _ipython_call(node):
                 self._expression(node)
         self._apply()
 
     # -- statements -------------------------------------------------------------------
     def _statement(self, stmt: ast.Expr, alone: bool) -> None:
-        method, args = _ipython_call(stmt.value)  # type: ignore[misc]
+        call = _ipython_call(stmt.value)
+        assert call is not None  # the caller found it
+        method, args = call
         lines = self._statement_lines(method, args, stmt.lineno)
         if all(line.startswith("#") for line in lines) and alone:
             lines = ["pass  " + lines[0]] + lines[1:]
         indent = " " * stmt.col_offset
         text = ("\n" + indent).join(lines)
-        self.edits.append(
-            (stmt.lineno, stmt.col_offset, stmt.end_lineno, stmt.end_col_offset, text)
-        )  # type: ignore[arg-type]
+        self.edits.append(_edit(stmt, text))
 
     def _statement_lines(self, method: str, args: list[str], line: int) -> list[str]:
         if method == "system" and args:
@@ -414,11 +420,11 @@ class _Rewriter:
 
     # -- expressions ------------------------------------------------------------------
     def _expression(self, node: ast.Call) -> None:
-        method, args = _ipython_call(node)  # type: ignore[misc]
+        call = _ipython_call(node)
+        assert call is not None  # the caller found it
+        method, args = call
         text = self._expression_text(method, args, node.lineno)
-        self.edits.append(
-            (node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, text)
-        )  # type: ignore[arg-type]
+        self.edits.append(_edit(node, text))
 
     def _expression_text(self, method: str, args: list[str], line: int) -> str:
         if method in ("getoutput", "system") and args:

@@ -77,7 +77,7 @@ class Task:
             raise TypeError(f"@task {fn.__name__}: async functions are not supported; use def")
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "task")
+        self.name: str = name or str(getattr(fn, "__name__", "task"))
         self.retries = int(retries or 0)
         self.retry_delay_seconds = retry_delay_seconds
         self.timeout_seconds = float(timeout_seconds) if timeout_seconds else None
@@ -263,7 +263,7 @@ class Flow:
             raise TypeError(f"@flow {fn.__name__}: async functions are not supported; use def")
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "flow").replace("_", "-")
+        self.name: str = name or str(getattr(fn, "__name__", "flow")).replace("_", "-")
         self.task_runner = task_runner
         self.retries = int(retries or 0)
         self.retry_delay_seconds = retry_delay_seconds

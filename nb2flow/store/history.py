@@ -39,9 +39,10 @@ _STATES = frozenset(ALL_STATES)
 def clean_state(state: object) -> str:
     """``state`` as it can be stored: a known state as it is, anything else without the
     separators of the format."""
-    if state in _STATES:
-        return state  # type: ignore[return-value]  # a member of ALL_STATES is a str
-    return str(state).replace(";", " ").replace(",", " ")
+    text = str(state)
+    if text in _STATES:
+        return text
+    return text.replace(";", " ").replace(",", " ")
 
 
 def encode(ts: float, state: str, attempt: int | None, seq: int | None = None) -> str:

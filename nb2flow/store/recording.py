@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,7 +71,7 @@ def _reserve(n: int) -> int:
 
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
 #: an event as a plain tuple (kind, ts, flow_run_id, task_run_id, data): RunEvent or not
-Event = tuple[str, float, str, "str | None", "dict[str, Any]"]
+Event = tuple[str, float, str, "str | None", "Mapping[str, Any]"]
 
 
 def _json(value: Any) -> str:
@@ -135,9 +135,11 @@ class _Writer:
     def _rows(self, batch: Sequence[Event], base: int) -> dict[str, list[tuple[Any, ...]]]:
         """Turn events into rows. A task run's transitions go into its one ``task_runs`` row
         (inserted with its whole batch history, or appended to in a later batch)."""
-        flow_runs, states, logs = [], [], []
+        flow_runs: list[tuple[Any, ...]] = []
+        states: list[tuple[Any, ...]] = []
+        logs: list[tuple[Any, ...]] = []
         # task run id -> [flow run id, state, history parts, error, new row or None, seq]
-        tasks: dict[str, list[Any]] = {}
+        tasks: dict[str | None, list[Any]] = {}
         flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
         skip = self.skip
         for n, (kind, ts, fid, tid, d) in enumerate(batch, base):
@@ -169,7 +171,7 @@ class _Writer:
                 t[2] += encode(ts, state, attempt, seq)
             elif kind == "task_run":
                 name = d.get("task_name", "?")
-                key = d.get("task_key", name)
+                key: str | None = d.get("task_key", name)
                 upstream = d.get("upstream")
                 edges = d.get("edge_names")
                 map_index = d.get("map_index")
@@ -207,7 +209,7 @@ class _Writer:
                     )
                 )
             elif kind == "flow_state":
-                state = d.get("state")
+                state = d.get("state", "")
                 error, tb = d.get("error"), d.get("traceback")
                 states.append((fid, n, None, ts, state, None, d.get("message"), error, tb, None))
                 f = flows.get(fid)
@@ -243,7 +245,9 @@ class _Writer:
                         _json(extra) if extra else None,
                     )
                 )
-        short, full, updates = [], [], []
+        short: list[tuple[Any, ...]] = []
+        full: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
         for tid, (fid, state, history, error, row, first) in tasks.items():
             if row is None:
                 updates.append((fid, tid, first, state, history, error))
@@ -268,9 +272,8 @@ class _Helper:
     def __init__(self, path: Path, pid: int, proc_start: str | None, recorder: Recorder):
         import subprocess  # only big flows get here: keep it off the import path
 
-        import nb2flow
-
-        root = str(Path(nb2flow.__file__).resolve().parent.parent)
+        # the directory holding the nb2flow package this module belongs to
+        root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.recorder = recorder
@@ -347,7 +350,8 @@ class _Helper:
         import subprocess
 
         try:
-            self.proc.stdin.close()  # type: ignore[union-attr]
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
         except OSError:
             pass
         try:

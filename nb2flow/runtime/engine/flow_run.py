@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events, ids
@@ -101,7 +101,10 @@ class TaskCall:
         """The upstream outcomes, in slot order (all upstream futures must be done)."""
         if not self.upstream:
             return ()
-        return [u._outcome for u in self.upstream]  # type: ignore[misc]
+        outcomes = [u._outcome for u in self.upstream]
+        if None in outcomes:
+            raise RuntimeError(f"task {self.task.name!r}: an upstream run is not final yet")
+        return cast("list[Outcome]", outcomes)
 
     def run(self) -> None:
         """Execute the task run in the calling thread and finish it (for local runners)."""
@@ -577,30 +580,29 @@ class FlowRun:
             self.cancelled = True
             self._cancel_calls(f"flow timed out after {t:g}s")
             return TIMED_OUT, exc, error_line(exc), None
-        failed: TaskCall | None = None
-        not_run: TaskCall | None = None
+        failed: tuple[TaskCall, Outcome] | None = None
+        not_run: tuple[TaskCall, Outcome] | None = None
         for call in self.calls[first:]:
             o = call.future._outcome
             if o is None or o.state in OK_STATES:
                 continue
             if o.state == NOT_RUN:
-                not_run = not_run or call
+                not_run = not_run or (call, o)
             elif failed is None:
-                failed = call
+                failed = (call, o)
         if body_exc is None and failed is None and not_run is None:
             return COMPLETED, None, None, None
         own_error = (
             body_exc is not None
             and not isinstance(body_exc, TaskRunError)
-            and (failed is None or body_exc is not failed.future._outcome.exc)  # type: ignore[union-attr]
+            and (failed is None or body_exc is not failed[1].exc)
         )
         if own_error or (failed is None and not_run is None):
             assert body_exc is not None
             return FAILED, body_exc, error_line(body_exc), format_traceback(body_exc)
-        call = failed or not_run
-        assert call is not None
-        o = call.future._outcome
-        assert o is not None
+        culprit = failed or not_run
+        assert culprit is not None
+        call, o = culprit
         what = {
             TIMED_OUT: "timed out",
             NOT_RUN: "did not run",

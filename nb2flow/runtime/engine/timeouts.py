@@ -78,10 +78,10 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
         ctx.log_prints,
         ctx.flow_run_name,
     )
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mpctx = mp.get_context(method)
+    fork = "fork" in mp.get_all_start_methods()
+    mpctx = mp.get_context("fork") if fork else mp.get_context("spawn")
     work: Any = (task.fn, args, kwargs, info)
-    if method != "fork":
+    if not fork:
         work = cloudpickle.dumps(work)
     recv, send = mpctx.Pipe(duplex=False)
     proc = mpctx.Process(target=_child_attempt, args=(send, work), daemon=True)

@@ -61,11 +61,11 @@ if _root.level == logging.NOTSET:
     _root.setLevel(logging.INFO)
 
 
-class RunLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class RunLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger bound to one flow or task run (the standard ``Logger`` methods)."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs["extra"] = {**(kwargs.get("extra") or {}), **self.extra}  # type: ignore[dict-item]
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
         return msg, kwargs
 
 

@@ -47,10 +47,11 @@ def _lookup(name: str) -> Factory:
     if isinstance(factory, str):
         module, _, attr = factory.partition(":")
         try:
-            factory = getattr(importlib.import_module(module), attr)
+            imported: Factory = getattr(importlib.import_module(module), attr)
         except ImportError as exc:
             raise Nb2flowError(f"task runner {name!r} is not available: {exc}") from None
-    return factory  # type: ignore[return-value]
+        return imported
+    return factory
 
 
 def parse(spec: str) -> tuple[str, str | None]:

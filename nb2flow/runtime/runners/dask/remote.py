@@ -25,7 +25,7 @@ class RemoteOutcome(Outcome):
         self._items: dict[int, Any] = {}
         self._fetch_lock = threading.Lock()
 
-    @property  # type: ignore[override]
+    @property
     def value(self) -> Any:
         if self._fetch is not None:
             with self._fetch_lock:

@@ -33,6 +33,7 @@ How it works (see ``docs/dask.md``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -218,7 +219,7 @@ class DaskRunner(TaskRunner):
             else:
                 self._batcher.add(call)
         for u in foreign:
-            u.add_done_callback(lambda _f, call=call: self._foreign_done(call))
+            u.add_done_callback(functools.partial(self._foreign_done, call))
 
     def _announce(self, flow_run: FlowRun) -> None:
         """One log line per flow run saying where its tasks run (and the dashboard)."""
@@ -232,7 +233,7 @@ class DaskRunner(TaskRunner):
             text += f"; dashboard: {client.dashboard_link}"
         flow_run.publish(events.log(flow_run.id, None, logging.INFO, text, "nb2flow.dask"))
 
-    def _foreign_done(self, call: TaskCall) -> None:
+    def _foreign_done(self, call: TaskCall, _upstream: TaskFuture | None = None) -> None:
         trid = call.payload.task_run_id
         with self._lock:
             self._waiting_foreign[trid] -= 1
