@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from nb2flow import settings
 from nb2flow.errors import Nb2flowError
+from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.model import RunView
 from nb2flow.runtime.core.states import (
@@ -653,25 +654,30 @@ class Store:
             if tid is not None:  # a task transition: its details, merged below
                 details[seq] = (message, error, tb, cached_from)
                 continue
+            # states are given back with the keys they were recorded with (the constructor
+            # would add a traceback key to an error recorded without one)
             data = {"state": state, "message": message or ""}
             if error is not None:
                 data["error"] = error
             if tb is not None:
                 data["traceback"] = tb
-            tagged.append((seq, 0, RunEvent("flow_state", ts, run_id, None, data)))
+            tagged.append((seq, 0, RunEvent(events.FLOW_STATE, ts, run_id, None, data)))
         for seq, tid, created, name, key, upstream, edges, map_index, past in c.execute(
             "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history"
             " FROM task_runs WHERE flow_run_id = ?",
             (run_id,),
         ):
-            data = {
-                "task_name": name,
-                "task_key": name if key is None else key,
-                "upstream": json.loads(upstream) if upstream else [],
-                "edge_names": json.loads(edges) if edges else {},
-                "map_index": map_index,
-            }
-            tagged.append((seq, 0, RunEvent("task_run", created, run_id, tid, data)))
+            task_run = events.task_run(
+                run_id,
+                tid,
+                task_name=name,
+                task_key=name if key is None else key,
+                upstream=json.loads(upstream) if upstream else [],
+                edge_names=json.loads(edges) if edges else {},
+                map_index=map_index,
+                ts=created,
+            )
+            tagged.append((seq, 0, task_run))
             # a task's transitions follow its creation, in their order; their exact
             # interleaving with other tasks' events does not change the view
             for i, h in enumerate(history.decode(past), 1):
@@ -686,14 +692,14 @@ class Store:
                         data["traceback"] = tb
                     if cached_from is not None:
                         data["cached_from"] = cached_from
-                tagged.append((seq, i, RunEvent("task_state", h.ts, run_id, tid, data)))
+                tagged.append((seq, i, RunEvent(events.TASK_STATE, h.ts, run_id, tid, data)))
         for seq, tid, ts, level, levelname, message, logger in c.execute(
             "SELECT seq, task_run_id, ts, level, levelname, message, logger FROM logs"
             " WHERE flow_run_id = ?",
             (run_id,),
         ):
-            data = {"level": level, "levelname": levelname, "message": message, "logger": logger}
-            tagged.append((seq, 0, RunEvent("log", ts, run_id, tid, data)))
+            log = events.log(run_id, tid, level, message, logger, levelname=levelname, ts=ts)
+            tagged.append((seq, 0, log))
         tagged.sort(key=lambda p: (p[0], p[1]))
         return (ev for _, _, ev in tagged)
 

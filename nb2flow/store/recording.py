@@ -23,6 +23,7 @@ also flushes at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import marshal
 import os
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -133,122 +134,162 @@ class _Writer:
         self.written += len(batch)
 
     def _rows(self, batch: Sequence[Event], base: int) -> dict[str, list[tuple[Any, ...]]]:
-        """Turn events into rows. A task run's transitions go into its one ``task_runs`` row
-        (inserted with its whole batch history, or appended to in a later batch)."""
-        flow_runs: list[tuple[Any, ...]] = []
-        states: list[tuple[Any, ...]] = []
-        logs: list[tuple[Any, ...]] = []
-        # task run id -> [flow run id, state, history parts, error, new row or None, seq]
-        tasks: dict[str | None, list[Any]] = {}
-        flows: dict[str, list[Any]] = {}  # flow run id -> [state, start, end, error, tb]
+        """Turn events into rows (seq numbers from ``base``)."""
+        rows = _Rows(self)
+        add = rows.add
         skip = self.skip
         for n, (kind, ts, fid, tid, d) in enumerate(batch, base):
             if skip and fid in skip:  # a run of a @flow(persist=False) (or of its subflows)
                 if kind == "flow_state" and d.get("state") in FINAL_STATES:
                     skip.discard(fid)
                 continue
-            if kind == "task_state":
-                state = clean_state(d.get("state"))
-                attempt = d.get("attempt")
-                t = tasks.get(tid)
-                if t is None:
-                    t = tasks[tid] = [fid, state, "", None, None, n]
-                t[1] = state
-                seq = None  # set when the transition has details
-                message = d.get("message")
-                # details beyond state/attempt/an empty message (rare): keep them in `states`
-                if message or len(d) > 2 + (message is not None) or "attempt" not in d:
-                    error, tb = d.get("error"), d.get("traceback")
-                    cached_from = d.get("cached_from")
-                    message = message or None
-                    if message or error is not None or tb is not None or cached_from is not None:
-                        states.append(
-                            (fid, n, tid, ts, state, attempt, message, error, tb, cached_from)
-                        )
-                        seq = n
-                        if error is not None:
-                            t[3] = error
-                t[2] += encode(ts, state, attempt, seq)
-            elif kind == "task_run":
-                name = d.get("task_name", "?")
-                key: str | None = d.get("task_key", name)
-                upstream = d.get("upstream")
-                edges = d.get("edge_names")
-                map_index = d.get("map_index")
-                key = None if key == name else key
-                if not upstream and not edges and map_index is None:
-                    row: tuple[Any, ...] = (fid, tid, n, name, ts, key)
-                else:
-                    row = (
-                        fid,
-                        tid,
-                        n,
-                        name,
-                        ts,
-                        key,
-                        _json(list(upstream)) if upstream else None,
-                        _json(edges) if edges else None,
-                        map_index,
-                    )
-                t = tasks.get(tid)
-                if t is None:
-                    tasks[tid] = [fid, "Pending", "", None, row, n]
-                else:  # its first state came first: keep it
-                    t[4] = row
-            elif kind == "log":
-                logs.append(
-                    (
-                        fid,
-                        n,
-                        tid,
-                        ts,
-                        int(d.get("level", 20)),
-                        d.get("levelname", "INFO"),
-                        str(d.get("message", "")),
-                        d.get("logger", ""),
-                    )
+            add[kind](n, ts, fid, tid, d)
+        return rows.tables()
+
+
+class _Rows:
+    """The rows of one batch of events, one method per event kind. A task run's transitions
+    go into its one ``task_runs`` row (inserted with its whole batch history, or appended
+    to in a later batch)."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self.writer = writer
+        self.flow_runs: list[tuple[Any, ...]] = []
+        self.states: list[tuple[Any, ...]] = []
+        self.logs: list[tuple[Any, ...]] = []
+        #: task run id -> [flow run id, state, history parts, error, new row or None, seq]
+        self.tasks: dict[str | None, list[Any]] = {}
+        #: flow run id -> [state, start, end, error, traceback]
+        self.flows: dict[str, list[Any]] = {}
+        #: event kind -> its method (an unknown kind is not stored)
+        self.add: dict[str, Callable[[int, float, str, str | None, Mapping[str, Any]], None]]
+        self.add = collections.defaultdict(
+            lambda: self._ignore,
+            task_state=self.task_state,
+            task_run=self.task_run,
+            log=self.log,
+            flow_state=self.flow_state,
+            flow_run=self.flow_run,
+        )
+
+    def _ignore(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
+        pass
+
+    def task_state(
+        self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]
+    ) -> None:
+        state = clean_state(d.get("state"))
+        attempt = d.get("attempt")
+        t = self.tasks.get(tid)
+        if t is None:
+            t = self.tasks[tid] = [fid, state, "", None, None, n]
+        t[1] = state
+        seq = None  # set when the transition has details
+        message = d.get("message")
+        # details beyond state/attempt/an empty message (rare): keep them in `states`
+        if message or len(d) > 2 + (message is not None) or "attempt" not in d:
+            error, tb = d.get("error"), d.get("traceback")
+            cached_from = d.get("cached_from")
+            message = message or None
+            if message or error is not None or tb is not None or cached_from is not None:
+                self.states.append(
+                    (fid, n, tid, ts, state, attempt, message, error, tb, cached_from)
                 )
-            elif kind == "flow_state":
-                state = d.get("state", "")
-                error, tb = d.get("error"), d.get("traceback")
-                states.append((fid, n, None, ts, state, None, d.get("message"), error, tb, None))
-                f = flows.get(fid)
-                if f is None:
-                    f = flows[fid] = [state, None, None, None, None]
-                f[0] = state
-                if state == RUNNING and f[1] is None:
-                    f[1] = ts
-                if state in FINAL_STATES:
-                    f[2] = ts
+                seq = n
                 if error is not None:
-                    f[3] = error
-                if tb is not None:
-                    f[4] = tb
-            elif kind == "flow_run":
-                if d.get("persist") is False or d.get("parent_flow_run_id") in skip:
-                    skip.add(fid)
-                    continue
-                extra = {k: v for k, v in d.items() if k not in _FLOW_RUN_KEYS}
-                flow_runs.append(
-                    (
-                        fid,
-                        n,
-                        d.get("run_name", ""),
-                        d.get("flow_name", ""),
-                        ts,
-                        _json(d.get("parameters") or {}),
-                        d.get("task_runner", ""),
-                        d.get("pid"),
-                        db.HOST,
-                        self.pid,
-                        self.proc_start,
-                        _json(extra) if extra else None,
-                    )
-                )
+                    t[3] = error
+        t[2] += encode(ts, state, attempt, seq)
+
+    def task_run(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
+        name = d.get("task_name", "?")
+        key: str | None = d.get("task_key", name)
+        upstream = d.get("upstream")
+        edges = d.get("edge_names")
+        map_index = d.get("map_index")
+        key = None if key == name else key
+        if not upstream and not edges and map_index is None:
+            row: tuple[Any, ...] = (fid, tid, n, name, ts, key)
+        else:
+            row = (
+                fid,
+                tid,
+                n,
+                name,
+                ts,
+                key,
+                _json(list(upstream)) if upstream else None,
+                _json(edges) if edges else None,
+                map_index,
+            )
+        t = self.tasks.get(tid)
+        if t is None:
+            self.tasks[tid] = [fid, "Pending", "", None, row, n]
+        else:  # its first state came first: keep it
+            t[4] = row
+
+    def log(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
+        self.logs.append(
+            (
+                fid,
+                n,
+                tid,
+                ts,
+                int(d.get("level", 20)),
+                d.get("levelname", "INFO"),
+                str(d.get("message", "")),
+                d.get("logger", ""),
+            )
+        )
+
+    def flow_state(
+        self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]
+    ) -> None:
+        state = d.get("state", "")
+        error, tb = d.get("error"), d.get("traceback")
+        self.states.append((fid, n, None, ts, state, None, d.get("message"), error, tb, None))
+        f = self.flows.get(fid)
+        if f is None:
+            f = self.flows[fid] = [state, None, None, None, None]
+        f[0] = state
+        if state == RUNNING and f[1] is None:
+            f[1] = ts
+        if state in FINAL_STATES:
+            f[2] = ts
+        if error is not None:
+            f[3] = error
+        if tb is not None:
+            f[4] = tb
+
+    def flow_run(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
+        w = self.writer
+        if d.get("persist") is False or d.get("parent_flow_run_id") in w.skip:
+            w.skip.add(fid)
+            return
+        extra = {k: v for k, v in d.items() if k not in _FLOW_RUN_KEYS}
+        self.flow_runs.append(
+            (
+                fid,
+                n,
+                d.get("run_name", ""),
+                d.get("flow_name", ""),
+                ts,
+                _json(d.get("parameters") or {}),
+                d.get("task_runner", ""),
+                d.get("pid"),
+                db.HOST,
+                w.pid,
+                w.proc_start,
+                _json(extra) if extra else None,
+            )
+        )
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """The rows by statement of :data:`_SQL` (task runs: new short rows, new full rows,
+        updates of rows an earlier batch wrote)."""
         short: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
-        for tid, (fid, state, history, error, row, first) in tasks.items():
+        for tid, (fid, state, history, error, row, first) in self.tasks.items():
             if row is None:
                 updates.append((fid, tid, first, state, history, error))
             elif len(row) == 6:
@@ -256,13 +297,13 @@ class _Writer:
             else:
                 full.append((*row, state, history, error))
         return {
-            "flow_runs": flow_runs,
+            "flow_runs": self.flow_runs,
             "short": short,
             "full": full,
             "updates": updates,
-            "states": states,
-            "logs": logs,
-            "flows": [(*v, k) for k, v in flows.items()],
+            "states": self.states,
+            "logs": self.logs,
+            "flows": [(*v, k) for k, v in self.flows.items()],
         }
 
 

@@ -94,14 +94,20 @@ class _TaskRun:
         self.flow_run_id = payload.flow_run_id
         self.task_run_id = payload.task_run_id
 
+    # The common path (no upstream values, no cache, one attempt that succeeds) makes as few
+    # Python calls as it can: steps it does not need are not entered.
+
     def run(self, upstream: Sequence[Outcome]) -> Outcome:
         for o in upstream:
             if o.state not in OK_STATES:
                 return Outcome.not_run(f"an upstream task run is {o.state}")
-        try:
-            args, kwargs = self.inputs(upstream)
-        except ValueUnavailable as exc:  # an upstream item stayed in another process
-            return Outcome.failed(exc, attempt=0, traceback="")
+        payload = self.payload
+        args, kwargs = payload.args, payload.kwargs
+        if payload.has_refs:
+            try:
+                args, kwargs = self.inputs(upstream)
+            except ValueUnavailable as exc:  # an upstream item stayed in another process
+                return Outcome.failed(exc, attempt=0, traceback="")
         token = RUN.set(self.context())
         try:
             return self.attempts(args, kwargs)
@@ -111,8 +117,6 @@ class _TaskRun:
     def inputs(self, upstream: Sequence[Outcome]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments, upstream values in place of the payload's Refs."""
         payload = self.payload
-        if not payload.has_refs:
-            return payload.args, payload.kwargs
         return resolve_refs(payload.args, upstream), resolve_refs(payload.kwargs, upstream)
 
     def context(self) -> RunContext:
@@ -137,7 +141,7 @@ class _TaskRun:
         task = self.task
         # Running before the cache lookup, so that a Cached run's start..end covers hashing
         # the inputs and reading the value back
-        self.set_running(1)
+        self.sink(events.task_state(self.flow_run_id, self.task_run_id, RUNNING, 1))
         key = None
         if task.cache or task.cache_key_fn is not None:
             hit, key = _cache_lookup(task, args, kwargs)
@@ -156,7 +160,9 @@ class _TaskRun:
                 attempt += 1
                 self.set_running(attempt)
                 continue
-            return self.handle_success(value, attempt, key)
+            if key is not None:  # success: into the cache, then Completed
+                self.save_to_cache(key, value)
+            return Outcome.completed(value, attempt)
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """One attempt: the task's function, within its timeout; its value."""
@@ -195,11 +201,6 @@ class _TaskRun:
         if delay > 0:
             time.sleep(delay)
         return None
-
-    def handle_success(self, value: Any, attempt: int, key: str | None) -> Outcome:
-        if key is not None:
-            self.save_to_cache(key, value)
-        return Outcome.completed(value, attempt)
 
     def save_to_cache(self, key: str, value: Any) -> None:
         from nb2flow.runtime.cache import entries

@@ -355,8 +355,10 @@ class FlowRun:
                     scan.ups.append(f)
         trid = ids.task_run_id()
         name = task.name
-        if key_base is None:
-            key_base = self.next_key(name)
+        if key_base is None:  # next_key(name), inline: the hot path
+            n = self._keys.get(name, 0) + 1
+            self._keys[name] = n
+            key_base = name if n == 1 else f"{name}-{n}"
         task_key = key_base if map_index is None else f"{key_base}[{map_index}]"
         log_prints = task.log_prints if task.log_prints is not None else self.flow.log_prints
         payload = TaskPayload(
