@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except Nb2flowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from nb2flow.console import printable
+
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -13,6 +13,9 @@ Every ``NB2FLOW_*`` variable is read here, and every on/off one through :func:`f
 ``NB2FLOW_REFRESH_CACHE``  on/off: run cached tasks again and store the new values (default off)
 ``NB2FLOW_TASK_RUNNER``    the task runner of flows that do not name one (default ``threads``)
 =========================  ==========================================================
+
+The home is created ``0700`` and what nb2flow keeps there ``0600`` (:mod:`nb2flow.files`
+has the helpers): :func:`ensure_home` is the one place the home is made.
 """
 
 from __future__ import annotations
@@ -40,6 +43,37 @@ def home() -> Path:
     """``$NB2FLOW_HOME``, default ``~/.nb2flow``."""
     env = os.environ.get("NB2FLOW_HOME")
     return Path(env).expanduser() if env else Path.home() / ".nb2flow"
+
+
+def ensure_home() -> Path:
+    """The home folder, created ``0700`` when missing.
+
+    An existing home the user shared on purpose (group-writable or setgid: a ``2775`` team
+    folder) is left as it is, with one warning; one that is merely readable by others (the
+    umask's ``0755``, as older nb2flow versions made it) is made private (``0700``), with
+    one note.
+    """
+    from nb2flow import files
+
+    path = home()
+    files.private_dir(path)
+    how = files.sharing(path)
+    if how is None:
+        return path
+    if files.shared_on_purpose(path):
+        files.warn_once(
+            f"the home folder {path} is {how}: nb2flow leaves it as it is; the files it "
+            "creates there are still owner-only (0600)",
+            key=f"home:{path}",
+        )
+    else:
+        try:
+            old = files.tighten(path)
+        except OSError:
+            return path  # not ours to change: the store and cache checks still apply
+        new = f"{os.stat(path).st_mode & 0o7777:04o}"
+        files.warn_once(f"made the home folder {path} private ({old} -> {new})", key=f"home:{path}")
+    return path
 
 
 def results_dir() -> Path:

@@ -22,6 +22,7 @@ def store(flow: str, task: str, age_seconds: float = 0.0, size: int = 1000) -> s
     if age_seconds:
         meta = json.loads((path / "meta.json").read_text())
         meta["created"] -= age_seconds
+        meta["mac"] = entries._mac(entries.secret_key(), meta)  # re-signed: still nb2flow's
         (path / "meta.json").write_text(json.dumps(meta))
     return key
 
@@ -68,17 +69,23 @@ def test_clear_by_flow_and_age(capsys):
     assert entries.list_entries() == []
 
 
-def test_clear_reclaims_broken_entries_and_dead_writers_leftovers(capsys):
+def test_clear_reclaims_dead_writers_leftovers_and_leaves_unproven_folders_alone(capsys):
     key = store("taxi", "train")
-    (entries.entry_dir(key) / "meta.json").unlink()
-    tmp = entries.results_dir() / ".tmp" / "dead.123.abc"
+    (entries.entry_dir(key) / "meta.json").unlink()  # nothing proves nb2flow wrote it now
+    tmp = entries.results_dir() / ".tmp" / f"{key}.123.{'a' * 12}"
     tmp.mkdir(parents=True)
+    stranger = entries.results_dir() / ".tmp" / "my-notes"  # not a name nb2flow gives
+    stranger.mkdir()
     old = time.time() - 2 * 3600
     os.utime(tmp, (old, old))
+    os.utime(stranger, (old, old))
     assert main(["cache", "ls"]) == 0
-    assert "(unreadable)" in capsys.readouterr().out
+    assert "(not proven)" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
-    assert not entries.entry_dir(key).exists() and not tmp.exists()
+    out = capsys.readouterr().out
+    assert "removed 0 cache entries" in out
+    assert "left alone 1 folder nb2flow cannot prove it wrote" in out and key in out
+    assert entries.entry_dir(key).exists() and stranger.exists() and not tmp.exists()
 
 
 def test_bad_duration_is_a_usage_error(capsys):

@@ -196,7 +196,7 @@ def test_corrupted_cache_file_runs_with_a_warning(runner):
     assert result == 90.0
     assert states(view) == {"load": COMPLETED, "features": CACHED, "train": CACHED}
     (warning,) = [log for log in view.logs if log.logger == keys.LOGGER]
-    assert warning.levelname == "WARNING" and "unreadable" in warning.message
+    assert warning.levelname == "WARNING" and "is damaged" in warning.message
     assert view.tasks[warning.task_run_id].name == "load"
     _, view = runner.run(FLOW)  # repaired by the run that recomputed it
     assert states(view)["load"] == CACHED

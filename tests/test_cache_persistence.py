@@ -137,6 +137,8 @@ def test_input_key_is_taken_before_the_task_mutates_its_input():
     "damage", ["value", "meta", "meta-fields", "truncate-parquet", "missing-part"]
 )
 def test_corrupt_entry_is_a_miss_with_a_warning_then_repaired(damage):
+    """A damaged file of an entry nb2flow wrote (its manifest proves it) is removed; a
+    damaged manifest proves nothing, so the folder is moved aside, never deleted."""
     task = make_task()
     key = keys.key_for(task, {"x": 1})
     path = entries.save(key, (pd.DataFrame({"a": range(10)}), 1), task=task)
@@ -151,9 +153,13 @@ def test_corrupt_entry_is_a_miss_with_a_warning_then_repaired(damage):
         (path / "0.parquet").write_bytes(data[: len(data) // 2])
     else:
         (path / "0.parquet").unlink()
-    with pytest.warns(CacheWarning, match="unreadable"):
+    manifest = damage in ("meta", "meta-fields")
+    expected = "nothing proves nb2flow wrote it" if manifest else "is damaged"
+    with pytest.warns(CacheWarning, match=expected):
         assert entries.lookup(key, task) is None
     assert not path.exists()
+    quarantined = list((entries.results_dir() / entries.QUARANTINE).glob(f"{key}.*"))
+    assert len(quarantined) == (1 if manifest else 0)
     entries.save(key, "fresh", task=task)
     assert entries.lookup(key, task).value == "fresh"
 

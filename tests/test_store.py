@@ -365,7 +365,12 @@ def test_process_identity():
     token = db.process_start(os.getpid())
     assert token is not None
     assert db.process_alive(os.getpid(), token)
-    assert not db.process_alive(os.getpid(), token + "0")
+    boot, ns, start, machine = token.split(":")
+    assert not db.process_alive(os.getpid(), f"{boot}:{ns}:{start}0:{machine}")  # pid reused
+    assert not db.process_alive(os.getpid(), f"another-boot:{ns}:{start}:{machine}")  # rebooted
+    # nothing proves these dead: another pid namespace (a container), another machine
+    assert db.process_alive(99999999, f"{boot}:pid[1]:{start}:{machine}")
+    assert db.process_alive(99999999, f"another-boot:{ns}:{start}:another-machine")
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     pid = proc.pid
     proc.wait()

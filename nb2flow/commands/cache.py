@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 
@@ -61,18 +60,27 @@ def human_age(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nb2flow.console import dumps, printable
     from nb2flow.runtime.cache import entries
 
     filters = {"flow": args.flow, "task": args.task, "older_than": args.older_than}
     if args.action == "clear":
         count, freed = entries.clear(**filters)
         print(f"removed {count} cache entr{'y' if count == 1 else 'ies'}, {human_size(freed)}")
+        left = entries.left_alone()
+        if left:
+            print(
+                f"left alone {len(left)} folder{'' if len(left) == 1 else 's'} nb2flow cannot "
+                f"prove it wrote (damaged, another version's or another account's), e.g. "
+                f"{left[0]}: remove {'it' if len(left) == 1 else 'them'} yourself if "
+                f"{'it is' if len(left) == 1 else 'they are'} yours to remove"
+            )
         return 0
     found = entries.list_entries(**filters)
     if args.json:
         for e in found:
             print(
-                json.dumps(
+                dumps(
                     {
                         "key": e.key,
                         "flow": e.flow,
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
                         "flow_run_id": e.flow_run_id,
                         "expires": e.expires,
                         "path": str(e.path),
+                        "proven": e.proven,
                     }
                 )
             )
@@ -96,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(
             (
                 e.key[:12],
-                e.flow or "-",
-                e.task or ("(unreadable)" if e.serializer == "broken" else "-"),
+                printable(e.flow or "-"),
+                printable(e.task or ("-" if e.proven else "(not proven)")),
                 human_size(e.size),
                 created,
                 (e.flow_run_id or "-")[:8],  # as the runtime prints run ids

@@ -46,7 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import math
 
     from nb2flow.check import check_notebook, parse_parameters
@@ -68,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
         split=args.split,
     )
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, default=str))
+        from nb2flow.console import dumps
+
+        print(dumps(report.to_json(), fallback=str, indent=2))
     else:
         from nb2flow.check.report import print_report
 

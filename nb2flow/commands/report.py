@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     from nb2flow.errors import Nb2flowError
     from nb2flow.jupyter.render import report_html
-    from nb2flow.store import db
+    from nb2flow.store import db, recording
 
+    recording.replay_pending_for_reading()
     view = db.load_recorded_run(args.run)
     page = report_html(view)
     if args.output == "-":

@@ -20,8 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from nb2flow.console import dumps
     from nb2flow.errors import Nb2flowError
     from nb2flow.runtime.core.states import ALL_STATES
     from nb2flow.store import db, terminal
@@ -41,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"No runs recorded yet ({path} does not exist).")
         return 0
+    from nb2flow.store import recording
+
+    recording.replay_pending_for_reading()
     with db.Store(path) as store:
         runs = store.list_runs(flow=args.flow, limit=args.limit, state=state)
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        print(dumps([r.to_dict() for r in runs], indent=2))
         return 0
     terminal.print_runs(runs, path)
     return 0

@@ -18,13 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from nb2flow.console import dumps
+    from nb2flow.store import db, recording, terminal
 
-    from nb2flow.store import db, terminal
-
+    recording.replay_pending_for_reading()
     view = db.load_recorded_run(args.run)
     if args.json:
-        print(json.dumps(terminal.view_to_dict(view), indent=2, default=str))
+        print(dumps(terminal.view_to_dict(view), fallback=str, indent=2))
         return 0
     terminal.print_run(view, limit=None if args.all else 200)
     return 0

@@ -10,9 +10,16 @@ Concurrency: WAL mode (readers never block the writer), every write transaction 
 ``BEGIN IMMEDIATE`` (takes the write lock up front, so SQLite's busy handler applies and no
 transaction has to be upgraded), ``busy_timeout`` and a retry loop with backoff around it.
 
-Crash detection: each flow run records the pid, hostname and start time of the process that
-records it. Whoever opens the store next marks runs left unfinished by a dead process (or by a
-process whose pid has since been reused) ``Crashed``, with their unfinished task runs.
+Crash detection: each flow run records the pid, hostname and identity (boot id, pid namespace,
+start time) of the process that records it. Whoever opens the store next marks ``Crashed``
+the runs left unfinished by a process it can prove dead -- same host, same boot, same pid
+namespace, and that pid gone or now another process -- with their unfinished task runs. A run
+of a process in another container or pid namespace is never marked: nothing proves it dead.
+If the process was alive after all and records its final state, that state wins.
+
+Files: the home is created 0700 and ``runs.db`` 0600 before SQLite opens it (its ``-wal`` and
+``-shm`` get the same mode); see :mod:`nb2flow.files`. Readers need no write access: a store
+in a read-only folder is opened read-only. A damaged file is one error line.
 
 A run is rebuilt as a :class:`~nb2flow.runtime.core.model.RunView` by replaying its rows as the
 run events they came from, in the order they were recorded: the store and a live observer
@@ -26,13 +33,15 @@ import os
 import random
 import socket
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nb2flow import settings
+from nb2flow import files, settings
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
@@ -49,6 +58,9 @@ from nb2flow.store import history
 DB_NAME = "runs.db"
 #: seconds SQLite itself waits for a lock before reporting "database is locked"
 BUSY_TIMEOUT = 10.0
+#: readers (``runs``, ``show``...) wait at most this long for a lock (the crash sweep and a
+#: migration need one); past it they read without sweeping
+READER_BUSY_TIMEOUT = 2.0
 #: ``seq`` of rows written by the crash sweep: after anything the dead process wrote
 CRASH_SEQ = 1 << 60
 
@@ -151,8 +163,33 @@ def _boot_id() -> str:
 _BOOT_ID = _boot_id()
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (``pid[4026531836]``): pids mean something only inside
+    one. Two containers may share a host name and a boot, never a pid namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid").replace(":", "")
+    except OSError:
+        return ""
+
+
+def _machine_id() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                return f.read().strip().replace(":", "")
+        except OSError:
+            continue
+    return ""
+
+
+_PID_NS = _pid_namespace()
+_MACHINE = _machine_id()
+
+
 def process_start(pid: int) -> str | None:
-    """An identity token for the process ``pid``: boot id + start time in clock ticks (Linux).
+    """An identity token for the process ``pid`` of this pid namespace (Linux):
+    ``BOOT:PIDNS:START:MACHINE`` -- boot id, pid namespace, start time in clock ticks,
+    machine id.
 
     Two processes that share a pid (one dead, its pid reused) have different tokens.
     ``None`` where it cannot be known (no ``/proc``, process gone or a zombie).
@@ -165,18 +202,40 @@ def process_start(pid: int) -> str | None:
     fields = stat[stat.rindex(b")") + 2 :].split()
     if fields[0] in (b"Z", b"X"):  # zombie / dead: the process is gone, only its entry is left
         return None
-    return f"{_BOOT_ID}:{fields[19].decode()}"  # field 22 of stat: starttime
+    return f"{_BOOT_ID}:{_PID_NS}:{fields[19].decode()}:{_MACHINE}"  # stat field 22: starttime
 
 
 def process_alive(pid: int | None, token: str | None) -> bool:
-    """Whether the process that recorded ``(pid, token)`` on this host still runs."""
+    """Whether the process that recorded ``(pid, token)`` on this host may still run.
+
+    False only when that is proven: the token is of this machine and either of an earlier
+    boot (the machine restarted since) or of this boot and pid namespace with the pid gone
+    or now another process. Another machine of the same host name, another container or pid
+    namespace: True (nothing proves it dead). Tokens of older versions (``BOOT:START``)
+    are compared as they were.
+    """
     if not pid:
         return False
+    start = None
+    if token:
+        parts = token.split(":")
+        if len(parts) == 4:
+            boot, ns, start, machine = parts
+            if machine != _MACHINE:
+                return True
+            if boot != _BOOT_ID:
+                return False
+            if ns != _PID_NS:
+                return True
+        elif len(parts) == 2:
+            if parts[0] != _BOOT_ID:
+                return False
+            start = parts[1]
     if os.path.isdir("/proc"):
         current = process_start(pid)
         if current is None:
             return False
-        return token is None or current == token
+        return start is None or current.split(":")[2] == start
     try:  # no /proc: trust the pid alone
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -214,28 +273,81 @@ def retry_busy(fn: Callable[[], T], *, deadline: float | None = 120.0) -> T:
         delay = min(delay * 2, 1.0)
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def prepare_files(path: Path) -> None:
+    """The store's folder (the home: :func:`nb2flow.settings.ensure_home`) and ``runs.db``
+    itself, owner-only before SQLite opens it. A database an older version left readable by
+    others is made 0600, with its ``-wal``/``-shm``, unless its folder is one the user shared
+    on purpose."""
+    if path.parent == settings.home():
+        settings.ensure_home()
+    else:
+        files.private_dir(path.parent)
+    if files.touch_private(path) or files.shared_on_purpose(path.parent):
+        return
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if os.lstat(p).st_mode & 0o077:
+                files.tighten(p)
+        except OSError:  # missing, or not ours to change
+            pass
+
+
+def connect(
+    path: Path, *, busy_timeout: float = BUSY_TIMEOUT, deadline: float | None = 120.0
+) -> sqlite3.Connection:
     """Open the store (creating it), in WAL mode, migrated to :data:`SCHEMA_VERSION`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_files(path)
     conn = sqlite3.connect(
-        str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
 
         def wal() -> None:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
 
-        retry_busy(wal)
+        retry_busy(wal, deadline=deadline)
         # NORMAL in WAL: a committed transaction survives the process dying (kill -9);
         # only an OS crash/power loss may drop the last commits.
         conn.execute("PRAGMA synchronous = NORMAL")
-        retry_busy(lambda: _migrate(conn, path))
+        retry_busy(lambda: _migrate(conn, path), deadline=deadline)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open the store for reading only (a folder or file this process may not write): no
+    sweep, no migration. ``immutable`` when even SQLite's ``-shm`` cannot be made there."""
+    from urllib.parse import quote
+
+    last: sqlite3.Error | None = None
+    for flags in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite3.connect(
+            f"file:{quote(str(path))}?{flags}",
+            uri=True,
+            timeout=READER_BUSY_TIMEOUT,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            last = exc
+            continue
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise Nb2flowError(
+                f"{path}: the run store has schema version {version} and cannot be upgraded "
+                f"to {SCHEMA_VERSION} here (it is read-only to you); open it once with write "
+                "access, or set NB2FLOW_HOME elsewhere"
+            )
+        return conn
+    assert last is not None
+    raise last
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -274,9 +386,13 @@ def _statements(script: str) -> Iterator[str]:
         raise ValueError(f"incomplete SQL statement: {pending!r}")
 
 
-def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+def transaction(
+    conn: sqlite3.Connection,
+    body: Callable[[sqlite3.Connection], T],
+    deadline: float | None = None,
+) -> T:
     """Run ``body(conn)`` in one ``BEGIN IMMEDIATE`` transaction, retried while the database
-    is locked by other processes."""
+    is locked by other processes (until ``deadline`` seconds, if given)."""
 
     def once() -> T:
         conn.execute("BEGIN IMMEDIATE")
@@ -289,22 +405,25 @@ def transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T
             raise
         return result
 
-    return retry_busy(once, deadline=None)
+    return retry_busy(once, deadline=deadline)
 
 
 # -- crash sweep -----------------------------------------------------------------------------
 
 
-def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
-    """Mark ``Crashed`` every unfinished run on this host whose recording process is gone
-    (or whose pid now belongs to another process), with its unfinished task runs.
-    Returns the ids of the runs marked."""
+def sweep_crashed(conn: sqlite3.Connection, deadline: float | None = None) -> list[str]:
+    """Mark ``Crashed`` every unfinished run on this host whose recording process is proven
+    gone (:func:`process_alive`), with its unfinished task runs, unless it has records still
+    pending (:func:`pending_runs`). Returns the ids of the runs marked."""
     marks = "?,?,?"
     rows = conn.execute(
         f"SELECT id, proc_pid, proc_start FROM flow_runs WHERE state IN ({marks}) AND host = ?",
         (*OPEN_STATES, HOST),
     ).fetchall()
     dead = [r[0] for r in rows if not process_alive(r[1], r[2])]
+    if dead:
+        pending = pending_runs(_conn_path(conn))
+        dead = [run_id for run_id in dead if run_id not in pending]
     if not dead:
         return []
 
@@ -370,7 +489,41 @@ def sweep_crashed(conn: sqlite3.Connection) -> list[str]:
             marked.append(run_id)
         return marked
 
-    return transaction(conn, mark)
+    return transaction(conn, mark, deadline)
+
+
+def _conn_path(conn: sqlite3.Connection) -> Path | None:
+    for _, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main" and file:
+            return Path(file)
+    return None
+
+
+#: where a process that could not write its last records (the store locked or full until
+#: its exit) leaves them, for the next process that opens the store (see ``recording``)
+PENDING_DIR = "pending"
+
+
+def pending_dir(path: Path | None = None) -> Path:
+    return (path or default_path()).parent / PENDING_DIR
+
+
+def pending_runs(path: Path | None = None) -> set[str]:
+    """The ids of the runs with records waiting in :func:`pending_dir` (never swept)."""
+    folder = pending_dir(path)
+    found: set[str] = set()
+    try:
+        names = sorted(folder.iterdir())
+    except OSError:
+        return found
+    for p in names:
+        if p.suffix == ".json":
+            try:
+                head = json.loads(bytes(files.read_trusted(p)).decode("utf-8"))
+                found.update(str(r) for r in head.get("runs", []))
+            except (OSError, ValueError, AttributeError):
+                continue
+    return found
 
 
 def close_crashed_tasks(conn: sqlite3.Connection, run_ids: Iterable[str]) -> int:
@@ -488,6 +641,18 @@ class RunSummary:
         }
 
 
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """A :class:`Store` reading method whose store errors are one error line."""
+    import functools
+
+    @functools.wraps(method)
+    def guarded(self: Store, *args: Any, **kwargs: Any) -> T:
+        with self._reading():
+            return method(self, *args, **kwargs)
+
+    return guarded
+
+
 _SUMMARY_COLUMNS = 'id, run_name, flow_name, state, created, start, "end", error, parameters'
 
 
@@ -501,15 +666,52 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, sweep: bool = True):
         self.path = Path(path) if path is not None else default_path()
+        #: ids of the runs this open marked Crashed
+        self.crashed: list[str] = []
+        #: whether the store was opened read-only (a folder or file this process cannot write)
+        self.readonly = False
+        with self._reading():
+            try:
+                self.conn = connect(
+                    self.path, busy_timeout=READER_BUSY_TIMEOUT, deadline=READER_BUSY_TIMEOUT
+                )
+            except (sqlite3.OperationalError, PermissionError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                    raise
+                if not self.path.exists():
+                    raise
+                self.conn = connect_readonly(self.path)
+                self.readonly = True
+            if sweep and not self.readonly:
+                try:
+                    self.crashed = sweep_crashed(self.conn, deadline=READER_BUSY_TIMEOUT)
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise  # locked by a writer: the next opener sweeps
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Every way a store file can be unreadable, as one error line naming it."""
         try:
-            self.conn = connect(self.path)
-            #: ids of the runs this open marked Crashed
-            self.crashed: list[str] = sweep_crashed(self.conn) if sweep else []
-        except sqlite3.DatabaseError as exc:
-            raise Nb2flowError(
-                f"{self.path}: cannot read the run store ({exc}); move the file away or set "
-                "NB2FLOW_HOME to another directory"
-            ) from exc
+            yield
+        except Nb2flowError:
+            raise
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise Nb2flowError(
+                    f"{self.path}: the run store is locked by another process ({exc}); "
+                    "try again in a moment"
+                ) from None
+            raise self._unreadable(exc) from None
+        except (sqlite3.DatabaseError, OSError, ValueError, TypeError, struct.error) as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: BaseException) -> Nb2flowError:
+        what = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return Nb2flowError(
+            f"{self.path}: cannot read the run store ({what}); move the file away or set "
+            "NB2FLOW_HOME to another directory"
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -522,6 +724,7 @@ class Store:
 
     # listings
 
+    @_guarded
     def list_runs(
         self, flow: str | None = None, limit: int | None = 20, state: str | None = None
     ) -> list[RunSummary]:
@@ -541,6 +744,7 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return self._summaries(self.conn.execute(sql, params).fetchall())
 
+    @_guarded
     def summary(self, ref: str) -> RunSummary:
         """The listing line of one run (``ref`` as for :meth:`load_run`)."""
         run_id = self.resolve(ref)
@@ -565,6 +769,7 @@ class Store:
                 by_id[run_id].counts[state] = n
         return out
 
+    @_guarded
     def flows(self) -> list[tuple[str, int, float | None]]:
         """``(flow_name, number of runs, last created)`` for every flow, most recent first."""
         return [
@@ -581,6 +786,7 @@ class Store:
 
     # one run
 
+    @_guarded
     def resolve(self, ref: str) -> str:
         """The id of the run ``ref`` names: a run id, a unique id prefix or a run name."""
         ref = ref.strip()
@@ -619,11 +825,13 @@ class Store:
             "(`nb2flow runs` lists the recorded runs)"
         )
 
+    @_guarded
     def load_run(self, ref: str) -> RunView:
         """Rebuild the :class:`RunView` of one run (``ref``: id, unique id prefix or name)."""
         run_id = self.resolve(ref)
         return RunView.from_events(run_id, list(self.events(run_id)))
 
+    @_guarded
     def events(self, run_id: str) -> Iterator[RunEvent]:
         """The run events of one run, rebuilt from its rows, in recording order (except that
         a task run's transitions follow its ``task_run`` event)."""
@@ -703,6 +911,7 @@ class Store:
         tagged.sort(key=lambda p: (p[0], p[1]))
         return (ev for _, _, ev in tagged)
 
+    @_guarded
     def messages(self, run_id: str) -> dict[str | None, list[tuple[float, str, str]]]:
         """State messages per task run id (``None``: the flow run): ``(ts, state, message)``."""
         out: dict[str | None, list[tuple[float, str, str]]] = {}

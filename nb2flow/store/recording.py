@@ -18,6 +18,14 @@ The runtime's observer registry calls :func:`observe` when a top-level flow run 
 calls :func:`enable` (cheap and idempotent: it returns the running recorder unless
 ``$NB2FLOW_HOME`` changed), and :meth:`Recorder.flush` when the run has ended. The recorder
 also flushes at interpreter exit.
+
+Nothing waits on the store for long. A batch that cannot be written for a passing reason (the
+store locked by another process, the disk full, an I/O error) is kept and tried again, with
+backoff, before anything after it; nothing is dropped. A flush gives up after
+:data:`STALL_SECONDS` without progress and says so in one line; at exit, what is still
+unwritten then is saved to ``$NB2FLOW_HOME/pending/`` (0600 JSON, never pickle), and the next
+process that opens the store for writing records it, before any crash sweep, so a run that
+completed is recorded Completed, never Crashed.
 """
 
 from __future__ import annotations
@@ -55,6 +63,39 @@ MAX_BATCH = 20_000
 HELPER_MIN_BATCH = 3_000
 #: seconds :func:`_flush_at_exit` waits for the last batch
 EXIT_TIMEOUT = 30.0
+#: a flush (at the end of a flow run, at exit) gives up after this long without progress
+STALL_SECONDS = 5.0
+#: seconds the writer's SQLite waits for the lock inside one try (then the thread backs off)
+WRITER_BUSY_TIMEOUT = 1.0
+#: longest pause between two tries of a batch the store refused for a passing reason
+MAX_BACKOFF = 1.0
+#: what SQLite reports for a store that may accept the same write later
+_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN")
+
+
+class Transient(Exception):
+    """The store refused a batch for a reason that may pass: try the same batch again."""
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(_TRANSIENT) or name == "SQLITE_INTERRUPT":
+            return True
+        text = str(exc).lower()
+        return any(w in text for w in ("locked", "busy", "disk is full", "disk i/o"))
+    return isinstance(exc, OSError) and not isinstance(exc, PermissionError)
+
+
+def describe_problem(exc: BaseException | None) -> str:
+    """Why the store is not taking writes, in words for a one-line message."""
+    text = str(exc or "").lower()
+    if "locked" in text or "busy" in text:
+        return "is locked by another process"
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return "is on a full disk"
+    return f"cannot be written ({exc})"
+
 
 # one counter per process: the order of a run's rows (all recorded by one process)
 _seq_next = 1
@@ -98,8 +139,14 @@ class _Writer:
 
     def open(self) -> None:
         if self.conn is None:
-            self.conn = db.connect(self.path)
-            db.sweep_crashed(self.conn)
+            conn = db.connect(self.path, busy_timeout=WRITER_BUSY_TIMEOUT, deadline=0)
+            self.conn = conn
+            try:
+                replay_pending(self)
+                db.sweep_crashed(conn, deadline=0)
+            except sqlite3.OperationalError as exc:
+                if not _transient(exc):
+                    raise  # locked now: the next opener replays and sweeps
 
     def close(self) -> None:
         if self.conn is not None:
@@ -113,8 +160,13 @@ class _Writer:
         lost = 0
         try:
             self._commit(batch, base)
-        except Exception:  # noqa: BLE001 - a bad event or a sick file: save what can be saved
+        except Exception as exc:  # noqa: BLE001 - a bad event or a sick file: save what can be saved
             self.skip = skip
+            if _transient(exc):
+                busy = isinstance(exc, sqlite3.OperationalError) and db._is_busy(exc)
+                if not busy:
+                    self.close()  # a full disk or an I/O error: reopen on the next try
+                raise Transient(str(exc)) from exc
             for i, ev in enumerate(batch):
                 try:
                     self._commit([ev], base + i)
@@ -130,7 +182,7 @@ class _Writer:
         self.open()
         assert self.conn is not None
         rows = self._rows(batch, base)
-        db.transaction(self.conn, lambda c: _insert(c, rows))  # retried while locked
+        db.transaction(self.conn, lambda c: _insert(c, rows), deadline=0)  # one try
         self.written += len(batch)
 
     def _rows(self, batch: Sequence[Event], base: int) -> dict[str, list[tuple[Any, ...]]]:
@@ -363,6 +415,8 @@ class _Helper:
             parts = line.decode("utf-8", "replace").rstrip("\n").split(" ", 4)
             if parts[0] == "R":
                 self.ready.set()
+            elif parts[0] == "P":  # a batch committed: progress, for flush()'s patience
+                rec._progress = time.monotonic()
             elif parts[0] == "A" and len(parts) >= 4:
                 written, lost = int(parts[2]), int(parts[3])
                 rec.written += written - self._written
@@ -426,6 +480,17 @@ class Recorder:
         self.error: BaseException | None = None
         self._warned = False
         self._dead = False
+        #: a batch the store refused for a passing reason, tried again before anything else
+        self._held: tuple[int, list[RunEvent]] | None = None
+        self._backoff = 0.0
+        #: flush markers that came behind the held batch
+        self._waiting: list[threading.Event] = []
+        #: when the writer last committed something (or had nothing to do)
+        self._progress = time.monotonic()
+        #: why the store takes no writes now (None while it does)
+        self.problem: BaseException | None = None
+        self._abandon = False
+        self._told_stall = False
 
     @property
     def helper_pid(self) -> int | None:
@@ -449,34 +514,113 @@ class Recorder:
         self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until every event emitted so far is committed. False on timeout or when
-        some could not be written (``error`` says why; runs never fail for it)."""
+        """Block until every event emitted so far is committed. False on timeout, after
+        :data:`STALL_SECONDS` without progress (the store locked or full: one line on stderr
+        says what was not recorded yet), or when some could not be written (``error`` says
+        why; runs never fail for it)."""
         if self._dead:
             return False
         lost = self.lost
         if self._thread is None or not self._thread.is_alive():
-            if not self._queue:
+            if not self._queue and self._held is None:
                 return True
             self.start()
         done = threading.Event()
         self._queue.append(done)
         self._wake.set()
-        return done.wait(timeout) and self.lost == lost and not self._dead
+        start = time.monotonic()
+        while not done.wait(0.05):
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                return False
+            if now - max(self._progress, start) >= STALL_SECONDS:
+                self._tell_stall()
+                return False
+        return self.lost == lost and not self._dead
+
+    def unwritten(self) -> int:
+        """How many events are not committed yet (queued or held)."""
+        held = len(self._held[1]) if self._held is not None else 0
+        return held + sum(1 for x in list(self._queue) if type(x) is RunEvent)
+
+    def _tell_stall(self) -> None:
+        if self._told_stall:
+            return
+        self._told_stall = True
+        why = describe_problem(self.problem) if self.problem else "is not taking writes"
+        print(
+            f"nb2flow: the run store {self.path} {why}: {self.unwritten()} run events are not "
+            f"recorded yet (waited {STALL_SECONDS:.0f}s); they are written when it frees, or "
+            f"kept in {db.pending_dir(self.path)} if this process ends first",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self, timeout: float | None = EXIT_TIMEOUT) -> None:
-        """Unsubscribe, write what is queued and stop the writer thread (and helper)."""
+        """Unsubscribe, write what is queued and stop the writer thread (and helper). What
+        the store still refuses after :data:`STALL_SECONDS` is saved for the next process."""
         events.unsubscribe(self.append)
-        self.flush(timeout)
+        done = self.flush(timeout)
+        if not done and (self._held is not None or self.problem is not None or self._queue):
+            self._abandon_and_save()
+            return
         self._stop = True
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def _abandon_and_save(self) -> None:
+        """Stop the writer and save what it could not write to the pending folder."""
+        self._abandon = True
+        self._stop = True
+        self._wake.set()
+        conn = self._local.conn
+        if conn is not None:
+            try:
+                conn.interrupt()  # a statement waiting for the lock gives up now
+            except sqlite3.Error:
+                pass
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(WRITER_BUSY_TIMEOUT + 1.0)
+        in_flight = thread is not None and thread.is_alive()
+        batches = []
+        if self._held is not None and not in_flight:
+            batches.append(self._held)
+            self._held = None
+        rest = [x for x in self._queue if type(x) is RunEvent]
+        self._queue.clear()
+        if rest:
+            batches.append((_reserve(len(rest)), rest))
+        for m in self._waiting:
+            m.set()
+        n = sum(len(b[1]) for b in batches)
+        why = describe_problem(self.problem) if self.problem else "was not taking writes"
+        if not n:
+            return
+        try:
+            target = save_pending(self, batches)
+        except Exception as exc:  # noqa: BLE001 - nowhere left to keep them
+            self.lost += n
+            print(
+                f"nb2flow: the run store {self.path} {why} at exit: {n} run events of runs "
+                f"{_run_names(batches)} were not recorded ({exc})",
+                file=sys.stderr,
+            )
+            return
+        print(
+            f"nb2flow: the run store {self.path} {why} at exit: {n} run events of runs "
+            f"{_run_names(batches)} kept in {target}; the next nb2flow command that writes "
+            "the store records them",
+            file=sys.stderr,
+        )
 
     def _after_fork(self) -> None:
         # A forked worker inherits the queue and subscription but not the threads; its events
         # reach the flow process by forwarding, so it must not buffer or write them itself.
         events.unsubscribe(self.append)
         self._queue.clear()
+        self._held = None
         self._thread = None
         self._local.conn = None
         if self._helper is not None:  # let the helper see the end of its input with the parent
@@ -492,22 +636,36 @@ class Recorder:
         try:
             self._local.open()
         except BaseException as exc:  # noqa: BLE001 - never let the store break a run
-            self._fail(exc, fatal=True)
-            return
-        if self._helper_mode == "always":
+            if not (_transient(exc) or isinstance(exc, Transient)):
+                self._fail(exc, fatal=True)
+                return
+            self.problem = exc  # opened again on the first write
+        if self._helper_mode == "always" and self._local.conn is not None:
             self._start_helper(wait=True)
         queue, wake = self._queue, self._wake
         popleft = queue.popleft
         interval = IDLE_INTERVAL
         try:
-            while True:
+            while not self._abandon:
                 wake.wait(interval)
                 wake.clear()
+                if self._abandon:
+                    break
+                if self._held is not None:
+                    base, items = self._held
+                    self._held = None
+                    self._dispatch(items, base)
+                    if self._held is not None:  # still refused: wait, then try again
+                        interval = self._backoff
+                        continue
+                    self._release_waiting()
                 # while events keep coming, drain often so that flush() finds little to do
                 busy = self._busy or bool(queue)
                 self._busy = False
                 interval = BUSY_INTERVAL if busy else IDLE_INTERVAL
-                while queue:
+                if not queue:
+                    self._progress = time.monotonic()  # idle: nothing is waiting on us
+                while queue and self._held is None and not self._abandon:
                     items = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
                     markers = [x for x in items if type(x) is not RunEvent]
                     if markers:  # flush() markers (anything else is not an event: ignored)
@@ -516,37 +674,61 @@ class Recorder:
                         if items:
                             self._dispatch(items)
                     finally:
-                        for m in markers:
-                            if isinstance(m, threading.Event):
+                        waiting = [m for m in markers if isinstance(m, threading.Event)]
+                        if self._held is not None:
+                            self._waiting.extend(waiting)
+                            interval = self._backoff
+                        else:
+                            for m in waiting:
                                 self._release(m)
-                if self._stop:
+                if self._stop and self._held is None and not queue:
                     break
         finally:
             if self._helper is not None:
                 self._helper.close(EXIT_TIMEOUT)
                 self._helper = None
-            self._local.close()
+            if not self._abandon:
+                self._local.close()
 
-    def _dispatch(self, items: list[RunEvent]) -> None:
-        base = _reserve(len(items))
+    def _release_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for m in waiting:
+            self._release(m)
+
+    def _dispatch(self, items: list[RunEvent], base: int | None = None) -> None:
         h = self._helper
-        if h is None and not self._helper_failed and len(items) >= HELPER_MIN_BATCH:
-            self._start_helper(wait=False)  # it takes over once it is ready
-        elif h is not None and h.ready.is_set() and not h.dead:
-            try:
-                payload = marshal.dumps((base, [tuple(e) for e in items]))
-            except ValueError:  # data marshal cannot carry: write this batch here, in order
-                self._sync_helper(h)
-            else:
+        if base is None:
+            base = _reserve(len(items))
+            if h is None and not self._helper_failed and len(items) >= HELPER_MIN_BATCH:
+                self._start_helper(wait=False)  # it takes over once it is ready
+            elif h is not None and h.ready.is_set() and not h.dead:
                 try:
-                    if not h.took_over:  # from now on the helper knows which runs to skip
-                        h.send(b"S", marshal.dumps(sorted(self._local.skip)))
-                        h.took_over = True
-                    h.send(b"B", payload)
-                    return
-                except OSError:  # it died: what it had not committed is counted lost
-                    h._died("the helper process is gone")
-        lost = self._local.write(items, base)
+                    payload = marshal.dumps((base, [tuple(e) for e in items]))
+                except ValueError:  # data marshal cannot carry: write this batch here, in order
+                    self._sync_helper(h)
+                else:
+                    try:
+                        if not h.took_over:  # from now on the helper knows which runs to skip
+                            h.send(b"S", marshal.dumps(sorted(self._local.skip)))
+                            h.took_over = True
+                        h.send(b"B", payload)
+                        return
+                    except OSError:  # it died: what it had not committed is counted lost
+                        h._died("the helper process is gone")
+        try:
+            lost = self._local.write(items, base)
+        except Transient as exc:  # the store is locked or full for now: keep the batch
+            self._held = (base, items)
+            self.problem = exc.__cause__ or exc
+            self._backoff = min(max(self._backoff * 2, BUSY_INTERVAL), MAX_BACKOFF)
+            return
+        self._progress = time.monotonic()
+        self._backoff = 0.0
+        if self.problem is not None:
+            self.problem = None
+            if self._told_stall:
+                self._told_stall = False
+                print(f"nb2flow: the run store {self.path} takes writes again", file=sys.stderr)
         self.written += len(items) - lost
         if lost:
             self.lost += lost
@@ -640,8 +822,17 @@ def _helper_main(argv: list[str]) -> int:
         kind = head[:1]
         if kind == b"B":
             base, batch = marshal.loads(payload)
-            writer.write(batch, base)
+            delay = BUSY_INTERVAL
+            while True:
+                try:
+                    writer.write(batch, base)
+                    break
+                except Transient:  # locked or full for now: the same batch again, later
+                    time.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
             seen.update({ev[2] for ev in batch})
+            out.write(b"P\n")
+            out.flush()
         elif kind == b"S":
             writer.skip = set(marshal.loads(payload))
         elif kind == b"F":
@@ -684,8 +875,110 @@ _SQL = {
 
 def _insert(c: sqlite3.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
     for key, sql in _SQL.items():  # in this order: rows exist before they are updated
+        if key == "flows":
+            _overrule_sweep(c, {r[-1] for r in rows[key]})
         if rows[key]:
             c.executemany(sql, rows[key])
+
+
+def _overrule_sweep(c: sqlite3.Connection, run_ids: set[str]) -> None:
+    """The process recording a run writes a state of it: it was alive, so a crash sweep
+    that marked the run Crashed (wrongly: it could not see the process) is undone, and the
+    process's own state is the one both ``runs`` and ``show`` report."""
+    for run_id in run_ids:
+        gone = c.execute(
+            "DELETE FROM states WHERE flow_run_id = ? AND task_run_id IS NULL AND seq >= ?",
+            (run_id, db.CRASH_SEQ),
+        ).rowcount
+        if gone:
+            c.execute(
+                'UPDATE flow_runs SET error = NULL, traceback = NULL, "end" = NULL WHERE id = ?',
+                (run_id,),
+            )
+
+
+# -- records kept for later ---------------------------------------------------------------
+
+
+def _run_names(batches: list[tuple[int, list[Any]]]) -> str:
+    ids = sorted({ev[2] for _, batch in batches for ev in batch})
+    return ", ".join(i[:8] for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+
+def save_pending(rec: Recorder, batches: list[tuple[int, list[Any]]]) -> Path:
+    """Write ``batches`` (``(base seq, events)``) for the next writer: one 0600 JSON file in
+    the store's ``pending/`` folder. Returns its path."""
+    from nb2flow import files
+
+    folder = files.private_dir(db.pending_dir(rec.path))
+    body = {
+        "version": 1,
+        "pid": rec.pid,
+        "proc_start": rec._local.proc_start,
+        "host": db.HOST,
+        "skip": sorted(rec._local.skip),
+        "runs": sorted({ev[2] for _, batch in batches for ev in batch}),
+        "batches": [[base, [list(ev) for ev in batch]] for base, batch in batches],
+    }
+    target = folder / f"{rec.pid}-{os.urandom(6).hex()}.json"
+    files.write_private(target, json.dumps(body, default=repr).encode())
+    return target
+
+
+def replay_pending(writer: _Writer) -> int:
+    """Record what processes left in the pending folder (see :func:`save_pending`), oldest
+    first; each file is removed once its records are committed. Files another account could
+    have written are left alone. Returns the number of files recorded."""
+    from nb2flow import files
+
+    folder = db.pending_dir(writer.path)
+    try:
+        found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return 0
+    done = 0
+    for found_path in found:
+        path = found_path.with_suffix(f".claimed-{os.getpid()}")
+        try:
+            os.rename(found_path, path)  # of two processes replaying it, one does
+        except OSError:
+            continue
+        try:
+            body = json.loads(bytes(files.read_trusted(path, folder.parent)).decode("utf-8"))
+            other = _Writer(writer.path, int(body["pid"]), body.get("proc_start"))
+            other.conn = writer.conn
+            other.skip = set(body.get("skip", []))
+            for base, batch in body["batches"]:
+                rows = other._rows([tuple(ev) for ev in batch], int(base))
+                db.transaction(writer.conn, lambda c, rows=rows: _insert(c, rows), deadline=0)
+        except sqlite3.OperationalError:
+            os.rename(path, found_path)  # locked or full: the file stays for the next try
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            files.warn_once(f"pending run records {path} are not used: {exc}", key=str(path))
+            continue
+        path.unlink(missing_ok=True)
+        done += 1
+    return done
+
+
+def replay_pending_for_reading(path: Path | None = None) -> None:
+    """Before ``runs``/``show``/``report`` read the store: record what processes left
+    pending, so that they show those runs as they ended (nothing to do, and no write, in
+    the usual case; a store that cannot be written now is read as it is)."""
+    target = path or db.default_path()
+    try:
+        if not any(db.pending_dir(target).glob("*.json")):
+            return
+    except OSError:
+        return
+    writer = _Writer(target, os.getpid(), None)
+    try:
+        writer.open()  # replays, then sweeps
+    except Exception:  # noqa: BLE001 - read-only, locked, damaged: the readers say so
+        pass
+    finally:
+        writer.close()
 
 
 # -- the process-wide recorder ---------------------------------------------------------------

@@ -28,8 +28,8 @@ from nb2flow.runtime.cache import hashing
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import current
 
-#: bumped when the layout of keys or entries changes (old entries are then discarded)
-FORMAT_VERSION = 1
+#: bumped when the layout of keys or entries changes (old entries are then never looked up)
+FORMAT_VERSION = 2
 #: the ``logger`` of the run log events cache warnings become inside a run
 LOGGER = "nb2flow.cache"
 

@@ -6,13 +6,13 @@ traceback is in the run store), Ctrl-C exits 130, SIGTERM 143, a bad option 2.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
 from pathlib import PurePath
 from typing import Any
 
+from nb2flow.console import printable
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.cli.parser import build_parser
 from nb2flow.runtime.core.exceptions import Terminated
@@ -94,24 +94,32 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         print(f"cancelled: flow {flow.name!r} was interrupted", file=sys.stderr)
         return 130
     except Nb2flowError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         hooks.unregister("terminal")
     if mode != "quiet":
-        print(summary_line(run.view), file=sys.stderr)
+        print(printable(summary_line(run.view)), file=sys.stderr)
     failed = run.state not in ("Completed", "Cached")
     if failed and run.runner_error is not None and run.exc is run.runner_error:
-        print(f"error: {run.runner_error}", file=sys.stderr)  # e.g. no Dask scheduler there
+        print(f"error: {printable(run.runner_error)}", file=sys.stderr)  # e.g. no Dask there
         return 2
     if failed:
         where = f"run {run.name}"
         if run.recorded:
             where += f"; details: nb2flow show {run.id[:8]}"
-        print(f"error: flow {flow.name!r} {run.state}: {run.error} ({where})", file=sys.stderr)
+        error = printable(run.error)
+        print(f"error: flow {flow.name!r} {run.state}: {error} ({where})", file=sys.stderr)
         return 1
     if ns.nb2flow_json:
-        print(json.dumps(run.value, default=_jsonable, indent=2))
+        from nb2flow.console import NotJSON, dumps
+
+        try:
+            text = dumps(run.value, fallback=_jsonable, indent=2)
+        except NotJSON as exc:
+            print(f"error: --json: the flow's result has no JSON form: {exc}", file=sys.stderr)
+            return 2
+        print(text)
     return 0

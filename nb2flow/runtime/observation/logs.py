@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from nb2flow.console import printable
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
@@ -124,7 +125,8 @@ def format_log(ev: RunEvent, task_name: str | None = None) -> str:
     d = ev.data
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
     where = task_name or (ev.task_run_id or "flow")
-    return f"{stamp} {d.get('levelname', 'INFO'):<7} {where} | {d.get('message', '')}"
+    line = f"{stamp} {d.get('levelname', 'INFO'):<7} {where} | {d.get('message', '')}"
+    return printable(line)  # a log may carry escape sequences: never raw to a terminal
 
 
 def echo_to_stderr(ev: RunEvent) -> None:

@@ -125,13 +125,13 @@ class TerminalReporter:
     def start(self) -> None:
         if self.mode != "live":
             return
-        from rich.console import Console
         from rich.live import Live
 
+        from nb2flow.console import rich_console
         from nb2flow.runtime.core.model import RunView
 
         self._view = RunView("")
-        self._console = Console(file=self.stream)
+        self._console = rich_console(file=self.stream)  # its text goes through printable()
         self._live = Live(
             get_renderable=self._render,
             console=self._console,
