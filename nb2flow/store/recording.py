@@ -667,7 +667,7 @@ class Recorder:
                     self._progress = time.monotonic()  # idle: nothing is waiting on us
                 while queue and self._held is None and not self._abandon:
                     items = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
-                    markers = [x for x in items if type(x) is not RunEvent]
+                    markers: list[Any] = [x for x in items if type(x) is not RunEvent]
                     if markers:  # flush() markers (anything else is not an event: ignored)
                         items = [x for x in items if type(x) is RunEvent]
                     try:
@@ -936,6 +936,8 @@ def replay_pending(writer: _Writer) -> int:
         found = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
     except OSError:
         return 0
+    conn = writer.conn
+    assert conn is not None
     done = 0
     for found_path in found:
         path = found_path.with_suffix(f".claimed-{os.getpid()}")
@@ -946,11 +948,15 @@ def replay_pending(writer: _Writer) -> int:
         try:
             body = json.loads(bytes(files.read_trusted(path, folder.parent)).decode("utf-8"))
             other = _Writer(writer.path, int(body["pid"]), body.get("proc_start"))
-            other.conn = writer.conn
+            other.conn = conn
             other.skip = set(body.get("skip", []))
             for base, batch in body["batches"]:
                 rows = other._rows([tuple(ev) for ev in batch], int(base))
-                db.transaction(writer.conn, lambda c, rows=rows: _insert(c, rows), deadline=0)
+
+                def body_of(c: sqlite3.Connection, rows: Any = rows) -> None:
+                    _insert(c, rows)
+
+                db.transaction(conn, body_of, deadline=0)
         except sqlite3.OperationalError:
             os.rename(path, found_path)  # locked or full: the file stays for the next try
             raise
