@@ -27,6 +27,7 @@ from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.events import publish as _publish
 from nb2flow.runtime.core.exceptions import FlowTimeout, TaskRunError, Terminated
+from nb2flow.runtime.core.model import RunView, TaskRunView
 from nb2flow.runtime.core.observers import RunStart
 from nb2flow.runtime.core.states import (
     CANCELLED,
@@ -44,7 +45,7 @@ from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_t
 from nb2flow.runtime.engine import attempts
 from nb2flow.runtime.engine.attempts import _is_main_thread, execute, retry_delay
 from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
-from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload
+from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload, TaskSpec
 from nb2flow.runtime.observation import hooks
 
 INTERNAL_FILES.add(__file__)  # a flow body's traceback starts at the user's code
@@ -94,7 +95,7 @@ class TaskCall:
         self.future = TaskFuture(payload.task_run_id, task.name, task.nout, self)
 
     @property
-    def task(self) -> Any:
+    def task(self) -> TaskSpec:
         return self.payload.task
 
     def upstream_outcomes(self) -> Sequence[Outcome]:
@@ -236,7 +237,7 @@ class FlowRun:
         self.runner_error: Nb2flowError | None = None
         #: whether an observer records this run in the run store (``nb2flow show`` finds it)
         self.recorded = False
-        self._view: Any = None
+        self._view: RunView | None = None
         self._view_len = -1
 
     # -- events --------------------------------------------------------------------------
@@ -248,22 +249,20 @@ class FlowRun:
     # -- what users read -----------------------------------------------------------------
 
     @property
-    def view(self) -> Any:
+    def view(self) -> RunView:
         """The run as observers see it (a :class:`~nb2flow.runtime.core.model.RunView`)."""
         if self._view is None or self._view_len != len(self.events):
-            from nb2flow.runtime.core.model import RunView
-
             self._view_len = len(self.events)
             self._view = RunView.from_events(self.id, list(self.events))
         return self._view
 
     @property
-    def task_runs(self) -> list[Any]:
+    def task_runs(self) -> list[TaskRunView]:
         """Task runs in creation order (``TaskRunView``: name, state, attempts, start, end,
         duration, error, traceback, upstream, history)."""
         return list(self.view.tasks.values())
 
-    def task_run(self, name: str) -> Any:
+    def task_run(self, name: str) -> TaskRunView:
         """The task run whose key (or else name) is ``name``."""
         runs = self.task_runs
         for t in runs:
@@ -311,7 +310,7 @@ class FlowRun:
 
     def _new_call(
         self,
-        task: Any,
+        task: TaskSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         wait_for: Any,
@@ -395,7 +394,7 @@ class FlowRun:
         return call
 
     def call_task(
-        self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any
+        self, task: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any
     ) -> Any:
         """A task called in the flow body: run it here, now; return its value or raise."""
         call = self._new_call(task, args, kwargs, wait_for)
@@ -410,7 +409,7 @@ class FlowRun:
 
     def submit_task(
         self,
-        task: Any,
+        task: TaskSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         wait_for: Any,
