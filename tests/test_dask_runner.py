@@ -342,12 +342,59 @@ def test_a_single_result_that_cannot_leave_the_worker_is_a_clear_error(runner):
         return {"lock": just_a_lock.submit()}
 
     run = locked.with_options(task_runner=runner)(return_state=True)
-    assert run.task_run("just_a_lock").state == "Completed"
+    # as on the process pool: the task that made it fails, where it made it
+    assert run.task_run("just_a_lock").state == "Failed"
     assert run.state == "Failed"
-    assert (
-        "the result of task 'just_a_lock' cannot be sent from the Dask worker to the flow "
-        "process: _thread.lock: TypeError: cannot pickle '_thread.lock' object"
-    ) in run.error
+    assert run.task_run("just_a_lock").error == (
+        "TypeError: the result of task 'just_a_lock' cannot be sent back to the flow process "
+        "(_thread.lock: TypeError: cannot pickle '_thread.lock' object)"
+    )
+
+
+@task
+def lock_in_a_dict():
+    import threading
+
+    time.sleep(0.3)  # while big_bytes runs on the other worker
+    return {"lock": threading.Lock(), "pid": os.getpid()}
+
+
+@task
+def big_bytes():
+    time.sleep(0.3)
+    return b"z" * 5_000_000
+
+
+@task
+def reads_both(d, data):
+    return d["pid"], len(data)
+
+
+@pytest.mark.timeout(60)  # Dask alone waits forever to move the lock to the other worker
+def test_an_unpicklable_result_fails_its_own_task_and_downstream_is_not_blamed(runner):
+    @flow(persist=False, timeout_seconds=45)
+    def five():
+        d = lock_in_a_dict.submit()
+        data = big_bytes.submit()
+        both = reads_both.submit(d, data)  # Dask would move the small dict to the 5 MB
+        return {"both": add_one.submit(both), "n": square.submit(3)}
+
+    run = five.with_options(task_runner=runner)(return_state=True)
+    states = {t.task_key: t.state for t in run.task_runs}
+    assert states == {
+        "lock_in_a_dict": "Failed",
+        "big_bytes": "Completed",
+        "reads_both": "NotRun",
+        "add_one": "NotRun",
+        "square": "Completed",
+    }, run.error
+    assert run.state == "Failed"
+    assert run.error.startswith("task 'lock_in_a_dict' failed: TypeError: the result of task ")
+    assert "reads_both" not in run.error and "add_one" not in run.error
+    assert run.task_run("lock_in_a_dict").error == (
+        "TypeError: the result of task 'lock_in_a_dict' cannot be sent back to the flow "
+        "process (dict: TypeError: cannot pickle '_thread.lock' object)"
+    )
 
 
 def test_failing_task_retries_with_states_streamed_live(runner, tmp_path):
@@ -560,6 +607,63 @@ def test_missing_distributed_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
     with pytest.raises(Nb2flowError, match=r"needs the 'distributed' package.*pip install"):
         registry.create("dask")
+
+
+def _listening(pids: set[int]) -> set[tuple[int, str, int]]:
+    """(pid, ip, port) of the TCP sockets those processes listen on, read from the OS."""
+    import psutil
+
+    found = set()
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        found |= {(pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_everything_the_local_cluster_nb2flow_starts_listens_on_loopback_only():
+    require("dask", HAS_DASK, "dask[distributed] is not installed")
+    import psutil
+
+    from nb2flow.runtime.runners.dask.runner import DaskRunner
+
+    me = psutil.Process()
+
+    def family() -> set[int]:
+        return {me.pid, *(p.pid for p in me.children(recursive=True))}
+
+    before = _listening(family())
+    runner = DaskRunner("1")
+    runner.start()
+    try:
+        info = runner.connection.active.scheduler_info(n_workers=-1)
+        opened = _listening(family()) - before
+    finally:
+        runner.shutdown()
+    # the scheduler, the dashboard, the nanny and the worker: all there, all on loopback
+    ports = {port for _, _, port in opened}
+    ((worker_address, worker),) = info["workers"].items()
+    for address in (info["address"], worker_address, worker["nanny"]):
+        assert int(address.rsplit(":", 1)[1]) in ports, (address, opened)
+    assert info["services"]["dashboard"] in ports, opened
+    assert {ip for _, ip, _ in opened} == {"127.0.0.1"}, opened
+
+
+def test_the_local_cluster_binds_where_it_is_told():
+    from nb2flow.runtime.runners.dask.connection import local_cluster_kwargs
+
+    assert local_cluster_kwargs({}) == {
+        "processes": True,
+        "host": "127.0.0.1",
+        "dashboard_address": "127.0.0.1:0",
+    }
+    told = local_cluster_kwargs({"host": "10.1.2.3", "n_workers": 2})
+    assert told["host"] == "10.1.2.3" and told["dashboard_address"] == "10.1.2.3:0"
+    pinned = local_cluster_kwargs({"dashboard_address": ":8787"})
+    assert pinned["host"] == "127.0.0.1" and pinned["dashboard_address"] == ":8787"
 
 
 def test_unreachable_scheduler_is_a_clear_error(capsys):

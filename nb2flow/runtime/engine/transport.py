@@ -64,13 +64,8 @@ class _Discard:
 
 def sendable(item: Any, task: str, index: int | None) -> Any:
     """``item`` itself if it can be pickled, else an :class:`Unavailable` marker for it."""
-    import cloudpickle
-
-    try:
-        cloudpickle.dump(item, _Discard())
-    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
-        return Unavailable(type_name(item), error_line(exc), task, index)
-    return item
+    reason = _unsendable_reason(item)
+    return item if reason is None else Unavailable(type_name(item), reason, task, index)
 
 
 def sendable_items(value: Any, task: str) -> tuple[Any, list[Unavailable]]:
@@ -94,57 +89,84 @@ def unavailable_warning(marker: Unavailable, flow_run_id: str, task_run_id: str 
     )
 
 
-def pack_outcome(outcome: Outcome, payload: Any = None) -> bytes:
-    """cloudpickle an Outcome to send it back, degrading what cannot be pickled.
+def _unsendable_reason(value: Any) -> str | None:
+    """Why ``value`` cannot be pickled (None if it can), without keeping the pickle."""
+    import cloudpickle
 
-    The result of a ``nout`` task (``payload.task.nout``) is pickled item by item: an item
-    that cannot be is replaced by an :class:`~nb2flow.runtime.futures.Unavailable` marker
-    and a WARNING log event naming it rides with the outcome (published before its final
-    state). Any other value that cannot be pickled fails the run; an exception that cannot
-    be is dropped (its error line and traceback travel)."""
+    try:
+        cloudpickle.dump(value, _Discard())
+    except Exception as exc:  # noqa: BLE001 - any reason pickling fails
+        return error_line(exc)
+    return None
+
+
+def sendable_outcome(outcome: Outcome, payload: Any, reason: str | None = None) -> Outcome:
+    """``outcome`` as it may leave the process that computed it (the same rule on every
+    runner that runs tasks elsewhere).
+
+    A completed run's value that cannot be pickled (``reason`` says why when the caller
+    already knows it cannot; otherwise it is probed, at the cost of a pickling pass that
+    keeps nothing): the items of a ``nout`` task's tuple or list that cannot are replaced
+    by :class:`Unavailable` markers, with a WARNING log event each appended to
+    ``outcome.events``; any other value fails the run with an error naming the task."""
+    if not outcome.ok:
+        return outcome
+    if reason is None:
+        reason = _unsendable_reason(outcome.value)
+        if reason is None:
+            return outcome
+    task = getattr(payload, "task", None)
+    name = getattr(task, "name", "?")
+    if getattr(task, "nout", None) and type(outcome.value) in (tuple, list):
+        value, markers = sendable_items(outcome.value, name)
+        if markers:
+            events = list(outcome.events or ())
+            events += [
+                unavailable_warning(m, payload.flow_run_id, payload.task_run_id) for m in markers
+            ]
+            return Outcome(
+                outcome.state,
+                value,
+                attempt=outcome.attempt,
+                ts=outcome.ts,
+                message=outcome.message,
+                cached_from=outcome.cached_from,
+                events=events,
+            )
+    return _unsendable(outcome, name, reason)
+
+
+def _unsendable(outcome: Outcome, name: str, reason: str) -> Outcome:
+    return Outcome(
+        FAILED,
+        error=f"TypeError: the result of task {name!r} cannot be sent back to the "
+        f"flow process ({type_name(outcome.value)}: {reason})",
+        traceback="",
+        attempt=outcome.attempt,
+        ts=outcome.ts,
+        events=outcome.events,
+    )
+
+
+def pack_outcome(outcome: Outcome, payload: Any = None) -> bytes:
+    """cloudpickle an Outcome to send it back, degrading what cannot be pickled
+    (:func:`sendable_outcome`): an exception that cannot be pickled is dropped (its error
+    line and traceback travel)."""
     import cloudpickle
 
     try:
         return cloudpickle.dumps(outcome)
     except Exception as exc:  # noqa: BLE001
         reason = error_line(exc)
-        if not outcome.ok:
-            outcome.exc = None
-            return cloudpickle.dumps(outcome)
-        task = getattr(payload, "task", None)
-        name = getattr(task, "name", "?")
-        if getattr(task, "nout", None) and type(outcome.value) in (tuple, list):
-            value, markers = sendable_items(outcome.value, name)
-            if markers:
-                events = list(outcome.events or ())
-                events += [
-                    unavailable_warning(m, payload.flow_run_id, payload.task_run_id)
-                    for m in markers
-                ]
-                degraded = Outcome(
-                    outcome.state,
-                    value,
-                    attempt=outcome.attempt,
-                    ts=outcome.ts,
-                    message=outcome.message,
-                    cached_from=outcome.cached_from,
-                    events=events,
-                )
-                try:
-                    return cloudpickle.dumps(degraded)
-                except Exception as again:  # noqa: BLE001 - e.g. an event that cannot travel
-                    reason = error_line(again)
-        return cloudpickle.dumps(
-            Outcome(
-                FAILED,
-                error=f"TypeError: the result of task {name!r} cannot be sent back to the "
-                f"flow process ({type_name(outcome.value)}: {reason})",
-                traceback="",
-                attempt=outcome.attempt,
-                ts=outcome.ts,
-                events=outcome.events,
-            )
-        )
+    if not outcome.ok:
+        outcome.exc = None
+        return cloudpickle.dumps(outcome)
+    degraded = sendable_outcome(outcome, payload, reason)
+    try:
+        return cloudpickle.dumps(degraded)
+    except Exception as exc:  # noqa: BLE001 - e.g. an event that cannot travel
+        name = getattr(getattr(payload, "task", None), "name", "?")
+        return cloudpickle.dumps(_unsendable(outcome, name, error_line(exc)))
 
 
 def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:

@@ -46,6 +46,21 @@ def _default_client() -> Any:
     return client if client.status == "running" else None
 
 
+#: where the LocalCluster nb2flow starts listens (scheduler, nannies, workers, dashboard)
+#: unless ``cluster_kwargs`` say otherwise: this machine only
+LOOPBACK = "127.0.0.1"
+
+
+def local_cluster_kwargs(given: dict[str, Any]) -> dict[str, Any]:
+    """The LocalCluster arguments: worker processes, everything bound to ``host``
+    (:data:`LOOPBACK` unless given), the dashboard on a free port of that host (8787 may
+    be another cluster's; the run's first log line gives the address), then ``given``."""
+    host = given.get("host") or LOOPBACK
+    # Dask binds a dashboard given as ":port" to every interface, whatever ``host`` is
+    dashboard_host = host.rpartition("://")[2]
+    return {"processes": True, "host": host, "dashboard_address": f"{dashboard_host}:0", **given}
+
+
 class Connection:
     """Where a runner's task runs go: ``client`` (connected, used as is), ``cluster`` (any
     Dask cluster object), ``address`` (an existing scheduler), ``n_workers`` (a LocalCluster
@@ -111,9 +126,7 @@ class Connection:
                 client = _default_client() if self.n_workers is None else None
                 if client is None:
                     where = "a Dask LocalCluster (could not start it)"
-                    # any free dashboard port: 8787 may be another cluster's (the first
-                    # log line of the run gives the dashboard's address)
-                    kwargs = {"processes": True, "dashboard_address": ":0", **self.cluster_kwargs}
+                    kwargs = local_cluster_kwargs(self.cluster_kwargs)
                     if self.n_workers is not None:
                         kwargs.setdefault("n_workers", self.n_workers)
                         kwargs.setdefault("threads_per_worker", 1)

@@ -47,7 +47,6 @@ from nb2flow.runtime.core.states import CRASHED
 from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.flow_run import FlowRun, TaskCall
 from nb2flow.runtime.engine.futures import Outcome, TaskFuture
-from nb2flow.runtime.engine.transport import Unavailable, unavailable_warning
 from nb2flow.runtime.runners.base import TaskRunner
 from nb2flow.runtime.runners.dask import worker
 from nb2flow.runtime.runners.dask.batching import Batcher, dependency_levels
@@ -281,9 +280,8 @@ class DaskRunner(TaskRunner):
         ups = [u for u, _ in need.values()]
         sels = [sel for _, sel in need.values()]
         keys = [helper_key(u, sel) for u, sel in need.values()]
-        names = [u.name for u in ups]
         futs = self.connection.active.map(
-            worker.select, [u.handle for u in ups], sels, names, key=keys, pure=False
+            worker.select, [u.handle for u in ups], sels, key=keys, pure=False
         )
         self._helpers.update(zip(need, futs, strict=True))
         self.stats["helpers"] += len(futs)
@@ -396,13 +394,7 @@ class DaskRunner(TaskRunner):
                 f"flow process: {why}"
             )
         self.stats["fetched"] += 1
-        value = cloudpickle.loads(blob)
-        flow_run = fut.call.flow_run if fut.call is not None else None
-        if flow_run is not None and fut.nout:
-            for m in [value] if item is not None else value:
-                if type(m) is Unavailable:
-                    flow_run.publish(unavailable_warning(m, flow_run.id, fut.task_run_id))
-        return value
+        return cloudpickle.loads(blob)
 
     def _dask_done(self, call: TaskCall, fut: Any) -> None:
         """The Dask future is final but the run's final message did not come first."""

@@ -12,13 +12,7 @@ from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.attempts import execute
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.payload import CONTAINERS
-from nb2flow.runtime.engine.transport import (
-    Unavailable,
-    pack_outcome,
-    sendable,
-    sendable_items,
-    type_name,
-)
+from nb2flow.runtime.engine.transport import pack_outcome, sendable_outcome, type_name
 
 #: The event topic every nb2flow run on a cluster streams through (one fixed topic, so a
 #: long-lived scheduler keeps a bounded log; messages carry the runner's token).
@@ -87,6 +81,13 @@ def run_task(trid: str, blob: bytes, upstream: list[Any], token: str, inline_lim
         if getattr(payload.task, "hard_timeout", False):
             _allow_children()
         outcome = execute(payload, upstream, sink)
+        # A value that cannot be pickled would make Dask wait forever to move it to a
+        # reader on another worker, and fail the flow at the end: the run tells the truth
+        # here, as on the process pool (items of a nout task become markers).
+        outcome = sendable_outcome(outcome, payload)
+        for ev in outcome.events or ():  # the WARNING of each item replaced by a marker
+            sink(ev)
+        outcome.events = None
     except BaseException as exc:  # noqa: BLE001 - e.g. the task's module is missing here
         outcome = Outcome.failed(
             None,
@@ -114,24 +115,19 @@ def _allow_children() -> None:
         proc._config["daemon"] = False  # type: ignore[attr-defined]
 
 
-def select(outcome: Outcome, selector: Any, task_name: str = "") -> Outcome:
-    """A small Dask task: item ``selector`` of an upstream outcome, or its state only.
-
-    An item that cannot be pickled becomes an :class:`~nb2flow.runtime.engine.transport.Unavailable`
-    marker (the reader fails with a clear error): Dask would otherwise wait forever to move
-    it to a reader on another worker."""
+def select(outcome: Outcome, selector: Any) -> Outcome:
+    """A small Dask task: item ``selector`` of an upstream outcome, or its state only (an
+    item that cannot be pickled is already a marker: see :func:`run_task`)."""
     if selector == STATE or not outcome.ok:
         return summary(outcome, keep_exc=False)
-    item = sendable(outcome.value[selector], task_name, selector)
-    return Outcome(outcome.state, item, attempt=outcome.attempt, ts=outcome.ts)
+    return Outcome(outcome.state, outcome.value[selector], attempt=outcome.attempt, ts=outcome.ts)
 
 
 def pack_value(outcome: Outcome, task_name: str, nout: int | None, item: int | None) -> Any:
     """A small Dask task fetching a finished run's value (``item`` None) or one item of a
     ``nout`` task to the flow process: ``(pickled value, None)``, or ``(None, why)`` when it
-    cannot be pickled. Pickled here, so a value that cannot travel is found on the worker
-    (no serialization error in the worker's log); an item of a ``nout`` task that cannot
-    be pickled is replaced by an :class:`~nb2flow.runtime.engine.transport.Unavailable` marker."""
+    cannot be pickled (:func:`run_task` already failed such runs, and replaced the items
+    of a ``nout`` task that cannot travel by markers: this is the safety net)."""
     import cloudpickle
 
     if not outcome.ok:
@@ -140,17 +136,7 @@ def pack_value(outcome: Outcome, task_name: str, nout: int | None, item: int | N
     try:
         return cloudpickle.dumps(value), None
     except Exception as exc:  # noqa: BLE001 - any reason pickling fails
-        reason = error_line(exc)
-    if item is not None:
-        marker = Unavailable(type_name(value), reason, task_name, item)
-        return cloudpickle.dumps(marker), None
-    why = f"{type_name(value)}: {reason}"
-    if nout and type(value) in (tuple, list):
-        try:
-            return cloudpickle.dumps(sendable_items(value, task_name)[0]), None
-        except Exception as exc:  # noqa: BLE001
-            why = error_line(exc)
-    return None, why
+        return None, f"{type_name(value)}: {error_line(exc)}"
 
 
 def fallback_summary(outcome: Outcome, inline_limit: int) -> tuple[bytes, bytes | None]:
