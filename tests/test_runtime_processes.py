@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 
 from nb2flow import flow, get_run_logger, task
 from nb2flow.cli import main as nb2flow_main
+from tests.proctree import survivors, tree, wait_for_file, write_line
 
 pytestmark = pytest.mark.slow  # starts worker processes (spawn)
 
@@ -110,7 +118,7 @@ def test_dead_worker_is_crashed_and_unpicklable_result_fails():
 
     run = crash(return_state=True)
     assert run.task_runs[0].state == "Crashed" and run.state == "Failed"
-    assert run.error.startswith("task 'die' crashed: the worker process died")
+    assert run.error == "task 'die' crashed: the worker process died (exit code 3)"
 
     @flow(task_runner="processes:1")
     def lock():
@@ -208,3 +216,181 @@ def test_nb2flow_run_script_on_processes(tmp_path, capsys):
     code = nb2flow_main(["run", str(path), "--x", "41", "--task-runner", "processes:1", "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["r"][0] == 42 and out["r"][1] != out["parent"]
+
+
+# ------------------------------------------------- one dead worker (issue 13, item 11)
+
+
+@task
+def kills_its_worker(marker: str) -> int:
+    write_line(marker, str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@task
+def outlives_a_dead_worker(marker: str) -> int:
+    # running on the other worker while the first one dies
+    victim = int(wait_for_file(Path(marker), 60))
+    while psutil.pid_exists(victim) and psutil.Process(victim).status() != "zombie":
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@task
+def sq(x: int) -> int:
+    return x * x
+
+
+def test_one_dead_worker_crashes_only_its_task_and_the_others_go_on(tmp_path):
+    from nb2flow.runtime.runners.processes import ProcessRunner
+
+    marker = str(tmp_path / "victim")
+    runner = ProcessRunner("2")
+
+    @flow(persist=False, timeout_seconds=120)
+    def one_dies(marker: str):
+        held = outlives_a_dead_worker.submit(marker)
+        dead = kills_its_worker.submit(marker)
+        queued = sq.map(range(4))  # behind the two: both workers are busy
+        return {"held": held, "after": add.submit(dead, 1), "queued": queued}
+
+    run = one_dies.with_options(task_runner=runner)(marker, return_state=True)
+    states = {t.task_key: t.state for t in run.task_runs}
+    assert states == {
+        "outlives_a_dead_worker": "Completed",
+        "kills_its_worker": "Crashed",
+        "sq[0]": "Completed",
+        "sq[1]": "Completed",
+        "sq[2]": "Completed",
+        "sq[3]": "Completed",
+        "add": "NotRun",
+    }
+    assert run.task_run("kills_its_worker").error == ("the worker process died (killed by SIGKILL)")
+    assert run.error == (
+        "task 'kills_its_worker' crashed: the worker process died (killed by SIGKILL)"
+    )
+    assert runner.stats["died"] == 1 and runner.stats["started"] == 3  # one replacement
+
+
+@task(retries=2)
+def kills_its_worker_once(marker: str) -> int:
+    if not os.path.exists(marker):
+        write_line(marker, str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return os.getpid()
+
+
+def test_a_task_whose_worker_dies_is_retried_from_its_next_attempt(tmp_path):
+    marker = str(tmp_path / "first")
+
+    @flow(task_runner="processes:1", persist=False, timeout_seconds=120)
+    def retried(marker: str):
+        return kills_its_worker_once.submit(marker)
+
+    run = retried(marker, return_state=True)
+    assert run.state == "Completed", run.error
+    first = int(Path(marker).read_text())
+    assert run.value != first  # a new worker ran attempt 2
+    t = run.task_runs[0]
+    assert [(state, attempt) for state, _, attempt in t.history] == [
+        ("Running", 1),
+        ("Retrying", 1),
+        ("Running", 2),
+        ("Completed", 2),
+    ]
+    retrying = next(
+        e.data for e in run.events if e.kind == "task_state" and e.data["state"] == "Retrying"
+    )
+    assert retrying["message"] == "Crashed (attempt 1 of 3); retrying in 0s"
+    assert retrying["error"] == "the worker process died (killed by SIGKILL)"
+
+
+# ---------------------------------------- nothing outlives the flow (issue 13, item 10)
+
+KILLED_FLOW = """
+import os, subprocess, sys, time
+from nb2flow import flow, task
+
+OUT = sys.argv[1]
+
+
+def mark(name, text):
+    tmp = os.path.join(OUT, name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text + "\\n")
+    os.replace(tmp, os.path.join(OUT, name))
+
+
+@task
+def starts_a_child(name):
+    child = subprocess.Popen(["sleep", "123"])
+    mark(name, str(child.pid))
+    time.sleep(120)
+
+
+@task(timeout_seconds=100, hard_timeout=True)
+def hard(name):
+    child = subprocess.Popen(["sleep", "123"])
+    mark(name, str(child.pid))
+    time.sleep(120)
+
+
+@flow(task_runner="processes:2", persist=False)
+def main():
+    return {"plain": starts_a_child.submit("plain"), "hard": hard.submit("hard")}
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_kill_9_of_a_flow_on_processes_leaves_no_worker_tracker_or_task_child(tmp_path):
+    script = tmp_path / "killed_flow.py"
+    script.write_text(textwrap.dedent(KILLED_FLOW))
+    with open(tmp_path / "flow.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # nothing it leaves can hide in the test's group
+        )
+    try:
+        children = [int(wait_for_file(tmp_path / n, 60, proc)) for n in ("plain", "hard")]
+        procs = tree(proc.pid)[1:]
+        cmdlines = [" ".join(p.cmdline()) for p in procs]
+        # what must die: 2 workers, the resource tracker, the hard_timeout attempt's
+        # process, and the two `sleep 123` the tasks started
+        assert sum("resource_tracker" in c for c in cmdlines) == 1, cmdlines
+        assert sum("sleep 123" in c for c in cmdlines) == 2, cmdlines
+        assert {p.pid for p in procs} >= set(children)
+        assert len(procs) >= 6, cmdlines
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert survivors(procs, 20) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@task(timeout_seconds=0.5, hard_timeout=True)
+def outlived_by_its_child(path: str) -> None:
+    child = subprocess.Popen(["sleep", "123"])
+    write_line(path, str(child.pid))
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes:1"])
+def test_a_hard_timeout_kills_the_task_and_everything_it_started(tmp_path, runner):
+    path = tmp_path / "child"
+
+    @flow(persist=False)
+    def timed(path: str):
+        return outlived_by_its_child.submit(path)
+
+    run = timed.with_options(task_runner=runner)(str(path), return_state=True)
+    assert run.task_runs[0].state == "TimedOut"
+    child = psutil.Process(int(path.read_text()))
+    assert survivors([child], 10) == []

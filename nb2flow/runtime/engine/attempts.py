@@ -60,6 +60,7 @@ def execute(
     payload: TaskPayload,
     upstream: Sequence[Outcome] = (),
     sink: Sink | None = None,
+    first_attempt: int = 1,
 ) -> Outcome:
     """Run one task run where it is called, and return its outcome (never raises for a
     task's failure; KeyboardInterrupt propagates).
@@ -68,13 +69,15 @@ def execute(
     one of them did not complete, the task is NotRun. ``sink`` receives the events of the
     attempts (Running, Retrying, logs); without one they are buffered in the returned
     ``Outcome.events``. The final state event is not emitted here: the flow side publishes
-    it in :meth:`TaskCall.finish`, after the buffered events.
+    it in :meth:`TaskCall.finish`, after the buffered events. ``first_attempt`` > 1 goes
+    on with a run whose earlier attempts ended elsewhere (a pool worker that died), within
+    the same ``retries``.
     """
     buffered: list[RunEvent] | None = None
     if sink is None:
         buffered = []
         sink = buffered.append
-    outcome = _TaskRun(payload, sink).run(upstream)
+    outcome = _TaskRun(payload, sink, first_attempt).run(upstream)
     outcome.events = buffered
     return outcome
 
@@ -85,10 +88,11 @@ class _TaskRun:
     the cache up, then attempt, handling each failure (retry, or the final state) and the
     success (save to the cache)."""
 
-    __slots__ = ("payload", "task", "sink", "flow_run_id", "task_run_id")
+    __slots__ = ("payload", "task", "sink", "flow_run_id", "task_run_id", "first_attempt")
 
-    def __init__(self, payload: TaskPayload, sink: Sink) -> None:
+    def __init__(self, payload: TaskPayload, sink: Sink, first_attempt: int = 1) -> None:
         self.payload = payload
+        self.first_attempt = first_attempt
         self.task = payload.task
         self.sink = sink
         self.flow_run_id = payload.flow_run_id
@@ -141,13 +145,13 @@ class _TaskRun:
         task = self.task
         # Running before the cache lookup, so that a Cached run's start..end covers hashing
         # the inputs and reading the value back
-        self.sink(events.task_state(self.flow_run_id, self.task_run_id, RUNNING, 1))
+        attempt = self.first_attempt
+        self.sink(events.task_state(self.flow_run_id, self.task_run_id, RUNNING, attempt))
         key = None
         if task.cache or task.cache_key_fn is not None:
             hit, key = _cache_lookup(task, args, kwargs)
             if hit is not None:
                 return Outcome.cached(hit.value, hit.flow_run_id)
-        attempt = 1
         while True:
             try:
                 value = self.call(args, kwargs)

@@ -1,5 +1,6 @@
 """Attempts with a ``timeout_seconds``: in a helper thread asked to stop at the deadline, or
-(``hard_timeout=True``) in a child process killed at the deadline."""
+(``hard_timeout=True``) in a child process killed at the deadline, with everything it
+started (:mod:`.lifetime`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.exceptions import RemoteError, TaskTimeout
 from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
+from nb2flow.runtime.engine.lifetime import die_with_parent, kill_group, own_group
 from nb2flow.runtime.engine.transport import dumps_outcome_message
 
 INTERNAL_FILES.add(__file__)
@@ -89,8 +91,6 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
     send.close()
     try:
         if not recv.poll(timeout):
-            proc.kill()
-            proc.join()
             raise TaskTimeout(f"task {task.name!r} timed out after {timeout:g}s (process killed)")
         try:
             data = recv.recv_bytes()
@@ -99,6 +99,11 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
             raise RemoteError(
                 f"the process running task {task.name!r} died (exit code {proc.exitcode})"
             ) from None
+    except BaseException:
+        # a timeout, a dead child, Ctrl-C while waiting: the child and whatever it started
+        # (its process group) are killed, nothing is left behind
+        kill_group(proc)
+        raise
     finally:
         recv.close()
     proc.join()
@@ -117,6 +122,8 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
 def _child_attempt(conn: Any, work: Any) -> None:
     import cloudpickle
 
+    own_group()
+    die_with_parent()
     if isinstance(work, bytes):
         work = cloudpickle.loads(work)
     fn, args, kwargs, (frid, trid, name, flow_name, log_prints, run_name) = work

@@ -1,50 +1,113 @@
-"""The process pool runner: CPU-bound Python tasks in parallel, in ``spawn``ed workers."""
+"""The process pool runner: CPU-bound Python tasks in parallel, in ``spawn``ed workers.
+
+Its own small pool rather than ``concurrent.futures``, whose pool breaks as a whole when one
+worker dies (``BrokenProcessPool`` fails every running and queued task). Each worker has one
+pipe to the flow process and runs one task run at a time: the job goes down the pipe, the
+run's events (states, logs) and then its outcome come back up, in order.
+
+* A worker that dies (``os._exit``, a segfault, the OOM killer, ``kill -9``) takes only the
+  task run it was running: Crashed, or run again from the next attempt if the task has
+  retries left. The other runs go on; a new worker is started for the queued ones.
+* Workers never outlive the flow process: each leads its own process group and kills it
+  (itself and whatever its tasks started) when its parent is gone, however the parent
+  ended (:mod:`nb2flow.runtime.engine.lifetime`).
+"""
 
 from __future__ import annotations
 
+import collections
 import os
+import signal
 import threading
 from typing import Any
 
+from nb2flow.runtime.core import events
+from nb2flow.runtime.core.states import CRASHED, RETRYING, RUNNING
 from nb2flow.runtime.core.tracebacks import error_line, format_traceback
-from nb2flow.runtime.engine.attempts import execute
+from nb2flow.runtime.engine.attempts import execute, retry_delay
 from nb2flow.runtime.engine.flow_run import TaskCall
 from nb2flow.runtime.engine.futures import Outcome
+from nb2flow.runtime.engine.lifetime import allow_children, die_with_parent, kill_group, own_group
 from nb2flow.runtime.engine.transport import pack_outcome
 from nb2flow.runtime.runners.base import TaskRunner, finish_failed, parse_width
 
-_worker_queue: Any = None
+#: seconds a worker gets to exit at the end of a flow run before it is killed
+EXIT_GRACE = 5.0
 
 
-def _init_worker(q: Any) -> None:
-    import signal
-
-    global _worker_queue
-    _worker_queue = q
-    # Ctrl-C reaches the whole process group: the flow process handles it and stops us
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_in_worker(task_run_id: str, blob: bytes) -> None:
+def _worker_main(conn: Any) -> None:
+    """A pool worker: run the jobs that come down ``conn`` until it closes."""
     import cloudpickle
 
-    q = _worker_queue
-    payload = None
-    try:
-        payload, upstream = cloudpickle.loads(blob)
-        outcome = execute(payload, upstream, lambda ev: q.put(("event", task_run_id, ev)))
-    except BaseException as exc:  # noqa: BLE001 - e.g. the task cannot be unpickled here
-        # the exception object itself may not travel: its line and traceback do
-        outcome = Outcome.failed(None, error=error_line(exc), traceback=format_traceback(exc))
-    q.put(("outcome", task_run_id, pack_outcome(outcome, payload)))
+    own_group()
+    die_with_parent()
+    allow_children()  # hard_timeout attempts run in a child process
+    # Ctrl-C is the flow process's to handle (it stops us); ours is another process group
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lock = threading.Lock()  # a task's own threads may log while it runs
+
+    def send(msg: tuple[str, Any]) -> None:
+        with lock:
+            conn.send(msg)
+
+    while True:
+        try:
+            job = conn.recv_bytes()
+        except (EOFError, OSError):  # the flow process is gone
+            return
+        if not job:  # the flow run is over
+            return
+        payload = None
+        try:
+            payload, upstream, first_attempt = cloudpickle.loads(job)
+            del job
+            outcome = execute(payload, upstream, lambda ev: send(("event", ev)), first_attempt)
+        except BaseException as exc:  # noqa: BLE001 - e.g. the task cannot be unpickled here
+            # the exception object itself may not travel: its line and traceback do
+            outcome = Outcome.failed(None, error=error_line(exc), traceback=format_traceback(exc))
+        send(("outcome", pack_outcome(outcome, payload)))
+        del payload, outcome
+
+
+class _Job:
+    """A task run waiting for a worker, or on one."""
+
+    __slots__ = ("call", "blob", "first_attempt", "attempt")
+
+    def __init__(self, call: TaskCall, blob: bytes, first_attempt: int = 1) -> None:
+        self.call = call
+        self.blob = blob
+        self.first_attempt = first_attempt
+        #: the attempt running now (from its Running events)
+        self.attempt = first_attempt
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "job")
+
+    def __init__(self, proc: Any, conn: Any) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.job: _Job | None = None
+
+
+def _death(proc: Any) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class ProcessRunner(TaskRunner):
     """A pool of worker processes (``spawn``): CPU-bound Python tasks run in parallel.
 
     Tasks and arguments are sent with cloudpickle (functions defined in a script or a
-    notebook work), results come back pickled. Events of a task (states, logs) are streamed
-    to the flow process through one queue, in order, ahead of its outcome.
+    notebook work), results come back pickled. Workers start as work arrives, up to the
+    width; each streams its task's events to the flow process, in order, ahead of its
+    outcome. See the module docstring for dead workers.
     """
 
     name = "processes"
@@ -52,80 +115,233 @@ class ProcessRunner(TaskRunner):
     def __init__(self, option: str | None = None) -> None:
         super().__init__(option)
         self.width = parse_width(option, self.name, os.cpu_count() or 1)
-        self._pool: Any = None
-        self._calls: dict[str, Any] = {}
-        self._drainer: threading.Thread | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._closing = False
+        self._wake: Any = None  # (reader end, writer end): wakes the reader thread
+        self._reader: threading.Thread | None = None
+        self._ctx: Any = None
+        #: workers started and workers that died with a task run (for tests and reports)
+        self.stats = {"started": 0, "died": 0}
 
     def describe(self) -> str:
         return f"processes:{self.width}"
 
+    # -- flow side -----------------------------------------------------------------------
+
     def start(self) -> None:
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
 
-        ctx = mp.get_context("spawn")
-        self._events = ctx.SimpleQueue()
-        self._calls = {}
-        self._pool = ProcessPoolExecutor(
-            self.width, mp_context=ctx, initializer=_init_worker, initargs=(self._events,)
-        )
-        self._drainer = threading.Thread(target=self._drain, name="nb2flow-drain", daemon=True)
-        self._drainer.start()
+        self._reset()
+        self._ctx = mp.get_context("spawn")
+        self._wake = self._ctx.Pipe(duplex=False)
+        self._reader = threading.Thread(target=self._read, name="nb2flow-pool", daemon=True)
+        self._reader.start()
 
     def submit(self, call: TaskCall) -> None:
         import cloudpickle
 
-        trid = call.payload.task_run_id
-        blob = cloudpickle.dumps((call.payload, call.upstream_outcomes()))
-        self._calls[trid] = call
-        fut = self._pool.submit(_run_in_worker, trid, blob)
-        fut.add_done_callback(lambda f: self._pool_done(trid, f))
+        blob = cloudpickle.dumps((call.payload, call.upstream_outcomes(), 1))
+        with self._cond:
+            self._queue.append(_Job(call, blob))
+        self._dispatch()
 
-    def _pool_done(self, trid: str, f: Any) -> None:
-        # success is reported through the event queue; here only a dead worker matters
-        if f.cancelled() or f.exception() is None:
-            return
-        call = self._calls.pop(trid, None)
-        if call is None:
-            return
-        exc = f.exception()
-        call.finish(Outcome.crashed(f"the worker process died: {error_line(exc)}"))
+    def _dispatch(self) -> None:
+        """Hand queued jobs to idle workers, starting workers up to the width."""
+        while True:
+            with self._cond:
+                if self._closing or not self._queue:
+                    return
+                job = self._queue[0]
+                if job.call.future.done():  # cancelled while it waited
+                    self._queue.popleft()
+                    continue
+                if self._idle:
+                    worker = self._idle.pop()
+                elif len(self._workers) < self.width:
+                    try:
+                        worker = self._spawn()
+                    except Exception as exc:  # noqa: BLE001 - e.g. no more processes allowed
+                        self._queue.popleft()
+                        job.call.finish(
+                            Outcome.crashed(f"cannot start a worker process: {error_line(exc)}")
+                        )
+                        continue
+                else:
+                    return
+                self._queue.popleft()
+                worker.job = job
+            try:
+                worker.conn.send_bytes(job.blob)
+            except OSError:  # it died while idle: its sentinel tells the reader
+                pass
+            if not job.call.task.retries:
+                job.blob = b""  # only a run that may start again needs its job
 
-    def _drain(self) -> None:
+    def _spawn(self) -> _Worker:
+        """Start a worker (the condition's lock is held)."""
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_worker_main, args=(theirs,), name="nb2flow-worker", daemon=True
+        )
+        proc.start()
+        theirs.close()
+        worker = _Worker(proc, ours)
+        self._workers.append(worker)
+        self.stats["started"] += 1
+        self._wake[1].send_bytes(b"")  # the reader waits on the new worker too
+        return worker
+
+    def _read(self) -> None:
+        """The reader thread: events and outcomes from every worker, and their deaths."""
+        from multiprocessing.connection import wait
+
+        wake = self._wake[0]
+        while True:
+            with self._cond:
+                if self._closing and not self._workers:
+                    return
+                by_conn = {w.conn: w for w in self._workers}
+                by_sentinel = {w.proc.sentinel: w for w in self._workers}
+            for ready in wait([wake, *by_conn, *by_sentinel]):
+                if ready is wake:
+                    self._wake[0].recv_bytes()
+                elif ready in by_conn:
+                    worker = by_conn[ready]
+                    try:
+                        msg = worker.conn.recv()
+                    except (EOFError, OSError):
+                        self._lost(worker)
+                    else:
+                        self._handle(worker, msg)
+                else:
+                    self._lost(by_sentinel[ready])
+
+    def _handle(self, worker: _Worker, msg: tuple[str, Any]) -> None:
+        kind, obj = msg
+        job = worker.job
+        if job is None:
+            return
+        if kind == "event":
+            if obj.kind == events.TASK_STATE and obj.data["state"] == RUNNING:
+                job.attempt = obj.data["attempt"] or job.attempt
+            job.call.flow_run.publish(obj)
+            return
+        worker.job = None
+        with self._cond:
+            if worker in self._workers:
+                self._idle.append(worker)
+            self._cond.notify_all()
+        self._finish(job.call, obj)
+        self._dispatch()
+
+    @staticmethod
+    def _finish(call: TaskCall, blob: bytes) -> None:
         import cloudpickle
 
-        get = self._events.get
-        while True:
-            msg = get()
-            if msg is None:
-                return
-            kind, trid, obj = msg
-            call = self._calls.get(trid)
-            if call is None:
-                continue
-            if kind == "event":
-                call.flow_run.publish(obj)
-                continue
-            self._calls.pop(trid, None)
-            try:
-                outcome = cloudpickle.loads(obj)
-            except BaseException as exc:  # noqa: BLE001 - e.g. a class the flow process lacks
-                finish_failed(call, exc)
-            else:
-                call.finish(outcome)
+        try:
+            outcome = cloudpickle.loads(blob)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a class the flow process lacks
+            finish_failed(call, exc)
+        else:
+            call.finish(outcome)
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: what it sent first counts; its task run, if any, crashed."""
+        with self._cond:
+            if worker not in self._workers:
+                return  # seen already (its pipe and its sentinel both say so)
+        try:
+            while worker.conn.poll():
+                self._handle(worker, worker.conn.recv())
+        except (EOFError, OSError):
+            pass
+        with self._cond:
+            self._workers.remove(worker)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            job, worker.job = worker.job, None
+        worker.conn.close()
+        worker.proc.join(EXIT_GRACE)
+        if job is not None:
+            self.stats["died"] += 1
+            self._crashed(job, f"the worker process died ({_death(worker.proc)})")
+        with self._cond:
+            self._cond.notify_all()
+        self._dispatch()
+
+    def _crashed(self, job: _Job, error: str) -> None:
+        """The run's worker died: it starts again from its next attempt if the task has
+        retries left, else it is Crashed."""
+        call = job.call
+        task = call.task
+        attempt = max(job.attempt, 1)
+        if call.future.done() or self._closing or attempt > task.retries or not job.blob:
+            call.finish(Outcome.crashed(error, attempt=attempt))
+            return
+        delay = retry_delay(task, attempt)
+        fr = call.flow_run
+        fr.publish(
+            events.task_state(
+                fr.id,
+                call.payload.task_run_id,
+                RETRYING,
+                attempt,
+                message=f"{CRASHED} (attempt {attempt} of {task.retries + 1}); "
+                f"retrying in {delay:g}s",
+                error=error,
+                traceback="",
+            )
+        )
+        again = _Job(call, self._resume(job.blob, attempt + 1), attempt + 1)
+
+        def requeue() -> None:
+            with self._cond:
+                self._queue.appendleft(again)
+            self._dispatch()
+
+        if delay > 0:
+            timer = threading.Timer(delay, requeue)
+            timer.daemon = True
+            timer.start()
+        else:
+            requeue()
+
+    @staticmethod
+    def _resume(blob: bytes, first_attempt: int) -> bytes:
+        import cloudpickle
+
+        payload, upstream, _ = cloudpickle.loads(blob)
+        return cloudpickle.dumps((payload, upstream, first_attempt))
 
     def shutdown(self, cancel: bool = False) -> None:
-        pool = self._pool
-        if pool is None:
+        if self._reader is None:
             return
-        self._pool = None
-        if cancel:
-            procs = list(getattr(pool, "_processes", {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in procs:
-                p.terminate()
-        else:
-            pool.shutdown(wait=True)
-        self._events.put(None)
-        if self._drainer is not None and not cancel:
-            self._drainer.join(5)
+        with self._cond:
+            if not cancel:  # the runs still on a worker end first
+                self._cond.wait_for(lambda: all(w.job is None for w in self._workers))
+            self._closing = True
+            self._queue.clear()
+            workers = list(self._workers)
+        for w in workers:
+            if cancel:
+                kill_group(w.proc)  # and what its task started
+            else:
+                try:
+                    w.conn.send_bytes(b"")  # no more work: the worker returns
+                except OSError:
+                    pass
+        for w in workers:
+            w.proc.join(EXIT_GRACE)
+            if w.proc.exitcode is None:
+                kill_group(w.proc)
+        self._wake[1].send_bytes(b"")
+        self._reader.join(EXIT_GRACE)
+        self._wake[0].close()
+        self._wake[1].close()
+        self._reader = None

@@ -11,6 +11,7 @@ from typing import Any
 from nb2flow.runtime.core.tracebacks import error_line, format_traceback
 from nb2flow.runtime.engine.attempts import execute
 from nb2flow.runtime.engine.futures import Outcome
+from nb2flow.runtime.engine.lifetime import allow_children
 from nb2flow.runtime.engine.payload import CONTAINERS
 from nb2flow.runtime.engine.transport import pack_outcome, sendable_outcome, type_name
 
@@ -79,7 +80,10 @@ def run_task(trid: str, blob: bytes, upstream: list[Any], token: str, inline_lim
     try:
         payload = cloudpickle.loads(blob)
         if getattr(payload.task, "hard_timeout", False):
-            _allow_children()
+            # each attempt runs in a child process; Dask starts its workers as daemons
+            # (Dask's own switch, ``distributed.worker.daemon: false``, is read where the
+            # nanny runs: this does the same for this worker process only)
+            allow_children()
         outcome = execute(payload, upstream, sink)
         # A value that cannot be pickled would make Dask wait forever to move it to a
         # reader on another worker, and fail the flow at the end: the run tells the truth
@@ -100,19 +104,6 @@ def run_task(trid: str, blob: bytes, upstream: list[Any], token: str, inline_lim
         # downstream runs only read the state; an exception object may not travel
         outcome = summary(outcome, keep_exc=False)
     return outcome
-
-
-def _allow_children() -> None:
-    """Let this worker process start child processes (``hard_timeout`` runs each attempt in
-    one). Dask starts its workers as daemonic processes, which multiprocessing forbids to
-    have children; Dask's own switch is the ``distributed.worker.daemon: false`` setting,
-    read where the nanny runs. Clearing the flag here does the same for this worker
-    process only, whatever the cluster's configuration."""
-    import multiprocessing
-
-    proc = multiprocessing.current_process()
-    if proc.daemon:
-        proc._config["daemon"] = False  # type: ignore[attr-defined]
 
 
 def select(outcome: Outcome, selector: Any) -> Outcome:
