@@ -93,6 +93,93 @@ def test_help_lists_parameters_and_runtime_options(capsys):
     assert "--quiet" in text and "--no-store" in text and "--json" in text
 
 
+@flow(persist=False)
+def clashing_flow(
+    quiet: int = 1,
+    json: str = "j",
+    task_runner: str = "t",
+    executor: str = "e",
+    no_store: bool = False,
+    help: str = "h",
+    store: bool = True,
+    param_quiet: int = 5,
+    self: int = 2,
+) -> list:
+    return [quiet, json, task_runner, executor, no_store, help, store, param_quiet, self]
+
+
+def test_parameters_named_like_runtime_options_get_param_options_and_the_script_works(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(clashing_flow, ["--help"], exit=False, prog="demo")
+    assert exc.value.code == 0  # --help still works
+    text = capsys.readouterr().out
+    for option in (
+        "--param-json JSON",
+        "--param-task-runner TASK_RUNNER",
+        "--param-executor EXECUTOR",
+        "--param-no-store, --no-param-no-store",
+        "--param-help HELP",
+        "--param-store, --no-param-store",  # its --no- form would be --no-store
+        "--param-quiet PARAM_QUIET",  # the parameter whose name it is keeps it
+        "--param-param-quiet QUIET",
+        "--self SELF",
+    ):
+        assert option in text, option
+    assert "int, default: 1; parameter 'quiet'" in text
+    argv = ["--param-param-quiet", "3", "--param-json", "x", "--param-help", "y"]
+    argv += ["--no-param-store", "--param-no-store", "--self", "9"]
+    # and the runtime options keep their meaning
+    assert run_cli(clashing_flow, [*argv, "--quiet", "--json", "--no-store"], exit=False) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == [3, "x", "t", "e", True, "y", False, 5, 9]
+
+
+def test_a_flow_parameter_named_self_is_passed_by_keyword():
+    assert clashing_flow(self=7)[-1] == 7
+
+    @task
+    def method_like(self, x):
+        return self + x
+
+    @flow(persist=False)
+    def uses_it():
+        return [method_like(self=1, x=2), method_like.submit(self=3, x=4)]
+
+    assert uses_it() == [3, 7]
+
+
+def test_a_flow_parameter_named_return_state_is_refused_with_the_fix():
+    from nb2flow.errors import Nb2flowError
+
+    def bad(return_state: bool = False):
+        return return_state
+
+    with pytest.raises(Nb2flowError) as exc:
+        flow(bad)
+    assert str(exc.value) == (
+        "@flow bad: the parameter name 'return_state' is taken by the flow call "
+        "(bad(..., return_state=True) returns the run); rename the parameter"
+    )
+
+
+def test_a_dict_parameter_given_a_json_list_is_one_clear_error(capsys):
+    for bad in ("[1,2]", '"text"', "3"):
+        with pytest.raises(SystemExit) as exc:
+            run_cli(params_flow, ["--count", "1", "--options", bad], exit=False, prog="demo")
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert err.splitlines()[-1] == (
+            "demo: error: argument --options: expected a JSON object such as "
+            f"'{{\"key\": 1}}', not {bad!r}"
+        )
+    # an optional dict still takes null
+    assert (
+        run_cli(params_flow, ["--count", "1", "--options", "null", "-q", "--json"], exit=False) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["options"] is None
+
+
 @task
 def explode():
     raise ValueError("broken input")

@@ -18,6 +18,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.engine.flow_run import FlowRun, resolve_futures, run_flow
 from nb2flow.runtime.engine.futures import (
@@ -135,7 +136,7 @@ class Task:
 
     # -- calling -------------------------------------------------------------------------
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         ctx = RUN.get()
         if ctx is None or ctx.flow_run is None:
             return self.fn(*args, **kwargs)
@@ -145,7 +146,7 @@ class Task:
         return ctx.flow_run.call_task(self, args, kwargs, wait_for)
 
     def submit(
-        self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
+        self, /, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
     ) -> TaskFuture:
         """Start a task run and return its future at once. Futures among the arguments
         are resolved first and become edges of the run graph; ``wait_for`` adds ordering
@@ -156,7 +157,7 @@ class Task:
         return ctx.flow_run.submit_task(self, args, kwargs, wait_for)
 
     def map(
-        self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
+        self, /, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any
     ) -> list[TaskFuture]:
         """One task run per item of the iterable arguments (all of the same length; wrap
         an iterable in :func:`unmapped` to pass it whole to every run)."""
@@ -241,6 +242,10 @@ def _item(source: Any, i: int) -> Any:
     return source.value if isinstance(source, unmapped) else source[i]
 
 
+#: the keyword argument of a flow call that is not a flow parameter
+RESERVED_PARAMETER = "return_state"
+
+
 class Flow:
     """A function whose calls are flow runs (run name, id, states, task runs, events)."""
 
@@ -272,6 +277,12 @@ class Flow:
         self.persist = bool(persist)
         self.description = description or inspect.getdoc(fn)
         self.signature = inspect.signature(fn)
+        if RESERVED_PARAMETER in self.signature.parameters:
+            raise Nb2flowError(
+                f"@flow {fn.__name__}: the parameter name {RESERVED_PARAMETER!r} is taken by "
+                f"the flow call ({fn.__name__}(..., return_state=True) returns the run); "
+                "rename the parameter"
+            )
 
     def __repr__(self) -> str:
         return f"<Flow {self.name}>"
@@ -297,7 +308,7 @@ class Flow:
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         """Run the flow. Returns its value (futures in a returned dict/list/tuple resolved)
         or, with ``return_state=True``, the :class:`FlowRun`. A failed run raises the
         error of its first failed task (or of the flow body) unless ``return_state``."""

@@ -1,7 +1,9 @@
 """The parser of a flow's command line: one ``--kebab-case`` option per flow parameter, typed
-from its hint or default (bools as ``--x/--no-x``, lists as several values, dicts as JSON),
-plus the runtime options ``--task-runner`` (alias ``--executor``), ``--quiet``,
-``--no-store`` and ``--json``."""
+from its hint or default (bools as ``--x/--no-x``, lists as several values, dicts as JSON
+objects), plus the runtime options ``--task-runner`` (alias ``--executor``), ``--quiet``,
+``--no-store`` and ``--json``. A parameter whose option would be one of those (or
+``--help``, or another parameter's) gets ``--param-<name>`` instead: the script keeps
+working, and ``--help`` shows it."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import typing
 from pathlib import Path, PurePath
 from typing import Any
 
-from nb2flow.errors import Nb2flowError
-
-_RUNTIME_OPTIONS = ("--task-runner", "--executor", "--quiet", "-q", "--no-store", "--json")
+#: the options of the script itself: the runtime options and argparse's help
+RESERVED_OPTIONS = frozenset(
+    {"-h", "--help", "--task-runner", "--executor", "-q", "--quiet", "--no-store", "--json"}
+)
 
 
 def _json_or_text(text: str) -> Any:
@@ -26,11 +29,51 @@ def _json_or_text(text: str) -> Any:
         return text
 
 
-def _json_value(text: str) -> Any:
+def _json_object(text: str) -> dict[str, Any]:
     try:
-        return json.loads(text)
-    except ValueError:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
         raise argparse.ArgumentTypeError(f"not valid JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a JSON object such as '{{\"key\": 1}}', not {text!r}"
+        )
+    return value
+
+
+def _json_object_or_null(text: str) -> dict[str, Any] | None:
+    return None if text.strip() == "null" else _json_object(text)
+
+
+def _forms(stem: str, boolean: bool) -> set[str]:
+    return {f"--{stem}", f"--no-{stem}"} if boolean else {f"--{stem}"}
+
+
+def parameter_options(params: list[tuple[str, bool]]) -> dict[str, str]:
+    """The option of each flow parameter (``(name, is_bool)``, in signature order):
+    ``--kebab-name``, or ``--param-kebab-name`` when that (or, for a bool, its ``--no-``
+    form) is a runtime option or another parameter's."""
+    natural = {name: _forms(name.replace("_", "-"), boolean) for name, boolean in params}
+    seen: dict[str, int] = {}
+    for forms in natural.values():
+        for form in forms:
+            seen[form] = seen.get(form, 0) + 1
+    options: dict[str, str] = {}
+    taken = set(RESERVED_OPTIONS)
+    for name, _ in params:
+        forms = natural[name]
+        if forms.isdisjoint(RESERVED_OPTIONS) and all(seen[f] == 1 for f in forms):
+            options[name] = "--" + name.replace("_", "-")
+            taken |= forms
+    for name, boolean in params:
+        if name in options:
+            continue
+        stem = "param-" + name.replace("_", "-")
+        while not _forms(stem, boolean).isdisjoint(taken):
+            stem = "param-" + stem
+        options[name] = "--" + stem
+        taken |= _forms(stem, boolean)
+    return options
 
 
 def _unwrap_optional(hint: Any) -> Any:
@@ -47,7 +90,9 @@ def _option_spec(hint: Any, default: Any) -> dict[str, Any]:
     empty = inspect.Parameter.empty
     if hint is empty or hint is Any or isinstance(hint, str):  # str: a hint we cannot resolve
         hint = type(default) if default is not empty and default is not None else str
-    hint = _unwrap_optional(hint)
+    unwrapped = _unwrap_optional(hint)
+    optional = unwrapped is not hint or default is None
+    hint = unwrapped
     origin = typing.get_origin(hint)
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
@@ -73,7 +118,7 @@ def _option_spec(hint: Any, default: Any) -> dict[str, Any]:
         item = item if item in (int, float, str) or item is Path else _json_or_text
         return {"nargs": "*", "type": item, "_container": origin or hint}
     if origin is dict or hint is dict:
-        return {"type": _json_value, "metavar": "JSON"}
+        return {"type": _json_object_or_null if optional else _json_object, "metavar": "JSON"}
     if hint in (int, float, str):
         return {"type": hint}
     if isinstance(hint, type) and issubclass(hint, PurePath):
@@ -99,16 +144,17 @@ def build_parser(
         hints = {}
     group = parser.add_argument_group("flow parameters")
     dests: dict[str, str] = {}
+    specs: dict[str, dict[str, Any]] = {}
     for name, param in flow.signature.parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        option = "--" + name.replace("_", "-")
-        if option in _RUNTIME_OPTIONS or option == "--help":
-            raise Nb2flowError(
-                f"flow {flow.name!r}: parameter {name!r} clashes with the runtime option "
-                f"{option}; rename the parameter"
-            )
-        spec = _option_spec(hints.get(name, param.annotation), param.default)
+        specs[name] = _option_spec(hints.get(name, param.annotation), param.default)
+    options = parameter_options(
+        [(n, spec.get("action") is argparse.BooleanOptionalAction) for n, spec in specs.items()]
+    )
+    for name, spec in specs.items():
+        param = flow.signature.parameters[name]
+        option = options[name]
         spec.pop("_container", None)
         spec.setdefault("metavar", name.upper())
         dest = f"param_{name}"
@@ -121,8 +167,10 @@ def build_parser(
         elif spec.get("nargs") == "*":
             kind_name = f"list of {kind_name or 'values'}"
         shown = "required" if required else f"default: {param.default!r}"
-        if kind_name and kind_name not in ("_json_value", "to_enum"):
+        if kind_name and kind_name not in ("_json_object", "_json_object_or_null", "to_enum"):
             shown = f"{kind_name}, {shown}"
+        if option != "--" + name.replace("_", "-"):
+            shown += f"; parameter {name!r}"
         group.add_argument(
             option,
             dest=dest,
