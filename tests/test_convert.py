@@ -207,3 +207,41 @@ def test_long_name_lists_are_shortened_by_whole_names(tmp_path, capsys):
     assert "value_0, value_1, value_2, value_3 +8" in out
     assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 0
     assert "out: value_0, value_1, value_2, value_3, value_4 (+7 more)" in capsys.readouterr().out
+
+
+SHADOWING = [
+    "json", "logging", "typing", "inspect", "argparse", "threading", "queue", "copy",
+    "string", "signal", "tokenize", "token", "dataclasses", "weakref", "traceback",
+    "shutil", "locale", "nb2flow", "networkx",  # the last one: an installed package
+]  # fmt: skip
+
+
+def test_a_notebook_named_like_a_module_gets_a_script_name_that_cannot_shadow_it(
+    tmp_path, monkeypatch, capsys
+):
+    from nb2flow.codegen import module_name
+
+    monkeypatch.chdir(tmp_path)
+    for name in SHADOWING:
+        assert module_name(f"notebooks/{name}.ipynb") == f"{name}_flow", name
+    assert module_name("notebooks/duration-prediction.ipynb") == "duration_prediction"
+    assert module_name("notebooks/my_json.ipynb") == "my_json"
+    (tmp_path / "notebooks").mkdir()
+    for name in ("json", "logging", "nb2flow"):
+        write(tmp_path / "notebooks" / f"{name}.ipynb", CELLS)
+        assert main(["convert", f"notebooks/{name}.ipynb"]) == 0
+        printed = capsys.readouterr()
+        assert f"-> converted_scripts/{name}_flow.py" in printed.out
+        assert (
+            f"the script is {name}_flow.py, not {name}.py: `{name}` is the name of a module "
+            "it could import in its own place"
+        ) in printed.err
+        # and the script starts and runs
+        done = subprocess.run(
+            [sys.executable, f"converted_scripts/{name}_flow.py", "--n", "9", "--json", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["root"] == 9.0

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nb2flow.errors import Nb2flowError, where
-from nb2flow.generated import MARKER, is_generated
+from nb2flow.generated import MARKER, installation_roots, is_generated
 from nb2flow.notebook.identifiers import identifier
 
 __all__ = [
@@ -52,8 +52,27 @@ class Conversion:
 
 
 def module_name(notebook: str | Path) -> str:
-    """``notebooks/duration-prediction.ipynb`` -> ``duration_prediction``."""
-    return identifier(Path(notebook).stem, fallback="notebook")
+    """``notebooks/duration-prediction.ipynb`` -> ``duration_prediction``.
+
+    A notebook named like a module (``json.ipynb``, ``logging``, ``nb2flow``, any module
+    of the standard library or of an installed package) gets ``_flow`` appended
+    (``json_flow``): a script's folder comes first on ``sys.path`` when it runs, so a
+    script named ``json.py`` would be imported in place of ``json`` and could not start."""
+    name = identifier(Path(notebook).stem, fallback="notebook")
+    while is_module_name(name):
+        name += "_flow"
+    return name
+
+
+def is_module_name(name: str) -> bool:
+    """Whether ``import name`` finds a module of the Python installation (the standard
+    library, site-packages; never the working directory) or nb2flow itself."""
+    import importlib.machinery
+    import sys
+
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names or name == "nb2flow":
+        return True
+    return importlib.machinery.PathFinder.find_spec(name, list(installation_roots())) is not None
 
 
 def script_path(notebook: str | Path, out_dir: str | Path = DEFAULT_OUTPUT_DIR) -> Path:
@@ -97,6 +116,12 @@ def convert_notebook(
             f"{exc.msg}); please report this with the notebook"
         ) from None
     warnings = list(plan.graph["warnings"])
+    plain = identifier(path.stem, fallback="notebook")
+    if module_name(path) != plain:
+        warnings.append(
+            f"{where(path)}: the script is {module_name(path)}.py, not {plain}.py: "
+            f"`{plain}` is the name of a module it could import in its own place"
+        )
     formatted, problem = format_code(text)
     if problem:
         warnings.append(problem)

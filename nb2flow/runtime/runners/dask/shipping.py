@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from nb2flow.errors import Nb2flowError
-from nb2flow.generated import is_generated
+from nb2flow.generated import installation_roots, is_generated
 from nb2flow.runtime.core.tracebacks import error_line
 from nb2flow.runtime.runners.dask.connection import Connection
 
@@ -25,17 +25,8 @@ _uploaded: set[tuple[str, str]] = set()
 def installed(path: str) -> bool:
     """Whether a module file belongs to the Python installation (stdlib, site-packages):
     such modules are imported by name on workers; others are shipped."""
-    import site
-    import sysconfig
-
-    roots = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    try:
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # some virtualenvs lack these
-        pass
     real = os.path.realpath(path)
-    return any(r and real.startswith(os.path.realpath(r) + os.sep) for r in roots)
+    return any(real.startswith(os.path.realpath(r) + os.sep) for r in installation_roots())
 
 
 class Shipper:
