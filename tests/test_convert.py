@@ -245,3 +245,32 @@ def test_a_notebook_named_like_a_module_gets_a_script_name_that_cannot_shadow_it
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["root"] == 9.0
+
+
+def test_parameters_named_like_the_scripts_options_convert_to_a_script_that_runs(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    params = "quiet = 1\nhelp = 2\nself = 3\ntask_runner = 'x'\nexecutor = 'y'\nno_store = 4"
+    cells = [
+        code(params, "parameters"),
+        code("total = quiet + help + self + no_store", "task:total"),
+        code("label = task_runner + executor", "task:label"),
+    ]
+    write(tmp_path / "clash.ipynb", cells)
+    assert main(["convert", "clash.ipynb", "-q"]) == 0
+
+    def script(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "converted_scripts/clash.py", *argv],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    shown = script("--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "--param-quiet QUIET" in shown.stdout and "--param-no-store NO_STORE" in shown.stdout
+    done = script("--param-quiet", "10", "--param-help", "20", "--self", "30", "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"total": 64, "label": "xy"}
