@@ -4,13 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean-venv
+.PHONY: demo test lint format bench clean-venv labextension
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q -e '.[all]'
+	# An editable install skips the package's data files (a wheel carries them): link the
+	# prebuilt JupyterLab / Notebook 7 extension (committed in nb2flow/labextension) and
+	# enable the server extension, as a wheel install would.
+	rm -rf $(VENV)/share/jupyter/labextensions/nb2flow
+	mkdir -p $(VENV)/share/jupyter/labextensions $(VENV)/etc/jupyter/jupyter_server_config.d
+	ln -s $(CURDIR)/nb2flow/labextension $(VENV)/share/jupyter/labextensions/nb2flow
+	cp jupyter-config/jupyter_server_config.d/nb2flow.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $(STAMP)
+
+# Rebuild the extension after changing labextension/ (needs Node.js; the result is committed)
+labextension: $(STAMP)
+	$(BIN)/python labextension/build.py
 
 demo: $(STAMP)
 	$(BIN)/python -m nb2flow.examples.demo

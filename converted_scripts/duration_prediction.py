@@ -6,10 +6,12 @@ NYC green-taxi trips: read a month of trips, compute each trip's duration, build
 the pickup/dropoff zone pair and the distance, train an xgboost model and log it to mlflow.
 Trained on one month, validated on the next.
 
-The data are the TLC's monthly files (`green_tripdata_YYYY-MM.parquet`). Offline, generate
-look-alike files with `python -m nb2flow.examples.taxi --out data`.
+The data are the TLC's monthly files (`green_tripdata_YYYY-MM.parquet`), read from `data/`
+beside this notebook. Offline, the cell below the parameters writes look-alike files there
+when they are missing (`python -m nb2flow.examples.taxi --out notebooks/data` from the
+repository root does the same).
 
-Source: notebooks/duration-prediction.ipynb (sha256 b292a55729240d79a780e1b906a50303a043b04685511d0dbaaf2fda742b175e)
+Source: notebooks/duration-prediction.ipynb (sha256 cb7311b65e7fe06341226889d584bf2b3e46f4a0e5415918ada3857f7407f469)
 Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 """
 # nb2flow: generated
@@ -22,7 +24,13 @@ import xgboost as xgb
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.metrics import root_mean_squared_error
 
-from nb2flow import flow, run_cli, task
+from nb2flow import flow, run_cli, run_in_folder, task
+
+
+if __name__ == "__main__":
+    # Run in the notebook's folder, as Jupyter runs the notebook: relative paths in the code
+    # and on the command line resolve there (--cwd DIR runs the flow in DIR instead).
+    run_in_folder(__file__, "../notebooks")
 
 
 models_folder = Path("models")
@@ -200,8 +208,10 @@ def main(
     the pickup/dropoff zone pair and the distance, train an xgboost model and log it to mlflow.
     Trained on one month, validated on the next.
 
-    The data are the TLC's monthly files (`green_tripdata_YYYY-MM.parquet`). Offline, generate
-    look-alike files with `python -m nb2flow.examples.taxi --out data`.
+    The data are the TLC's monthly files (`green_tripdata_YYYY-MM.parquet`), read from `data/`
+    beside this notebook. Offline, the cell below the parameters writes look-alike files there
+    when they are missing (`python -m nb2flow.examples.taxi --out notebooks/data` from the
+    repository root does the same).
     """
     df_train, df_val = load_data.submit(train_path, val_path)
     categorical, numerical, dv, train_dicts, X_train, val_dicts, X_val, target, y_train, y_val = (

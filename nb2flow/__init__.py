@@ -15,6 +15,7 @@ __all__ = [
     "get_run_logger",
     "get_run_context",
     "run_cli",
+    "run_in_folder",
     "unmapped",
     "UNSET",
     "__version__",
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
         get_run_context,
         get_run_logger,
         run_cli,
+        run_in_folder,
         task,
         unmapped,
     )
@@ -43,3 +45,24 @@ def __getattr__(name: str) -> Any:
 
         return UNSET
     raise AttributeError(f"module 'nb2flow' has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- Jupyter hooks
+# (plain functions: Jupyter and IPython look them up by name; nothing heavy is imported)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nb2flow``: register the ``%nb2flow`` magics (run, inspect, convert)."""
+    from nb2flow.extensions.magics import register
+
+    register(ipython)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter server extension answering the JupyterLab/Notebook 7 extension."""
+    return [{"module": "nb2flow.extensions.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab 4 / Notebook 7 extension lives in the package."""
+    return [{"src": "labextension", "dest": "nb2flow"}]

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from conftest import require
 
-App = Literal["lab", "notebook"]
+App = Literal["lab", "notebook", "server"]
+REPO = Path(__file__).resolve().parent.parent
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -146,6 +147,7 @@ def write_json(path: Path, obj: object) -> None:
 _APPS: dict[str, tuple[str, str]] = {
     "lab": ("jupyterlab", "LabApp"),
     "notebook": ("notebook", "JupyterNotebookApp"),
+    "server": ("jupyter_server", "ServerApp"),  # no front end: the kernel-level tests
 }
 
 
@@ -153,7 +155,9 @@ class JupyterServer:
     """`python -m jupyterlab` or `python -m notebook` on 127.0.0.1, a free port, no token, with
     config, data, runtime, settings and NB2FLOW_HOME folders under `tmp` and the panel on."""
 
-    def __init__(self, tmp: Path, app: App = "lab") -> None:
+    def __init__(
+        self, tmp: Path, app: App = "lab", extra_env: dict[str, str] | None = None
+    ) -> None:
         self.tmp = tmp
         self.app = app
         self.root = tmp / "root"
@@ -171,8 +175,15 @@ class JupyterServer:
             settings / "apputils-extension" / "notification.jupyterlab-settings",
             {"checkForUpdates": False, "fetchNews": "false", "doNotDisturbMode": True},
         )
+        # this checkout's JupyterLab extension and server-extension switch come first (as
+        # PYTHONPATH makes its Python code come first): what the package installs, from here
+        share = tmp / "share"
+        (share / "labextensions").mkdir(parents=True)
+        (share / "labextensions" / "nb2flow").symlink_to(REPO / "nb2flow" / "labextension")
         env = dict(os.environ)
         env.update(
+            JUPYTER_PATH=str(share),
+            JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"),
             JUPYTER_CONFIG_DIR=str(tmp / "config"),
             JUPYTER_DATA_DIR=str(tmp / "data"),
             JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
@@ -182,6 +193,7 @@ class JupyterServer:
             NB2FLOW_HOME=str(tmp / "home"),
             NB2FLOW_PANEL="on",
         )
+        env.update(extra_env or {})
         module, cls = _APPS[app]
         cmd = [
             sys.executable,
@@ -196,11 +208,14 @@ class JupyterServer:
             "--PasswordIdentityProvider.hashed_password=",
             "--ServerApp.allow_root=True",
             "--ServerApp.terminals_enabled=False",
-            f"--{cls}.expose_app_in_browser=True",
         ]
+        if app != "server":
+            cmd.append(f"--{cls}.expose_app_in_browser=True")
+        else:  # the tests post to the REST API without a browser's XSRF cookie
+            cmd.append("--ServerApp.disable_check_xsrf=True")
         # Notebook 7 loads the jupyterlab server extension too, whose handlers answer the
         # front end's /lab/api/settings: both applications are given the temporary folders
-        for c in dict.fromkeys(("LabApp", cls)):
+        for c in dict.fromkeys(("LabApp", cls)) if app != "server" else ():
             cmd += [
                 f"--{c}.user_settings_dir={tmp / 'settings'}",
                 f"--{c}.workspaces_dir={tmp / 'workspaces'}",
@@ -274,12 +289,15 @@ class JupyterServer:
 
 
 @contextmanager
-def jupyter_server(tmp: Path, app: App = "lab") -> Iterator[JupyterServer]:
+def jupyter_server(
+    tmp: Path, app: App = "lab", extra_env: dict[str, str] | None = None
+) -> Iterator[JupyterServer]:
     """A started server, stopped (with its kernels) on exit. Skips when the front end,
     Playwright or ipywidgets is not installed; fails instead in CI (conftest.require)."""
-    for module in (_APPS[app][0], "playwright", "ipywidgets"):
+    needs = ("jupyter_server", "ipykernel") if app == "server" else ("playwright", "ipywidgets")
+    for module in (_APPS[app][0], *needs):
         require("browser", importlib.util.find_spec(module) is not None, f"no {module}")
-    server = JupyterServer(tmp, app)
+    server = JupyterServer(tmp, app, extra_env)
     try:
         server.wait_ready()
         yield server

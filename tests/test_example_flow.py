@@ -57,12 +57,15 @@ def test_converted_flow_trains_logs_to_mlflow_and_caches(tmp_path, _isolated_hom
     from nb2flow.store.db import Store
 
     demo = _run_demo(tmp_path)
-    assert (tmp_path / "data" / "green_tripdata_2021-02.parquet").exists()
+    # the data and mlflow.db are the notebook's own: beside it, for the script too
+    assert (tmp_path / "notebooks" / "data" / "green_tripdata_2021-02.parquet").exists()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "models").exists()
     script = tmp_path / "converted_scripts" / "duration_prediction.py"
     assert script.read_text() == (ROOT / "converted_scripts" / script.name).read_text()
     printed = _run_notebook(tmp_path)
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    db = tmp_path / "notebooks" / "mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
     experiment = client.get_experiment_by_name("nyc-taxi-experiment")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert len(runs) == 2

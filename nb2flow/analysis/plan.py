@@ -29,7 +29,7 @@ from nb2flow.analysis.effects import TRIGGERS, Pin, files_named, files_written, 
 from nb2flow.analysis.names import Names, analyse, declared_globals, sequence
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.notebook.identifiers import identifier, unique
-from nb2flow.notebook.magics import to_python
+from nb2flow.notebook.magics import is_nb2flow_cell, nb2flow_lines_only, to_python
 from nb2flow.notebook.reader import Notebook, read_notebook
 from nb2flow.notebook.tags import CellTags, parse_tags
 
@@ -159,6 +159,14 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             continue
         tags = parse_tags(cell.tags, loc)
         warnings.extend(tags.warnings)
+        if tags.role != "skip" and is_nb2flow_cell(cell.source):
+            # %load_ext nb2flow / %nb2flow run drive nb2flow from the notebook: not flow code
+            if not nb2flow_lines_only(cell.source):
+                warnings.append(
+                    f"{loc}: holds %nb2flow lines, so the whole cell is left out of the flow; "
+                    "move its other code to a cell of its own"
+                )
+            tags.role = "skip"
         if tags.role == "skip":
             # left out of the flow: it need not even be valid Python (EDA in another
             # language, a deliberate error)

@@ -126,8 +126,9 @@ def check_notebook(
 ) -> CheckReport:
     """Run the notebook and its conversion with `params`; compare their final values.
 
-    Both run in `cwd` (default: the current directory), so relative paths in the notebook
-    (data files, ``sqlite:///mlflow.db``) mean the same on both sides. `timeout` bounds each
+    Both run in `cwd` (default: the notebook's folder, where Jupyter runs it and where a
+    generated script runs), so relative paths in the notebook (data files,
+    ``sqlite:///mlflow.db``) mean the same on both sides. `timeout` bounds each
     notebook cell and the flow as a whole. Names in `ignore`, and in the notebook's metadata
     ``nb2flow.check.ignore``, are reported but not compared (values that differ by design,
     such as run ids or timestamps). `split` is the converter's (``auto``, ``tags``,
@@ -140,7 +141,7 @@ def check_notebook(
     require_jupyter(kernel_name)
     path = Path(path)
     params = dict(params or {})
-    cwd = Path(cwd) if cwd is not None else Path.cwd()
+    cwd = Path(cwd) if cwd is not None else path.resolve().parent
     notebook = read_notebook(path)
     report = CheckReport(notebook=str(path), parameters={k: repr(v) for k, v in params.items()})
 

@@ -141,6 +141,7 @@ def prepare_notebook(
 
     import nbformat
 
+    from nb2flow.notebook.magics import is_nb2flow_cell
     from nb2flow.notebook.tags import parse_tags
 
     new = copy.deepcopy(nb)
@@ -150,8 +151,8 @@ def prepare_notebook(
         if cell.get("cell_type") != "code":
             continue
         role = parse_tags(cell.metadata.get("tags") or [], f"cell {number}").role
-        if role == "skip":
-            continue
+        if role == "skip" or is_nb2flow_cell(_source(cell)):
+            continue  # left out of the flow (a %nb2flow cell would run the flow itself)
         cells.append(_clean(cell))
         numbers.append(number)
         if role == "parameters" and not injected:
@@ -170,6 +171,11 @@ def prepare_notebook(
     numbers.append(0)
     new.cells = cells
     return new, numbers
+
+
+def _source(cell: Any) -> str:
+    source = cell.get("source") or ""
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _clean(cell: Any) -> Any:

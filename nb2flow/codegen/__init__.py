@@ -18,6 +18,7 @@ from typing import Any
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.generated import MARKER, installation_roots, is_generated
 from nb2flow.notebook.identifiers import identifier
+from nb2flow.notebook.reader import Notebook
 
 __all__ = [
     "Conversion",
@@ -40,6 +41,16 @@ class Conversion:
     plan: Any  # networkx.DiGraph
     warnings: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    #: the folder the script was made for (it runs in the notebook's folder, relative to it)
+    out_dir: Path = Path(DEFAULT_OUTPUT_DIR)
+    #: the notebook as read (None: read from ``notebook``)
+    source: Notebook | None = None
+
+    def for_folder(self, out_dir: str | Path) -> Conversion:
+        """The same conversion made for a script in ``out_dir``."""
+        if Path(out_dir).resolve() == self.out_dir.resolve():
+            return self
+        return _conversion(self.notebook, self.plan, out_dir, self.source)
 
     @property
     def module_name(self) -> str:
@@ -90,27 +101,46 @@ def source_label(path: str | Path, base: str | Path | None = None) -> str:
         return resolved.as_posix()
 
 
+def notebook_folder(notebook: str | Path, out_dir: str | Path) -> str:
+    """The notebook's folder relative to ``out_dir`` (``/``-separated): where the script
+    written there runs (the relative-path rule, docs/converter.md)."""
+    folder = Path(os.path.relpath(Path(notebook).resolve().parent, Path(out_dir).resolve()))
+    return folder.as_posix()
+
+
 def convert_notebook(
-    path: str | Path,
+    path: str | Path | Notebook,
     *,
     split: str = "auto",
     cache_all: bool = False,
     label: str | None = None,
+    out_dir: str | Path = DEFAULT_OUTPUT_DIR,
 ) -> Conversion:
-    """Convert the notebook at ``path``; raises Nb2flowError on bad input, writes nothing."""
+    """Convert the notebook at ``path`` (or a :class:`Notebook` read already, e.g. the unsaved
+    content of an open notebook) for a script in ``out_dir``; raises Nb2flowError on bad
+    input, writes nothing."""
     from nb2flow.analysis.plan import build_plan
+
+    nb = path if isinstance(path, Notebook) else None
+    path = path.path if isinstance(path, Notebook) else Path(path)
+    plan = build_plan(
+        nb if nb is not None else path,
+        split=split,
+        cache_all=cache_all,
+        label=label if label else source_label(path),
+    )
+    return _conversion(path, plan, out_dir, nb)
+
+
+def _conversion(path: Path, plan: Any, out_dir: str | Path, nb: Notebook | None) -> Conversion:
     from nb2flow.codegen.formatting import format_code
     from nb2flow.codegen.script import render
 
-    path = Path(path)
-    plan = build_plan(
-        path, split=split, cache_all=cache_all, label=label if label else source_label(path)
-    )
-    text = render(plan)
+    text = render(plan, notebook_folder(path, out_dir))
     try:
         compile(text, str(script_path(path)), "exec")
     except SyntaxError as exc:  # a converter bug, or code only a notebook accepts
-        _raise_for_cell(path)
+        _raise_for_cell(nb if nb is not None else path)
         raise Nb2flowError(
             f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
             f"{exc.msg}); please report this with the notebook"
@@ -131,15 +161,18 @@ def convert_notebook(
         plan=plan,
         warnings=warnings,
         output_names=list(plan.graph["outputs"]),
+        out_dir=Path(out_dir),
+        source=nb,
     )
 
 
-def _raise_for_cell(path: Path) -> None:
+def _raise_for_cell(path: Path | Notebook) -> None:
     """Compile every code cell alone; raise the error of the first that fails, if any."""
     from nb2flow.notebook.magics import to_python
     from nb2flow.notebook.reader import read_notebook
 
-    nb = read_notebook(path)
+    nb = path if isinstance(path, Notebook) else read_notebook(path)
+    path = nb.path
     for cell in nb.cells:
         if cell.kind != "code":
             continue
@@ -163,6 +196,7 @@ def write_script(
     """
     directory = Path(out_dir)
     target = script_path(conversion.notebook, directory)
+    conversion = conversion.for_folder(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -31,8 +31,18 @@ if "" not in sys.path:
 _OPTION_ORDER = ("retries", "retry_delay_seconds", "timeout_seconds", "cache")
 
 
-def render(plan: Any) -> str:
-    """The unformatted script for ``plan`` (a DiGraph from :func:`build_plan`)."""
+#: what the script does first when run: go where the notebook's kernel runs
+_RUN_IN_FOLDER = """
+if __name__ == "__main__":
+    # Run in the notebook's folder, as Jupyter runs the notebook: relative paths in the code
+    # and on the command line resolve there (--cwd DIR runs the flow in DIR instead).
+    {deco}run_in_folder(__file__, {folder!r})
+"""
+
+
+def render(plan: Any, folder: str = ".") -> str:
+    """The unformatted script for ``plan`` (a DiGraph from :func:`build_plan`); ``folder`` is
+    the notebook's folder relative to the script's (``/``-separated), where the script runs."""
     g = plan.graph
     tasks = [plan.nodes[name] for name in g["order"]]
     module_names = set(g["module_names"])
@@ -40,7 +50,7 @@ def render(plan: Any) -> str:
     # UNSET stands for a name a task may leave unbound (only scripts that need it import it).
     unset = any(t["maybe_unbound"] or t["maybe_unbound_inputs"] for t in tasks)
     # The decorators come in as `flow`, `task`, `run_cli`, unless the notebook uses those names.
-    clash = bool(used & {"flow", "task", "run_cli", *(["UNSET"] if unset else [])})
+    clash = bool(used & {"flow", "task", "run_cli", "run_in_folder", *(["UNSET"] * unset)})
     deco = "_nb2flow." if clash else ""
     flow_func = "main" if "main" not in module_names else unique("flow_main", set(used))
 
@@ -53,8 +63,11 @@ def render(plan: Any) -> str:
     if clash:
         out.append("import nb2flow as _nb2flow")
     else:
-        out.append(f"from nb2flow import {'UNSET, ' if unset else ''}flow, run_cli, task")
+        out.append(
+            f"from nb2flow import {'UNSET, ' if unset else ''}flow, run_cli, run_in_folder, task"
+        )
     out.append("")
+    out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))
     if g.get("imports_written_files"):
         out.append(_WORKING_DIRECTORY_ON_PATH)
     reads_display = "display" in used and "display" not in module_names

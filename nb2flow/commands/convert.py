@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         targets[target] = notebook
     status = 0
     for notebook in args.notebooks:
-        conversion = convert_notebook(notebook, split=args.split, cache_all=args.cache)
+        conversion = convert_notebook(
+            notebook, split=args.split, cache_all=args.cache, out_dir=args.output_dir
+        )
         target = script_path(notebook, args.output_dir)
         if args.check_only:
             try:

@@ -7,6 +7,7 @@ scripts without the ``__main__`` block or holding several flows (pick one with `
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,7 +85,36 @@ def pick_flow(flows: dict[str, Flow], name: str | None, path: Path) -> Flow:
 
 def run(args: argparse.Namespace) -> int:
     from nb2flow.runtime.api import run_cli
+    from nb2flow.runtime.cli.folder import cwd_option
 
     path = Path(args.script)
+    argv = list(args.flow_args)
+    given = cwd_option(argv)
+    if given is not None:
+        # --cwd DIR: the script's module level (setup code) runs there too, as the flow does
+        path = path.resolve()
+        folder = Path(given).resolve()
+        argv = _without_cwd(argv) + ["--cwd", str(folder)]
+        try:
+            os.chdir(folder)
+        except OSError as exc:
+            raise Nb2flowError(f"--cwd {given}: cannot go there ({exc.strerror})") from None
     flow = pick_flow(load_flows(path), args.flow, path)
-    return run_cli(flow, list(args.flow_args), exit=False, prog=f"nb2flow run {args.script}")
+    return run_cli(flow, argv, exit=False, prog=f"nb2flow run {args.script}")
+
+
+def _without_cwd(argv: list[str]) -> list[str]:
+    """``argv`` without its ``--cwd DIR`` / ``--cwd=DIR`` (before any ``--``)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word == "--cwd":
+            i += 2
+            continue
+        if not word.startswith("--cwd="):
+            out.append(word)
+        i += 1
+    return out

@@ -1,9 +1,12 @@
 """``make demo``: the worked example end to end, from the repository root.
 
-1. generate two months of green-taxi data in ``data/`` (synthetic, offline);
+1. generate two months of green-taxi data in ``notebooks/data/`` (synthetic, offline), where
+   the notebook's own paths (``data/...``, relative to its folder) find them;
 2. convert ``notebooks/duration-prediction.ipynb`` to ``converted_scripts/duration_prediction.py``;
-3. run the flow as production would: ``python converted_scripts/duration_prediction.py ...``,
-   then once more to show the cached tasks;
+3. run the flow as production would: ``python converted_scripts/duration_prediction.py``,
+   then once more to show the cached tasks. The script runs in the notebook's folder, as
+   Jupyter runs the notebook, so both read ``notebooks/data/`` and log to
+   ``notebooks/mlflow.db``;
 4. read the mlflow run back and print the RMSE, the mlflow run id, the nb2flow run name,
    where the mlflow database and the run store are, and how to watch a run in Jupyter.
 """
@@ -20,10 +23,12 @@ from pathlib import Path
 
 NOTEBOOK = Path("notebooks/duration-prediction.ipynb")
 SCRIPT = Path("converted_scripts/duration_prediction.py")
-PANEL_NOTEBOOK = Path("notebooks/run-the-flow.ipynb")
-MONTHS = ("2021-01", "2021-02")
-TRACKING_URI = "sqlite:///mlflow.db"  # the notebook's default, relative to the working dir
+#: where the notebook and its flow run: their relative paths resolve here
+FOLDER = NOTEBOOK.parent
+#: the notebook's default tracking URI (relative to its folder), seen from here
+TRACKING_URI = f"sqlite:///{FOLDER / 'mlflow.db'}"
 EXPERIMENT = "nyc-taxi-experiment"
+MONTHS = ("2021-01", "2021-02")
 
 
 def _step(text: str) -> None:
@@ -57,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nb2flow.examples.demo", description=__doc__)
     parser.add_argument("--rows", type=int, default=20_000, help="trips per month (20,000)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (0)")
-    parser.add_argument("--data", default="data", help="data directory (data)")
+    parser.add_argument(
+        "--data", default=str(FOLDER / "data"), help="data directory (notebooks/data)"
+    )
     parser.add_argument("--once", action="store_true", help="run the flow once, not twice")
     args = parser.parse_args(argv)
 
@@ -75,12 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _step(f"convert: {NOTEBOOK} -> {SCRIPT}")
     _run([python, "-m", "nb2flow", "convert", str(NOTEBOOK)])
 
-    _step("run the flow, as production would")
-    train, val = (str(Path(args.data) / f"green_tripdata_{m}.parquet") for m in MONTHS)
-    _run([python, str(SCRIPT), "--train-path", train, "--val-path", val])
+    _step(f"run the flow, as production would (it runs in {FOLDER}/, as the notebook does)")
+    # the notebook's own paths (data/..., relative to its folder) find the default data;
+    # paths given on the command line resolve in that folder too, so others go in absolute
+    paths: list[str] = []
+    if Path(args.data).resolve() != (FOLDER / "data").resolve():
+        for option, month in zip(("--train-path", "--val-path"), MONTHS, strict=True):
+            paths += [option, str((Path(args.data) / f"green_tripdata_{month}.parquet").resolve())]
+    _run([python, str(SCRIPT), *paths])
     if not args.once:
         _step("run it again: load_data and features (tagged `cache`) come from the cache")
-        _run([python, str(SCRIPT), "--train-path", train, "--val-path", val])
+        _run([python, str(SCRIPT), *paths])
 
     _step("result")
     run = latest_mlflow_run(TRACKING_URI, EXPERIMENT)
@@ -96,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("mlflow run id", run.info.run_id),
         ("nb2flow run name", tags.get("nb2flow.flow_run_name", "(not tagged)")),
         ("nb2flow run id", flow_run_id or "(not tagged)"),
-        ("mlflow database", f"{Path('mlflow.db').resolve()}  (artifacts in ./mlruns)"),
+        ("mlflow database", f"{(FOLDER / 'mlflow.db').resolve()}  (artifacts in {FOLDER}/mlruns)"),
         ("nb2flow run store", str(default_path())),
     ]
     width = max(len(k) for k, _ in rows)
@@ -110,8 +122,9 @@ Next:
   the same run as an HTML page:  nb2flow report {(flow_run_id or "RUN")[:8]}
   the mlflow UI:                 mlflow ui --backend-store-uri {TRACKING_URI}
   the flow's options:            python {SCRIPT} --help
-  watch a run live in Jupyter:   .venv/bin/jupyter lab {PANEL_NOTEBOOK}
-                                 (run its cells; the panel appears under the flow's cell)
+  the notebook loop in Jupyter:  .venv/bin/jupyter lab {NOTEBOOK}
+                                 (Run All; then "Run as flow", or %load_ext nb2flow and
+                                 %nb2flow run in a cell: the live panel shows the run)
 
 demo finished in {time.perf_counter() - t0:.1f} s"""
     )

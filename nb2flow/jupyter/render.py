@@ -308,11 +308,18 @@ def _node_subtitle(node: Node) -> str:
     return text
 
 
-def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
+def graph_svg(
+    run: RunView,
+    max_nodes: int = 60,
+    edge_labels: int = 80,
+    subtitles: dict[str, str] | None = None,
+    direction: str = "auto",
+) -> str:
     """The task graph as one ``<svg>``: nodes coloured by state (``data-state``), labelled with
-    name and duration; edges carry the variable names (visible label while there are at most
-    ``edge_labels`` edges, always as a ``<title>`` tooltip)."""
-    lay = layout(run, max_nodes)
+    name and duration (or ``subtitles[node id]``: the flow plan shows cells); edges carry the
+    variable names (visible label while there are at most ``edge_labels`` edges, always as a
+    ``<title>`` tooltip)."""
+    lay = layout(run, max_nodes, direction)
     if not lay.nodes:
         return '<div class="nb2f-empty">No task runs yet.</div>'
     mid = f"nb2f-arrow-{abs(hash(run.id)) % 10**8}"
@@ -327,6 +334,7 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
         "</defs>",
     ]
     show_labels = len(lay.edges) <= edge_labels
+    sub = subtitles or {}
     anchor = "middle" if lay.direction == "LR" else "start"
     for e in lay.edges:
         a, b = lay.nodes[e.src], lay.nodes[e.dst]
@@ -360,7 +368,7 @@ def graph_svg(run: RunView, max_nodes: int = 60, edge_labels: int = 80) -> str:
             f'<text x="{node.x + 10:.1f}" y="{node.y + 19:.1f}" font-size="13" '
             f'font-weight="600" fill="{color}"{italic}>{esc(_short(node.label, 21))}</text>'
             f'<text x="{node.x + 10:.1f}" y="{node.y + 36:.1f}" font-size="11" '
-            f'fill="{color}"{italic}>{esc(_node_subtitle(node))}</text>'
+            f'fill="{color}"{italic}>{esc(sub.get(node.id) or _node_subtitle(node))}</text>'
         )
         if node.grouped:  # a bar of the group's states along the bottom edge
             x, total = node.x + 6, len(node.tasks)

@@ -114,6 +114,27 @@ class Translation:
     changed: bool = False
 
 
+#: a line that drives nb2flow from the notebook itself (``%load_ext nb2flow``, ``%nb2flow run``)
+_NB2FLOW_LINE = re.compile(
+    r"^[ \t]*(?:%(?:load_ext|reload_ext)[ \t]+nb2flow\b|%%?nb2flow\b)", re.MULTILINE
+)
+
+
+def is_nb2flow_cell(source: str) -> bool:
+    """True when the cell holds a ``%nb2flow`` / ``%%nb2flow`` or ``%load_ext nb2flow`` line:
+    such a cell drives nb2flow from the notebook, so the converter leaves it out of the flow
+    (the flow must not convert and run itself)."""
+    return "nb2flow" in source and _NB2FLOW_LINE.search(source) is not None
+
+
+def nb2flow_lines_only(source: str) -> bool:
+    """True when every line of the cell is an nb2flow line, a comment or blank."""
+    return all(
+        not line.strip() or line.lstrip().startswith("#") or _NB2FLOW_LINE.match(line)
+        for line in source.splitlines()
+    )
+
+
 def has_ipython_syntax(source: str) -> bool:
     return bool(_MAYBE_IPYTHON.search(source))
 

@@ -141,6 +141,27 @@ def read_notebook(path: str | Path, *, strict: bool = False) -> Notebook:
     )
 
 
+def notebook_from_json(data: Any, path: str | Path) -> Notebook:
+    """A version-4 notebook given as JSON data (the unsaved content of a notebook open in
+    Jupyter), checked as :func:`read_notebook` checks a file; ``path`` names it in messages
+    and decides the flow's name. Its ``sha256`` is that of the canonical JSON."""
+    path = Path(path)
+    if not isinstance(data, dict) or data.get("nbformat") != 4:
+        raise Nb2flowError(f"{path}: not a version-4 notebook")
+    if not isinstance(data.get("cells"), list):
+        raise Nb2flowError(f"{path}: not a notebook (no 'cells' list)")
+    _check_language(path, data)
+    cells = _cells(path, data)
+    raw = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
+    return Notebook(
+        path=path,
+        data=data,
+        cells=cells,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        original_version=4,
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

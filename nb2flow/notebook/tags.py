@@ -67,6 +67,49 @@ def _number(value: str, tag: str, loc: str, *, integer: bool, positive: bool) ->
     return number
 
 
+#: the numeric task options: tag -> (option key, whole number?, must be > 0?, label)
+NUMBER_OPTIONS: dict[str, tuple[str, bool, bool, str]] = {
+    "retries": ("retries", True, False, "retries"),
+    "retry-delay": ("retry_delay_seconds", False, False, "retry delay (s)"),
+    "timeout": ("timeout_seconds", False, True, "timeout (s)"),
+}
+#: spellings accepted besides the ones above
+_OPTION_ALIASES = {"retry_delay": "retry-delay"}
+
+
+def grammar() -> dict[str, object]:
+    """The tag grammar as data, for editors (the JupyterLab extension's tag controls take it
+    from the server, so this module stays its single source of truth)::
+
+        {"roles": [...], "flags": ["cache"], "options": [{"tag", "key", "integer",
+         "min", "exclusive_min", "label"}], "after": "after", "name_pattern": regex,
+         "keywords": [...], "ignored": [...]}
+    """
+    import keyword
+
+    return {
+        "roles": list(ROLE_TAGS),
+        "named_role": "task",
+        "flags": ["cache"],
+        "options": [
+            {
+                "tag": tag,
+                "key": key,
+                "integer": integer,
+                "min": 0,
+                "exclusive_min": positive,
+                "label": label,
+            }
+            for tag, (key, integer, positive, label) in NUMBER_OPTIONS.items()
+        ],
+        "after": "after",
+        # what identifier() keeps unchanged: the controls accept only names that stay as typed
+        "name_pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
+        "keywords": sorted([*keyword.kwlist, *keyword.softkwlist]),
+        "ignored": sorted(IGNORED_TAGS),
+    }
+
+
 def parse_tags(tags: tuple[str, ...] | list[str], loc: str) -> CellTags:
     """Interpret one cell's tags. ``loc`` (``file, cell N``) prefixes every message."""
     result = CellTags()
@@ -93,16 +136,9 @@ def parse_tags(tags: tuple[str, ...] | list[str], loc: str) -> CellTags:
             if not value.strip():
                 raise Nb2flowError(f"{loc}: malformed tag {raw!r}: after: needs a task name")
             result.after.append(identifier(value.strip(), fallback="task"))
-        elif head == "retries" and sep:
-            result.options["retries"] = _number(value, raw, loc, integer=True, positive=False)
-        elif head in ("retry-delay", "retry_delay") and sep:
-            result.options["retry_delay_seconds"] = _number(
-                value, raw, loc, integer=False, positive=False
-            )
-        elif head == "timeout" and sep:
-            result.options["timeout_seconds"] = _number(
-                value, raw, loc, integer=False, positive=True
-            )
+        elif _OPTION_ALIASES.get(head, head) in NUMBER_OPTIONS and sep:
+            key, integer, positive, _ = NUMBER_OPTIONS[_OPTION_ALIASES.get(head, head)]
+            result.options[key] = _number(value, raw, loc, integer=integer, positive=positive)
         elif head == "cache" and not sep:
             result.options["cache"] = True
         elif head in ("retries", "retry-delay", "timeout"):

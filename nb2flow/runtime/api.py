@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
@@ -43,6 +44,7 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "run_cli",
+    "run_in_folder",
     "task",
     "unmapped",
 ]
@@ -345,14 +347,29 @@ def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
 
 def run_cli(
-    flow: Flow, argv: list[str] | None = None, *, exit: bool = True, prog: str | None = None
+    flow: Flow,
+    argv: list[str] | None = None,
+    *,
+    exit: bool = True,
+    prog: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> int:
     """The command line of a flow script: one ``--option`` per flow parameter, plus
-    ``--task-runner/--executor``, ``--quiet``, ``--no-store``, ``--json``. Exits (or
-    returns, with ``exit=False``) 0 on success, 1 when the flow fails, 130 on Ctrl-C."""
+    ``--task-runner/--executor``, ``--quiet``, ``--no-store``, ``--json``, ``--cwd``. Exits
+    (or returns, with ``exit=False``) 0 on success, 1 when the flow fails, 130 on Ctrl-C.
+    ``cwd``: the folder the flow runs in (default: the current one; ``--cwd DIR`` wins)."""
     from nb2flow.runtime.cli.run import run_cli as _run_cli
 
-    return _run_cli(flow, argv, exit=exit, prog=prog)
+    return _run_cli(flow, argv, exit=exit, prog=prog, cwd=cwd)
+
+
+def run_in_folder(script: str, folder: str) -> str:
+    """First call of a generated script's ``__main__`` block: go to the notebook's
+    ``folder`` (relative to ``script``, the script's ``__file__``), or to ``--cwd DIR``, so
+    the flow resolves relative paths as the notebook does in Jupyter."""
+    from nb2flow.runtime.cli.folder import run_in_folder as _run_in_folder
+
+    return _run_in_folder(script, folder)
 
 
 def get_run_context() -> RunContext | None:

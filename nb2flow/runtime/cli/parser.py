@@ -18,7 +18,17 @@ from typing import Any
 
 #: the options of the script itself: the runtime options and argparse's help
 RESERVED_OPTIONS = frozenset(
-    {"-h", "--help", "--task-runner", "--executor", "-q", "--quiet", "--no-store", "--json"}
+    {
+        "-h",
+        "--help",
+        "--task-runner",
+        "--executor",
+        "-q",
+        "--quiet",
+        "--no-store",
+        "--json",
+        "--cwd",
+    }
 )
 
 
@@ -202,5 +212,12 @@ def build_parser(
         dest="nb2flow_json",
         action="store_true",
         help="print the flow's returned value as JSON on stdout",
+    )
+    rt.add_argument(
+        "--cwd",
+        dest="nb2flow_cwd",
+        metavar="DIR",
+        help="run in DIR: relative paths resolve there (default for a generated script: "
+        "its notebook's folder, as in Jupyter)",
     )
     return parser, dests

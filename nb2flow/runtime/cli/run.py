@@ -6,6 +6,7 @@ traceback is in the run store), Ctrl-C exits 130, SIGTERM 143, a bad option 2.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -49,9 +50,37 @@ def _on_sigterm_cancel() -> Any:
 
 
 def run_cli(
-    flow: Any, argv: list[str] | None = None, *, exit: bool = True, prog: str | None = None
+    flow: Any,
+    argv: list[str] | None = None,
+    *,
+    exit: bool = True,
+    prog: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> int:
-    code = _run(flow, argv, prog)
+    """See :func:`nb2flow.runtime.api.run_cli`. ``cwd``: the folder the flow runs in (the
+    process goes back to its own folder afterwards); ``--cwd DIR`` overrides it."""
+    from nb2flow.runtime.cli import folder
+
+    given = folder.cwd_option(sys.argv[1:] if argv is None else argv)
+    if folder.entered is not None and argv is None:
+        target = None  # run_in_folder() already went where this command line says
+    elif given is not None:
+        target = os.path.abspath(given)
+    else:
+        target = os.fspath(cwd) if cwd is not None else None
+    back = os.getcwd()
+    try:
+        if target is not None:
+            os.chdir(target)
+    except OSError as exc:
+        print(f"error: cannot run the flow in {target}: {exc.strerror}", file=sys.stderr)
+        code = 2
+    else:
+        try:
+            code = _run(flow, argv, prog)
+        finally:
+            if target is not None:
+                os.chdir(back)
     if exit:
         sys.exit(code)
     return code

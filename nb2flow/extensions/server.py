@@ -1,0 +1,199 @@
+"""The Jupyter server extension behind the nb2flow JupyterLab / Notebook 7 extension.
+
+The front end only displays and edits; the analysis runs here, in Python, with the
+converter's own code (:func:`nb2flow.extensions.cells.summarize`), on the notebook's current,
+unsaved content:
+
+| endpoint | what |
+|---|---|
+| ``GET /nb2flow/grammar`` | the tag grammar (:func:`nb2flow.notebook.tags.grammar`) for the tag controls |
+| ``POST /nb2flow/analyze`` ``{path, notebook}`` | the per-cell summary and the plan's graph SVG |
+| ``POST /nb2flow/convert`` ``{path, notebook}`` | write ``converted_scripts/<name>.py`` beside the notebook |
+| ``POST /nb2flow/snapshot`` ``{path, cell, notebook}`` | the front end hands over the notebook as a ``%nb2flow`` cell starts |
+| ``GET /nb2flow/snapshot?path=&cell=&wait=`` | the kernel's ``%nb2flow`` takes that snapshot (waits up to ``wait`` s) |
+
+Enabled by ``etc/jupyter/jupyter_server_config.d/nb2flow.json`` (installed with the package).
+Errors in the notebook are data in the answer (problems on cells), never HTTP errors; a
+request that is not a notebook gets 400 with ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from nb2flow.errors import Nb2flowError
+
+#: snapshots older than this (seconds) are never handed to a kernel
+SNAPSHOT_TTL = 60.0
+#: a path whose front end spoke to the server this recently has the extension loaded
+SEEN_TTL = 3600.0
+
+
+class _State:
+    def __init__(self) -> None:
+        self.snapshots: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self.seen: dict[str, float] = {}
+        self.arrived = asyncio.Event()
+
+    def saw(self, path: str) -> None:
+        self.seen[path] = time.monotonic()
+
+
+_state = _State()
+
+
+class _Handler(APIHandler):
+    def body(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            raise web.HTTPError(400, "expected {path, notebook}")
+        return data
+
+    def answer(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def notebook(self, data: dict[str, Any]) -> Any:
+        from nb2flow.notebook.reader import notebook_from_json
+
+        return notebook_from_json(data.get("notebook"), data["path"])
+
+    def folder(self, path: str) -> Path:
+        """The folder of ``path`` (relative to the server's root), refusing to leave it."""
+        root = Path(self.settings["server_root_dir"]).expanduser().resolve()
+        target = (root / path).resolve()
+        if root != target and root not in target.parents:
+            raise web.HTTPError(400, "the path is outside the server's root")
+        return target.parent
+
+
+class GrammarHandler(_Handler):
+    @web.authenticated
+    def get(self) -> None:
+        from nb2flow.notebook.tags import grammar
+
+        self.answer(grammar())
+
+
+def analyze(path: str, data: Any) -> dict[str, Any]:
+    """The answer of ``/nb2flow/analyze``: ``{summary, svg, ms, cpu_ms}`` (the analysis's wall
+    and CPU time, which the benchmark reports)."""
+    from nb2flow.extensions.cells import plan_svg, summarize
+    from nb2flow.notebook.reader import notebook_from_json
+
+    start, cpu = time.perf_counter(), time.thread_time()
+    summary = summarize(notebook_from_json(data, path))
+    svg = plan_svg(summary, direction="TB") if summary["tasks"] else ""  # a narrow side panel
+    return {
+        "summary": summary,
+        "svg": svg,
+        "ms": (time.perf_counter() - start) * 1000,
+        "cpu_ms": (time.thread_time() - cpu) * 1000,
+    }
+
+
+class AnalyzeHandler(_Handler):
+    @web.authenticated
+    async def post(self) -> None:
+        data = self.body()
+        _state.saw(data["path"])
+        loop = asyncio.get_running_loop()
+        try:  # off the event loop: typing in other tabs never waits for an analysis
+            result = await loop.run_in_executor(None, analyze, data["path"], data.get("notebook"))
+        except Nb2flowError as exc:
+            self.answer({"error": str(exc)}, 400)
+            return
+        self.answer(result)
+
+
+class ConvertHandler(_Handler):
+    @web.authenticated
+    async def post(self) -> None:
+        from nb2flow.codegen import convert_notebook, write_script
+
+        data = self.body()
+        out_dir = self.folder(data["path"]) / "converted_scripts"
+        try:
+            nb = self.notebook(data)
+            conversion = convert_notebook(nb, label=Path(data["path"]).name, out_dir=out_dir)
+            written = write_script(conversion, out_dir)
+        except Nb2flowError as exc:
+            self.answer({"error": str(exc)}, 400)
+            return
+        root = Path(self.settings["server_root_dir"]).expanduser().resolve()
+        self.answer(
+            {
+                "written": written.resolve().relative_to(root).as_posix(),
+                "tasks": len(conversion.tasks),
+                "warnings": conversion.warnings,
+            }
+        )
+
+
+class SnapshotHandler(_Handler):
+    @web.authenticated
+    def post(self) -> None:
+        data = self.body()
+        cell = data.get("cell")
+        if not isinstance(cell, str) or not isinstance(data.get("notebook"), dict):
+            raise web.HTTPError(400, "expected {path, cell, notebook}")
+        _state.saw(data["path"])
+        now = time.monotonic()
+        for key, (ts, _) in list(_state.snapshots.items()):
+            if now - ts > SNAPSHOT_TTL:
+                del _state.snapshots[key]
+        _state.snapshots[(data["path"], cell)] = (now, data["notebook"])
+        _state.arrived.set()
+        _state.arrived = asyncio.Event()
+        self.answer({"ok": True})
+
+    @web.authenticated
+    async def get(self) -> None:
+        path = self.get_argument("path")
+        cell = self.get_argument("cell")
+        wait = min(float(self.get_argument("wait", "0") or 0), 10.0)
+        seen = _state.seen.get(path)
+        # no extension ever spoke for this notebook: no snapshot will come, do not wait
+        if seen is None or time.monotonic() - seen > SEEN_TTL:
+            wait = 0
+        deadline = time.monotonic() + wait
+        while True:
+            found = _state.snapshots.pop((path, cell), None)
+            if found is not None and time.monotonic() - found[0] <= SNAPSHOT_TTL:
+                self.answer({"notebook": found[1]})
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.answer({"error": "no snapshot"}, 404)
+                return
+            try:
+                await asyncio.wait_for(_state.arrived.wait(), timeout=left)
+            except TimeoutError:
+                pass
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    web_app = serverapp.web_app
+    base = web_app.settings["base_url"]
+    web_app.add_handlers(
+        ".*$",
+        [
+            (url_path_join(base, "nb2flow", "grammar"), GrammarHandler),
+            (url_path_join(base, "nb2flow", "analyze"), AnalyzeHandler),
+            (url_path_join(base, "nb2flow", "convert"), ConvertHandler),
+            (url_path_join(base, "nb2flow", "snapshot"), SnapshotHandler),
+        ],
+    )
+    serverapp.log.info("nb2flow: server extension loaded (/nb2flow/analyze)")

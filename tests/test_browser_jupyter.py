@@ -1,0 +1,299 @@
+"""The nb2flow JupyterLab 4 / Notebook 7 extension in a real browser (headless Chromium,
+Playwright), one server per front end for the module: per-cell badges, a tag added through
+the extension's control updating the badge and the flow plan without saving, a malformed tag
+shown on its cell, "Run as flow" reaching Completed for every task in the live panel, an
+edit re-running only its task and what follows (the rest Cached), and ``%nb2flow run`` typed
+in a cell doing the same with the notebook's unsaved content."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_harness import (
+    JupyterServer,
+    browser_page,
+    jupyter_server,
+    notebook,
+    widget_errors,
+    write_json,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DOCS_DIR = os.environ.get("NB2FLOW_SCREENSHOTS")
+
+WRITE = 'total = sum(xs){}\nwith open("result.txt", "w") as f:\n    f.write(str(total))'
+
+
+def cell(source: str, *tags: str) -> dict[str, Any]:
+    meta = {"tags": list(tags)} if tags else {}
+    return {"cell_type": "code", "metadata": meta, "source": source, "outputs": [],
+            "execution_count": None}  # fmt: skip
+
+
+def loop_notebook() -> dict[str, Any]:
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": "# The loop"},
+        cell("import time"),
+        cell("n = 4", "parameters"),
+        cell("time.sleep(0.3)\nxs = list(range(n))", "task:make", "cache"),
+        cell(WRITE.format(""), "task:write", "cache"),
+        cell("print(total)"),
+    ]
+    nb = notebook()
+    nb["cells"] = cells
+    return nb
+
+
+@pytest.fixture(scope="module", params=["lab", "notebook"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    with jupyter_server(tmp_path_factory.mktemp(request.param), request.param) as s:
+        yield s
+
+
+# --------------------------------------------------------------------------- page helpers
+
+_PANEL = "(() => { const w = window.jupyterapp.shell.currentWidget; return w; })()"
+
+
+def badges(page: Any) -> list[dict[str, str]]:
+    """role, task and text of every code cell's badge, in cell order."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')].map(c => {
+             const b = c.querySelector('.nb2f-badge');
+             return b ? {role: b.dataset.role, task: b.dataset.task || '',
+                         text: b.innerText.replace(/\\s+/g, ' ').trim()} : null; })"""
+    )
+
+
+def wait_analysed(page: Any, after: int) -> int:
+    """Wait until the notebook was analysed more than `after` times; the count."""
+    page.wait_for_function(
+        f"(n) => {{ const w = {_PANEL}; return w && Number(w.node.dataset.nb2flowAnalysed) > n; }}",
+        arg=after,
+        timeout=30_000,
+    )
+    return page.evaluate(f"() => Number({_PANEL}.node.dataset.nb2flowAnalysed)")
+
+
+def analysed(page: Any) -> int:
+    return page.evaluate(f"() => Number({_PANEL}.node.dataset.nb2flowAnalysed || 0)")
+
+
+def cell_states(page: Any, index: int) -> dict[str, str]:
+    """task -> state shown by the live panel in the output of code cell `index` (0-based
+    among all cells)."""
+    return page.evaluate(
+        """(i) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+             return c ? Object.fromEntries([...c.querySelectorAll('.nb2f-panel g.nb2f-node')]
+               .map(g => [g.dataset.task, g.dataset.state])) : {}; }""",
+        index,
+    )
+
+
+def wait_cell_states(page: Any, index: int, want: dict[str, str], timeout: int = 120_000) -> None:
+    """Wait until the live panel of cell `index` shows `want`; on a timeout, say what the
+    cell showed instead (its panel's states and its output text)."""
+    try:
+        _wait_cell_states(page, index, want, timeout)
+    except Exception as exc:
+        output = page.evaluate(
+            "(i) => document.querySelectorAll('.jp-Notebook .jp-Cell')[i]?.innerText", index
+        )
+        raise AssertionError(
+            f"cell {index}: wanted {want}, the panel shows {cell_states(page, index)}; "
+            f"the cell shows:\n{output}"
+        ) from exc
+
+
+def _wait_cell_states(page: Any, index: int, want: dict[str, str], timeout: int) -> None:
+    page.wait_for_function(
+        """([i, want]) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+             if (!c) return false;
+             const got = Object.fromEntries([...c.querySelectorAll('.nb2f-panel g.nb2f-node')]
+               .map(g => [g.dataset.task, g.dataset.state]));
+             return Object.entries(want).every(([k, v]) => got[k] === v); }""",
+        arg=[index, want],
+        timeout=timeout,
+    )
+
+
+def set_source(page: Any, index: int, source: str) -> None:
+    """Edit cell `index` as typing would (the shared model; nothing saved)."""
+    page.evaluate(
+        f"([i, s]) => {_PANEL}.content.widgets[i].model.sharedModel.setSource(s)",
+        [index, source],
+    )
+
+
+def wait_kernel_idle(page: Any) -> None:
+    page.wait_for_function(
+        f"""() => {{ const w = {_PANEL}; const k = w && w.sessionContext.session &&
+               w.sessionContext.session.kernel;
+               return k && k.connectionStatus === 'connected' && k.status === 'idle'; }}""",
+        timeout=60_000,
+    )
+
+
+def run_button(page: Any) -> Any:
+    """The "Run as flow" button of the notebook on screen (others may be open, hidden)."""
+    panel = page.evaluate(f"() => {_PANEL}.id")
+    return page.locator(f'[id="{panel}"] .jp-Toolbar').get_by_text("Run as flow")
+
+
+def cell_count(page: Any) -> int:
+    return page.evaluate(f"() => {_PANEL}.content.widgets.length")
+
+
+def dirty(page: Any) -> bool:
+    return page.evaluate(f"() => {_PANEL}.context.model.dirty")
+
+
+def open_alone(page: Any, server: JupyterServer, name: str, nb: dict[str, Any]) -> None:
+    """Open `nb` as the only notebook: JupyterLab would otherwise restore the notebooks of
+    the module's earlier tests beside it (`?reset` starts from an empty workspace)."""
+    write_json(server.root / name, nb)
+    reset = "?reset" if server.app == "lab" else ""
+    page.goto(server.notebook_url(name) + reset, wait_until="domcontentloaded")
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+
+
+def shot(page: Any, tmp: Path, name: str, locator: Any = None) -> None:
+    target = locator if locator is not None else page
+    target.screenshot(path=str(tmp / name))
+    if DOCS_DIR:
+        target.screenshot(path=str(Path(DOCS_DIR) / name))
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_badges_tag_controls_plan_and_problems(
+    server: JupyterServer, chromium_path: str, tmp_path: Path
+):
+    with browser_page(chromium_path, tmp_path, server) as page:
+        open_alone(page, server, "tags.ipynb", loop_notebook())
+        page.wait_for_selector(".nb2f-badge[data-role='task']", timeout=60_000)
+        wait_analysed(page, 0)
+        # (a) every code cell says what it becomes
+        got = badges(page)
+        assert [(b["role"], b["task"]) for b in got] == [
+            ("module", ""), ("parameters", ""), ("task", "make"), ("task", "write"),
+            ("task", "write"),
+        ], got  # fmt: skip
+        assert got[2]["text"].startswith("task make cache in: n out: xs"), got[2]
+        assert "→ n" in got[1]["text"]
+        assert "in: xs" in got[3]["text"] and "out: total" in got[4]["text"]
+
+        # a tag added through the extension's control: the last cell becomes task "report"
+        before = analysed(page)
+        page.locator(".jp-Notebook .jp-CodeCell").nth(4).locator(".nb2f-edit-tags").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator("select[name=role]").select_option("task")
+        name = dialog.locator("input[name=task-name]")
+        name.fill("")
+        name.press_sequentially("9 report-now!")  # the control keeps only what is valid
+        assert name.input_value() == "reportnow"
+        retries = dialog.locator("input[name=retries]")
+        retries.fill("-3")
+        retries.dispatch_event("change")
+        assert retries.input_value() == ""  # not a valid value: nothing is set
+        retries.fill("2")
+        retries.dispatch_event("change")
+        dialog.locator("select[name=after]").select_option("make")
+        shot(page, tmp_path, "jupyter-tags.png", dialog)
+        dialog.locator(".jp-mod-accept").click()
+        wait_analysed(page, before)
+        page.wait_for_function(
+            "() => document.querySelector(\".nb2f-badge[data-task='reportnow']\")",
+            timeout=20_000,
+        )
+        got = badges(page)
+        assert got[4]["role"] == "task" and got[4]["task"] == "reportnow", got
+        assert "retries=2 · after make" in got[4]["text"] and "in: total" in got[4]["text"]
+        tags = page.evaluate(f"() => {_PANEL}.content.widgets[5].model.getMetadata('tags')")
+        assert tags == ["task:reportnow", "retries:2", "after:make"]
+        # ... without saving: the file on disk still has the cell untagged
+        assert dirty(page)
+        on_disk = json.loads((server.root / "tags.ipynb").read_text())
+        assert "tags" not in on_disk["cells"][5]["metadata"]
+
+        # the flow plan side panel shows the new task; clicking a node selects its cells
+        page.evaluate("() => window.jupyterapp.commands.execute('nb2flow:show-plan')")
+        plan = page.locator("#nb2flow-plan")
+        plan.locator("g.nb2f-node[data-task='reportnow']").wait_for(timeout=20_000)
+        nodes = plan.locator("g.nb2f-node").evaluate_all("gs => gs.map(g => g.dataset.task)")
+        assert nodes == ["make", "write", "reportnow"]
+        plan.locator("g.nb2f-node[data-task='make']").click()
+        assert page.evaluate(f"() => {_PANEL}.content.activeCellIndex") == 3
+        plan.locator("g.nb2f-node[data-task='write']").click()
+        assert page.evaluate(f"() => {_PANEL}.content.activeCellIndex") == 4
+        if server.app == "lab":
+            shot(page, tmp_path, "jupyter-plan.png")
+
+        # (e) a malformed tag (typed in the property inspector) shows its problem on the cell
+        before = analysed(page)
+        page.evaluate(
+            f"() => {_PANEL}.content.widgets[3].model.setMetadata('tags', "
+            "['task:make', 'retries:x'])"
+        )
+        wait_analysed(page, before)
+        problem = page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".nb2f-badge-problem")
+        problem.wait_for(timeout=20_000)
+        assert problem.inner_text() == "error: malformed tag 'retries:x': expected a whole number"
+        assert badges(page)[3]["task"] == "write"  # the rest is still analysed
+        if server.app == "lab":
+            shot(page, tmp_path, "jupyter-badges.png")
+
+
+def test_run_as_flow_and_the_edit_loop(server: JupyterServer, chromium_path: str, tmp_path):
+    with browser_page(chromium_path, tmp_path, server) as page:
+        open_alone(page, server, "loop.ipynb", loop_notebook())
+        page.wait_for_selector(".nb2f-badge[data-role='task']", timeout=60_000)
+        wait_kernel_idle(page)
+        cells = cell_count(page)
+        # (b) "Run as flow" in the notebook's toolbar: a %nb2flow run cell at the end, run
+        run_button(page).click()
+        page.wait_for_function(f"(n) => {_PANEL}.content.widgets.length > n", arg=cells)
+        run_cell = cells  # the new last cell
+        source = page.evaluate(
+            f"(i) => {_PANEL}.content.widgets[i].model.sharedModel.getSource()", run_cell
+        )
+        assert source == "%load_ext nb2flow\n%nb2flow run"
+        wait_cell_states(page, run_cell, {"make": "Completed", "write": "Completed"})
+        wait_kernel_idle(page)
+        assert cell_states(page, run_cell) == {"make": "Completed", "write": "Completed"}
+        assert (server.root / "result.txt").read_text() == "6"
+        assert widget_errors(page) == []
+        if server.app == "lab":
+            shot(page, tmp_path, "jupyter-run.png")
+
+        # (c) edit one cell (unsaved), run again: only it runs, make comes from the cache
+        set_source(page, 4, WRITE.format(" * 10"))
+        run_button(page).click()
+        wait_cell_states(page, run_cell, {"make": "Cached", "write": "Completed"})
+        wait_kernel_idle(page)
+        assert (server.root / "result.txt").read_text() == "60"
+        assert cell_count(page) == cells + 1  # the same cell ran again
+
+        # (d) `%nb2flow run` typed in a cell does the same, with the unsaved edit too
+        set_source(page, 4, WRITE.format(" * 100"))
+        page.evaluate(
+            f"""() => {{ const w = {_PANEL}; const m = w.content.model;
+                 m.sharedModel.insertCell(m.cells.length, {{cell_type: 'code',
+                   source: '%nb2flow run -p n=4'}});
+                 w.content.activeCellIndex = m.cells.length - 1; }}"""
+        )
+        typed = cells + 1
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-cell')")
+        wait_cell_states(page, typed, {"make": "Cached", "write": "Completed"})
+        wait_kernel_idle(page)
+        assert (server.root / "result.txt").read_text() == "600"
+        # nothing was saved for any of it
+        on_disk = json.loads((server.root / "loop.ipynb").read_text())
+        assert "".join(on_disk["cells"][4]["source"]) == WRITE.format("")
+        assert widget_errors(page) == []
