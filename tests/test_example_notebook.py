@@ -53,18 +53,22 @@ def test_tags_parse_without_warnings():
 
 @pytest.mark.slow
 def test_runs_top_to_bottom_as_a_plain_notebook(tmp_path):
-    """No flow run: the nb2flow tags are left out, everything else is logged to mlflow."""
+    """Run All as shipped, from the notebook's own folder, as JupyterLab runs it: no data yet
+    (its skip cell writes the look-alike files beside it), no flow run (the nb2flow tags are
+    left out), everything logged to mlflow beside the notebook, nothing written elsewhere."""
     for module in ("nbclient", "ipykernel", "mlflow", "xgboost"):
         require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
     import nbformat
     from nbclient import NotebookClient
 
-    from nb2flow.examples import taxi
-
-    for month in ("2021-01", "2021-02"):
-        taxi.write_month(tmp_path / "data", month, rows=3000, seed=5)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(folder)}}).execute()
+    assert (folder / "data" / "green_tripdata_2021-02.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks"]  # nothing stray
+    tmp_path = folder  # mlflow.db, mlruns/ and models/ are the notebook's own
+    assert (folder / "models" / "preprocessor.b").is_file()
 
     printed = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
