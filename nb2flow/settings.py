@@ -12,6 +12,7 @@ Every ``NB2FLOW_*`` variable is read here, and every on/off one through :func:`f
 ``NB2FLOW_CACHE``          on/off: task result caching (default on, for tasks asking for it)
 ``NB2FLOW_REFRESH_CACHE``  on/off: run cached tasks again and store the new values (default off)
 ``NB2FLOW_TASK_RUNNER``    the task runner of flows that do not name one (default ``threads``)
+``NB2FLOW_KEEP_OUTPUTS``   on/off: flow runs keep every task run's value (``FlowRun.outputs``)
 =========================  ==========================================================
 
 The home is created ``0700`` and what nb2flow keeps there ``0600`` (:mod:`nb2flow.files`
@@ -114,3 +115,10 @@ def store_helper() -> str:
 def task_runner() -> str | None:
     """``NB2FLOW_TASK_RUNNER``: the spec of the default task runner, if set."""
     return os.environ.get("NB2FLOW_TASK_RUNNER") or None
+
+
+def keep_outputs() -> bool:
+    """Whether flow runs keep every task run's value, for ``FlowRun.outputs`` and
+    ``nb2flow check`` (``NB2FLOW_KEEP_OUTPUTS``, default off: a value is released as soon
+    as nothing needs it)."""
+    return flag("NB2FLOW_KEEP_OUTPUTS", False)

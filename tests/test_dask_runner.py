@@ -825,3 +825,38 @@ def test_example_flow_gives_the_thread_runners_rmse(cluster, runner, tmp_path, m
             "xgboost.core.DMatrix",
         )
     assert type(by_dask.value["booster"]).__name__ == "Booster"  # the model itself travels
+
+
+def test_a_value_nobody_waits_for_leaves_the_cluster(runner, cluster):
+    """Dask's own memory management frees a run's key once its readers ended and the flow
+    let go of its future; a key the user's future still holds stays."""
+    _, client, _ = cluster
+
+    def in_memory() -> list[str]:  # computed or being computed, not released
+        return client.run_on_scheduler(
+            lambda dask_scheduler: [
+                str(k)
+                for k, ts in dask_scheduler.tasks.items()
+                if ts.state in ("memory", "processing", "waiting")
+            ]
+        )
+
+    def held(trid: str) -> bool:
+        return any(k.endswith(trid) for k in in_memory())
+
+    @flow(task_runner=runner, persist=False)
+    def body():
+        a = square.submit(3)
+        kept = square.submit(4)
+        r = square.submit(a)
+        dropped = a.task_run_id
+        del a
+        assert r.result() == 81
+        deadline = time.monotonic() + 30
+        while held(dropped):  # released by messages: wait for the scheduler to act on them
+            assert time.monotonic() < deadline, f"{dropped} still in memory: {in_memory()}"
+            time.sleep(0.02)
+        assert held(kept.task_run_id), in_memory()
+        return kept.result()
+
+    assert body() == 16

@@ -262,6 +262,7 @@ class Flow:
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
         persist: bool = True,
+        keep_outputs: bool | None = None,
         description: str | None = None,
     ) -> None:
         if not callable(fn):
@@ -277,6 +278,8 @@ class Flow:
         self.timeout_seconds = float(timeout_seconds) if timeout_seconds else None
         self.log_prints = log_prints
         self.persist = bool(persist)
+        #: keep every task run's value in ``FlowRun.outputs`` (None: ``NB2FLOW_KEEP_OUTPUTS``)
+        self.keep_outputs = keep_outputs
         self.description = description or inspect.getdoc(fn)
         self.signature = inspect.signature(fn)
         if RESERVED_PARAMETER in self.signature.parameters:
@@ -299,6 +302,7 @@ class Flow:
             "timeout_seconds": self.timeout_seconds,
             "log_prints": self.log_prints,
             "persist": self.persist,
+            "keep_outputs": self.keep_outputs,
             "description": self.description,
         }
         current.update(options)
@@ -340,7 +344,7 @@ def flow(fn: None = None, /, **options: Any) -> Callable[[F], Flow]: ...
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Decorator making a function a flow: ``@flow`` or ``@flow(name=..., task_runner=...,
     retries=..., retry_delay_seconds=..., timeout_seconds=..., log_prints=...,
-    persist=...)``."""
+    persist=..., keep_outputs=...)``."""
     if fn is None:
         return lambda f: Flow(f, **options)
     return Flow(fn, **options)

@@ -18,9 +18,11 @@ import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
+from nb2flow import settings
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events, ids
 from nb2flow.runtime.core.context import RUN, RunContext
@@ -81,22 +83,73 @@ class TaskCall:
     distinct :class:`TaskFuture` objects it waits for, data and ``wait_for``; the payload's
     ``Ref(slot)`` indexes this list), ``future`` (its own future), :meth:`run` (execute
     here, now) and :meth:`finish` (report an outcome).
+
+    Memory: a call holds its future (and so its value) only until it is final, and its
+    upstream futures only until it no longer needs their values (:meth:`release_upstream`,
+    at the latest when it is final). Afterwards ``final`` keeps the outcome without the
+    value: a result lives exactly as long as a reader, the user's future, the flow's
+    return value or a cache write still refers to it (see docs/runtime.md, "Memory").
     """
 
-    __slots__ = ("flow_run", "payload", "future", "upstream", "started", "_pending")
+    __slots__ = (
+        "flow_run",
+        "payload",
+        "upstream",
+        "started",
+        "final",
+        "key",
+        "_future",
+        "_future_ref",
+        "_pending",
+    )
 
-    def __init__(self, flow_run: FlowRun, payload: TaskPayload, upstream: list[TaskFuture]):
+    def __init__(
+        self, flow_run: FlowRun, payload: TaskPayload, upstream: list[TaskFuture], key: str = ""
+    ):
         self.flow_run = flow_run
         self.payload = payload
         self.upstream = upstream
         self.started = False
+        #: the outcome once final, without its value (``None`` before)
+        self.final: Outcome | None = None
+        #: the task key (``name``, ``name-2``, ``name[3]``...)
+        self.key = key
         self._pending = 0
+        self._future_ref: Any = None
         task = payload.task
-        self.future = TaskFuture(payload.task_run_id, task.name, task.nout, self)
+        self._future: TaskFuture | None = TaskFuture(
+            payload.task_run_id, task.name, task.nout, self
+        )
 
     @property
     def task(self) -> TaskSpec:
         return self.payload.task
+
+    @property
+    def future(self) -> TaskFuture | None:
+        """The run's future: always there until the run is final; afterwards only while
+        someone (the user, a downstream call) still holds it, else None."""
+        fut = self._future
+        if fut is None and self._future_ref is not None:
+            return self._future_ref()
+        return fut
+
+    @property
+    def done(self) -> bool:
+        return self.final is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run is final; return whether it is."""
+        fut = self._future
+        if fut is None:
+            return True
+        return fut.wait(timeout)
+
+    def release_upstream(self) -> None:
+        """Drop the references to the upstream futures (a runner that has sent their values
+        elsewhere calls it; :meth:`finish` does it too), so their values can be freed as
+        soon as nothing else needs them."""
+        self.upstream = ()  # type: ignore[assignment]
 
     def upstream_outcomes(self) -> Sequence[Outcome]:
         """The upstream outcomes, in slot order (all upstream futures must be done)."""
@@ -127,8 +180,8 @@ class TaskCall:
 
         Returns False if the run was already final (e.g. cancelled while it ran).
         """
-        fut = self.future
-        if not fut._claim():
+        fut = self._future
+        if fut is None or not fut._claim():
             return False
         fr = self.flow_run
         publish = fr.publish
@@ -149,6 +202,21 @@ class TaskCall:
                 ts=outcome.ts,
             )
         )
+        # The engine lets go of the value before waking anyone (downstream calls are
+        # dispatched from _complete): what this run read, what the user passed it, and
+        # its own future, which now lives only as long as someone holds it.
+        if outcome.ok:
+            if fr.outputs is not None:
+                fr.outputs[self.key] = outcome.value
+            self.final = _OK_FINAL[outcome.state]
+        else:
+            self.final = outcome
+        self.upstream = ()  # type: ignore[assignment]
+        payload = self.payload
+        if payload.args or payload.kwargs:
+            payload.args, payload.kwargs, payload.has_refs = (), {}, False
+        self._future_ref = weakref.ref(fut)
+        self._future = None
         fut._complete(outcome)
         return True
 
@@ -161,6 +229,10 @@ class TaskCall:
 
 
 _sched_lock = threading.Lock()
+
+
+#: what a finished Completed/Cached call keeps: its state (the engine reads no more of it)
+_OK_FINAL = {state: Outcome(state) for state in OK_STATES}
 
 
 class _Scan:
@@ -239,6 +311,10 @@ class FlowRun:
         self.recorded = False
         self._view: RunView | None = None
         self._view_len = -1
+        #: with ``keep_outputs`` (``@flow(keep_outputs=True)``, ``NB2FLOW_KEEP_OUTPUTS=1``):
+        #: every completed task run's value by task key, kept until the FlowRun goes away;
+        #: otherwise None (a value lives only while something still needs it)
+        self.outputs: dict[str, Any] | None = {} if _keeps_outputs(flow) else None
 
     # -- events --------------------------------------------------------------------------
 
@@ -288,6 +364,19 @@ class FlowRun:
     @property
     def duration(self) -> float | None:
         return self.view.duration
+
+    def output(self, name: str) -> Any:
+        """The value of the task run whose key (or else name) is ``name``; only with
+        ``keep_outputs`` (a run without it keeps no task values, only their summaries)."""
+        if self.outputs is None:
+            raise ValueError(
+                f"flow run {self.name} kept no task outputs: run the flow with "
+                "keep_outputs=True (or NB2FLOW_KEEP_OUTPUTS=1) to keep them"
+            )
+        key = self.task_run(name).task_key
+        if key not in self.outputs:
+            raise KeyError(f"task run {key!r} of flow run {self.name} has no output")
+        return self.outputs[key]
 
     def result(self, raise_on_failure: bool = True) -> Any:
         if self.state in OK_STATES:
@@ -378,7 +467,7 @@ class FlowRun:
         else:
             ups = upstream_ids = ()
             edges = _NO_EDGES
-        call = TaskCall(self, payload, ups)
+        call = TaskCall(self, payload, ups, task_key)
         self.calls.append(call)
         self.publish(
             events.task_run(
@@ -398,6 +487,8 @@ class FlowRun:
     ) -> Any:
         """A task called in the flow body: run it here, now; return its value or raise."""
         call = self._new_call(task, args, kwargs, wait_for)
+        fut = call.future
+        assert fut is not None
         for u in call.upstream:
             u.wait()
         bad = _first_bad(call.upstream)
@@ -405,7 +496,7 @@ class FlowRun:
             call.finish(_not_run(bad))
         else:
             call.run()
-        return call.future.result()
+        return fut.result()
 
     def submit_task(
         self,
@@ -425,18 +516,20 @@ class FlowRun:
                 raise
             self._runner_started = True
         call = self._new_call(task, args, kwargs, wait_for, map_index, key_base)
+        fut = call.future  # the engine lets go of it when the run is final: the user holds it
+        assert fut is not None
         ups = call.upstream
         if not ups or self.runner.resolves_upstream:
             self._dispatch(call)
-            return call.future
+            return fut
         pending = [u for u in ups if u._outcome is None]
         if not pending:
             self._dispatch(call)
-            return call.future
+            return fut
         call._pending = len(pending)
         for u in pending:
             u.add_done_callback(call._upstream_done)
-        return call.future
+        return fut
 
     def _dispatch(self, call: TaskCall) -> None:
         """Hand a call whose upstream runs are final (or a runner resolving them) over."""
@@ -562,10 +655,10 @@ class FlowRun:
     def _wait_calls(self, first: int, deadline: float | None) -> bool:
         i = first
         while i < len(self.calls):  # the list may grow while a timed-out body still runs
-            fut = self.calls[i].future
+            call = self.calls[i]
             if deadline is None:
-                fut.wait()
-            elif not fut.wait(max(0.0, deadline - time.monotonic())):
+                call.wait()
+            elif not call.wait(max(0.0, deadline - time.monotonic())):
                 return False
             i += 1
         return True
@@ -584,7 +677,7 @@ class FlowRun:
         failed: tuple[TaskCall, Outcome] | None = None
         not_run: tuple[TaskCall, Outcome] | None = None
         for call in self.calls[first:]:
-            o = call.future._outcome
+            o = call.final
             if o is None or o.state in OK_STATES:
                 continue
             if o.state == NOT_RUN:
@@ -622,7 +715,7 @@ class FlowRun:
 
     def _cancel_calls(self, message: str) -> None:
         for call in list(self.calls):
-            if call.future._outcome is None:
+            if call.final is None:
                 call.finish(Outcome.cancelled(message))
 
     def cancel(self, message: str) -> None:
@@ -637,6 +730,11 @@ class FlowRun:
 
 
 _SCANNED = frozenset({TaskFuture, ItemFuture, list, tuple, dict, set, frozenset})
+
+
+def _keeps_outputs(flow: Any) -> bool:
+    keep = getattr(flow, "keep_outputs", None)
+    return settings.keep_outputs() if keep is None else bool(keep)
 
 
 def _cancel_message(exc: KeyboardInterrupt) -> str:

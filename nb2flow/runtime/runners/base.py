@@ -21,7 +21,12 @@ The interface (all a new runner implements; subclass :class:`TaskRunner`):
       ``fut.outcome`` is the outcome once final (None before);
     - ``call.upstream_outcomes()``: their outcomes, once they are all final;
     - ``call.run()``: execute here and finish (what local runners do);
-    - ``call.future``: the run's own future (set ``call.future.handle`` here).
+    - ``call.future``: the run's own future (set ``call.future.handle`` here); after
+      ``call.finish`` it is None once nobody holds it (``call.done`` tells it is final);
+    - ``call.release_upstream()``: drop the upstream futures once their values are sent
+      elsewhere (pickled for a worker, handed to a scheduler), so they are freed as soon
+      as no one else needs them. Keep no future, outcome or value past ``call.finish``:
+      the engine frees a result when the last reader ends (docs/runtime.md, "Memory").
 
     Executing elsewhere: call ``nb2flow.runtime.engine.attempts.execute(payload, outcomes, sink)``
     on the executing side. It runs the attempts there (cache, retries, timeouts, NotRun if

@@ -72,6 +72,8 @@ class ThreadRunner(TaskRunner):
                 call.run()
             except BaseException as exc:  # noqa: BLE001 - a worker must never die with a call
                 finish_failed(call, exc)
+            # an idle worker must not keep the last call (and what it read) alive
+            call = None
             with lock:
                 self._idle += 1
 

@@ -62,6 +62,7 @@ def _worker_main(conn: Any) -> None:
             payload, upstream, first_attempt = cloudpickle.loads(job)
             del job
             outcome = execute(payload, upstream, lambda ev: send(("event", ev)), first_attempt)
+            upstream = None  # what it read goes before its own result is pickled
         except BaseException as exc:  # noqa: BLE001 - e.g. the task cannot be unpickled here
             # the exception object itself may not travel: its line and traceback do
             outcome = Outcome.failed(None, error=error_line(exc), traceback=format_traceback(exc))
@@ -147,6 +148,7 @@ class ProcessRunner(TaskRunner):
         import cloudpickle
 
         blob = cloudpickle.dumps((call.payload, call.upstream_outcomes(), 1))
+        call.release_upstream()  # their values travel in the blob: the flow lets go of them
         with self._cond:
             self._queue.append(_Job(call, blob))
         self._dispatch()
@@ -158,7 +160,7 @@ class ProcessRunner(TaskRunner):
                 if self._closing or not self._queue:
                     return
                 job = self._queue[0]
-                if job.call.future.done():  # cancelled while it waited
+                if job.call.done:  # cancelled while it waited
                     self._queue.popleft()
                     continue
                 if self._idle:
@@ -219,6 +221,7 @@ class ProcessRunner(TaskRunner):
                         self._lost(worker)
                     else:
                         self._handle(worker, msg)
+                        msg = None  # waiting for the next one must not keep this value
                 else:
                     self._lost(by_sentinel[ready])
 
@@ -281,7 +284,7 @@ class ProcessRunner(TaskRunner):
         call = job.call
         task = call.task
         attempt = max(job.attempt, 1)
-        if call.future.done() or self._closing or attempt > task.retries or not job.blob:
+        if call.done or self._closing or attempt > task.retries or not job.blob:
             call.finish(Outcome.crashed(error, attempt=attempt))
             return
         delay = retry_delay(task, attempt)

@@ -38,7 +38,8 @@ import logging
 import queue
 import threading
 import uuid
-from typing import Any
+import weakref
+from typing import Any, cast
 
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events
@@ -131,6 +132,9 @@ class DaskRunner(TaskRunner):
         self._token = ""
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._calls: dict[str, TaskCall] = {}
+        #: the upstream calls of each submitted run (its own futures are let go once on
+        #: the cluster, so Dask frees a value as soon as no task and no user needs it)
+        self._upstream_calls: dict[str, list[TaskCall]] = {}
         self._ours: set[str] = set()
         self._submitted: list[TaskCall] = []
         self._helpers: dict[tuple[str, Any], Any] = {}
@@ -175,14 +179,18 @@ class DaskRunner(TaskRunner):
             call.finish(Outcome.cancelled("flow run ended"))
         if client is not None:
             if cancel:
+                handles = [f.handle for c in self._submitted if (f := c.future) and f.handle]
                 try:
-                    client.cancel([c.future.handle for c in self._submitted if c.future.handle])
+                    client.cancel(handles)
                 except Exception:  # noqa: BLE001 - the cluster may be gone already
                     pass
             unroute_events(client, self._token)
-        # release what the run kept on the cluster (values not fetched by now are gone)
+        # release what the run kept on the cluster (values not fetched by now are gone);
+        # the futures nobody holds any more released theirs already
         for call in self._submitted:
-            call.future.handle = None
+            fut = call.future
+            if fut is not None:
+                fut.handle = None
         self._helpers.clear()
         self._queue.put(None)
         for th in self._threads:  # daemon threads: a lost scheduler must not block the exit
@@ -244,7 +252,7 @@ class DaskRunner(TaskRunner):
     def _fail_batch(self, batch: list[TaskCall], exc: BaseException) -> None:
         for call in batch:
             self._prepared.pop(call.payload.task_run_id, None)
-            if call.future.handle is None and not call.future.done():
+            if not call.done and call.future.handle is None:  # type: ignore[union-attr]
                 self._calls.pop(call.payload.task_run_id, None)
                 call.finish(
                     Outcome.crashed(
@@ -258,7 +266,7 @@ class DaskRunner(TaskRunner):
         """Submit calls in creation order, one ``client.map`` per dependency level."""
         live = []
         for call in batch:
-            if call.future.done():  # cancelled meanwhile
+            if call.done:  # cancelled meanwhile
                 self._prepared.pop(call.payload.task_run_id, None)
             else:
                 live.append(call)
@@ -284,6 +292,11 @@ class DaskRunner(TaskRunner):
             worker.select, [u.handle for u in ups], sels, key=keys, pure=False
         )
         self._helpers.update(zip(need, futs, strict=True))
+        # a helper lives as long as the run it picks from: when nobody holds that run's
+        # future any more, its item key goes too (Dask frees what nobody waits for)
+        helpers = self._helpers
+        for key, u in zip(need, ups, strict=True):
+            weakref.finalize(u, helpers.pop, key, None)
         self.stats["helpers"] += len(futs)
         self.stats["graph_updates"] += 1
 
@@ -314,7 +327,15 @@ class DaskRunner(TaskRunner):
         self.stats["submitted"] += len(group)
         q = self._queue
         for call, fut in zip(group, futs, strict=True):
-            call.future.handle = fut
+            own = call.future
+            if own is not None:
+                own.handle = fut
+            # the scheduler now keeps the upstream keys until this task ends: the flow
+            # process need not (the user's futures still keep what the user may read)
+            self._upstream_calls[call.payload.task_run_id] = [
+                cast(TaskCall, u.call) for u in call.upstream if u.call is not None
+            ]
+            call.release_upstream()
             self._submitted.append(call)
             fut.add_done_callback(
                 lambda f, trid=call.payload.task_run_id: q.put((trid, "dask", f, None))
@@ -344,7 +365,7 @@ class DaskRunner(TaskRunner):
                 return
             trid, kind, a, b = msg
             call = self._calls.get(trid)
-            if call is None or call.future.done():
+            if call is None or call.done:
                 continue  # e.g. a recomputation after a worker died: the run is final
             try:
                 if kind == "event":
@@ -360,20 +381,25 @@ class DaskRunner(TaskRunner):
 
     def _finish(self, call: TaskCall, summary: Outcome, inline: bytes | None) -> None:
         self._calls.pop(call.payload.task_run_id, None)
+        self._upstream_calls.pop(call.payload.task_run_id, None)
         if summary.ok:
             if inline is not None:
                 import cloudpickle
 
                 summary.value = cloudpickle.loads(inline)
             else:
-                fut = call.future
-                summary = RemoteOutcome(summary, lambda item: self._fetch(fut, item))
+                # weakly: the future holds its outcome, and a cycle would outlive its users
+                own = call.future
+                assert own is not None  # not final yet: the call holds it
+                ref = weakref.ref(own)
+                summary = RemoteOutcome(summary, lambda item: self._fetch(ref(), item))
         call.finish(summary)
 
-    def _fetch(self, fut: TaskFuture, item: int | None) -> Any:
+    def _fetch(self, fut: TaskFuture | None, item: int | None) -> Any:
         """The value (``item`` None) or one item of a finished run, from the cluster."""
         import cloudpickle
 
+        assert fut is not None  # only its own future's outcome fetches
         handle = fut.handle
         if handle is None:
             raise TaskRunError(
@@ -410,11 +436,16 @@ class DaskRunner(TaskRunner):
             self._finish(call, cloudpickle.loads(blob), inline)
             return
         self._calls.pop(call.payload.task_run_id, None)
+        upstream = self._upstream_calls.pop(call.payload.task_run_id, ())
         if status == "error":
-            for u in call.upstream:
-                h = u.handle
-                if h is not None and h.status == "error":
-                    call.finish(Outcome.not_run(f"upstream task {u.name!r} is {CRASHED}"))
+            for up in upstream:
+                u = up.future
+                h = u.handle if u is not None else None
+                final = up.final
+                if (h is not None and h.status == "error") or (
+                    final is not None and final.state == CRASHED
+                ):
+                    call.finish(Outcome.not_run(f"upstream task {up.task.name!r} is {CRASHED}"))
                     return
             exc = fut.exception()
             error = error_line(exc)

@@ -1,0 +1,193 @@
+"""Task results live only as long as something needs them (issue 15, part 1).
+
+A result is released as soon as every task run reading it has finished and nothing else
+holds it; it stays while the user's future, the flow's return value or a later reader
+still needs it. "Released" is checked with a weakref to the value in the flow process:
+the engine holds no reference of its own, so the value dies by reference counting.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from nb2flow import flow, task
+
+
+class Blob:
+    """A stand-in for a big frame: weakref-able, picklable by reference."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+
+@task
+def make(tag):
+    return Blob(tag)
+
+
+@task
+def read(blob):
+    return blob.tag
+
+
+@task(nout=2)
+def make_two(tag):
+    return Blob(tag + "0"), Blob(tag + "1")
+
+
+# task runs of the threads runner see each other: a reader leaves a weakref here
+SEEN: dict[str, weakref.ref] = {}
+
+
+@task
+def remember(blob):
+    SEEN[blob.tag] = weakref.ref(blob)
+    return blob.tag
+
+
+@task
+def released(_, tag):
+    return SEEN[tag]() is None
+
+
+RUNNERS = ["sequential", "threads", pytest.param("processes", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(autouse=True)
+def _refcount_only():
+    # what is released must be released by reference counting, not by a collector pass
+    gc.disable()
+    yield
+    gc.enable()
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_result_read_by_a_finished_task_is_released(runner):
+    @flow(task_runner=runner, persist=False)
+    def body():
+        a = make.submit("x")
+        r = read.submit(a)
+        ref = weakref.ref(a.result())  # the value as the flow process has it
+        del a  # the user lets go of the future
+        assert r.result() == "x"
+        return ref() is None
+
+    assert body() is True
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_result_the_user_holds_is_kept_and_read_again(runner):
+    @flow(task_runner=runner, persist=False)
+    def body():
+        a = make.submit("y")
+        first = read.submit(a).result()
+        ref = weakref.ref(a.result())
+        second = read.submit(a)  # a later reader, after the first one finished
+        return {"first": first, "second": second, "alive": ref() is not None, "a": a}
+
+    out = body()
+    assert out["first"] == out["second"] == "y"
+    assert out["alive"] is True
+    assert isinstance(out["a"], Blob) and out["a"].tag == "y"  # the declared return
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_the_declared_return_keeps_a_result_whose_readers_finished(runner):
+    @flow(task_runner=runner, persist=False)
+    def body():
+        a = make.submit("z")
+        r = read.submit(a)
+        return {"a": a, "r": r}
+
+    out = body()
+    assert out["r"] == "z" and out["a"].tag == "z"
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_item_future_keeps_its_run_until_dropped(runner):
+    @flow(task_runner=runner, persist=False)
+    def body():
+        a0, a1 = make_two.submit("n")
+        r = read.submit(a0)
+        ref = weakref.ref(a1.result())
+        kept = read.submit(a1).result()
+        alive = ref() is not None
+        del a0, a1
+        r.wait()
+        return kept, alive, ref() is None
+
+    assert body() == ("n1", True, True)
+
+
+@pytest.mark.parametrize("runner", ["sequential", "threads"])
+def test_released_while_the_flow_still_runs(runner):
+    """The body dropped every future: the first value dies when its reader finished, before
+    the run is over (checked by a later task of the same run)."""
+    SEEN.clear()
+
+    @flow(task_runner=runner, persist=False)
+    def chain():
+        a = make.submit("w")
+        seen = remember.submit(a)
+        del a
+        return released.submit(seen, "w")
+
+    assert chain() is True
+
+
+@pytest.mark.parametrize("runner", ["sequential", "threads"])
+def test_a_pending_reader_keeps_the_value_it_needs(runner):
+    """A second reader, not started when the first one ends, still reads the value; once
+    it ends too, the value goes."""
+    SEEN.clear()
+
+    @flow(task_runner=runner, persist=False)
+    def chain():
+        a = make.submit("v")
+        seen = remember.submit(a)
+        later = read.submit(a, wait_for=[seen])
+        del a
+        gone = released.submit(seen, "v", wait_for=[later])
+        return {"later": later, "gone_after_last_reader": gone}
+
+    assert chain() == {"later": "v", "gone_after_last_reader": True}
+
+
+def test_keep_outputs_keeps_every_value_by_task_key():
+    @flow(task_runner="threads", persist=False, keep_outputs=True)
+    def chain():
+        a = make.submit("k")
+        return read.submit(a)
+
+    fr = chain(return_state=True)
+    assert fr.result() == "k"
+    assert isinstance(fr.output("make"), Blob) and fr.output("make").tag == "k"
+    assert fr.outputs == {"make": fr.output("make"), "read": "k"}
+
+
+def test_without_keep_outputs_a_flow_run_keeps_no_values(monkeypatch):
+    monkeypatch.delenv("NB2FLOW_KEEP_OUTPUTS", raising=False)
+
+    @flow(task_runner="threads", persist=False)
+    def chain():
+        a = make.submit("s")
+        return read.submit(a)
+
+    fr = chain(return_state=True)
+    with pytest.raises(ValueError, match="keep_outputs"):
+        fr.output("make")
+    assert [t.state for t in fr.task_runs] == ["Completed", "Completed"]
+    assert all(c.future is None for c in fr.calls)  # nothing alive for the FlowRun's sake
+
+
+def test_keep_outputs_from_the_environment(monkeypatch):
+    monkeypatch.setenv("NB2FLOW_KEEP_OUTPUTS", "1")
+
+    @flow(task_runner="sequential", persist=False)
+    def chain():
+        return read.submit(make.submit("e"))
+
+    assert chain(return_state=True).output("read") == "e"
