@@ -16,6 +16,26 @@ Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 """
 # nb2flow: generated
 
+if __name__ == "__main__":
+    # Answer --help and bad options now, before the imports and setup below run.
+    from nb2flow import preflight_cli
+
+    def flow_parameters(
+        train_path: str = "data/green_tripdata_2021-01.parquet",
+        val_path: str = "data/green_tripdata_2021-02.parquet",
+        tracking_uri: str = "sqlite:///mlflow.db",
+        experiment_name: str = "nyc-taxi-experiment",
+        num_boost_round: int = 50,
+        early_stopping_rounds: int = 10,
+        max_depth: int = 8,
+        learning_rate: float = 0.3,
+        min_child_weight: float = 1.0,
+        seed: int = 42,
+    ):
+        """# Predicting taxi trip duration"""
+
+    preflight_cli(flow_parameters, "duration-prediction")
+
 import pickle
 from pathlib import Path
 import mlflow

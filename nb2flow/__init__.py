@@ -18,9 +18,10 @@ __all__ = [
     "run_in_folder",
     "unmapped",
     "UNSET",
+    "preflight_cli",
     "__version__",
 ]
-_API = frozenset(__all__) - {"__version__", "UNSET"}
+_API = frozenset(__all__) - {"__version__", "UNSET", "preflight_cli"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from nb2flow.runtime.api import (
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
         task,
         unmapped,
     )
+    from nb2flow.runtime.cli.preflight import preflight_cli
     from nb2flow.runtime.core.unset import UNSET
 
 
@@ -40,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from nb2flow.runtime import api
 
         return getattr(api, name)
+    if name == "preflight_cli":  # a script's first check of its options: no engine import
+        from nb2flow.runtime.cli.preflight import preflight_cli
+
+        return preflight_cli
     if name == "UNSET":  # what a task returns for a name its code left unbound
         from nb2flow.runtime.core.unset import UNSET
 

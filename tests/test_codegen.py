@@ -147,6 +147,7 @@ def test_hostile_text_never_becomes_code(tmp_path):
         "flow",
         "run_cli",
         "run_in_folder",
+        "preflight_cli",
         "x_import_os_os_system_echo_pwned.submit",
         "a_b_c.submit",
         "def_.submit",

@@ -57,6 +57,11 @@ def render(plan: Any, folder: str = ".") -> str:
     out: list[str] = [_header(g), MARKER, ""]
     imports = [f"import {m}" for m in g["needs"] if f"import {m}" not in g["imports"]]
     imports += g["imports"]
+    future = [i for i in imports if i.startswith("from __future__")]
+    if future:  # they must come first
+        out.extend([*future, ""])
+        imports = [i for i in imports if i not in future]
+    out.extend(_preflight(g, used | module_names))
     out.extend(imports)
     if imports:
         out.append("")
@@ -90,6 +95,45 @@ def render(plan: Any, folder: str = ".") -> str:
     out.append('if __name__ == "__main__":')
     out.append(f"    {deco}run_cli({flow_func})")
     return "\n".join(out) + "\n"
+
+
+#: type hints the command line can read before the script's imports ran
+_EARLY_HINTS = frozenset({"bool", "int", "float", "str", "list", "dict", "tuple", "set", "None"})
+
+
+def _preflight(g: dict[str, Any], taken: set[str]) -> list[str]:
+    """The block that answers ``--help`` and bad options before the notebook's imports and
+    setup run (:func:`nb2flow.runtime.cli.preflight.preflight_cli`): the flow's signature,
+    which the parameters cell fixes (literal defaults). Left out when a type hint names
+    something the imports bring (the options would read differently before them)."""
+    sig = []
+    for p in g["parameters"]:
+        if p.hint:
+            names = {
+                n.id for n in ast.walk(ast.parse(p.hint, mode="eval")) if isinstance(n, ast.Name)
+            }
+            if not names <= _EARLY_HINTS:
+                return []
+        sig.append(f"{p.name}{f': {p.hint}' if p.hint else ''} = {p.default}")
+    stub = unique("flow_parameters", taken)
+    lines = [
+        'if __name__ == "__main__":',
+        "    # Answer --help and bad options now, before the imports and setup below run.",
+    ]
+    if "preflight_cli" in taken:
+        lines.append("    import nb2flow as _nb2flow")
+        call = "_nb2flow.preflight_cli"
+    else:
+        lines.append("    from nb2flow import preflight_cli")
+        call = "preflight_cli"
+    lines.append("")
+    lines.append(f"    def {stub}({', '.join(sig)}):")
+    title = next((line.strip() for line in g["flow_doc"].splitlines() if line.strip()), "")
+    lines.append(f"        {_string_literal(title) if title else '...'}")
+    lines.append("")
+    lines.append(f"    {call}({stub}, {g['flow_name']!r})")
+    lines.append("")
+    return lines
 
 
 def _header(g: dict[str, Any]) -> str:
