@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 
 import nbformat
 import pytest
@@ -139,9 +140,12 @@ def test_check_passes_on_the_worked_example(tmp_path):
     from nb2flow.examples import taxi
     from tests.conftest import ROOT
 
+    # check runs both sides in the notebook's folder, where its relative paths point: a copy
+    # of the notebook beside small data, so the run leaves nothing in the checkout
     for month in ("2021-01", "2021-02"):
         taxi.write_month(tmp_path / "data", month, rows=2000, seed=4)
-    notebook = ROOT / "notebooks" / "duration-prediction.ipynb"
+    notebook = tmp_path / "duration-prediction.ipynb"
+    shutil.copyfile(ROOT / "notebooks" / "duration-prediction.ipynb", notebook)
     proc, data = _check_cli(notebook, tmp_path, "--json", "-p", "num_boost_round=5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert data["ok"] is True and data["parameters"] == {"num_boost_round": "5"}
