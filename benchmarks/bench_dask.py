@@ -1,15 +1,21 @@
-"""Dask scale-out benchmark: a CPU-bound map of 64 tasks on every task runner.
+"""Parallel speed-up benchmark: a CPU-bound fan-out and the example flow on every task
+runner, beside the notebook's own time in a Jupyter kernel, in one run.
 
     .venv/bin/python benchmarks/bench_dask.py                 # 64 tasks of ~40 ms
     .venv/bin/python benchmarks/bench_dask.py --tasks 64 --ms 100 --workers 2
+    .venv/bin/python benchmarks/bench_dask.py --no-example    # the fan-out alone
 
-The same flow (``work.map(range(tasks))``, each task a pure-Python loop holding the GIL,
-then a sum) runs sequentially (the baseline), on threads, on a process pool and on a Dask
-LocalCluster of ``--workers`` worker processes (one thread each), in one run. Wall times
-are per flow run, best of ``--repeat``; the process pool is started by each run (that is
-how the runner works), the Dask cluster once, before the runs (how a cluster is used): its
-start-up time is printed on its own line. Speed-up = sequential time / runner time;
-the ideal is the number of cores the machine really gives us.
+The fan-out: ``work.map(range(tasks))``, each task a pure-Python loop holding the GIL, then
+a sum. The example: ``converted_scripts/duration_prediction.py`` (load two months of
+synthetic taxi trips, features, xgboost training logged to mlflow, best run) on data made
+by ``nb2flow.examples.taxi`` (``--rows`` trips a month), task cache off. Each runs
+sequentially (the baseline), on threads, on a process pool and on a Dask LocalCluster of
+``--workers`` worker processes (one thread each); the same code also runs as notebook
+cells in a Jupyter kernel (nbclient): for the fan-out a cell looping over the items, for
+the example the notebook itself. Wall times are best of ``--repeat``; the process pool is
+started by each run (that is how the runner works), the Dask cluster once, before the runs
+(how a cluster is used): its start-up time is printed on its own line. Speed-up =
+sequential time / runner time; the ideal is the number of cores the machine gives us.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+EXAMPLE = ROOT / "converted_scripts" / "duration_prediction.py"
+NOTEBOOK = ROOT / "notebooks" / "duration-prediction.ipynb"
 
 from nb2flow import flow, task  # noqa: E402
 
@@ -103,6 +112,63 @@ def timed_run(runner, tasks: int, loops: int, repeat: int) -> tuple[float, int]:
     return best, value
 
 
+def run_in_kernel(nb, cwd: Path, repeat: int) -> float:
+    """Best wall time of running a notebook's code cells top to bottom in a ``python3``
+    kernel, after a first pass (imports done, as for the flows, which run in a warm
+    process; the kernel's start-up not included)."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, kernel_name="python3", timeout=1800, resources={})
+    client.resources = {"metadata": {"path": str(cwd)}}
+    best = float("inf")
+    with client.setup_kernel():
+        for run in range(repeat + 1):
+            t = time.perf_counter()
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            if run:
+                best = min(best, time.perf_counter() - t)
+    return best
+
+
+def fan_out_notebook(tasks: int, loops: int):
+    """The fan-out as a notebook: the task's function, then a cell looping over the items."""
+    import inspect
+
+    import nbformat
+
+    source = "".join(
+        line for line in inspect.getsourcelines(work.fn)[0] if not line.startswith("@")
+    )
+    cells = [source, f"values = [work(i, {loops}) for i in range({tasks})]\ntotal = sum(values)"]
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+
+
+def load_example_flow():
+    """The example script's flow, imported as a module (its functions travel by value)."""
+    import importlib.util
+
+    import cloudpickle
+
+    spec = importlib.util.spec_from_file_location("_bench_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    cloudpickle.register_pickle_by_value(module)
+    return module.main
+
+
+def example_notebook(out: Path):
+    """The example notebook as ``nb2flow check`` runs it (skip cells out)."""
+    import nbformat
+
+    from nb2flow.check.runs import prepare_notebook
+
+    nb, _ = prepare_notebook(nbformat.read(NOTEBOOK, as_version=4), "", [], out)
+    return nb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=64)
@@ -110,8 +176,18 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--overhead-tasks", type=int, default=1000, help="trivial tasks")
+    ap.add_argument("--rows", type=int, default=70_000, help="example: trips a month")
+    ap.add_argument("--no-example", dest="example", action="store_false")
     args = ap.parse_args()
     os.environ.setdefault("NB2FLOW_STORE", "off")
+    os.environ["NB2FLOW_CACHE"] = "off"  # every run of the example computes (workers too)
+    work_dir = Path(tempfile.mkdtemp(prefix="nb2flow-bench-"))
+    os.chdir(work_dir)  # data/, mlflow.db, models/ of the example; the workers start here
+    if args.example:
+        from nb2flow.examples import taxi
+
+        for month in ("2021-01", "2021-02"):
+            taxi.write_month(work_dir / "data", month, rows=args.rows)
 
     from nb2flow.runtime.observation import hooks
 
@@ -139,6 +215,9 @@ def main() -> None:
     try:
         rows = []
         expected = None
+        example = load_example_flow() if args.example else None
+        if example is not None:
+            example.with_options(task_runner="sequential")()  # warm: imports, mlflow's db
         for label, runner in (
             ("sequential", "sequential"),
             ("threads", f"threads:{args.workers}"),
@@ -149,15 +228,40 @@ def main() -> None:
             if expected is None:
                 expected = value
             assert value == expected, (label, value, expected)
-            rows.append((label, wall))
+            ex_wall = None
+            if example is not None:
+                ex_wall = float("inf")
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    result = example.with_options(task_runner=runner)()
+                    ex_wall = min(ex_wall, time.perf_counter() - t)
+                assert result["rmse"] > 0, result
+            rows.append((label, wall, ex_wall))
         raw, ours = overhead(cluster, args.overhead_tasks)
     finally:
         cluster.close()
+    kernel = run_in_kernel(fan_out_notebook(args.tasks, loops), work_dir, args.repeat)
+    ex_kernel = None
+    if args.example:
+        ex_kernel = run_in_kernel(example_notebook(work_dir), work_dir, args.repeat)
 
-    base = rows[0][1]
-    print("\n| runner | wall time (s) | speed-up vs sequential |\n|---|---:|---:|")
-    for label, wall in rows:
-        print(f"| {label} | {wall:.2f} | {base / wall:.2f}x |")
+    base, ex_base = rows[0][1], rows[0][2]
+    print(
+        "\n| runner | fan-out (s) | speed-up | example flow (s) | speed-up |"
+        "\n|---|---:|---:|---:|---:|"
+    )
+
+    def example_cells(wall: float | None) -> str:
+        if wall is None or ex_base is None:
+            return "- | -"
+        return f"{wall:.2f} | {ex_base / wall:.2f}x"
+
+    print(
+        f"| notebook cells in a Jupyter kernel | {kernel:.2f} | {base / kernel:.2f}x "
+        f"| {example_cells(ex_kernel)} |"
+    )
+    for label, wall, ex_wall in rows:
+        print(f"| {label} | {wall:.2f} | {base / wall:.2f}x | {example_cells(ex_wall)} |")
     print(f"\nDask LocalCluster start-up (once, not in the runs above): {startup:.2f} s")
     n = args.overhead_tasks
     print(

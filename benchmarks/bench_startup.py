@@ -53,8 +53,11 @@ def main() -> None:
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "nb2flow --help": [nb2flow, "--help"],
-            "script --help": [sys.executable, str(SCRIPT), "--help"],
-            "script --help, no early check (before)": [sys.executable, str(old), "--help"],
+            # --cwd: the copy is not beside the notebook's folder (where scripts run)
+            "script --help": [sys.executable, str(SCRIPT), "--cwd", str(cwd), "--help"],
+            "script --help, no early check (before)": [
+                *[sys.executable, str(old), "--cwd", str(cwd), "--help"]
+            ],
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         for cmd in commands.values():
