@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from notebooks.nbbuild import code, md, write
+from notebooks.nbbuild import code, edge, md, write
 
+from nb2flow.analysis import build_plan
+from nb2flow.analysis.grouping import heading_name
 from nb2flow.analysis.names import analyse
-from nb2flow.analysis.plan import build_plan, heading_name
+from nb2flow.analysis.plan import MODULE, PARAMETER, FromTask
 from nb2flow.errors import Nb2flowError
 
 # -- names -----------------------------------------------------------------------------------
@@ -60,9 +62,9 @@ from nb2flow.errors import Nb2flowError
 )
 def test_read_write_sets(source, reads, writes, mutated):
     names = analyse(source)
-    assert names.reads == reads
-    assert names.writes == writes
-    assert names.mutated == mutated
+    assert names.reads == tuple(reads)
+    assert names.writes == tuple(writes)
+    assert names.mutated == tuple(mutated)
 
 
 def test_conditional_writes_do_not_hide_the_old_value():
@@ -76,8 +78,8 @@ def test_conditional_writes_do_not_hide_the_old_value():
 
 def test_del_and_star_import():
     names = analyse("del tmp\nfrom os.path import *")
-    assert names.reads == ["tmp"] and names.deleted == {"tmp"}
-    assert names.star_imports == ["os.path"]
+    assert names.reads == ("tmp",) and names.deleted == {"tmp"}
+    assert names.star_imports == ("os.path",)
 
 
 # -- plans -----------------------------------------------------------------------------------
@@ -101,20 +103,20 @@ def test_tagged_grouping_inputs_outputs_and_edges(tmp_path):
             code("print(data)", "skip"),
         ],
     )
-    assert plan.graph["order"] == ["load", "total", "root"]
-    load = plan.nodes["load"]
-    assert load["cells"] == [4, 5]
-    assert load["inputs"] == ["n"] and load["sources"] == {"n": "param"}
-    assert load["outputs"] == ["data", "extra"]
-    assert load["options"] == {"retries": 2}
-    assert load["doc"] == "## Load"
-    assert plan.edges["load", "total"] == {"kind": "data", "vars": ["data", "extra"]}
-    assert plan.edges["total", "root"]["vars"] == ["total"]
+    assert plan.order == ("load", "total", "root")
+    load = plan.tasks["load"]
+    assert load.cells == (4, 5)
+    assert load.inputs == ("n",) and load.sources == {"n": PARAMETER}
+    assert load.outputs == ("data", "extra")
+    assert load.options == {"retries": 2}
+    assert load.doc == "## Load"
+    assert edge(plan, "load", "total") == {"kind": "data", "vars": ["data", "extra"]}
+    assert edge(plan, "total", "root")["vars"] == ["total"]
     assert not plan.has_edge("load", "root")
-    assert [p.name for p in plan.graph["parameters"]] == ["n", "name"]
-    assert plan.graph["skipped"] == [8]
-    assert list(plan.graph["outputs"]) == ["data", "extra", "total", "root"]
-    assert "import math" in plan.graph["imports"]
+    assert [p.name for p in plan.parameters] == ["n", "name"]
+    assert plan.skipped == (8,)
+    assert list(plan.outputs) == ["data", "extra", "total", "root"]
+    assert "import math" in plan.imports
 
 
 def test_in_place_change_orders_readers_before_the_mutation(tmp_path):
@@ -127,12 +129,12 @@ def test_in_place_change_orders_readers_before_the_mutation(tmp_path):
             code("m = len(df)", "task:recount"),
         ],
     )
-    assert plan.edges["make", "count"]["kind"] == "data"
-    assert plan.edges["count", "mutate"] == {"kind": "order", "vars": ["df"]}
-    assert plan.edges["make", "mutate"]["kind"] == "data"
-    assert plan.nodes["mutate"]["outputs"] == ["df"]
+    assert edge(plan, "make", "count")["kind"] == "data"
+    assert edge(plan, "count", "mutate") == {"kind": "order", "vars": ["df"]}
+    assert edge(plan, "make", "mutate")["kind"] == "data"
+    assert plan.tasks["mutate"].outputs == ("df",)
     # the reader after the change reads the mutated version
-    assert plan.edges["mutate", "recount"]["vars"] == ["df"]
+    assert edge(plan, "mutate", "recount")["vars"] == ["df"]
     assert not plan.has_edge("make", "recount")
 
 
@@ -159,21 +161,21 @@ def test_headings_split_and_unique_names(tmp_path):
             code("d = helper() + c"),
         ],
     )
-    assert plan.graph["split"] == "headings"
-    assert plan.graph["order"] == ["prep", "prep_2", "plot_it"]
-    assert plan.nodes["prep"]["cells"] == [2, 3]
-    assert [b["cell"] for b in plan.graph["module"]] == [7]
+    assert plan.split == "headings"
+    assert plan.order == ("prep", "prep_2", "plot_it")
+    assert plan.tasks["prep"].cells == (2, 3)
+    assert [b.cell for b in plan.module] == [7]
 
 
 def test_cells_split_without_headings(tmp_path):
     plan = _plan(tmp_path, [code("a = 1"), code("b = a"), code("c = b")])
-    assert plan.graph["split"] == "cells"
-    assert plan.graph["order"] == ["cell_1", "cell_2", "cell_3"]
+    assert plan.split == "cells"
+    assert plan.order == ("cell_1", "cell_2", "cell_3")
 
 
 def test_derived_names_never_take_an_explicit_task_name(tmp_path):
     plan = _plan(tmp_path, [md("# Load"), code("a = 1"), code("b = a", "task:load")])
-    assert plan.graph["order"] == ["load_2", "load"]
+    assert plan.order == ("load_2", "load")
 
 
 def test_duplicate_task_names_are_an_error(tmp_path):
@@ -200,7 +202,7 @@ def test_after_adds_an_ordering_edge(tmp_path):
             code("r = open(''.join('f')).read()", "task:r", "after:w"),
         ],
     )
-    assert plan.edges["w", "r"] == {"kind": "after", "vars": []}
+    assert edge(plan, "w", "r") == {"kind": "after", "vars": []}
 
 
 def test_tasks_naming_a_file_another_task_writes_are_ordered_with_it(tmp_path):
@@ -214,11 +216,11 @@ def test_tasks_naming_a_file_another_task_writes_are_ordered_with_it(tmp_path):
             code("open('in.txt', 'a').write('2')", "task:append"),
         ],
     )
-    assert plan.edges["peek", "write"] == {"kind": "order", "vars": ["in.txt"]}  # old contents
-    assert plan.edges["write", "read"] == {"kind": "order", "vars": ["in.txt"]}
-    assert plan.edges["read", "append"] == {"kind": "order", "vars": ["in.txt"]}
-    assert plan.edges["write", "append"] == {"kind": "order", "vars": ["in.txt"]}
-    assert not [e for e in plan.edges if "unrelated" in e]
+    assert edge(plan, "peek", "write") == {"kind": "order", "vars": ["in.txt"]}  # old contents
+    assert edge(plan, "write", "read") == {"kind": "order", "vars": ["in.txt"]}
+    assert edge(plan, "read", "append") == {"kind": "order", "vars": ["in.txt"]}
+    assert edge(plan, "write", "append") == {"kind": "order", "vars": ["in.txt"]}
+    assert not [e for e in plan.edges() if "unrelated" in (e.source, e.target)]
 
 
 def test_syntax_error_names_cell_and_line(tmp_path):
@@ -230,12 +232,12 @@ def test_unknown_names_and_star_imports_warn(tmp_path):
     plan = _plan(
         tmp_path, [code("a = foo + 1", "task:a"), code("b = later", "task:b"), code("later = 1")]
     )
-    warnings = plan.graph["warnings"]
+    warnings = plan.warnings
     assert any("cell 1: reads `foo`, which no cell defines" in w for w in warnings)
     assert any("cell 2: reads `later`, which no earlier cell defines" in w for w in warnings)
     star = _plan(tmp_path, [code("from math import *"), code("a = sqrt(2)")])
-    assert any("import *" in w for w in star.graph["warnings"])
-    assert not any("sqrt" in w for w in star.graph["warnings"])
+    assert any("import *" in w for w in star.warnings)
+    assert not any("sqrt" in w for w in star.warnings)
 
 
 def test_module_level_names_rebound_by_a_task_are_passed_in(tmp_path):
@@ -247,15 +249,15 @@ def test_module_level_names_rebound_by_a_task_are_passed_in(tmp_path):
             code("x = LIMIT", "task:use"),
         ],
     )
-    assert plan.nodes["bump"]["sources"] == {"LIMIT": "module"}
-    assert plan.nodes["use"]["sources"] == {"LIMIT": "bump"}
+    assert plan.tasks["bump"].sources == {"LIMIT": MODULE}
+    assert plan.tasks["use"].sources == {"LIMIT": FromTask("bump")}
 
 
 def test_parameters_cell_with_code_keeps_the_code_as_a_task(tmp_path):
     plan = _plan(tmp_path, [code("a = 1\nb = a * 2", "parameters"), code("c = b", "task:c")])
-    assert [p.name for p in plan.graph["parameters"]] == ["a"]
-    assert plan.graph["order"] == ["derived_parameters", "c"]
-    assert plan.nodes["derived_parameters"]["inputs"] == ["a"]
+    assert [p.name for p in plan.parameters] == ["a"]
+    assert plan.order == ("derived_parameters", "c")
+    assert plan.tasks["derived_parameters"].inputs == ("a",)
 
 
 def test_open_files_and_exceptions_are_not_returned(tmp_path):
@@ -266,7 +268,7 @@ def test_open_files_and_exceptions_are_not_returned(tmp_path):
             code("try:\n    v = int('x')\nexcept ValueError as err:\n    v = 0", "task:parse"),
         ],
     )
-    assert list(plan.graph["outputs"]) == ["text", "v"]
+    assert list(plan.outputs) == ["text", "v"]
 
 
 def test_markdown_documents_the_code_cell_below_it(tmp_path):
@@ -291,25 +293,25 @@ def test_markdown_documents_the_code_cell_below_it(tmp_path):
         ],
     )
     # markdown above the first code cell (whatever its heading level) describes the flow
-    assert plan.graph["flow_doc"] == "# My analysis\n\nWhat it does."
-    assert plan.graph["parameters_doc"] == "## Parameters\nHow many."
-    docs = {block["kind"]: block["doc"] for block in plan.graph["module"]}
+    assert plan.flow_doc == "# My analysis\n\nWhat it does."
+    assert plan.parameters_doc == "## Parameters\nHow many."
+    docs = {block.kind: block.doc for block in plan.module}
     assert docs == {"definitions": "## Helpers\nRead things.", "setup": "Set up."}
     # a task's docstring is the markdown right above its first cell, nothing carried over
-    assert plan.nodes["use"]["doc"] == "## Use\nUse them."
-    assert plan.nodes["more"]["doc"] == "More."
+    assert plan.tasks["use"].doc == "## Use\nUse them."
+    assert plan.tasks["more"].doc == "More."
 
 
 def test_a_bare_parameters_heading_is_not_flow_documentation(tmp_path):
     plan = _plan(
         tmp_path, [md("# T"), code("a = 1"), md("## Parameters"), code("n = 1", "parameters")]
     )
-    assert plan.graph["parameters_doc"] == ""
+    assert plan.parameters_doc == ""
 
 
 def test_skipped_cells_need_not_be_python(tmp_path):
     plan = _plan(tmp_path, [code("a = 1", "task:a"), code("library(ggplot2) <- ", "skip")])
-    assert plan.graph["skipped"] == [2]
+    assert plan.skipped == (2,)
 
 
 def test_absurdly_nested_code_is_a_clear_error(tmp_path):
@@ -341,13 +343,13 @@ def test_loop_variables_are_not_returned_unless_read_later(tmp_path):
             code("k = j * 2", "task:c"),
         ],
     )
-    assert list(plan.graph["outputs"]) == ["total", "k"]
-    assert plan.nodes["b"]["outputs"] == ["j"]
+    assert list(plan.outputs) == ["total", "k"]
+    assert plan.tasks["b"].outputs == ("j",)
 
 
 def test_recursive_function_does_not_read_itself():
     names = analyse("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)")
-    assert names.reads == [] and names.writes == ["fact"]
+    assert names.reads == () and names.writes == ("fact",)
 
 
 def test_calls_to_notebook_functions_read_and_write_the_globals_they_use(tmp_path):
@@ -363,13 +365,13 @@ def test_calls_to_notebook_functions_read_and_write_the_globals_they_use(tmp_pat
         ],
     )
     # charge -> rate reads `factor`: it comes in, to be set as the module global
-    assert plan.nodes["pay"]["inputs"] == ["factor"] and plan.nodes["pay"]["globals"] == ["factor"]
-    assert plan.nodes["pay"]["outputs"] == ["paid"]
+    assert plan.tasks["pay"].inputs == ("factor",) and plan.tasks["pay"].globals == ("factor",)
+    assert plan.tasks["pay"].outputs == ("paid",)
     # tick sets `ticks`: a read and a write of it, wherever tick is called or passed on
-    assert plan.nodes["count"]["inputs"] == ["ticks"]
-    assert plan.nodes["count"]["outputs"] == ["ticks"]
-    assert plan.edges["count", "pass_on"]["vars"] == ["ticks"]
-    assert plan.graph["outputs"]["ticks"] == "pass_on"
+    assert plan.tasks["count"].inputs == ("ticks",)
+    assert plan.tasks["count"].outputs == ("ticks",)
+    assert edge(plan, "count", "pass_on")["vars"] == ["ticks"]
+    assert plan.outputs["ticks"] == "pass_on"
 
 
 @pytest.mark.parametrize(
@@ -406,7 +408,7 @@ def test_pinned_imports_follow_writers_and_path_changes():
     trees = [(i + 1, ast.parse(c)) for i, c in enumerate(cells)]
     pins = pinned_imports(trees)
     found = {
-        (cell, ast.unparse(s)): (sorted(pins[s].cells), pins[s].why)
+        (cell, ast.unparse(s)): (sorted(pins[s].cells), list(pins[s].why))
         for cell, t in trees
         for s in t.body
         if s in pins
@@ -430,7 +432,7 @@ def test_an_except_name_is_unbound_after_its_handler(tmp_path):
         ],
     )
     # the second task does not take `e` in (Python deleted it), nor does the first return it
-    assert plan.nodes["two"]["inputs"] == ["a"] and plan.nodes["one"]["outputs"] == ["a"]
+    assert plan.tasks["two"].inputs == ("a",) and plan.tasks["one"].outputs == ("a",)
 
 
 def test_a_setup_cell_importing_what_a_task_writes_is_a_warning(tmp_path):
@@ -460,7 +462,7 @@ def test_markdown_above_an_imports_only_cell_introduces_the_next_task(tmp_path):
             code("y = math.sqrt(x)", "task:fit"),
         ],
     )
-    assert plan.nodes["fit"]["doc"] == "## Using KNN\nWhy.\n\nFit it."
+    assert plan.tasks["fit"].doc == "## Using KNN\nWhy.\n\nFit it."
 
 
 @pytest.mark.parametrize(
@@ -492,12 +494,12 @@ def test_maybe_unbound_outputs_and_inputs(tmp_path):
             code("print(x)", "task:read_bound"),
         ],
     )
-    assert plan.nodes["branch"]["maybe_unbound"] == ["x"]
-    assert plan.nodes["drop"]["maybe_unbound"] == ["d"]
-    assert plan.nodes["catch"]["maybe_unbound"] == ["err"]
-    assert plan.nodes["read"]["maybe_unbound_inputs"] == ["x", "d", "err"]
-    assert plan.nodes["bind"]["maybe_unbound"] == []  # surely bound from here on
-    assert plan.nodes["read_bound"]["maybe_unbound_inputs"] == []
+    assert plan.tasks["branch"].maybe_unbound == ("x",)
+    assert plan.tasks["drop"].maybe_unbound == ("d",)
+    assert plan.tasks["catch"].maybe_unbound == ("err",)
+    assert plan.tasks["read"].maybe_unbound_inputs == ("x", "d", "err")
+    assert plan.tasks["bind"].maybe_unbound == ()  # surely bound from here on
+    assert plan.tasks["read_bound"].maybe_unbound_inputs == ()
 
 
 def test_a_setup_cell_calling_a_function_that_sets_a_global_binds_it(tmp_path):
@@ -508,5 +510,5 @@ def test_a_setup_cell_calling_a_function_that_sets_a_global_binds_it(tmp_path):
             code("a, b = [1], a", "task:swap"),
         ],
     )
-    assert "a" in plan.graph["module_names"]
-    assert plan.nodes["swap"]["inputs"] == ["a"]  # rebound in the task: passed in
+    assert "a" in plan.module_names
+    assert plan.tasks["swap"].inputs == ("a",)  # rebound in the task: passed in

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from notebooks.nbbuild import code, md, run_cells, run_script_flow, write
+from notebooks.nbbuild import code, edge, md, run_cells, run_script_flow, write
 
+from nb2flow.analysis.plan import PARAMETER, FromTask
 from nb2flow.codegen import convert_notebook
+from nb2flow.notebook.identifiers import identifier
 from nb2flow.runtime.core.unset import UNSET
 
 NOTEBOOKS = {
@@ -91,7 +94,7 @@ def test_helper_reading_a_parameter_stays_in_the_flow(tmp_path):
     ]
     path = write(tmp_path / "helper.ipynb", cells)
     conversion = convert_notebook(path)
-    assert conversion.plan.graph["module"] == []
+    assert conversion.plan.module == ()
     assert run_script_flow(conversion.script, tmp_path, base=5)["out"] == 6
 
 
@@ -106,8 +109,8 @@ def test_a_helper_reading_a_global_waits_for_the_task_changing_it(tmp_path):
     path = write(tmp_path / "helper_global.ipynb", cells)
     conversion = convert_notebook(path)
     # the changed registry comes in and is set as the module global `lookup` reads
-    assert conversion.plan.edges["fill", "use"] == {"kind": "data", "vars": ["registry"]}
-    assert conversion.plan.nodes["use"]["globals"] == ["registry"]
+    assert edge(conversion.plan, "fill", "use") == {"kind": "data", "vars": ["registry"]}
+    assert conversion.plan.tasks["use"].globals == ("registry",)
     assert run_script_flow(conversion.script, tmp_path)["found"] == 1
 
 
@@ -137,12 +140,12 @@ def test_a_function_setting_a_global_changes_it_in_the_calling_task(tmp_path):
     conversion, result = _same_as_the_notebook(tmp_path, "bump", cells)
     plan = conversion.plan
     # bump needs nothing of its task: it moves to module level, one function for every task
-    assert [b["cell"] for b in plan.graph["module"]] == [2]
-    assert plan.graph["module"][0]["code"].startswith("def bump():\n    global counter")
-    assert plan.nodes["a"]["outputs"] == ["counter"] and plan.nodes["a"]["globals"] == []
-    assert plan.nodes["b"]["inputs"] == ["counter"]
-    assert plan.nodes["b"]["outputs"] == ["counter"] and plan.nodes["b"]["globals"] == ["counter"]
-    assert plan.edges["b", "c"]["vars"] == ["counter"]
+    assert [b.cell for b in plan.module] == [2]
+    assert plan.module[0].code.startswith("def bump():\n    global counter")
+    assert plan.tasks["a"].outputs == ("counter",) and plan.tasks["a"].globals == ()
+    assert plan.tasks["b"].inputs == ("counter",)
+    assert plan.tasks["b"].outputs == ("counter",) and plan.tasks["b"].globals == ("counter",)
+    assert edge(plan, "b", "c")["vars"] == ["counter"]
     assert result == {"counter": 2, "seen": 2}
     # worker processes call their own module's bump, on the global the task sets
     assert _run_script(conversion, tmp_path, "--task-runner", "processes:2") == result
@@ -155,7 +158,7 @@ def test_a_function_setting_a_global_that_needs_task_values_stays_in_its_task(tm
         "seen = counter",
     )
     conversion, result = _same_as_the_notebook(tmp_path, "bump_step", cells)
-    assert conversion.plan.graph["module"] == []  # it reads `step`, a task value
+    assert conversion.plan.module == ()  # it reads `step`, a task value
     assert result == {"step": 2, "counter": 2, "seen": 2}
 
 
@@ -167,7 +170,7 @@ def test_a_module_level_function_setting_a_global(tmp_path):
         code("add(1)\nafter = total", "task:second"),
     ]
     conversion, result = _same_as_the_notebook(tmp_path, "add", cells)
-    assert conversion.plan.edges["first", "second"]["vars"] == ["total"]
+    assert edge(conversion.plan, "first", "second")["vars"] == ["total"]
     assert result == {"total": 16, "after": 16}
 
 
@@ -175,9 +178,9 @@ def test_a_module_level_helper_reading_a_global_a_task_sets(tmp_path):
     cells = _sections("def scale(v):\n    return v * factor", "factor = 3", "out = scale(2)")
     conversion, result = _same_as_the_notebook(tmp_path, "scale", cells)
     plan = conversion.plan
-    assert [b["cell"] for b in plan.graph["module"]] == [2]  # the def stays module level
-    assert plan.nodes["c"]["inputs"] == ["factor"] and plan.nodes["c"]["globals"] == ["factor"]
-    assert plan.edges["b", "c"] == {"kind": "data", "vars": ["factor"]}
+    assert [b.cell for b in plan.module] == [2]  # the def stays module level
+    assert plan.tasks["c"].inputs == ("factor",) and plan.tasks["c"].globals == ("factor",)
+    assert edge(plan, "b", "c") == {"kind": "data", "vars": ["factor"]}
     assert not [w for w in conversion.warnings if "factor" in w]
     assert result == {"factor": 3, "out": 6}
 
@@ -205,8 +208,8 @@ def test_a_change_through_an_alias_is_ordered_with_readers_of_the_original(tmp_p
     path = write(tmp_path / "alias.ipynb", cells)
     conversion = convert_notebook(path)
     plan = conversion.plan
-    assert plan.edges["slow_reader", "change"]["kind"] == "order"
-    assert plan.edges["change", "reader"] == {"kind": "order", "vars": ["rows"]}
+    assert edge(plan, "slow_reader", "change")["kind"] == "order"
+    assert edge(plan, "change", "reader") == {"kind": "order", "vars": ["rows"]}
     result = run_script_flow(conversion.script, tmp_path)
     assert (result["before"], result["after"]) == (1, 2)
 
@@ -224,9 +227,9 @@ def test_a_helper_changing_its_argument_changes_the_callers_variable(tmp_path):
     path = write(tmp_path / "arg_change.ipynb", cells)
     conversion = convert_notebook(path)
     plan = conversion.plan
-    assert sorted(plan.nodes["change"]["outputs"]) == ["c", "t"]
-    assert plan.edges["slow_reader", "change"]["kind"] == "order"
-    assert plan.edges["change", "count"]["vars"] == ["t"]
+    assert sorted(plan.tasks["change"].outputs) == ["c", "t"]
+    assert edge(plan, "slow_reader", "change")["kind"] == "order"
+    assert edge(plan, "change", "count")["vars"] == ["t"]
     result = run_script_flow(conversion.script, tmp_path)
     assert result["keys"] == ["a", "b"] and result["n"] == 3
     assert result["c"] == {"b": 2, "total": 3}
@@ -277,14 +280,14 @@ def test_a_name_left_unbound_stays_unbound_in_later_tasks(tmp_path, k):
     path = write(tmp_path / "unbound.ipynb", UNBOUND_LATER)
     conversion = convert_notebook(path)
     plan = conversion.plan
-    assert plan.nodes["maybe"]["maybe_unbound"] == ["x"]
-    assert plan.nodes["use_x"]["maybe_unbound_inputs"] == ["x"]
-    assert plan.nodes["drop"]["maybe_unbound"] == ["d"]
-    assert plan.nodes["use_d"]["maybe_unbound_inputs"] == ["d"]
-    assert plan.nodes["use_err"]["maybe_unbound_inputs"] == ["err"]
+    assert plan.tasks["maybe"].maybe_unbound == ("x",)
+    assert plan.tasks["use_x"].maybe_unbound_inputs == ("x",)
+    assert plan.tasks["drop"].maybe_unbound == ("d",)
+    assert plan.tasks["use_d"].maybe_unbound_inputs == ("d",)
+    assert plan.tasks["use_err"].maybe_unbound_inputs == ("err",)
     # `again` may leave x unbound: it came in maybe unbound and is bound on one path only
-    assert plan.nodes["again"]["maybe_unbound_inputs"] == ["x"]
-    assert plan.nodes["again"]["maybe_unbound"] == ["x"]
+    assert plan.tasks["again"].maybe_unbound_inputs == ("x",)
+    assert plan.tasks["again"].maybe_unbound == ("x",)
     expected = run_cells(path, k=k)
     result = run_script_flow(conversion.script, tmp_path, k=k)
     assert result == {name: expected.get(name, UNSET) for name in conversion.output_names}
@@ -340,11 +343,11 @@ def test_a_module_the_notebook_writes_is_imported_after_it_is_written(tmp_path, 
     path = write(tmp_path / "writes_module.ipynb", cells)
     conversion = convert_notebook(path)
     plan = conversion.plan
-    assert plan.graph["imports"] == []  # not hoisted above the task writing the file
-    assert plan.graph["module"] == []
-    assert plan.nodes["b"]["outputs"] == ["f"]
-    assert plan.edges["a", "b"] == {"kind": "order", "vars": ["helper_mod_a.py"]}
-    assert plan.edges["b", "c"] == {"kind": "data", "vars": ["f"]}
+    assert plan.imports == ()  # not hoisted above the task writing the file
+    assert plan.module == ()
+    assert plan.tasks["b"].outputs == ("f",)
+    assert edge(plan, "a", "b") == {"kind": "order", "vars": ["helper_mod_a.py"]}
+    assert edge(plan, "b", "c") == {"kind": "data", "vars": ["f"]}
     expected = _notebook_values(path, monkeypatch, "helper_mod_a")
     (tmp_path / "helper_mod_a.py").unlink()
     assert _run_script(conversion, tmp_path) == {"x": expected["x"]} == {"x": 42}
@@ -361,10 +364,10 @@ def test_imports_after_a_sys_path_change_stay_in_place(tmp_path, monkeypatch):
     conversion = convert_notebook(path)
     plan = conversion.plan
     # standard-library imports still move to the top; the others stay after the change
-    assert plan.graph["imports"] == ["import json", "import sys", "import os"]
-    assert "from helper_mod_b import g" in plan.nodes["cell_1"]["code"]
-    assert "import helper_mod_b" in plan.nodes["cell_2"]["code"]
-    assert not plan.graph["imports_written_files"]
+    assert plan.imports == ("import json", "import sys", "import os")
+    assert "from helper_mod_b import g" in plan.tasks["cell_1"].code
+    assert "import helper_mod_b" in plan.tasks["cell_2"].code
+    assert not plan.imports_written_files
     expected = _notebook_values(path, monkeypatch, "helper_mod_b")
     assert _run_script(conversion, tmp_path) == {"y": expected["y"], "n": expected["n"]}
 
@@ -379,8 +382,8 @@ def test_a_parameters_cell_below_a_task_setting_the_same_name(tmp_path):
     path = write(tmp_path / "late_params.ipynb", cells)
     conversion = convert_notebook(path)
     plan = conversion.plan
-    assert plan.nodes["cell_4"]["sources"] == {"a": "param", "b": "param"}
-    assert "a" not in plan.graph["outputs"]  # the final `a` is the parameter
+    assert plan.tasks["cell_4"].sources == {"a": PARAMETER, "b": PARAMETER}
+    assert "a" not in plan.outputs  # the final `a` is the parameter
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
     assert result == {k: expected[k] for k in conversion.output_names} == {"c": [0, 9], "d": [1, 2]}
@@ -395,8 +398,8 @@ def test_a_file_opened_with_as_is_not_a_result(tmp_path, monkeypatch):
     )
     conversion, result = _same_as_the_notebook(tmp_path, "with_files", cells)
     plan = conversion.plan
-    assert plan.nodes["b"]["outputs"] == ["size"] and plan.nodes["c"]["outputs"] == ["loaded"]
-    assert plan.edges["b", "c"] == {"kind": "order", "vars": ["model.bin"]}  # the file
+    assert plan.tasks["b"].outputs == ("size",) and plan.tasks["c"].outputs == ("loaded",)
+    assert edge(plan, "b", "c") == {"kind": "order", "vars": ["model.bin"]}  # the file
     assert conversion.output_names == ["model", "size", "loaded"]
     assert result["loaded"] == {"w": 3}
 
@@ -408,7 +411,7 @@ def test_a_file_object_a_later_task_reads_is_passed_to_it(tmp_path, monkeypatch)
         "closed = fh.closed\nname = fh.name",
     )
     conversion, result = _same_as_the_notebook(tmp_path, "file_read_later", cells)
-    assert conversion.plan.nodes["a"]["outputs"] == ["fh"]  # a later task reads it
+    assert conversion.plan.tasks["a"].outputs == ("fh",)  # a later task reads it
     assert "fh" not in conversion.output_names  # but the flow does not return it
     assert result == {"closed": True, "name": "notes.txt"}
 
@@ -417,5 +420,31 @@ def test_a_global_only_a_function_sets_is_not_a_module_level_name(tmp_path):
     # h_a moves to module level; `a` exists only once it is called, inside the task
     cells = [code("def h_a():\n    global a\n    a = [0]\nh_a()"), code("b = a + [1]")]
     conversion, result = _same_as_the_notebook(tmp_path, "global_only", cells)
-    assert "a" not in conversion.plan.graph["module_names"]
+    assert "a" not in conversion.plan.module_names
     assert result == {"a": [0], "b": [0, 1]}
+
+
+@pytest.mark.parametrize("heading", ["Module", "Param", "Parameter", "Module level"])
+def test_a_heading_naming_a_source_kind_is_an_ordinary_task(tmp_path, heading):
+    """Where a value comes from is typed (task / parameter / module level): a task named
+    `module` or `param` by its heading is a task like any other (it used to be taken for
+    the module level, NameError at run time, or for a parameter, KeyError in convert)."""
+    cells = [
+        code("import math"),
+        code("n = 2", "parameters"),
+        md(f"## {heading}"),
+        code("a = [n, math.floor(2.5)]"),
+        md("## Next"),
+        code("b = a + [n]"),
+    ]
+    conversion, result = _same_as_the_notebook(tmp_path, "heading", cells)
+    task = identifier(heading, lower=True)
+    assert conversion.plan.tasks["next"].sources == {"a": FromTask(task), "n": PARAMETER}
+    assert result == {"a": [2, 2], "b": [2, 2, 2]}
+
+
+def test_a_parameters_cell_with_an_import_keeps_its_other_code(tmp_path):
+    cells = [code("a = 1\nimport os\nx = os.sep + str(a)", "parameters"), code("y = x * 2")]
+    conversion, result = _same_as_the_notebook(tmp_path, "params_import", cells)
+    assert "import os" not in conversion.plan.tasks["derived_parameters"].code  # hoisted
+    assert result == {"x": f"{os.sep}1", "y": f"{os.sep}1" * 2}

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import require
 
+from nb2flow.analysis.plan import FromTask
 from nb2flow.codegen import convert_notebook
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
@@ -23,12 +24,13 @@ def test_corpus_notebook_converts_and_compiles(path):
     conversion = convert_notebook(path, label=f"corpus/{path.name}")
     compile(conversion.script, f"{path.stem}.py", "exec")
     assert "get_ipython" not in conversion.script
-    code_cells = conversion.plan.graph["order"]
+    code_cells = conversion.plan.order
     for name in code_cells:
-        task = conversion.plan.nodes[name]
+        task = conversion.plan.tasks[name]
         # every input of a task comes from a parameter, the module, or an earlier task
-        for source in task["sources"].values():
-            assert source in ("param", "module") or conversion.plan.has_edge(source, name)
+        for source in task.sources.values():
+            if isinstance(source, FromTask):
+                assert conversion.plan.has_edge(source.task, name)
 
 
 RUNNABLE = [p for p in NOTEBOOKS if p.stem.startswith("sklearn-")]

@@ -144,7 +144,7 @@ def test_cells_driving_nb2flow_are_left_out_of_the_flow(tmp_path: Path):
     conversion = convert_notebook(write(tmp_path / "nb.ipynb", cells))
     assert "nb2flow run" not in conversion.script and "load_ext" not in conversion.script
     assert "y = x" not in conversion.script and "z = x + 1" in conversion.script
-    assert conversion.plan.graph["skipped"] == [1, 3, 4]
+    assert conversion.plan.skipped == (1, 3, 4)
     assert any("cell 4: holds %nb2flow lines" in w for w in conversion.warnings)
 
 

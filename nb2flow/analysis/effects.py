@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 import posixpath
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 _SHELL_CALLS = {"run", "call", "check_call", "check_output", "Popen", "system", "getoutput"}
@@ -35,12 +35,12 @@ _COPY_CALLS = {"copy", "copy2", "copyfile", "copytree", "move"}
 _PATH_CHANGES = {"chdir", "addsitedir", "invalidate_caches"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pin:
     """An import statement that must stay where the notebook runs it."""
 
-    cells: set[int] = field(default_factory=set)  # the cells it depends on
-    why: list[str] = field(default_factory=list)  # file names, or "sys.path"
+    cells: frozenset[int]  # the cells it depends on
+    why: tuple[str, ...]  # file names, or "sys.path"
 
 
 def module_names_of_path(path: str) -> set[str]:
@@ -162,19 +162,18 @@ def _pin(
         modules = [alias.name for alias in stmt.names]
     else:
         modules = [stmt.module or "."] if not stmt.level else ["."]
-    pin = Pin()
+    cells: set[int] = set()
+    why: dict[str, None] = {}  # an ordered set
     for module in modules:
         top = module.split(".")[0]
         if top in created:
             cell, path = created[top]
-            pin.cells.add(cell)
-            if path not in pin.why:
-                pin.why.append(path)
+            cells.add(cell)
+            why[path] = None
         if path_cells and (top == "" or top not in sys.stdlib_module_names):
-            pin.cells |= path_cells
-            if "sys.path" not in pin.why:
-                pin.why.append("sys.path")
-    return pin if pin.cells else None
+            cells |= path_cells
+            why["sys.path"] = None
+    return Pin(frozenset(cells), tuple(why)) if cells else None
 
 
 def _normal(path: str) -> str:

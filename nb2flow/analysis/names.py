@@ -16,8 +16,20 @@ assign count as (possible) writes. A walrus inside a comprehension binds in the 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
-from typing import Any
+import builtins
+from dataclasses import dataclass
+
+#: names every module has without binding them
+BUILTIN_NAMES = frozenset(dir(builtins)) | {
+    "__name__",
+    "__file__",
+    "__doc__",
+    "__builtins__",
+    "__spec__",
+    "__loader__",
+    "__package__",
+    "__annotations__",
+}
 
 #: methods that return a new value and leave their object alone; any other method called
 #: on a name counts as an in-place change of that name (unless called with inplace=True)
@@ -40,29 +52,64 @@ PURE_METHODS = frozenset(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Names:
-    """Result of :func:`analyse` (lists keep first-occurrence order)."""
+    """Result of :func:`analyse`: never changed once built (tuples keep first-occurrence
+    order)."""
 
-    reads: list[str] = field(default_factory=list)  # read before surely bound here
-    writes: list[str] = field(default_factory=list)  # bound, rebound or changed in place
-    bound: list[str] = field(default_factory=list)  # bound by assignment/def/import/for... (no del)
-    mutated: list[str] = field(default_factory=list)  # changed in place (subset of writes)
-    definite: set[str] = field(default_factory=set)  # surely bound when the code ends
-    deleted: set[str] = field(default_factory=set)  # unbound by `del name` at the end
-    imported: set[str] = field(default_factory=set)  # bound by import statements
-    defined: set[str] = field(default_factory=set)  # bound by def / class statements
-    star_imports: list[str] = field(default_factory=list)  # modules of `from m import *`
-    resources: set[str] = field(default_factory=set)  # `with ... as x`, `except E as x` names
-    global_writes: list[str] = field(default_factory=list)  # set by functions declaring global
-    loop_only: set[str] = field(default_factory=set)  # bound only as `for` targets
-    copies: list[tuple[str, str]] = field(default_factory=list)  # `a = b`: (a, b), in order
-    all_reads: set[str] = field(default_factory=set)  # every name read, bound first or not
+    reads: tuple[str, ...] = ()  # read before surely bound here
+    writes: tuple[str, ...] = ()  # bound, rebound or changed in place
+    bound: tuple[str, ...] = ()  # bound by assignment/def/import/for... (no del)
+    mutated: tuple[str, ...] = ()  # changed in place (subset of writes)
+    definite: frozenset[str] = frozenset()  # surely bound when the code ends
+    deleted: frozenset[str] = frozenset()  # unbound by `del name` at the end
+    imported: frozenset[str] = frozenset()  # bound by import statements
+    defined: frozenset[str] = frozenset()  # bound by def / class statements
+    star_imports: tuple[str, ...] = ()  # modules of `from m import *`
+    resources: frozenset[str] = frozenset()  # `with ... as x`, `except E as x` names
+    global_writes: tuple[str, ...] = ()  # set by functions declaring global
+    loop_only: frozenset[str] = frozenset()  # bound only as `for` targets
+    copies: tuple[tuple[str, str], ...] = ()  # `a = b`: (a, b), in order
+    all_reads: frozenset[str] = frozenset()  # every name read, bound first or not
 
 
-def _add(items: list[str], name: str) -> None:
-    if name not in items:
-        items.append(name)
+class _Collector:
+    """The mutable side of :class:`Names` while code is walked (dicts as ordered sets, so
+    adding a name is O(1) whatever the size of the code)."""
+
+    def __init__(self) -> None:
+        self.reads: dict[str, None] = {}
+        self.writes: dict[str, None] = {}
+        self.bound: dict[str, None] = {}
+        self.mutated: dict[str, None] = {}
+        self.definite: set[str] = set()
+        self.deleted: set[str] = set()
+        self.imported: set[str] = set()
+        self.defined: set[str] = set()
+        self.star_imports: list[str] = []
+        self.resources: set[str] = set()
+        self.global_writes: dict[str, None] = {}
+        self.loop_only: set[str] = set()
+        self.copies: list[tuple[str, str]] = []
+        self.all_reads: set[str] = set()
+
+    def freeze(self) -> Names:
+        return Names(
+            reads=tuple(self.reads),
+            writes=tuple(self.writes),
+            bound=tuple(self.bound),
+            mutated=tuple(self.mutated),
+            definite=frozenset(self.definite),
+            deleted=frozenset(self.deleted),
+            imported=frozenset(self.imported),
+            defined=frozenset(self.defined),
+            star_imports=tuple(self.star_imports),
+            resources=frozenset(self.resources),
+            global_writes=tuple(self.global_writes),
+            loop_only=frozenset(self.loop_only),
+            copies=tuple(self.copies),
+            all_reads=frozenset(self.all_reads),
+        )
 
 
 def analyse(code: str | ast.Module) -> Names:
@@ -70,24 +117,23 @@ def analyse(code: str | ast.Module) -> Names:
     tree = ast.parse(code) if isinstance(code, str) else code
     walker = _ModuleScope()
     walker.block(tree.body)
-    return walker.names
+    return walker.names.freeze()
 
 
 def sequence(parts: list[Names]) -> Names:
     """The names of code made of ``parts`` run one after the other (same as analysing the
     joined code, without parsing it again)."""
-    out = Names()
+    if len(parts) == 1:
+        return parts[0]
+    out = _Collector()
     nonloop: set[str] = set()
     for part in parts:
         for name in part.reads:
             if name not in out.definite:
-                _add(out.reads, name)
-        for name in part.writes:
-            _add(out.writes, name)
-        for name in part.bound:
-            _add(out.bound, name)
-        for name in part.mutated:
-            _add(out.mutated, name)
+                out.reads[name] = None
+        out.writes.update(dict.fromkeys(part.writes))
+        out.bound.update(dict.fromkeys(part.bound))
+        out.mutated.update(dict.fromkeys(part.mutated))
         out.deleted = (out.deleted - set(part.bound)) | part.deleted
         out.definite = (out.definite - part.deleted) | part.definite
         out.imported |= part.imported
@@ -98,15 +144,14 @@ def sequence(parts: list[Names]) -> Names:
         out.loop_only |= part.loop_only
         out.copies += part.copies
         nonloop |= set(part.bound) - part.loop_only
-        for name in part.global_writes:
-            _add(out.global_writes, name)
+        out.global_writes.update(dict.fromkeys(part.global_writes))
     out.loop_only -= nonloop
-    return out
+    return out.freeze()
 
 
 class _ModuleScope:
     def __init__(self) -> None:
-        self.names = Names()
+        self.names = _Collector()
         self.bound: set[str] = set()  # surely bound at this point
         self.in_loop_target = False
         self.other_binds: set[str] = set()  # bound other than as a `for` target
@@ -115,11 +160,11 @@ class _ModuleScope:
     def read(self, name: str) -> None:
         self.names.all_reads.add(name)
         if name not in self.bound:
-            _add(self.names.reads, name)
+            self.names.reads[name] = None
 
     def bind(self, name: str, *, surely: bool = True) -> None:
-        _add(self.names.writes, name)
-        _add(self.names.bound, name)
+        self.names.writes[name] = None
+        self.names.bound[name] = None
         if self.in_loop_target:
             self.names.loop_only.add(name)
         else:
@@ -130,8 +175,8 @@ class _ModuleScope:
 
     def mutate(self, name: str) -> None:
         self.read(name)
-        _add(self.names.writes, name)
-        _add(self.names.mutated, name)
+        self.names.writes[name] = None
+        self.names.mutated[name] = None
 
     # -- statements ---------------------------------------------------------------------
     def block(self, body: list[ast.stmt]) -> None:
@@ -175,7 +220,7 @@ class _ModuleScope:
                 for target in targets:
                     if isinstance(target, ast.Name):
                         self.read(target.id)
-                        _add(self.names.writes, target.id)
+                        self.names.writes[target.id] = None
                         self.bound.discard(target.id)
                         self.names.deleted.add(target.id)
                     else:
@@ -335,7 +380,7 @@ class _ModuleScope:
         for name in global_writes:
             self.bind(name, surely=False)
             if not isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
-                _add(self.names.global_writes, name)
+                self.names.global_writes[name] = None
 
     # -- expressions --------------------------------------------------------------------
     def expr(self, node: ast.expr) -> None:  # noqa: C901
@@ -420,8 +465,7 @@ def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
                 if isinstance(sub, ast.Name):
                     local.add(sub.id)
         return local, globals_, nonlocals
-    scope: Any = node  # a function, class or lambda: each has a body (a lambda's is one node)
-    body = scope.body if isinstance(scope.body, list) else [scope.body]
+    body = node.body if isinstance(node.body, list) else [node.body]
     for child in _same_scope_nodes(body):
         match child:
             case ast.Name(id=name, ctx=ast.Store() | ast.Del()):
@@ -476,8 +520,8 @@ def _scope_free(node: ast.AST) -> tuple[list[str], list[str]]:
     for comprehensions, the targets of walrus expressions.
     """
     local, globals_, _nonlocals = _bound_in_scope(node)
-    reads: list[str] = []
-    binds: list[str] = []
+    reads: dict[str, None] = {}  # ordered sets
+    binds: dict[str, None] = {}
     comprehension = isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
     if comprehension:
         parts: list[ast.AST] = []
@@ -496,32 +540,32 @@ def _scope_free(node: ast.AST) -> tuple[list[str], list[str]]:
         if isinstance(child, ast.Name):
             if isinstance(child.ctx, ast.Load):
                 if child.id not in local or child.id in globals_:
-                    _add(reads, child.id)
+                    reads[child.id] = None
             elif child.id in globals_ or (comprehension and child.id not in local):
-                _add(binds, child.id)
+                binds[child.id] = None
         elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
             for expr in _def_time_exprs(child):
                 for sub_name in _scope_free_of_expr(expr, local, globals_):
-                    _add(reads, sub_name)
+                    reads[sub_name] = None
             inner_reads, inner_binds = _scope_free(child)
             class_body = isinstance(node, ast.ClassDef)  # methods do not see class names
             for name in inner_reads:
                 if class_body or name not in local or name in globals_:
-                    _add(reads, name)
+                    reads[name] = None
             for name in inner_binds:
-                _add(binds, name)
+                binds[name] = None
         elif isinstance(child, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
             inner_reads, inner_binds = _scope_free(child)
             for name in inner_reads:
                 if name not in local or name in globals_:
-                    _add(reads, name)
+                    reads[name] = None
             for name in inner_binds:
                 if name in globals_ or (comprehension and name not in local):
-                    _add(binds, name)
+                    binds[name] = None
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         # a function's global statement is only a write if the name is assigned there
-        binds = [name for name in binds if name in globals_]
-    return reads, binds
+        return list(reads), [name for name in binds if name in globals_]
+    return list(reads), list(binds)
 
 
 def _def_time_exprs(node: ast.AST) -> list[ast.expr]:
@@ -535,9 +579,9 @@ def _def_time_exprs(node: ast.AST) -> list[ast.expr]:
 
 
 def _scope_free_of_expr(expr: ast.expr, local: set[str], globals_: set[str]) -> list[str]:
-    names: list[str] = []
+    names: dict[str, None] = {}
     for sub in ast.walk(expr):
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
             if sub.id not in local or sub.id in globals_:
-                _add(names, sub.id)
-    return names
+                names[sub.id] = None
+    return list(names)

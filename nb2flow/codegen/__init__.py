@@ -2,7 +2,7 @@
 
 >>> conversion = convert_notebook("notebooks/duration-prediction.ipynb")
 >>> conversion.script        # the script text
->>> conversion.plan          # networkx.DiGraph: tasks on nodes, variable names on edges
+>>> conversion.plan          # nb2flow.analysis.plan.Plan: tasks, edges, parameters...
 >>> conversion.output_names  # what the flow returns, in notebook order
 >>> write_script(conversion, "converted_scripts")
 """
@@ -13,12 +13,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nb2flow.errors import Nb2flowError, where
 from nb2flow.generated import MARKER, installation_roots, is_generated
 from nb2flow.notebook.identifiers import identifier
 from nb2flow.notebook.reader import Notebook
+
+if TYPE_CHECKING:
+    from nb2flow.analysis.plan import Plan, PlannedTask
 
 __all__ = [
     "Conversion",
@@ -38,7 +41,7 @@ class Conversion:
 
     notebook: Path
     script: str
-    plan: Any  # networkx.DiGraph
+    plan: Plan
     warnings: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
     #: the folder the script was made for (it runs in the notebook's folder, relative to it)
@@ -57,9 +60,9 @@ class Conversion:
         return module_name(self.notebook)
 
     @property
-    def tasks(self) -> list[dict[str, Any]]:
-        """Task data in call order."""
-        return [self.plan.nodes[name] for name in self.plan.graph["order"]]
+    def tasks(self) -> list[PlannedTask]:
+        """The planned tasks in call order."""
+        return list(self.plan.tasks.values())
 
 
 def module_name(notebook: str | Path) -> str:
@@ -119,7 +122,7 @@ def convert_notebook(
     """Convert the notebook at ``path`` (or a :class:`Notebook` read already, e.g. the unsaved
     content of an open notebook) for a script in ``out_dir``; raises Nb2flowError on bad
     input, writes nothing."""
-    from nb2flow.analysis.plan import build_plan
+    from nb2flow.analysis.pipeline import build_plan
 
     nb = path if isinstance(path, Notebook) else None
     path = path.path if isinstance(path, Notebook) else Path(path)
@@ -132,7 +135,7 @@ def convert_notebook(
     return _conversion(path, plan, out_dir, nb)
 
 
-def _conversion(path: Path, plan: Any, out_dir: str | Path, nb: Notebook | None) -> Conversion:
+def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None) -> Conversion:
     from nb2flow.codegen.formatting import format_code
     from nb2flow.codegen.script import render
 
@@ -145,7 +148,7 @@ def _conversion(path: Path, plan: Any, out_dir: str | Path, nb: Notebook | None)
             f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
             f"{exc.msg}); please report this with the notebook"
         ) from None
-    warnings = list(plan.graph["warnings"])
+    warnings = list(plan.warnings)
     plain = identifier(path.stem, fallback="notebook")
     if module_name(path) != plain:
         warnings.append(
@@ -160,7 +163,7 @@ def _conversion(path: Path, plan: Any, out_dir: str | Path, nb: Notebook | None)
         script=formatted,
         plan=plan,
         warnings=warnings,
-        output_names=list(plan.graph["outputs"]),
+        output_names=list(plan.outputs),
         out_dir=Path(out_dir),
         source=nb,
     )

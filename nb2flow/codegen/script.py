@@ -9,11 +9,22 @@ code.
 from __future__ import annotations
 
 import ast
-from typing import Any
+from collections.abc import Mapping
 
-from nb2flow.analysis.plan import BUILTIN_NAMES, SCRIPT_NAMES, markdown_comment
+from nb2flow.analysis.names import BUILTIN_NAMES
+from nb2flow.analysis.plan import (
+    SCRIPT_NAMES,
+    FromModule,
+    FromParameter,
+    FromTask,
+    Param,
+    Plan,
+    PlannedTask,
+    Source,
+)
 from nb2flow.generated import MARKER
 from nb2flow.notebook.identifiers import unique
+from nb2flow.notebook.markdown import markdown_comment
 
 _DISPLAY_STANDIN = '''
 def display(*objs, **kwargs):
@@ -40,28 +51,28 @@ if __name__ == "__main__":
 """
 
 
-def render(plan: Any, folder: str = ".") -> str:
-    """The unformatted script for ``plan`` (a DiGraph from :func:`build_plan`); ``folder`` is
-    the notebook's folder relative to the script's (``/``-separated), where the script runs."""
-    g = plan.graph
-    tasks = [plan.nodes[name] for name in g["order"]]
-    module_names = set(g["module_names"])
-    used = set(g["used_names"])
+def render(plan: Plan, folder: str = ".") -> str:
+    """The unformatted script for ``plan`` (from :func:`nb2flow.analysis.build_plan`);
+    ``folder`` is the notebook's folder relative to the script's (``/``-separated), where the
+    script runs."""
+    tasks = list(plan.tasks.values())
+    module_names = set(plan.module_names)
+    used = set(plan.used_names)
     # UNSET stands for a name a task may leave unbound (only scripts that need it import it).
-    unset = any(t["maybe_unbound"] or t["maybe_unbound_inputs"] for t in tasks)
+    unset = any(t.maybe_unbound or t.maybe_unbound_inputs for t in tasks)
     # The decorators come in as `flow`, `task`, `run_cli`, unless the notebook uses those names.
     clash = bool(used & {"flow", "task", "run_cli", "run_in_folder", *(["UNSET"] * unset)})
     deco = "_nb2flow." if clash else ""
     flow_func = "main" if "main" not in module_names else unique("flow_main", set(used))
 
-    out: list[str] = [_header(g), MARKER, ""]
-    imports = [f"import {m}" for m in g["needs"] if f"import {m}" not in g["imports"]]
-    imports += g["imports"]
+    out: list[str] = [_header(plan), MARKER, ""]
+    imports = [f"import {m}" for m in plan.needs if f"import {m}" not in plan.imports]
+    imports += plan.imports
     future = [i for i in imports if i.startswith("from __future__")]
     if future:  # they must come first
         out.extend([*future, ""])
         imports = [i for i in imports if i not in future]
-    out.extend(_preflight(g, used | module_names))
+    out.extend(_preflight(plan, used | module_names))
     out.extend(imports)
     if imports:
         out.append("")
@@ -73,19 +84,19 @@ def render(plan: Any, folder: str = ".") -> str:
         )
     out.append("")
     out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))
-    if g.get("imports_written_files"):
+    if plan.imports_written_files:
         out.append(_WORKING_DIRECTORY_ON_PATH)
     reads_display = "display" in used and "display" not in module_names
-    if reads_display and not any("display" in t["outputs"] for t in tasks):
+    if reads_display and not any("display" in t.outputs for t in tasks):
         out.append(_DISPLAY_STANDIN)
-    for block in g["module"]:
-        if block["code"].strip():
+    for block in plan.module:
+        if block.code.strip():
             out.append("")
-            if block.get("doc"):
-                out.append(markdown_comment(block["doc"]))
-            out.append(block["code"].rstrip())
+            if block.doc:
+                out.append(markdown_comment(block.doc))
+            out.append(block.code.rstrip())
             out.append("")
-    params = {p.name: p for p in g["parameters"]}
+    params = {p.name: p for p in plan.parameters}
     for t in tasks:
         out.append("")
         out.append(_task(t, params, deco))
@@ -101,13 +112,13 @@ def render(plan: Any, folder: str = ".") -> str:
 _EARLY_HINTS = frozenset({"bool", "int", "float", "str", "list", "dict", "tuple", "set", "None"})
 
 
-def _preflight(g: dict[str, Any], taken: set[str]) -> list[str]:
+def _preflight(plan: Plan, taken: set[str]) -> list[str]:
     """The block that answers ``--help`` and bad options before the notebook's imports and
     setup run (:func:`nb2flow.runtime.cli.preflight.preflight_cli`): the flow's signature,
     which the parameters cell fixes (literal defaults). Left out when a type hint names
     something the imports bring (the options would read differently before them)."""
     sig = []
-    for p in g["parameters"]:
+    for p in plan.parameters:
         if p.hint:
             names = {
                 n.id for n in ast.walk(ast.parse(p.hint, mode="eval")) if isinstance(n, ast.Name)
@@ -128,22 +139,22 @@ def _preflight(g: dict[str, Any], taken: set[str]) -> list[str]:
         call = "preflight_cli"
     lines.append("")
     lines.append(f"    def {stub}({', '.join(sig)}):")
-    title = next((line.strip() for line in g["flow_doc"].splitlines() if line.strip()), "")
+    title = next((line.strip() for line in plan.flow_doc.splitlines() if line.strip()), "")
     lines.append(f"        {_string_literal(title) if title else '...'}")
     lines.append("")
-    lines.append(f"    {call}({stub}, {g['flow_name']!r})")
+    lines.append(f"    {call}({stub}, {plan.flow_name!r})")
     lines.append("")
     return lines
 
 
-def _header(g: dict[str, Any]) -> str:
-    label = g["notebook"]
-    command = regenerate_command(label, g["requested_split"], g["cache_all"])
+def _header(plan: Plan) -> str:
+    label = plan.notebook
+    command = regenerate_command(label, plan.requested_split, plan.cache_all)
     lines = [f"Flow generated by nb2flow from {label}.", ""]
-    if g.get("flow_summary"):
-        lines += [g["flow_summary"], ""]  # the notebook's title cell
+    if plan.flow_summary:
+        lines += [plan.flow_summary, ""]  # the notebook's title cell
     lines += [
-        f"Source: {label} (sha256 {g['sha256']})",
+        f"Source: {label} (sha256 {plan.sha256})",
         f"Re-generate with: {command}",
     ]
     return _string_literal("\n".join(lines) + "\n")
@@ -174,44 +185,42 @@ def _string_literal(text: str) -> str:
     return repr(text)
 
 
-def _task(t: dict[str, Any], params: dict[str, Any], deco: str) -> str:
-    options = [f"name={t['name']!r}"]
-    if len(t["outputs"]) >= 2:
-        options.append(f"nout={len(t['outputs'])}")
+def _task(t: PlannedTask, params: Mapping[str, Param], deco: str) -> str:
+    options = [f"name={t.name!r}"]
+    if len(t.outputs) >= 2:
+        options.append(f"nout={len(t.outputs)}")
     for key in _OPTION_ORDER:
-        if key in t["options"]:
-            options.append(f"{key}={t['options'][key]!r}")
+        if key in t.options:
+            options.append(f"{key}={t.options[key]!r}")
     args = []
-    declared = t["globals"]
-    for name in t["inputs"]:
-        hint = params[name].hint if t["sources"].get(name) == "param" else None
+    declared = t.globals
+    for name in t.inputs:
+        hint = params[name].hint if isinstance(t.sources[name], FromParameter) else None
         # a name the task's functions set with `global` is global in the task too: its value
         # comes in under another name (a parameter cannot be global)
         arg = f"_nb2flow_{name}" if name in declared else name
         args.append(f"{arg}: {hint}" if hint else arg)
-    lines = [f"@{deco}task({', '.join(options)})", f"def {t['func']}({', '.join(args)}):"]
-    doc = t["doc"].strip()
+    lines = [f"@{deco}task({', '.join(options)})", f"def {t.func}({', '.join(args)}):"]
+    doc = t.doc.strip()
     if doc:
         lines.append(_indent(_string_literal(doc + ("\n" if "\n" in doc else ""))))
     if declared:
         lines.append(f"    global {', '.join(declared)}")
-        lines.extend(f"    {n} = _nb2flow_{n}" for n in t["inputs"] if n in declared)
+        lines.extend(f"    {n} = _nb2flow_{n}" for n in t.inputs if n in declared)
     # An input the notebook may have left unbound arrives as UNSET: unbind it, so that
     # reading it raises NameError (UnboundLocalError) as in the notebook.
-    for name in t["maybe_unbound_inputs"]:
+    for name in t.maybe_unbound_inputs:
         lines.append(f"    if {name} is {deco}UNSET:")
         lines.append(f"        del {name}")
-    body = t["code"].strip("\n")
+    body = t.code.strip("\n")
     if body.strip():
         lines.append(_indent(body))
-    if t["outputs"]:
+    if t.outputs:
         # A name the task may leave unbound (bound on some paths only, deleted) is returned
         # as UNSET when it is unbound.
-        maybe = set(t["maybe_unbound"])
-        scope = {name: "globals" if name in t["globals"] else "locals" for name in maybe}
-        values = [
-            f"{scope[o]}().get({o!r}, {deco}UNSET)" if o in maybe else o for o in t["outputs"]
-        ]
+        maybe = set(t.maybe_unbound)
+        scope = {name: "globals" if name in t.globals else "locals" for name in maybe}
+        values = [f"{scope[o]}().get({o!r}, {deco}UNSET)" if o in maybe else o for o in t.outputs]
         lines.append(f"    return {', '.join(values)}")
     elif not body.strip() or not ast.parse(body).body:
         if not doc:
@@ -240,106 +249,36 @@ def _indent(code: str) -> str:
 
 
 def _flow(
-    plan: Any,
-    tasks: list[dict[str, Any]],
-    params: dict[str, Any],
+    plan: Plan,
+    tasks: list[PlannedTask],
+    params: Mapping[str, Param],
     deco: str,
     flow_func: str,
     module_names: set[str],
 ) -> str:
-    g = plan.graph
-    position = {t["name"]: i for i, t in enumerate(tasks)}
-    funcs = {t["func"] for t in tasks}
-    # Main-local variable for each version (name, producer). In notebook order the plain
-    # name is always right; when after: tags reorder calls, a version still needed after
-    # another task rebinds the name gets a name of its own.
-    local: dict[tuple[str, str], str] = {}
-    taken = set(params) | funcs | module_names | BUILTIN_NAMES | SCRIPT_NAMES
-    binds: dict[str, list[tuple[int, str]]] = {}  # name -> [(position, producer)]
-    for t in tasks:
-        for name in t["outputs"]:
-            binds.setdefault(name, []).append((position[t["name"]], t["name"]))
-    last_use: dict[tuple[str, str], int] = {}
-    for t in tasks:
-        for name, source in t["sources"].items():
-            if source != "module":
-                key = (name, source)
-                last_use[key] = max(last_use.get(key, -1), position[t["name"]])
-    for name, source in g["outputs"].items():
-        last_use[(name, source)] = len(tasks)
-    for name, versions in binds.items():
-        # a task version of a parameter's name must not hide the parameter from a task
-        # that reads it later (a parameters cell below the task that sets the name)
-        param_end = last_use.get((name, "param"), -1) if name in params else -1
-        for pos, producer in versions:
-            end = last_use.get((name, producer), pos)
-            clobbered = pos < param_end or any(pos < other < end for other, _ in versions)
-            local[(name, producer)] = unique(f"{name}_{producer}", taken) if clobbered else name
-    bound_in_main = {v for v in local.values()}
-
-    def ref(name: str, source: str) -> str:
-        if source == "param":
-            return name
-        if source == "module":
-            return f"globals()[{name!r}]" if name in bound_in_main else name
-        return local[(name, source)]
-
-    # wait_for edges that no data path implies
-    waits: dict[str, list[str]] = {}
-    import networkx as nx
-
-    data_only = nx.DiGraph()
-    data_only.add_nodes_from(plan.nodes)
-    data_only.add_edges_from((a, b) for a, b, d in plan.edges(data=True) if d["kind"] == "data")
-    for a, b, d in sorted(plan.edges(data=True), key=lambda e: (position[e[1]], position[e[0]])):
-        if d["kind"] == "data":
-            continue
-        if nx.has_path(data_only, a, b):
-            continue
-        waits.setdefault(b, []).append(a)
-        data_only.add_edge(a, b)
-    # Which future does a waiter name? An output of the awaited task still bound, else
-    # the task's whole future, kept in a variable of its own.
-    needs_future: set[str] = set()
-    wait_refs: dict[str, list[tuple[str, str | None]]] = {}  # waiter -> [(task, variable)]
-    for b, sources in waits.items():
-        for a in sources:
-            task_a = plan.nodes[a]
-            choice = None
-            for name in task_a["outputs"]:
-                var = local[(name, a)]
-                rebinding = [
-                    p for p, prod in binds.get(name, []) if local[(name, prod)] == var and prod != a
-                ]
-                if not any(position[a] < p < position[b] for p in rebinding):
-                    choice = var
-                    break
-            if choice is None:
-                needs_future.add(a)
-            wait_refs.setdefault(b, []).append((a, choice))
-    future_var = {
-        a: unique(f"{plan.nodes[a]['func']}_future", taken | bound_in_main)
-        for a in sorted(needs_future)
-    }
+    position = {t.name: i for i, t in enumerate(tasks)}
+    taken = set(params) | {t.func for t in tasks} | module_names | BUILTIN_NAMES | SCRIPT_NAMES
+    versions = _Versions(plan, tasks, position, taken)
+    waits = _waits(plan, position)
+    refs, future_var = _wait_references(plan, waits, versions, position, taken)
 
     sig = []
-    for p in g["parameters"]:
+    for p in plan.parameters:
         hint = f": {p.hint}" if p.hint else ""
         sig.append(f"{p.name}{hint} = {p.default}")
-    lines = [f"@{deco}flow(name={g['flow_name']!r})", f"def {flow_func}({', '.join(sig)}) -> dict:"]
-    body: list[str] = []
-    flow_doc = "\n\n".join(d for d in (g["flow_doc"], g.get("parameters_doc", "")) if d)
+    lines = [f"@{deco}flow(name={plan.flow_name!r})", f"def {flow_func}({', '.join(sig)}) -> dict:"]
+    flow_doc = "\n\n".join(d for d in (plan.flow_doc, plan.parameters_doc) if d)
     if flow_doc:
         lines.append(_indent(_string_literal(flow_doc + "\n")))
+    body: list[str] = []
     for t in tasks:
-        args = [ref(name, t["sources"][name]) for name in t["inputs"]]
-        refs = [var or future_var[a] for a, var in wait_refs.get(t["name"], [])]
-        if refs:
-            args.append(f"wait_for=[{', '.join(refs)}]")
-        call = f"{t['func']}.submit({', '.join(args)})"
-        outs = [local[(name, t["name"])] for name in t["outputs"]]
-        if t["name"] in future_var:
-            fut = future_var[t["name"]]
+        args = [versions.ref(name, t.sources[name]) for name in t.inputs]
+        if t.name in refs:
+            args.append(f"wait_for=[{', '.join(refs[t.name])}]")
+        call = f"{t.func}.submit({', '.join(args)})"
+        outs = [versions.local[(name, t.name)] for name in t.outputs]
+        if t.name in future_var:
+            fut = future_var[t.name]
             body.append(f"{fut} = {call}")
             if outs:
                 body.append(f"{', '.join(outs)} = {fut}")
@@ -347,7 +286,111 @@ def _flow(
             body.append(f"{', '.join(outs)} = {call}")
         else:
             body.append(call)
-    items = ", ".join(f"{name!r}: {local[(name, src)]}" for name, src in g["outputs"].items())
+    items = ", ".join(
+        f"{name!r}: {versions.local[(name, task)]}" for name, task in plan.outputs.items()
+    )
     body.append(f"return {{{items}}}")
     lines.extend("    " + line for line in body)
     return "\n".join(lines)
+
+
+class _Versions:
+    """The flow function's variable for each version (name, producing task) of a value.
+
+    In notebook order the plain name is always right; when after: tags reorder calls, a
+    version still needed after another task rebinds the name gets a name of its own."""
+
+    def __init__(
+        self, plan: Plan, tasks: list[PlannedTask], position: dict[str, int], taken: set[str]
+    ) -> None:
+        self.local: dict[tuple[str, str], str] = {}
+        # name -> [(position, producer)], by position (tasks come in call order)
+        self.binds: dict[str, list[tuple[int, str]]] = {}
+        for t in tasks:
+            for name in t.outputs:
+                self.binds.setdefault(name, []).append((position[t.name], t.name))
+        parameters = {p.name for p in plan.parameters}
+        last_use: dict[tuple[str, Source], int] = {}
+        for t in tasks:
+            for name, source in t.sources.items():
+                if not isinstance(source, FromModule):
+                    key = (name, source)
+                    last_use[key] = max(last_use.get(key, -1), position[t.name])
+        for name, task in plan.outputs.items():
+            last_use[(name, FromTask(task))] = len(tasks)
+        for name, binds in self.binds.items():
+            # a task version of a parameter's name must not hide the parameter from a task
+            # that reads it later (a parameters cell below the task that sets the name)
+            param_end = -1
+            if name in parameters:
+                param_end = last_use.get((name, FromParameter()), -1)
+            for pos, producer in binds:
+                end = last_use.get((name, FromTask(producer)), pos)
+                clobbered = pos < param_end or any(pos < other < end for other, _ in binds)
+                self.local[(name, producer)] = (
+                    unique(f"{name}_{producer}", taken) if clobbered else name
+                )
+        self.bound_in_main = set(self.local.values())
+
+    def ref(self, name: str, source: Source) -> str:
+        """How the flow function names the value ``source`` gives for ``name``."""
+        match source:
+            case FromParameter():
+                return name
+            case FromModule():
+                return f"globals()[{name!r}]" if name in self.bound_in_main else name
+            case FromTask(task=task):
+                return self.local[(name, task)]
+
+
+def _waits(plan: Plan, position: dict[str, int]) -> dict[str, list[str]]:
+    """Task -> the tasks it must wait for without taking data from them: its order and
+    after: edges that no data path implies."""
+    import networkx as nx
+
+    waits: dict[str, list[str]] = {}
+    data_only = nx.DiGraph()
+    data_only.add_nodes_from(plan.graph.nodes)
+    data_only.add_edges_from((e.source, e.target) for e in plan.edges() if e.kind == "data")
+    for e in plan.edges():
+        if e.kind == "data" or nx.has_path(data_only, e.source, e.target):
+            continue
+        waits.setdefault(e.target, []).append(e.source)
+        data_only.add_edge(e.source, e.target)
+    return waits
+
+
+def _wait_references(
+    plan: Plan,
+    waits: dict[str, list[str]],
+    versions: _Versions,
+    position: dict[str, int],
+    taken: set[str],
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Which future does a waiter name? An output of the awaited task still bound, else the
+    task's whole future, kept in a variable of its own. Returns (waiter -> references,
+    task -> its future's variable)."""
+    needs_future: set[str] = set()
+    chosen: dict[str, list[tuple[str, str | None]]] = {}  # waiter -> [(task, variable)]
+    for b, sources in waits.items():
+        for a in sources:
+            choice = None
+            for name in plan.tasks[a].outputs:
+                var = versions.local[(name, a)]
+                rebinding = [
+                    p
+                    for p, prod in versions.binds.get(name, [])
+                    if versions.local[(name, prod)] == var and prod != a
+                ]
+                if not any(position[a] < p < position[b] for p in rebinding):
+                    choice = var
+                    break
+            if choice is None:
+                needs_future.add(a)
+            chosen.setdefault(b, []).append((a, choice))
+    future_var = {
+        a: unique(f"{plan.tasks[a].func}_future", taken | versions.bound_in_main)
+        for a in sorted(needs_future)
+    }
+    refs = {b: [var or future_var[a] for a, var in pairs] for b, pairs in chosen.items()}
+    return refs, future_var

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nb2flow.codegen import Conversion
 
 HELP = "convert a notebook into a flow script (converted_scripts/<name>.py)"
 
@@ -79,32 +84,31 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def summary(conversion) -> str:  # noqa: ANN001 - a Conversion (imported lazily)
+def summary(conversion: Conversion) -> str:
     """A one-screen summary: counts, then one line per task."""
     plan = conversion.plan
-    g = plan.graph
     tasks = conversion.tasks
     counts = [
         _plural(len(tasks), "task"),
-        _plural(plan.number_of_edges(), "edge"),
-        _plural(len(g["parameters"]), "parameter"),
+        _plural(plan.graph.number_of_edges(), "edge"),
+        _plural(len(plan.parameters), "parameter"),
         _plural(len(conversion.warnings), "warning"),
     ]
-    lines = [f"  {', '.join(counts)} (split: {g['split']})"]
-    width = max((len(t["name"]) for t in tasks[:MAX_TASK_LINES]), default=0)
+    lines = [f"  {', '.join(counts)} (split: {plan.split})"]
+    width = max((len(t.name) for t in tasks[:MAX_TASK_LINES]), default=0)
     for t in tasks[:MAX_TASK_LINES]:
-        line = f"  {t['name']:<{width}}  {cells_text(t['cells'])}"
-        if t["inputs"]:
-            line += "  in: " + _names(t["inputs"])
-        if t["outputs"]:
-            line += "  out: " + _names(t["outputs"])
+        line = f"  {t.name:<{width}}  {cells_text(t.cells)}"
+        if t.inputs:
+            line += "  in: " + _names(t.inputs)
+        if t.outputs:
+            line += "  out: " + _names(t.outputs)
         lines.append(line)
     if len(tasks) > MAX_TASK_LINES:
         lines.append(f"  ... and {len(tasks) - MAX_TASK_LINES} more (nb2flow inspect lists all)")
     return "\n".join(lines)
 
 
-def _names(names: list[str], limit: int = 5) -> str:
+def _names(names: Sequence[str], limit: int = 5) -> str:
     """``a, b, c, d, e (+3 more)``: whole names only, so the line stays short and true."""
     shown = ", ".join(names[:limit])
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
@@ -114,17 +118,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def cells_text(cells: list[int]) -> str:
+def cells_text(cells: Sequence[int]) -> str:
     if not cells:
         return "no cells"
     if len(cells) == 1:
         return f"cell {cells[0]}"
-    if cells == list(range(cells[0], cells[-1] + 1)):
+    if list(cells) == list(range(cells[0], cells[-1] + 1)):
         return f"cells {cells[0]}-{cells[-1]}"
     return "cells " + ",".join(map(str, cells))
 
 
-def print_warnings(warnings: list[str], limit: int = MAX_WARNING_LINES) -> None:
+def print_warnings(warnings: Sequence[str], limit: int = MAX_WARNING_LINES) -> None:
     for message in warnings[:limit]:
         print(f"warning: {message}", file=sys.stderr)
     if len(warnings) > limit:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nb2flow.analysis.plan import Plan
 
 HELP = "show how a notebook would be converted: tasks, inputs, outputs, graph, warnings"
 
@@ -21,56 +25,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
-def plan_dict(plan: Any, warnings: list[str]) -> dict[str, Any]:
+def plan_dict(plan: Plan, warnings: Sequence[str]) -> dict[str, Any]:
     """The plan as plain JSON-able data (also used by ``--json``)."""
-    g = plan.graph
-    pos = {name: i for i, name in enumerate(g["order"])}
     return {
-        "notebook": g["notebook"],
-        "sha256": g["sha256"],
-        "flow": g["flow_name"],
-        "split": g["split"],
+        "notebook": plan.notebook,
+        "sha256": plan.sha256,
+        "flow": plan.flow_name,
+        "split": plan.split,
         "parameters": [
             {"name": p.name, "default": p.default, "type": p.hint, "cell": p.cell}
-            for p in g["parameters"]
+            for p in plan.parameters
         ],
         "tasks": [
             {
-                key: plan.nodes[name][key]
-                for key in ("name", "func", "cells", "inputs", "outputs", "options", "after")
+                "name": t.name,
+                "func": t.func,
+                "cells": list(t.cells),
+                "inputs": list(t.inputs),
+                "outputs": list(t.outputs),
+                "options": dict(t.options),
+                "after": list(t.after),
             }
-            for name in g["order"]
+            for t in plan.tasks.values()
         ],
         "edges": [
-            {"from": a, "to": b, "kind": d["kind"], "vars": list(d["vars"])}
-            for a, b, d in sorted(plan.edges(data=True), key=lambda e: (pos[e[1]], pos[e[0]]))
+            {"from": e.source, "to": e.target, "kind": e.kind, "vars": list(e.vars)}
+            for e in plan.edges()
         ],
         "stages": stages(plan),
-        "module_cells": [block["cell"] for block in g["module"]],
-        "skipped_cells": list(g["skipped"]),
-        "outputs": list(g["outputs"]),
+        "module_cells": [block.cell for block in plan.module],
+        "skipped_cells": list(plan.skipped),
+        "outputs": list(plan.outputs),
         "warnings": list(warnings),
     }
 
 
-def stages(plan: Any) -> list[list[str]]:
+def stages(plan: Plan) -> list[list[str]]:
     """Tasks grouped by the longest chain of edges above them, in call order."""
     depth: dict[str, int] = {}
-    for name in plan.graph["order"]:
+    for name in plan.order:
         depth[name] = max((depth[p] + 1 for p in plan.predecessors(name)), default=0)
     out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for name in plan.graph["order"]:
+    for name in plan.order:
         out[depth[name]].append(name)
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from nb2flow.analysis.plan import build_plan
+    from nb2flow.analysis.pipeline import build_plan
     from nb2flow.codegen import source_label
     from nb2flow.commands.convert import cells_text
 
     plan = build_plan(args.notebook, split=args.split, label=source_label(args.notebook))
-    warnings = plan.graph["warnings"]
+    warnings = plan.warnings
     data = plan_dict(plan, warnings)
     if args.json:
         json.dump(data, sys.stdout, indent=2)

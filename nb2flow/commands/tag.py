@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
 def auto_tags(nb: Any, split: str) -> list[tuple[int, str]]:
     """(cell number, ``task:NAME``) for the first cell of every task not tagged yet."""
-    from nb2flow.analysis.plan import group, prepare
+    from nb2flow.analysis.cells import prepare
+    from nb2flow.analysis.grouping import group
 
     units, _ = prepare(nb)
     if split == "auto":

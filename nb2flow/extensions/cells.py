@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nb2flow.errors import Nb2flowError
 from nb2flow.notebook.magics import is_nb2flow_cell
 from nb2flow.notebook.reader import Cell, Notebook
 from nb2flow.notebook.tags import parse_tags
+
+if TYPE_CHECKING:
+    from nb2flow.analysis.plan import Plan
 
 #: how many times a refused notebook is re-analysed with one more problem set aside
 MAX_RETRIES = 40
@@ -42,7 +45,7 @@ def summarize(nb: Notebook, *, split: str = "auto") -> dict[str, Any]:
 
     Cells are numbered from 1, as in every message; ``index`` is the 0-based position.
     """
-    from nb2flow.analysis.plan import build_plan
+    from nb2flow.analysis.pipeline import build_plan
 
     label = str(nb.path)
     problems: dict[int, list[dict[str, str]]] = {}
@@ -80,7 +83,7 @@ def summarize(nb: Notebook, *, split: str = "auto") -> dict[str, Any]:
     }
     if plan is not None:
         _fill_from_plan(result, plan, errored)
-        for message in plan.graph["warnings"]:
+        for message in plan.warnings:
             cell, text = _locate(message, label)
             entry = {"level": "warning", "message": text}
             if cell is None or not 1 <= cell <= len(cells):
@@ -164,62 +167,59 @@ def _cell_entry(cell: Cell, errored: set[int]) -> dict[str, Any]:
     return _entry(cell, "module")  # refined from the plan: module unless a task claims it
 
 
-def _fill_from_plan(result: dict[str, Any], plan: Any, errored: set[int]) -> None:
-    g = plan.graph
+def _fill_from_plan(result: dict[str, Any], plan: Plan, errored: set[int]) -> None:
     cells = result["cells"]
 
     def at(number: int) -> dict[str, Any] | None:
         entry = cells[number - 1] if 1 <= number <= len(cells) else None
         return entry if entry is not None and entry["role"] not in ("error", "nb2flow") else None
 
-    for number in g["skipped"]:
+    for number in plan.skipped:
         entry = at(number)
         if entry is not None:
             entry["role"] = "skip"
-    for block in g["module"]:
-        entry = at(block["cell"])
+    for block in plan.module:
+        entry = at(block.cell)
         if entry is not None:
-            entry["role"] = "setup" if block["kind"] == "setup" else "module"
-    for p in g["parameters"]:
+            entry["role"] = "setup" if block.kind == "setup" else "module"
+    for p in plan.parameters:
         for number in p.cells or [p.cell]:
             entry = at(number)
             if entry is not None:
                 entry["role"] = "parameters"
                 if p.name not in entry["parameters"]:
                     entry["parameters"].append(p.name)
-    for name in g["order"]:
-        t = plan.nodes[name]
+    for t in plan.tasks.values():
         result["tasks"].append(
             {
-                "name": t["name"],
-                "cells": list(t["cells"]),
-                "inputs": list(t["inputs"]),
-                "outputs": list(t["outputs"]),
-                "options": dict(t["options"]),
-                "after": list(t["after"]),
+                "name": t.name,
+                "cells": list(t.cells),
+                "inputs": list(t.inputs),
+                "outputs": list(t.outputs),
+                "options": dict(t.options),
+                "after": list(t.after),
             }
         )
-        numbers = [n for n in t["cells"] if at(n) is not None]
+        numbers = [n for n in t.cells if at(n) is not None]
         for number in numbers:
             entry = cells[number - 1]
             entry.update(
                 role="task",
-                task=t["name"],
+                task=t.name,
                 first=number == numbers[0],
                 last=number == numbers[-1],
-                options=dict(t["options"]),
-                after=list(t["after"]),
+                options=dict(t.options),
+                after=list(t.after),
             )
             if number == numbers[0]:
-                entry["inputs"] = list(t["inputs"])
+                entry["inputs"] = list(t.inputs)
             if number == numbers[-1]:
-                entry["outputs"] = list(t["outputs"])
-    pos = {name: i for i, name in enumerate(g["order"])}
+                entry["outputs"] = list(t.outputs)
     result["edges"] = [
-        {"from": a, "to": b, "kind": d["kind"], "vars": list(d["vars"])}
-        for a, b, d in sorted(plan.edges(data=True), key=lambda e: (pos[e[1]], pos[e[0]]))
+        {"from": e.source, "to": e.target, "kind": e.kind, "vars": list(e.vars)}
+        for e in plan.edges()
     ]
-    result["outputs"] = list(g["outputs"])
+    result["outputs"] = list(plan.outputs)
 
 
 def plan_svg(summary: dict[str, Any], direction: str = "auto") -> str:

@@ -29,6 +29,12 @@ def write(path: Path, cells: list[Any], **metadata: Any) -> Path:
     return Path(path)
 
 
+def edge(plan: Any, source: str, target: str) -> dict[str, Any]:
+    """A plan's edge as plain data: its kind and variables."""
+    e = plan.edge(source, target)
+    return {"kind": e.kind, "vars": list(e.vars)}
+
+
 def run_cells(path: Path, **overrides: Any) -> dict[str, Any]:
     """Run a notebook's code cells in order in one namespace, as Jupyter would, leaving out
     cells tagged ``skip`` (as the flow does); ``overrides`` replace the parameters cell's
