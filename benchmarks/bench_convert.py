@@ -108,7 +108,7 @@ def main() -> int:
                 ),
                 args.repeat,
             )
-            tasks = len(convert_notebook(path).plan)
+            tasks = len(convert_notebook(path).plan.tasks)
             rows.append((name, tasks, ours, theirs, ours_cli, theirs_cli))
 
         help_time = best_of(lambda: run([str(nb2flow), "--help"], work), max(args.repeat, 5))

@@ -21,7 +21,7 @@ from nb2flow.errors import Nb2flowError
         ("y = 1\nprint(y)", ["print"], ["y"], []),
         ("df['a'] = 1", ["df"], ["df"], ["df"]),
         ("obj.attr = v", ["v", "obj"], ["obj"], ["obj"]),
-        ("x += 1", ["x"], ["x"], []),
+        ("x += 1", ["x"], ["x"], ["x"]),  # in place for lists, frames, arrays
         ("del d[k]", ["k", "d"], ["d"], ["d"]),
         ("model.fit(X, y)", ["model", "X", "y"], ["model"], ["model"]),
         ("lst.append(v)", ["lst", "v"], ["lst"], ["lst"]),

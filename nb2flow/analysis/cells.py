@@ -93,7 +93,8 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
         if tags.role == "skip":
             # left out of the flow: it need not even be valid Python (EDA in another
             # language, a deliberate error)
-            code, tree, names, needs = "", ast.Module(body=[], type_ignores=[]), Names(), ()
+            code, tree, names = "", ast.Module(body=[], type_ignores=[]), Names()
+            needs: tuple[str, ...] = ()
         else:
             translation = to_python(cell.source, loc)
             warnings.extend(translation.warnings)

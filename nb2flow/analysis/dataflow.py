@@ -185,6 +185,7 @@ class DataFlow:
                 reads |= own - self.module_objects
                 writes.update(names.global_writes)
                 calls |= free
+        functions = set(direct)
         for name in direct:
             seen, stack = {name}, [name]
             reads, writes = set(), set()
@@ -196,7 +197,7 @@ class DataFlow:
                     if call in direct and call not in seen:
                         seen.add(call)
                         stack.append(call)
-            self.effects[name] = FunctionEffect(frozenset(reads - set(direct)), frozenset(writes))
+            self.effects[name] = FunctionEffect(frozenset(reads - functions), frozenset(writes))
         for block in self.module:
             if block.kind != "definitions":
                 for function in block.unit.names.all_reads & self.effects.keys():

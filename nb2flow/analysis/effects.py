@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import posixpath
 import sys
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -127,7 +128,7 @@ TRIGGERS = frozenset(
 
 
 def pinned_imports(
-    cells: list[tuple[int, ast.Module]], reads: dict[int, set[str]] | None = None
+    cells: list[tuple[int, ast.Module]], reads: Mapping[int, Set[str]] | None = None
 ) -> dict[ast.stmt, Pin]:
     """The top-level import statements of ``cells`` ((number, tree) in notebook order) that
     must stay in place, each with its :class:`Pin`. ``reads`` (cell -> every name its code

@@ -192,6 +192,8 @@ class _Grouper:
         rest = _parameters(unit, self.parameters, self.path, self.warnings)
         self.dynamic.update(self.parameters)  # flow arguments, not module globals
         if rest is None:
+            # no task spans a parameters cell: the cells below read the parameters' values
+            self.current = None
             return
         self.dynamic.update(rest.names.writes)
         self.current = self.start(rest, "derived_parameters", explicit=False)

@@ -127,10 +127,17 @@ def sequence(parts: list[Names]) -> Names:
         return parts[0]
     out = _Collector()
     nonloop: set[str] = set()
+    aliases: dict[str, set[str]] = {}  # from the parts so far (see _ModuleScope.alias)
     for part in parts:
         for name in part.reads:
             if name not in out.definite:
                 out.reads[name] = None
+        # a change through a name an earlier part made an alias changes the other name too
+        for name in part.mutated:
+            for other in sorted(aliases.get(name, set()) - {name}):
+                out.writes[other] = None
+                out.mutated[other] = None
+        _follow_aliases(aliases, part)
         out.writes.update(dict.fromkeys(part.writes))
         out.bound.update(dict.fromkeys(part.bound))
         out.mutated.update(dict.fromkeys(part.mutated))
@@ -149,12 +156,29 @@ def sequence(parts: list[Names]) -> Names:
     return out.freeze()
 
 
+def _follow_aliases(aliases: dict[str, set[str]], part: Names) -> None:
+    """Update ``aliases`` with the copies of ``part`` (``a = b``); names it binds otherwise
+    no longer share an object (conservatively: the order inside a part is not known)."""
+    targets = {target for target, _ in part.copies}
+    for name in part.bound:
+        if name not in targets and name in aliases:
+            aliases.pop(name).discard(name)
+    for target, source in part.copies:
+        if target in aliases:
+            aliases.pop(target).discard(target)
+        shared = aliases.setdefault(source, {source})
+        shared.add(target)
+        aliases[target] = shared
+
+
 class _ModuleScope:
     def __init__(self) -> None:
         self.names = _Collector()
         self.bound: set[str] = set()  # surely bound at this point
         self.in_loop_target = False
         self.other_binds: set[str] = set()  # bound other than as a `for` target
+        # `a = b` makes two names for one object: name -> the names sharing its object
+        self.aliases: dict[str, set[str]] = {}
 
     # -- recording ----------------------------------------------------------------------
     def read(self, name: str) -> None:
@@ -162,7 +186,9 @@ class _ModuleScope:
         if name not in self.bound:
             self.names.reads[name] = None
 
-    def bind(self, name: str, *, surely: bool = True) -> None:
+    def bind(self, name: str, *, surely: bool = True, same_object: bool = False) -> None:
+        if not same_object:
+            self.unalias(name)
         self.names.writes[name] = None
         self.names.bound[name] = None
         if self.in_loop_target:
@@ -174,9 +200,22 @@ class _ModuleScope:
             self.bound.add(name)
 
     def mutate(self, name: str) -> None:
-        self.read(name)
-        self.names.writes[name] = None
-        self.names.mutated[name] = None
+        """``name``'s object changes in place: so does every name sharing it."""
+        for changed in [name, *sorted(self.aliases.get(name, set()) - {name})]:
+            self.read(changed)
+            self.names.writes[changed] = None
+            self.names.mutated[changed] = None
+
+    def alias(self, target: str, source: str) -> None:
+        self.names.copies.append((target, source))
+        shared = self.aliases.setdefault(source, {source})
+        shared.add(target)
+        self.aliases[target] = shared
+
+    def unalias(self, name: str) -> None:
+        shared = self.aliases.pop(name, None)
+        if shared is not None:
+            shared.discard(name)
 
     # -- statements ---------------------------------------------------------------------
     def block(self, body: list[ast.stmt]) -> None:
@@ -201,7 +240,7 @@ class _ModuleScope:
                 for target in targets:
                     self.target(target)
                     if isinstance(target, ast.Name) and isinstance(value, ast.Name):
-                        self.names.copies.append((target.id, value.id))  # an alias
+                        self.alias(target.id, value.id)
             case ast.AnnAssign(target=target, annotation=annotation, value=value):
                 self.expr(annotation)
                 if value is not None:
@@ -212,8 +251,9 @@ class _ModuleScope:
             case ast.AugAssign(target=target, value=value):
                 self.expr(value)
                 if isinstance(target, ast.Name):
-                    self.read(target.id)
-                    self.bind(target.id)
+                    # `x += v` changes a list, a frame, an array... in place (and rebinds)
+                    self.mutate(target.id)
+                    self.bind(target.id, same_object=True)
                 else:
                     self.target(target)
             case ast.Delete(targets=targets):
@@ -223,6 +263,7 @@ class _ModuleScope:
                         self.names.writes[target.id] = None
                         self.bound.discard(target.id)
                         self.names.deleted.add(target.id)
+                        self.unalias(target.id)
                     else:
                         self.target(target)
             case ast.Import(names=aliases):
@@ -449,8 +490,11 @@ def declared_globals(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
     return _bound_in_scope(node)[1]
 
 
-def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
-    """(locals, declared global, declared nonlocal) of a function/class/lambda/comprehension."""
+def _bound_in_scope(
+    node: ast.AST, nodes: list[ast.AST] | None = None
+) -> tuple[set[str], set[str], set[str]]:
+    """(locals, declared global, declared nonlocal) of a function/class/lambda/comprehension.
+    ``nodes``: the :func:`_same_scope_nodes` of its body, when the caller has them."""
     local: set[str] = set()
     globals_: set[str] = set()
     nonlocals: set[str] = set()
@@ -465,8 +509,9 @@ def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
                 if isinstance(sub, ast.Name):
                     local.add(sub.id)
         return local, globals_, nonlocals
-    body = node.body if isinstance(node.body, list) else [node.body]
-    for child in _same_scope_nodes(body):
+    if nodes is None:
+        nodes = _same_scope_nodes(_scope_body(node))
+    for child in nodes:
         match child:
             case ast.Name(id=name, ctx=ast.Store() | ast.Del()):
                 local.add(name)
@@ -493,7 +538,16 @@ def _bound_in_scope(node: ast.AST) -> tuple[set[str], set[str], set[str]]:
     return local - globals_ - nonlocals, globals_, nonlocals
 
 
-def _same_scope_nodes(body: list) -> list[ast.AST]:
+def _scope_body(node: ast.AST) -> list[ast.AST]:
+    """The statements (a lambda: the expression) of a function, class or lambda."""
+    if isinstance(node, ast.Lambda):
+        return [node.body]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return list(node.body)
+    return []
+
+
+def _same_scope_nodes(body: list[ast.stmt] | list[ast.AST]) -> list[ast.AST]:
     """Every node of ``body`` that belongs to this scope (nested scopes only by their name,
     decorators, defaults and the first iterable of comprehensions)."""
     out: list[ast.AST] = []
@@ -519,24 +573,22 @@ def _scope_free(node: ast.AST) -> tuple[list[str], list[str]]:
     For functions and classes the second list holds names declared ``global`` and assigned;
     for comprehensions, the targets of walrus expressions.
     """
-    local, globals_, _nonlocals = _bound_in_scope(node)
     reads: dict[str, None] = {}  # ordered sets
     binds: dict[str, None] = {}
     comprehension = isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp)
-    if comprehension:
-        parts: list[ast.AST] = []
-        for i, gen in enumerate(node.generators):  # type: ignore[attr-defined]
+    parts: list[ast.AST] = []
+    if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
+        for i, gen in enumerate(node.generators):
             if i:
                 parts.append(gen.iter)
             parts.extend(gen.ifs)
-        parts.extend(
-            [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]  # type: ignore[attr-defined]
-        )
-    elif isinstance(node, ast.Lambda):
-        parts = [node.body]
+        parts.extend([node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt])
     else:
-        parts = list(node.body)  # type: ignore[attr-defined]
-    for child in _same_scope_nodes(parts):
+        parts = _scope_body(node)
+    nodes = _same_scope_nodes(parts)
+    # a def's, class's or lambda's body is its parts: walk it once for both
+    local, globals_, _nonlocals = _bound_in_scope(node, None if comprehension else nodes)
+    for child in nodes:
         if isinstance(child, ast.Name):
             if isinstance(child.ctx, ast.Load):
                 if child.id not in local or child.id in globals_:

@@ -136,12 +136,14 @@ def convert_notebook(
 
 
 def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None) -> Conversion:
+    from nb2flow.analysis.pipeline import paused_gc
     from nb2flow.codegen.formatting import format_code
     from nb2flow.codegen.script import render
 
-    text = render(plan, notebook_folder(path, out_dir))
     try:
-        compile(text, str(script_path(path)), "exec")
+        with paused_gc():
+            text = render(plan, notebook_folder(path, out_dir))
+            compile(text, str(script_path(path)), "exec")
     except SyntaxError as exc:  # a converter bug, or code only a notebook accepts
         _raise_for_cell(nb if nb is not None else path)
         raise Nb2flowError(
