@@ -3,6 +3,10 @@
 :func:`check_notebook` converts the notebook, runs it top to bottom in a Jupyter kernel
 (``skip`` cells left out), runs the generated flow with the same parameters, and compares
 every final value the flow returns with the notebook's (:mod:`nb2flow.check.compare`).
+
+A value that differs is checked against a second run of the notebook: when the notebook
+itself does not compute it twice the same (unseeded randomness, ``id()`` inside an object),
+it is reported *nondeterministic in the notebook* and does not fail the check.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ __all__ = [
     "IGNORED",
     "MISSING_IN_FLOW",
     "MISSING_IN_NOTEBOOK",
+    "NONDETERMINISTIC",
     "NOT_COMPARED",
+    "REPEAT_CHOICES",
     "CheckReport",
     "ValueRow",
     "check_notebook",
@@ -34,7 +40,17 @@ __all__ = [
 MISSING_IN_FLOW = "missing in flow"
 MISSING_IN_NOTEBOOK = "missing in notebook"
 IGNORED = "ignored"
+NONDETERMINISTIC = "nondeterministic in the notebook"
 FAILING = (DIFFERENT, MISSING_IN_FLOW, MISSING_IN_NOTEBOOK)
+#: the statuses that count as a value compared
+COMPARED = (EQUAL, DIFFERENT)
+
+#: ``--repeat-notebook``: run the notebook a second time when values differ (auto), for
+#: every value (always), or never
+REPEAT_CHOICES = ("auto", "always", "never")
+
+#: report verdicts
+PASS, FAIL, NOTHING_COMPARED = "pass", "fail", "nothing compared"
 
 
 @dataclass
@@ -53,25 +69,45 @@ class CheckReport:
     rows: list[ValueRow] = field(default_factory=list)
     notebook_error: str | None = None
     flow_error: str | None = None
+    #: side -> why it did not finish ("stopped: the notebook failed first", "not run: ...")
+    skipped: dict[str, str] = field(default_factory=dict)
     conversion_warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: how often the notebook ran, and why a second time
+    notebook_runs: int = 1
+    repeat: str = "auto"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def compared(self) -> int:
+        """How many values were compared (equal or different; not the ones that could
+        not be compared, were ignored, or differ between runs of the notebook itself)."""
+        return sum(row.status in COMPARED for row in self.rows)
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``fail``, or ``nothing compared`` (both sides ran, nothing differs,
+        but no value was compared either: nothing proves the conversion)."""
+        if self.notebook_error or self.flow_error:
+            return FAIL
+        if any(row.status in FAILING for row in self.rows):
+            return FAIL
+        return PASS if self.compared else NOTHING_COMPARED
 
     @property
     def ok(self) -> bool:
-        if self.notebook_error or self.flow_error:
-            return False
-        return not any(row.status in FAILING for row in self.rows)
+        return self.verdict == PASS
 
     @property
     def failure(self) -> str | None:
         """Why the check failed: ``notebook`` (the notebook itself does not run, so there is
         nothing to prove), ``flow`` (the notebook runs, its flow does not), ``values`` (both
-        run, some values differ), or None when it passed."""
+        run, some values differ), or None when it did not fail."""
         if self.notebook_error:
             return "notebook"
         if self.flow_error:
             return "flow"
-        return None if self.ok else "values"
+        return "values" if self.verdict == FAIL else None
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -82,7 +118,9 @@ class CheckReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["ok"] = self.ok
+        data["verdict"] = self.verdict
         data["failure"] = self.failure
+        data["compared"] = self.compared
         data["counts"] = self.counts()
         data["values"] = data.pop("rows")
         return data
@@ -105,7 +143,13 @@ def parse_parameters(items: list[str] | None) -> dict[str, Any]:
 
 
 def _convert(path: Path, split: str = "auto") -> tuple[str, list[str], list[str]]:
-    """The generated script, the names the flow returns, and the converter's warnings."""
+    """The generated script, the names to compare, and the converter's warnings.
+
+    The names are the flow's outputs, which today are every name the notebook leaves. When
+    flows return only their declared outputs, the names to compare stay every name the
+    notebook leaves (the plan knows them) and the flow side takes their values from the
+    task runs' outputs (see the flow driver in :mod:`nb2flow.check.runs`).
+    """
     from nb2flow.codegen import convert_notebook
 
     conversion = convert_notebook(path, split=split)
@@ -123,66 +167,136 @@ def check_notebook(
     ignore: list[str] | None = None,
     tol: Tolerance | None = None,
     split: str = "auto",
+    repeat_notebook: str = "auto",
+    parallel: bool = False,
 ) -> CheckReport:
     """Run the notebook and its conversion with `params`; compare their final values.
 
     Both run in `cwd` (default: the notebook's folder, where Jupyter runs it and where a
     generated script runs), so relative paths in the notebook (data files,
-    ``sqlite:///mlflow.db``) mean the same on both sides. `timeout` bounds each
-    notebook cell and the flow as a whole. Names in `ignore`, and in the notebook's metadata
-    ``nb2flow.check.ignore``, are reported but not compared (values that differ by design,
-    such as run ids or timestamps). `split` is the converter's (``auto``, ``tags``,
-    ``headings``, ``cells``).
+    ``sqlite:///mlflow.db``) mean the same on both sides: the notebook first, then the
+    flow, or both at once when `parallel` (faster, for notebooks whose two runs do not
+    write the same files). Whichever side fails first ends the check at once: the other is
+    stopped, or not started. `timeout` bounds each notebook cell and the flow as a whole.
+    Names in `ignore`, and in the notebook's metadata ``nb2flow.check.ignore``, are
+    reported but not compared (values that differ by design, such as run ids or
+    timestamps). `split` is the converter's (``auto``, ``tags``, ``headings``, ``cells``).
+
+    `repeat_notebook` (:data:`REPEAT_CHOICES`): ``auto`` runs the notebook once more when
+    values differ, and reports the ones that differ between its two runs as
+    nondeterministic in the notebook (they do not fail the check); ``always`` does that
+    for every value; ``never`` fails on any difference.
     """
-    from nb2flow.check.runs import prepare_notebook, require_jupyter, run_flow, run_notebook
+    from nb2flow.check.runs import (
+        FlowSide,
+        NotebookSide,
+        prepare_notebook,
+        require_jupyter,
+        run_sides,
+    )
     from nb2flow.codegen import module_name
     from nb2flow.notebook.reader import read_notebook
 
+    if repeat_notebook not in REPEAT_CHOICES:
+        raise Nb2flowError(f"repeat_notebook must be one of {', '.join(REPEAT_CHOICES)}")
     require_jupyter(kernel_name)
     path = Path(path)
     params = dict(params or {})
     cwd = Path(cwd) if cwd is not None else path.resolve().parent
     notebook = read_notebook(path)
-    report = CheckReport(notebook=str(path), parameters={k: repr(v) for k, v in params.items()})
+    report = CheckReport(
+        notebook=str(path),
+        parameters={k: repr(v) for k, v in params.items()},
+        repeat=repeat_notebook,
+    )
 
     start = time.perf_counter()
     script_text, names, report.conversion_warnings = _convert(path, split)
     report.seconds["convert"] = time.perf_counter() - start
     ignored = set(ignore or []) | set(_metadata_ignore(notebook.data, path))
+    param_source = "".join(f"{k} = {v!r}\n" for k, v in params.items())
 
     with tempfile.TemporaryDirectory(prefix="nb2flow-check-") as tmp:
         tmp_dir = Path(tmp)
         script = tmp_dir / f"{module_name(path)}.py"
         script.write_text(script_text, encoding="utf-8")
         report.script = f"nb2flow convert {path} (temporary copy)"
+
+        def notebook_side(run: str, wanted: list[str]) -> NotebookSide:
+            out = tmp_dir / run
+            out.mkdir()
+            prepared, numbers = prepare_notebook(notebook.node, param_source, wanted, out)
+            label = str(path)
+            return NotebookSide(prepared, numbers, out, cwd, timeout, kernel_name, label, run)
+
         (tmp_dir / "flow").mkdir()
-        (tmp_dir / "nb").mkdir()
+        sides = [
+            notebook_side("notebook", names),
+            FlowSide(script, params, tmp_dir / "flow", cwd, timeout),
+        ]
+        results = run_sides(sides, parallel=parallel)
+        nb, flow = results["notebook"], results["flow"]
+        report.seconds.update(notebook=nb.seconds, flow=flow.seconds)
+        report.notebook_error, report.flow_error = nb.error, flow.error
+        report.skipped = {n: r.skipped for n, r in results.items() if r.skipped}
+        if nb.error or flow.error:
+            return report
+        # what the converter says the flow returns, then anything else it does return
+        extra = [n for n in flow.names or [] if n not in names]
+        report.rows = _compare_all(names, nb.values, flow.values, ignored, tol)
+        report.rows += [
+            ValueRow(n, NOT_COMPARED, "returned by the flow, not one of its outputs") for n in extra
+        ]
 
-        # the flow first: the names it returns are the values to compare
-        flow = run_flow(script, params, tmp_dir / "flow", cwd=cwd, timeout=timeout)
-        report.seconds["flow"] = flow.seconds
-        if flow.error:
-            report.flow_error = flow.error
-        # what the converter says the flow returns, and anything else it does return
-        wanted = names + [n for n in flow.names or [] if n not in names]
-
-        param_source = "".join(f"{k} = {v!r}\n" for k, v in params.items())
-        prepared, numbers = prepare_notebook(notebook.node, param_source, wanted, tmp_dir / "nb")
-        nb = run_notebook(
-            prepared,
-            numbers,
-            tmp_dir / "nb",
-            cwd=cwd,
-            timeout=timeout,
-            kernel_name=kernel_name,
-            label=str(path),
-        )
-        report.seconds["notebook"] = nb.seconds
-        if nb.error:
-            report.notebook_error = nb.error
-        if not flow.error and not nb.error:
-            report.rows = _compare_all(wanted, nb.values, flow.values, ignored, tol)
+        again = [
+            row.name
+            for row in report.rows
+            if row.status == DIFFERENT or (repeat_notebook == "always" and row.status == EQUAL)
+        ]
+        if again and repeat_notebook != "never":
+            second = run_sides([notebook_side("notebook (second run)", again)], parallel=False)
+            rerun = second["notebook (second run)"]
+            report.notebook_runs = 2
+            report.seconds["notebook (second run)"] = rerun.seconds
+            _mark_nondeterministic(report, nb.values, rerun, tol)
     return report
+
+
+def _mark_nondeterministic(
+    report: CheckReport, first: dict, second: Any, tol: Tolerance | None
+) -> None:
+    """Rows whose value the notebook's second run does not reproduce become
+    NONDETERMINISTIC; `report.notes` says how that was established."""
+    why = "every compared value" if report.repeat == "always" else "the values that differed"
+    if second.error:
+        report.notes.append(
+            f"the notebook ran a second time to check {why} against it, and failed: {second.error}"
+        )
+        return
+    found = []
+    for row in report.rows:
+        if row.name not in second.values or row.name not in first:
+            continue
+        a, b = first[row.name], second.values[row.name]
+        if a[0] != "value" or b[0] != "value":
+            continue
+        try:
+            verdict = compare(a[1], b[1], tol, ())
+        except Exception:  # noqa: BLE001 - cannot tell: the first verdict stands
+            continue
+        if verdict.status == DIFFERENT:
+            flow_side = f"; against the flow: {row.detail}" if row.detail else ""
+            row.status = NONDETERMINISTIC
+            row.detail = f"the notebook's two runs differ: {verdict.detail}{flow_side}"
+            found.append(row.name)
+    report.notes.append(
+        f"the notebook ran twice (--repeat-notebook {report.repeat}) to check {why}: "
+        + (
+            f"{len(found)} nondeterministic in the notebook ({', '.join(found)})"
+            if found
+            else "its second run computed them the same"
+        )
+    )
 
 
 def _compare_all(
@@ -192,10 +306,9 @@ def _compare_all(
     ignored: set[str],
     tol: Tolerance | None,
 ) -> list[ValueRow]:
-    from nb2flow.check.compare import is_sample
     from nb2flow.runtime.core.unset import UNSET
 
-    samples = [v for kind, v, _ in nb_values.values() if kind == "value" and is_sample(v)]
+    samples = [v for kind, v, _ in nb_values.values() if kind == "value" and _is_sample(v)]
     rows = []
     for name in names:
         if name in ignored:
@@ -230,6 +343,15 @@ def _compare_all(
             continue
         rows.append(ValueRow(name, verdict.status, verdict.detail, type_name(expected)))
     return rows
+
+
+def _is_sample(value: Any) -> bool:
+    from nb2flow.check.compare import is_sample
+
+    try:
+        return is_sample(value)
+    except Exception:  # noqa: BLE001 - a value that breaks when sliced is no sample
+        return False
 
 
 def _short_type(qualified: str) -> str:

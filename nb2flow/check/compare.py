@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nb2flow.check.dump import USER_MODULES
+
 #: verdicts
 EQUAL = "equal"
 DIFFERENT = "different"
@@ -114,19 +116,17 @@ def _compare(a: Any, b: Any, tol: Tolerance, samples: tuple, path: str, depth: i
                 return v
         return _EQUAL
 
-    if isinstance(a, type) or _is_function(a):
-        # classes and functions: the same definition (a notebook's live in __main__, the
-        # flow's in the script module or inside a task function: neither the module nor
-        # the qualified name is part of the identity)
-        same = a.__name__ == b.__name__ and _code(a) == _code(b)
-        if same and _is_function(a):
-            v = _compare(
-                getattr(a, "__defaults__", None), getattr(b, "__defaults__", None),
-                tol, (), f"{path}.__defaults__", depth + 1,
-            )  # fmt: skip
-            if not v.ok:
-                return v
+    if isinstance(a, type):
+        # classes: the same name (a notebook's live in __main__, the flow's in the script
+        # module or inside a task function: neither the module nor the qualified name is
+        # part of the identity)
+        same = a.__name__ == b.__name__
         return _EQUAL if same else _different(f"{_short(a)} != {_short(b)}{_at(path)}")
+    if _is_function(a):
+        return _compare_functions(a, b, tol, path, depth)
+
+    if _is_matplotlib(a):
+        return _compare_plots(a, b, tol, path, depth)
 
     if callable(getattr(a, "predict", None)):
         return _compare_models(a, b, tol, samples, path)
@@ -196,11 +196,6 @@ def _library_kind(x: Any) -> str | None:
     if module.startswith("scipy.sparse"):
         return "sparse"
     return None
-
-
-#: where the notebook's own classes live on each side: the kernel's __main__, and the
-#: module the check imports the generated script as
-USER_MODULES = {"__main__", "_nb2flow_checked_flow"}
 
 
 def _same_user_class(a: Any, b: Any) -> bool:
@@ -346,9 +341,166 @@ def _is_function(x: Any) -> bool:
     return isinstance(x, types.FunctionType | types.BuiltinFunctionType | types.MethodType)
 
 
-def _code(x: Any) -> bytes | None:
-    code = getattr(x, "__code__", None)
-    return code.co_code if code is not None else None
+def _compare_functions(a: Any, b: Any, tol: Tolerance, path: str, depth: int) -> Verdict:
+    """Functions by what they say: their source (normalised by :mod:`ast`: layout and
+    comments do not count), then their defaults and the values they close over. The
+    bytecode is no measure: the same ``def`` compiles differently inside a task."""
+    import types
+
+    from nb2flow.check.dump import source_of
+
+    if a is b:
+        return _EQUAL
+    if isinstance(a, types.MethodType):
+        for attr in ("__func__", "__self__"):
+            v = _compare(getattr(a, attr), getattr(b, attr), tol, (), f"{path}.{attr}", depth + 1)
+            if not v.ok:
+                return v
+        return _EQUAL
+    if not (isinstance(a, types.FunctionType) and isinstance(b, types.FunctionType)):
+        # builtins (a library's functions load as the very same object on both sides)
+        same = _home(a) == _home(b)
+        return _EQUAL if same else _different(f"{_short(a)} != {_short(b)}{_at(path)}")
+    source_a, source_b = source_of(a), source_of(b)
+    if source_a is None or source_b is None:
+        side = "notebook" if source_a is None else "flow"
+        return Verdict(
+            NOT_COMPARED, f"function {a.__name__}: no source on the {side} side{_at(path)}"
+        )
+    if source_a != source_b:
+        return _different(
+            f"function {a.__name__}: the source differs{_at(path)}: "
+            f"{_first_difference(source_a, source_b)}"
+        )
+    for attr in ("__defaults__", "__kwdefaults__"):
+        v = _compare(getattr(a, attr), getattr(b, attr), tol, (), f"{path}.{attr}", depth + 1)
+        if not v.ok:
+            return v
+    closure_a, closure_b = _closure(a), _closure(b)
+    for var in sorted(closure_a.keys() & closure_b.keys()):
+        v = _compare(closure_a[var], closure_b[var], tol, (), f"{path}.<{var}>", depth + 1)
+        if not v.ok:
+            return v
+    return Verdict(EQUAL, "same source")
+
+
+def _home(func: Any) -> tuple[Any, Any]:
+    return getattr(func, "__module__", None), getattr(func, "__qualname__", None)
+
+
+def _closure(func: Any) -> dict[str, Any]:
+    """The values a function closes over, by name (functions left out: a recursive inner
+    function closes over itself)."""
+    values = {}
+    for var, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if not _is_function(value):
+            values[var] = value
+    return values
+
+
+def _first_difference(a: str, b: str) -> str:
+    for line_a, line_b in zip(a.splitlines(), b.splitlines(), strict=False):
+        if line_a != line_b:
+            return f"{_short(line_a.strip())} != {_short(line_b.strip())}"
+    return "one is longer"
+
+
+# --- matplotlib ----------------------------------------------------------------------------
+
+
+def _is_matplotlib(x: Any) -> bool:
+    return type(x).__module__.startswith(("matplotlib.", "mpl_toolkits."))
+
+
+def _compare_plots(a: Any, b: Any, tol: Tolerance, path: str, depth: int) -> Verdict:
+    """Figures, axes and artists by what they plot (the data of lines, collections,
+    patches and images; titles, labels, texts, limits); what only affects rendering
+    (colours, transforms, callbacks, renderer caches) is not compared."""
+    try:
+        plotted = _plotted(a), _plotted(b)
+    except Exception as exc:  # noqa: BLE001 - an artist this code does not know how to read
+        return Verdict(
+            NOT_COMPARED, f"{type_name(a)}: cannot read what it plots ({exc}){_at(path)}"
+        )
+    if plotted[0] is None or plotted[1] is None:
+        return Verdict(NOT_COMPARED, f"{type_name(a)}: render-only matplotlib state{_at(path)}")
+    v = _compare(plotted[0], plotted[1], tol, (), path, depth + 1)
+    if v.status == DIFFERENT:
+        return _different(f"{type_name(a)} plots other data: {v.detail}")
+    return Verdict(EQUAL, "plots the same data") if v.ok else v
+
+
+def _plotted(x: Any) -> dict[str, Any] | None:
+    """What a figure, axes or artist plots, as plain values; None for other objects."""
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+    from matplotlib.figure import FigureBase
+
+    if isinstance(x, FigureBase):
+        suptitle = getattr(x, "_suptitle", None)
+        return {
+            "suptitle": suptitle.get_text() if suptitle is not None else "",
+            "axes": [_plotted_axes(a) for a in x.get_children() if isinstance(a, Axes)],
+        }
+    if isinstance(x, Axes):
+        return _plotted_axes(x)
+    if isinstance(x, Artist):
+        return _plotted_artist(x)
+    if isinstance(x, Sequence):  # ax.lines and the like (an ArtistList)
+        return {"artists": [_plotted(item) for item in x]}
+    return None
+
+
+def _plotted_axes(ax: Any) -> dict[str, Any]:
+    legend = ax.get_legend()
+    return {
+        "title": [ax.get_title(loc) for loc in ("left", "center", "right")],
+        "labels": [ax.get_xlabel(), ax.get_ylabel()],
+        "limits": [tuple(ax.get_xlim()), tuple(ax.get_ylim())],
+        "scales": [ax.get_xscale(), ax.get_yscale()],
+        "lines": [_plotted_artist(a) for a in ax.lines],
+        "collections": [_plotted_artist(a) for a in ax.collections],
+        "patches": [_plotted_artist(a) for a in ax.patches],
+        "images": [_plotted_artist(a) for a in ax.images],
+        "texts": [_plotted_artist(a) for a in ax.texts],
+        "legend": _plotted_artist(legend) if legend is not None else None,
+    }
+
+
+def _plotted_artist(artist: Any) -> dict[str, Any] | None:
+    import numpy as np
+    from matplotlib.collections import Collection
+    from matplotlib.image import _ImageBase
+    from matplotlib.legend import Legend
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.text import Text
+
+    def data(values: Any) -> Any:
+        return None if values is None else np.ma.filled(np.ma.asarray(values, dtype=float), np.nan)
+
+    if isinstance(artist, Line2D):
+        return {"line": data(artist.get_xydata())}
+    if isinstance(artist, Collection):
+        return {
+            "offsets": data(artist.get_offsets()),
+            "values": data(artist.get_array()),
+            "paths": [data(p.vertices) for p in artist.get_paths()],
+        }
+    if isinstance(artist, Patch):
+        vertices = artist.get_patch_transform().transform(artist.get_path().vertices)
+        return {"patch": data(vertices)}
+    if isinstance(artist, _ImageBase):
+        return {"image": np.asarray(artist.get_array())}
+    if isinstance(artist, Text):
+        return {"text": artist.get_text(), "at": tuple(artist.get_position())}
+    if isinstance(artist, Legend):
+        return {"legend": [t.get_text() for t in artist.get_texts()]}
+    return None
 
 
 def _random_state(x: Any) -> Any:

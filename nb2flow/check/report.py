@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from nb2flow.check.compare import DIFFERENT, EQUAL, NOT_COMPARED
@@ -11,7 +12,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from nb2flow.check import CheckReport
 
-_STYLE = {EQUAL: "green", DIFFERENT: "bold red", NOT_COMPARED: "yellow", "ignored": "dim"}
+_STYLE = {
+    EQUAL: "green",
+    DIFFERENT: "bold red",
+    NOT_COMPARED: "yellow",
+    "ignored": "dim",
+    "nondeterministic in the notebook": "magenta",
+}
+_VERDICT = {
+    "pass": "[bold green]PASS[/]",
+    "fail": "[bold red]FAIL[/]",
+    "nothing compared": "[bold yellow]NOTHING COMPARED[/]",
+}
 
 
 def print_report(report: CheckReport, console: Console | None = None) -> None:
@@ -21,19 +33,22 @@ def print_report(report: CheckReport, console: Console | None = None) -> None:
     from nb2flow.console import rich_console
 
     console = console or rich_console()
+    say = functools.partial(console.print, soft_wrap=True)  # lines stay whole, for grep
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
-    console.print(f"[bold]nb2flow check[/] {escape(report.notebook)}  [dim]({seconds})[/]")
+    say(f"[bold]nb2flow check[/] {escape(report.notebook)}  [dim]({seconds})[/]")
     if report.parameters:
         params = ", ".join(f"{k}={v}" for k, v in report.parameters.items())
-        console.print(f"parameters: {escape(params)}")
+        say(f"parameters: {escape(params)}")
     for warning in report.conversion_warnings:
-        console.print(f"[yellow]conversion warning:[/] {escape(warning)}")
+        say(f"[yellow]conversion warning:[/] {escape(warning)}")
     if report.notebook_error:
-        console.print(f"[bold red]the notebook failed:[/] {escape(report.notebook_error)}")
+        say(f"[bold red]the notebook failed:[/] {escape(report.notebook_error)}")
     if report.flow_error:
-        console.print(f"[bold red]the flow failed:[/] {escape(report.flow_error)}")
+        say(f"[bold red]the flow failed:[/] {escape(report.flow_error)}")
+    for side, why in report.skipped.items():
+        say(f"[yellow]the {escape(side)} did not finish:[/] {escape(why)}")
     if report.notebook_error:
-        console.print(
+        say(
             "The notebook does not run top to bottom on its own (skipped cells left out), "
             "so there is nothing to compare: fix it, its data or its packages first."
         )
@@ -53,8 +68,19 @@ def print_report(report: CheckReport, console: Console | None = None) -> None:
             )
         console.print(table)
     elif not (report.notebook_error or report.flow_error):
-        console.print("the flow returns no values to compare")
+        say("the flow returns no values to compare")
+    for note in report.notes:
+        say(f"[dim]note:[/] {escape(note)}")
+    others = ", ".join(
+        f"{n} {status}" for status, n in report.counts().items() if status not in (EQUAL, DIFFERENT)
+    )
+    compared = f"{report.compared} value{'s' if report.compared != 1 else ''} compared"
     counts = report.counts()
-    summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing compared"
-    verdict = "[bold green]PASS[/]" if report.ok else "[bold red]FAIL[/]"
-    console.print(f"{verdict}: {summary}")
+    if report.compared:
+        compared += (
+            " (" + ", ".join(f"{counts[s]} {s}" for s in (EQUAL, DIFFERENT) if counts.get(s)) + ")"
+        )
+    summary = compared + (f"; {others}" if others else "")
+    if report.verdict == "nothing compared":
+        summary += ": nothing here proves the conversion"
+    say(f"{_VERDICT[report.verdict]}: {escape(summary)}")

@@ -1,26 +1,31 @@
-"""Run the two sides of a check, each in its own process, and collect their final values.
+"""Run the two sides of a check, each in its own process group, and collect their values.
 
 The notebook runs in a real Jupyter kernel (nbclient), top to bottom, without its ``skip``
 cells and with the check's parameters injected after its ``parameters`` cell (papermill's
-convention); a last cell pickles the requested names to a directory. The flow runs in a
-fresh Python process that imports the generated script (so ``run_cli`` does not run) and
-calls the flow with the same parameters; its returned dict is pickled the same way.
+convention); a last cell pickles the requested names to a folder. nbclient itself runs in
+a child process (``python -m nb2flow.check.runs SPEC``), so that stopping the notebook side
+is stopping a process. The flow runs in a fresh Python process that imports the generated
+script (so ``run_cli`` does not run) and calls the flow with the same parameters.
 
-Values are pickled with cloudpickle, one file per name, so one value that cannot be pickled
-(an open file, a database connection) is reported on its own and does not hide the others.
+Values are saved by :mod:`nb2flow.check.dump`, one file per name, so one value that cannot
+be pickled (an open file, a database connection) is reported on its own.
+
+:func:`run_sides` runs the sides one after the other or at the same time, and stops the
+others as soon as one fails (:mod:`nb2flow.check.processes`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nb2flow.check.processes import Child, Supervisor, die_with_parent
 from nb2flow.errors import Nb2flowError
 
 #: the values a run left behind: name -> ("value", obj, "") or ("error", why, type name)
@@ -35,74 +40,11 @@ class SideResult:
     error: str | None = None  # the run failed: one paragraph
     seconds: float = 0.0
     names: list[str] | None = None  # the flow: the names its returned dict holds
-
-
-# --- saving (runs inside the kernel / the flow process) and loading --------------------------
-
-# Code injected into the kernel and the flow process: saves each name of `values` to
-# out/<index>.pkl, or out/<index>.err with the reason it could not be pickled.
-_DUMP = r"""
-def _nb2flow_dump(values, out):
-    import json, os
-    try:
-        import cloudpickle as pickler
-    except ImportError:
-        import pickle as pickler
-    index = {}
-    for i, (name, value) in enumerate(values.items()):
-        index[name] = i
-        try:
-            data = pickler.dumps(value)
-        except BaseException as exc:
-            kind = type(value)
-            with open(os.path.join(out, f"{i}.err"), "w") as f:
-                f.write(f"{kind.__module__}.{kind.__qualname__}\n")
-                f.write(f"cannot be pickled: {type(exc).__name__}: {exc}"[:300])
-            continue
-        with open(os.path.join(out, f"{i}.pkl"), "wb") as f:
-            f.write(data)
-    with open(os.path.join(out, "index.json"), "w") as f:
-        json.dump(index, f)
-"""
-
-# The flow process: import the script as a module (not __main__), find the flow, call it.
-_FLOW_DRIVER = (
-    "import json, os\n"
-    + _DUMP
-    + r"""
-import importlib.util, pickle, sys
-script, out, params_file = sys.argv[1:4]
-sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
-with open(params_file, "rb") as f:
-    params = pickle.load(f)
-spec = importlib.util.spec_from_file_location("_nb2flow_checked_flow", script)  # USER_MODULES
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
-try:  # classes and functions the script defines travel by value: the checker cannot import it
-    import cloudpickle
-    cloudpickle.register_pickle_by_value(module)
-except (ImportError, ValueError):
-    pass
-from nb2flow.runtime.api import Flow
-flows = [v for v in vars(module).values() if isinstance(v, Flow)]
-if len(flows) != 1:
-    raise SystemExit(f"expected one flow in {script}, found {len(flows)}")
-flow = flows[0]
-unknown = sorted(set(params) - set(flow.signature.parameters))
-if unknown:
-    sys.stderr.write("NB2FLOW-CHECK-UNKNOWN-PARAMS " + json.dumps(unknown) + "\n")
-    raise SystemExit(3)
-result = flow(**params)
-if not isinstance(result, dict):
-    result = {"<return value>": result}
-_nb2flow_dump(result, out)
-"""
-)
+    skipped: str | None = None  # why it did not finish: stopped, or never started
 
 
 def load_values(out: Path) -> Values:
-    """Read back what :data:`_DUMP` wrote."""
+    """Read back what :func:`nb2flow.check.dump.dump` wrote."""
     index_file = out / "index.json"
     if not index_file.exists():
         return {}
@@ -124,6 +66,77 @@ def load_values(out: Path) -> Values:
             reason = f"cannot be loaded here: {type(exc).__name__}: {exc}"[:300]
             values[name] = ("error", reason, "")
     return values
+
+
+def _dump_source() -> str:
+    from nb2flow.check import dump
+
+    return Path(dump.__file__).read_text(encoding="utf-8")
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
+
+
+class Side(ABC):
+    """One side of a check: how to start it, and how to read what it left."""
+
+    name: str
+    #: seconds the whole run may take (None: bounded inside, cell by cell)
+    timeout: float | None = None
+
+    @abstractmethod
+    def start(self, supervisor: Supervisor) -> Child:
+        """Start the side's process through `supervisor`."""
+
+    @abstractmethod
+    def finish(self, child: Child, seconds: float) -> SideResult:
+        """What the side left, once its process has ended."""
+
+    def timed_out(self, seconds: float) -> SideResult:
+        return SideResult(error=f"did not finish within {self.timeout:g} s", seconds=seconds)
+
+
+def run_sides(sides: list[Side], *, parallel: bool) -> dict[str, SideResult]:
+    """Run `sides` (in order, or all at once when `parallel`) and return their results by
+    name. The first side that fails stops the ones running (``skipped = "stopped: ..."``)
+    and those not started yet are not (``skipped = "not run: ..."``). Whatever happens,
+    including SIGTERM (:class:`~nb2flow.check.processes.Terminated`), no process is left."""
+    results: dict[str, SideResult] = {}
+    waiting = list(sides)
+    running: dict[int, tuple[Side, Child, float]] = {}
+    with Supervisor().session() as supervisor:
+        while waiting or running:
+            while waiting and (parallel or not running):
+                side = waiting.pop(0)
+                child = side.start(supervisor)
+                running[child.proc.pid] = (side, child, time.monotonic())
+            deadlines = [t + s.timeout for s, _, t in running.values() if s.timeout is not None]
+            ended = supervisor.first_ended(
+                [child for _, child, _ in running.values()], min(deadlines, default=None)
+            )
+            now = time.monotonic()
+            for pid, (side, child, started) in list(running.items()):
+                if child is ended:
+                    results[side.name] = side.finish(child, now - started)
+                elif ended is None and side.timeout is not None and now >= started + side.timeout:
+                    child.stop()
+                    results[side.name] = side.timed_out(now - started)
+                else:
+                    continue
+                del running[pid]
+            failed = next((n for n, r in results.items() if r.error), None)
+            if failed:
+                for side, child, started in running.values():
+                    child.stop()
+                    results[side.name] = SideResult(
+                        seconds=time.monotonic() - started,
+                        skipped=f"stopped: the {failed} failed first",
+                    )
+                for side in waiting:
+                    results[side.name] = SideResult(skipped=f"not run: the {failed} failed")
+                break
+    return results
 
 
 # --- the notebook --------------------------------------------------------------------------
@@ -162,12 +175,7 @@ def prepare_notebook(
     if not injected:  # no parameters cell: parameters go first, as papermill does
         cells.insert(0, nbformat.v4.new_code_cell(param_source))
         numbers.insert(0, 0)
-    dump = (
-        _DUMP
-        + f"_nb2flow_dump({{_n: globals()[_n] for _n in {names!r} if _n in globals()}}, "
-        + f"{str(out)!r})\ndel _nb2flow_dump"
-    )
-    cells.append(nbformat.v4.new_code_cell(dump))
+    cells.append(nbformat.v4.new_code_cell(dump_cell(names, out)))
     numbers.append(0)
     new.cells = cells
     return new, numbers
@@ -178,13 +186,22 @@ def _source(cell: Any) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
+def dump_cell(names: list[str], out: Path) -> str:
+    """The check's last cell: save `names` from the kernel's globals, leaving no name of
+    its own behind (the dump code runs in a namespace of its own)."""
+    return (
+        '_nb2flow_dump = {"__name__": "_nb2flow_dump"}\n'
+        f"exec(compile({_dump_source()!r}, 'nb2flow/check/dump.py', 'exec'), _nb2flow_dump)\n"
+        f"_nb2flow_dump['dump']({{_n: globals()[_n] for _n in {names!r} if _n in globals()}}, "
+        f"{str(out)!r})\n"
+        "del _nb2flow_dump"
+    )
+
+
 def _clean(cell: Any) -> Any:
     import nbformat
 
-    source = cell.get("source") or ""
-    if isinstance(source, list):  # the file's form: a list of lines
-        source = "".join(source)
-    fresh = nbformat.v4.new_code_cell(source)
+    fresh = nbformat.v4.new_code_cell(_source(cell))
     fresh.metadata = dict(cell.metadata)
     return fresh
 
@@ -214,6 +231,59 @@ def _no_kernel(name: str) -> Nb2flowError:
     )
 
 
+@dataclass
+class NotebookSide(Side):
+    """The prepared notebook, run by nbclient in a child process (see :func:`main`)."""
+
+    nb: Any
+    numbers: list[int]
+    out: Path
+    cwd: Path
+    cell_timeout: float
+    kernel_name: str
+    label: str
+    name: str = "notebook"
+
+    def start(self, supervisor: Supervisor) -> Child:
+        import nbformat
+
+        nbformat.write(self.nb, str(self.out / "prepared.ipynb"))
+        spec = {
+            "notebook": str(self.out / "prepared.ipynb"),
+            "numbers": self.numbers,
+            "out": str(self.out),
+            "cwd": str(self.cwd),
+            "timeout": self.cell_timeout,
+            "kernel": self.kernel_name,
+            "label": self.label,
+        }
+        (self.out / "spec.json").write_text(json.dumps(spec))
+        return supervisor.start(
+            self.name,
+            [sys.executable, "-m", "nb2flow.check.runs", str(self.out / "spec.json")],
+            cwd=self.cwd,
+            env=_env(),
+            stdout=self.out / "runner.out",
+            stderr=self.out / "runner.err",
+            also_kill=self.out / "kernel.pid",
+        )
+
+    def finish(self, child: Child, seconds: float) -> SideResult:
+        result_file = self.out / "result.json"
+        if not result_file.exists():
+            tail = _tail(self.out / "runner.err")
+            raise Nb2flowError(
+                f"{self.label}: running the notebook failed (exit status "
+                f"{child.proc.returncode}){': ' + tail if tail else ''}"
+            )
+        result = json.loads(result_file.read_text())
+        if result.get("no_kernel"):
+            raise _no_kernel(self.kernel_name)
+        if result["error"]:
+            return SideResult(error=result["error"], seconds=seconds)
+        return SideResult(values=load_values(self.out), seconds=seconds)
+
+
 def run_notebook(
     nb: Any,
     numbers: list[int],
@@ -226,34 +296,54 @@ def run_notebook(
 ) -> SideResult:
     """Execute the prepared notebook in a fresh kernel; collect what the dump cell saved."""
     require_jupyter(kernel_name)
+    side = NotebookSide(nb, numbers, out, cwd, timeout, kernel_name, label)
+    return run_sides([side], parallel=False)[side.name]
+
+
+def execute_notebook(spec: dict[str, Any]) -> dict[str, Any]:
+    """In the runner process: execute the notebook with nbclient, save the kernel's pid
+    (so the check can stop the kernel's process group), and say how it went."""
+    import nbformat
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    out, numbers, label, timeout = (
+        Path(spec["out"]),
+        spec["numbers"],
+        spec["label"],
+        spec["timeout"],
+    )
     client = NotebookClient(
-        nb,
+        nbformat.read(spec["notebook"], as_version=4),
         timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(cwd)}},
+        kernel_name=spec["kernel"],
+        resources={"metadata": {"path": spec["cwd"]}},
         allow_errors=False,
         record_timing=False,
+        shutdown_kernel="immediate",  # nothing to save: kill its process group at the end
     )
     running: dict[str, int | None] = {"index": None}
+
+    def on_notebook_start(notebook: Any) -> None:
+        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+        if pid:
+            (out / "kernel.pid").write_text(str(pid))
 
     def on_cell_start(cell: Any, cell_index: int) -> None:
         running["index"] = cell_index
 
+    client.on_notebook_start = on_notebook_start
     client.on_cell_start = on_cell_start
-    env = dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
     start = time.perf_counter()
     error = None
     try:
         # the kernel's own stderr (a TCP warning on every start) goes to a file, shown
         # only when the kernel dies
         with open(out / "kernel.log", "wb") as kernel_log:
-            client.execute(env=env, stderr=kernel_log)
+            client.execute(env=_env(), stderr=kernel_log)
     except NoSuchKernel:
-        raise _no_kernel(kernel_name) from None
+        return {"error": None, "no_kernel": True}
     except CellTimeoutError:
         error = f"{_cell_name(label, running['index'], numbers)}: timed out after {timeout:g} s"
     except DeadKernelError as exc:
@@ -264,10 +354,7 @@ def run_notebook(
             error += ": " + " | ".join(log)
     except CellExecutionError as exc:
         error = f"{_cell_name(label, running['index'], numbers)}: {exc.ename}: {exc.evalue}"
-    seconds = time.perf_counter() - start
-    if error:
-        return SideResult(error=error, seconds=seconds)
-    return SideResult(values=load_values(out), seconds=seconds)
+    return {"error": error, "seconds": time.perf_counter() - start}
 
 
 def _cell_name(label: str, index: int | None, numbers: list[int]) -> str:
@@ -284,45 +371,111 @@ def _first(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+
+
 # --- the flow ------------------------------------------------------------------------------
+
+# The flow process: import the script as a module (not __main__), find the flow, call it,
+# save the values it reports.
+_FLOW_DRIVER = r"""
+import signal
+from nb2flow.check.processes import die_with_parent, end_group_on_sigterm
+end_group_on_sigterm()
+die_with_parent(signal.SIGTERM)
+import importlib.util, json, os, pickle, sys
+from nb2flow.check.dump import dump
+script, out, params_file = sys.argv[1:4]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+with open(params_file, "rb") as f:
+    params = pickle.load(f)
+spec = importlib.util.spec_from_file_location("_nb2flow_checked_flow", script)  # USER_MODULES
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+try:  # classes and functions the script defines travel by value: the checker cannot import it
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(module)
+except (ImportError, ValueError):
+    pass
+from nb2flow.runtime.api import Flow
+flows = [v for v in vars(module).values() if isinstance(v, Flow)]
+if len(flows) != 1:
+    raise SystemExit(f"expected one flow in {script}, found {len(flows)}")
+flow = flows[0]
+unknown = sorted(set(params) - set(flow.signature.parameters))
+if unknown:
+    sys.stderr.write("NB2FLOW-CHECK-UNKNOWN-PARAMS " + json.dumps(unknown) + "\n")
+    raise SystemExit(3)
+# The values compared are what the flow returns: every name the notebook leaves, today.
+# When flows return only their declared outputs, this is the one place to take the values
+# from each task run's outputs instead.
+result = flow(**params)
+if not isinstance(result, dict):
+    result = {"<return value>": result}
+dump(result, out)
+"""
+
+
+@dataclass
+class FlowSide(Side):
+    """The generated script's flow, called with the check's parameters in a fresh process."""
+
+    script: Path
+    params: dict[str, Any]
+    out: Path
+    cwd: Path
+    timeout: float | None = None
+    name: str = "flow"
+
+    def start(self, supervisor: Supervisor) -> Child:
+        import pickle
+
+        params_file = self.out / "params.pkl"
+        params_file.write_bytes(pickle.dumps(self.params))
+        env = _env()
+        # the check proves the conversion: every task runs, none is served from the cache
+        # (cache keys hash a loader's path argument, not the file it names)
+        env["NB2FLOW_CACHE"] = "off"
+        argv = [sys.executable, "-c", _FLOW_DRIVER, str(self.script), str(self.out)]
+        return supervisor.start(
+            self.name,
+            [*argv, str(params_file)],
+            cwd=self.cwd,
+            env=env,
+            stdout=self.out / "flow.out",
+            stderr=self.out / "flow.err",
+        )
+
+    def finish(self, child: Child, seconds: float) -> SideResult:
+        code = child.proc.returncode
+        stderr = (self.out / "flow.err").read_text(errors="replace")
+        if code == 3 and "NB2FLOW-CHECK-UNKNOWN-PARAMS" in stderr:
+            line = stderr.split("NB2FLOW-CHECK-UNKNOWN-PARAMS", 1)[1].splitlines()[0]
+            names = ", ".join(json.loads(line))
+            raise Nb2flowError(f"{self.script}: the flow has no parameter {names} (-p)")
+        if code != 0:
+            return SideResult(error=_flow_error(stderr, code), seconds=seconds)
+        values = load_values(self.out)
+        return SideResult(values=values, seconds=seconds, names=list(values))
+
+    def timed_out(self, seconds: float) -> SideResult:
+        return SideResult(
+            error=f"the flow did not finish within {self.timeout:g} s", seconds=seconds
+        )
 
 
 def run_flow(
     script: Path, params: dict[str, Any], out: Path, *, cwd: Path, timeout: float
 ) -> SideResult:
     """Run the generated flow in a fresh process with `params`; collect its returned dict."""
-    import pickle
-
-    params_file = out / "params.pkl"
-    params_file.write_bytes(pickle.dumps(params))
-    env = dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
-    # the check proves the conversion: every task runs, none is served from the cache
-    # (cache keys hash a loader's path argument, not the file it names)
-    env["NB2FLOW_CACHE"] = "off"
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _FLOW_DRIVER, str(script), str(out), str(params_file)],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return SideResult(
-            error=f"the flow did not finish within {timeout:g} s",
-            seconds=time.perf_counter() - start,
-        )
-    seconds = time.perf_counter() - start
-    if proc.returncode == 3 and "NB2FLOW-CHECK-UNKNOWN-PARAMS" in proc.stderr:
-        line = proc.stderr.split("NB2FLOW-CHECK-UNKNOWN-PARAMS", 1)[1].splitlines()[0]
-        names = ", ".join(json.loads(line))
-        raise Nb2flowError(f"{script}: the flow has no parameter {names} (-p)")
-    if proc.returncode != 0:
-        return SideResult(error=_flow_error(proc.stderr, proc.returncode), seconds=seconds)
-    values = load_values(out)
-    return SideResult(values=values, seconds=seconds, names=list(values))
+    side = FlowSide(script, params, out, cwd, timeout)
+    return run_sides([side], parallel=False)[side.name]
 
 
 def _flow_error(stderr: str, code: int) -> str:
@@ -333,3 +486,33 @@ def _flow_error(stderr: str, code: int) -> str:
             return line.strip()[:500]
     tail = " | ".join(lines[-3:])
     return f"exit status {code}: {tail}"[:500] if tail else f"exit status {code}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nb2flow.check.runs SPEC.json``: the notebook runner (a check's child)."""
+    import signal
+
+    spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    out = Path(spec["out"])
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # the kernel is a session of its own: end it, and what it started, with us
+        pid_file = out / "kernel.pid"
+        if pid_file.exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)
+
+    # while cells run, nbclient's own SIGTERM handler kills the kernel's process group
+    # (shutdown_kernel="immediate"); before and after, this one does
+    signal.signal(signal.SIGTERM, on_sigterm)
+    die_with_parent(signal.SIGTERM)
+    result = execute_notebook(spec)
+    (out / "result.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
