@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["NB2FLOW_HOME"] = tempfile.mkdtemp(prefix="bench_panel_")
     os.environ["NB2FLOW_STORE"] = "off"
+    os.environ["NB2FLOW_CAPTURE"] = "on"  # as in a kernel: both sides record output
     import ipykernel  # noqa: F401 - the runtime only looks for a panel inside a kernel
 
     from nb2flow.jupyter import panel as P

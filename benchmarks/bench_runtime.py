@@ -2,7 +2,9 @@
 
 Prints µs per task and the ratio to a plain call for 10,000 trivial tasks: called
 directly in a flow, and submitted on the thread runner; first with the run store off, then
-on (the flow's time includes writing every event to SQLite). Then the time from calling a
+on (the flow's time includes writing every event to SQLite). Output capture is on (as in the
+scripts ``run_cli`` runs): every task run sets up its capture and records a result summary;
+one more row gives the direct calls with capture off, for the ratio. Then the time from calling a
 one-task flow to its return, and ``import nb2flow``. Checks that every task run of the
 10,000-task flow is in the store. Where Prefect is installed (``PREFECT_PYTHON`` pointing
 at the python of a separate environment with prefect), runs the same flows on it.
@@ -153,6 +155,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="nb2flow-bench-")
     os.environ["NB2FLOW_HOME"] = home
     os.environ["NB2FLOW_PANEL"] = "off"
+    os.environ["NB2FLOW_CAPTURE"] = "on"
 
     from nb2flow.runtime.observation import hooks
 
@@ -173,6 +176,9 @@ def main() -> int:
     submit_us, submit_cpu, last = per_task_us(submitted, n)
     rows.append(("sequential calls t(x), store on", direct_us, direct_cpu))
     rows.append((".submit() on threads, store on", submit_us, submit_cpu))
+    os.environ["NB2FLOW_CAPTURE"] = "off"
+    rows.append(("same, direct, capture off", *per_task_us(direct, n)[:2]))
+    os.environ["NB2FLOW_CAPTURE"] = "on"
 
     from nb2flow.store.db import Store
 
@@ -193,6 +199,7 @@ def main() -> int:
         f"nb2flow runtime overhead, {n:,} trivial tasks (best of 5), Python "
         f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f}"
     )
+    print("output capture on (as under run_cli), one row with it off")
     print(f"{'':36} {'µs/task':>9} {'× plain':>9} {'CPU µs':>9}")
     for label, us, cpu in rows:
         print(f"{label:36} {us:9.2f} {us / base:9.1f} {cpu:9.2f}")

@@ -11,7 +11,7 @@ beside this notebook. Offline, the cell below the parameters writes look-alike f
 when they are missing (`python -m nb2flow.examples.taxi --out notebooks/data` from the
 repository root does the same).
 
-Source: notebooks/duration-prediction.ipynb (sha256 cb7311b65e7fe06341226889d584bf2b3e46f4a0e5415918ada3857f7407f469)
+Source: notebooks/duration-prediction.ipynb (sha256 bc2801ef1ef418d7ae4400c50b5197e9c5b081fa3d8abfc3bc193ea14502a93c)
 Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 """
 # nb2flow: generated
@@ -73,20 +73,6 @@ def read_dataframe(filename):
 
     df["PU_DO"] = df["PULocationID"] + "_" + df["DOLocationID"]
     return df
-
-
-def nb2flow_tags():
-    """The nb2flow flow run running this code, as mlflow tags (none in a plain notebook)."""
-    from nb2flow import get_run_context
-
-    ctx = get_run_context()
-    if ctx is None:
-        return {}
-    return {
-        "nb2flow.flow_name": ctx.flow_name,
-        "nb2flow.flow_run_name": ctx.flow_run_name,
-        "nb2flow.flow_run_id": ctx.flow_run_id,
-    }
 
 
 @task(name="load_data", nout=2, retries=2, cache=True)
@@ -157,8 +143,6 @@ def train_model(
     mlflow.set_experiment(experiment_name)
 
     with mlflow.start_run():
-        mlflow.set_tags(nb2flow_tags())
-
         dtrain = xgb.DMatrix(X_train, label=y_train)
         dvalid = xgb.DMatrix(X_val, label=y_val)
 
@@ -279,3 +263,9 @@ def main(
 
 if __name__ == "__main__":
     run_cli(main)
+
+# nb2flow: source map of "notebooks/duration-prediction.ipynb" (script line+count=cell:line)
+#   19+2=2:1 21+5=2:4 36+2=5:1 43+2=8:1 46+2=8:4 49+1=8:7 51+2=8:9 54+2=8:12 60+2=9:1 63+1=9:4
+#   73+2=13:1 76+1=13:4 78+2=13:6 81+2=13:9 84+3=13:12 122+2=15:1 125+3=15:4 129+6=15:8
+#   136+2=15:15 139+7=15:18 148+3=15:27 152+3=15:31 156+1=15:35 158+1=15:37 160+1=15:39
+#   170+3=17:1

@@ -13,6 +13,8 @@ Every ``NB2FLOW_*`` variable is read here, and every on/off one through :func:`f
 ``NB2FLOW_REFRESH_CACHE``  on/off: run cached tasks again and store the new values (default off)
 ``NB2FLOW_TASK_RUNNER``    the task runner of flows that do not name one (default ``threads``)
 ``NB2FLOW_KEEP_OUTPUTS``   on/off: flow runs keep every task run's value (``FlowRun.outputs``)
+``NB2FLOW_CAPTURE``        on/off: record what tasks print, log and draw (default: on in scripts
+                           run by ``run_cli`` and in Jupyter kernels, off elsewhere)
 =========================  ==========================================================
 
 The home is created ``0700`` and what nb2flow keeps there ``0600`` (:mod:`nb2flow.files`
@@ -96,6 +98,19 @@ def panel_enabled() -> bool:
 def cache_enabled() -> bool:
     """Whether tasks asking for caching are cached (``NB2FLOW_CACHE``, default on)."""
     return flag("NB2FLOW_CACHE", True)
+
+
+def capture() -> bool | None:
+    """``NB2FLOW_CAPTURE``: whether runs record their stdout/stderr, ``logging`` records and
+    open figures: True (on), False (off), or None (unset: the runtime decides; on in the
+    scripts ``run_cli`` runs and in a Jupyter kernel). ``log_prints=`` of a flow or a task
+    decides for it."""
+    value = os.environ.get("NB2FLOW_CAPTURE", "").strip().lower()
+    if value in OFF:
+        return False
+    if value in ON:
+        return True
+    return None
 
 
 def refresh_cache() -> bool:

@@ -450,6 +450,18 @@ def widget_errors(page: Any) -> list[str]:
 
 
 # --------------------------------------------------------------------------- shared checks
+
+
+def click_tab(panel: Any, name: str) -> None:
+    """Open a tab of a panel: the live widget's tab bar, or the static final panel's tab
+    labels (radio buttons and CSS: they work without a kernel)."""
+    live = panel.locator(".lm-TabBar-tab", has_text=name)
+    if live.count():
+        live.first.click()
+    else:
+        panel.locator("label.nb2f-tab", has_text=name).first.click()
+
+
 # plain asserts with messages: pytest does not rewrite the asserts of this helper module
 
 
@@ -457,7 +469,8 @@ def check_final_panel(page: Any) -> Any:
     """The first panel of the page shows the flow notebook's run as it ended: every node in
     its final state, the header's Failed badge and the failed task's error without a click.
     Returns the panel's locator."""
-    panel = page.locator(".nb2f-panel").first
+    # when its run has ended, the live panel's output becomes the static final panel
+    panel = page.locator(".nb2f-panel.nb2f-static").first
     panel.wait_for(state="visible", timeout=20_000)
     wait_for_states(page, EXPECTED)
     states = node_states(page, ".nb2f-panel")
@@ -474,12 +487,12 @@ def check_final_panel(page: Any) -> Any:
 
 def check_error_tabs(page: Any, panel: Any) -> None:
     """The Tasks tab shows the error next to the failed task, the Logs tab its traceback."""
-    panel.locator(".lm-TabBar-tab", has_text="Tasks").click()
-    failed_row = panel.locator('tr.nb2f-tr[data-state="Failed"]')
+    click_tab(panel, "Tasks")
+    failed_row = panel.locator('tr.nb2f-tr[data-state="Failed"]').first
     failed_row.wait_for(state="visible", timeout=10_000)
     assert ERROR_TEXT in failed_row.inner_text(), failed_row.inner_text()
-    panel.locator(".lm-TabBar-tab", has_text="Logs").click()
-    logs = panel.locator(".nb2f-logs")
+    click_tab(panel, "Logs")
+    logs = panel.locator(".nb2f-logs").first
     logs.wait_for(state="visible", timeout=10_000)
     page.wait_for_function(
         "() => [...document.querySelectorAll('.nb2f-panel .nb2f-logs')].some(e => "

@@ -15,6 +15,7 @@ from browser_harness import (
     check_error_tabs,
     check_final_panel,
     check_runs_listed,
+    click_tab,
     jupyter_server,
     notebook,
     open_notebook,
@@ -43,11 +44,11 @@ def test_panel_renders_in_notebook7(nb7: JupyterServer, chromium_path: str, tmp_
         assert "Running" in seen, seen  # the panel updated while the cell was running
 
         panel = check_final_panel(page)
-        check_error_tabs(page, panel)  # the widgets' tabs work in Notebook 7 too
+        check_error_tabs(page, panel)  # the final panel's tabs work in Notebook 7 too
         check_runs_listed(page)  # Select and Dropdown widgets of the run browser
         assert widget_errors(page) == []
 
-        panel.locator(".lm-TabBar-tab", has_text="Graph").click()
+        click_tab(panel, "Graph")
         panel.locator("svg.nb2f-graph").wait_for(state="visible", timeout=10_000)
         shot = tmp_path / "panel-notebook7.png"
         panel.screenshot(path=str(shot))

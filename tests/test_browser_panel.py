@@ -17,6 +17,7 @@ from browser_harness import (
     check_error_tabs,
     check_final_panel,
     check_runs_listed,
+    click_tab,
     jupyter_server,
     node_states,
     notebook,
@@ -49,7 +50,7 @@ def test_panel_renders_live_run_in_jupyterlab(
 
         panel = check_final_panel(page)
         check_error_tabs(page, panel)
-        panel.locator(".lm-TabBar-tab", has_text="Timeline").click()
+        click_tab(panel, "Timeline")
         page.wait_for_function(
             "() => document.querySelector('.nb2f-panel svg.nb2f-timeline rect.nb2f-bar')",
             timeout=10_000,
@@ -58,7 +59,7 @@ def test_panel_renders_live_run_in_jupyterlab(
             panel.screenshot(path=str(Path(DOCS_DIR) / "panel-timeline.png"))
 
         assert widget_errors(page) == []
-        panel.locator(".lm-TabBar-tab", has_text="Graph").click()
+        click_tab(panel, "Graph")
         shot = tmp_path / "panel.png"
         panel.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
@@ -117,7 +118,7 @@ def test_report_opens_as_a_file(tmp_path: Path, chromium_path: str):
         row = page.locator('#tasks tr[data-state="Failed"]')
         assert row.is_visible() and ERROR_TEXT in row.inner_text()
         assert "Traceback" in page.locator("#logs").inner_text()
-        # the log filter works offline (inline script)
+        # the log filter works offline, with no script at all (CSS)
         page.select_option("#log-level", "40")
         assert page.locator("#logs .nb2f-log", has_text="dropped").count() == 1
         assert not page.locator("#logs .nb2f-log", has_text="dropped").is_visible()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 
 from notebooks.nbbuild import code, md, write
 
@@ -69,7 +70,8 @@ def test_script_shape(tmp_path):
         "    summary = report.submit(meta, rate, flag)\n"
         '    return {"rows": rows, "meta": meta, "summary": summary}\n'
     ) in script
-    assert script.endswith('\nif __name__ == "__main__":\n    run_cli(main)\n')
+    assert '\nif __name__ == "__main__":\n    run_cli(main)\n\n# nb2flow: source map of ' in script
+    assert script.endswith("\n")
     assert conversion.output_names == ["rows", "meta", "summary"]
     compile(script, "x.py", "exec")
 
@@ -203,7 +205,12 @@ def test_same_bytes_whatever_the_hash_seed(tmp_path):
     outputs = {
         subprocess.run(
             [sys.executable, "-c", program, str(path)],
-            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            # this checkout's nb2flow (PYTHONPATH), not the installed one
+            env={
+                "PYTHONHASHSEED": seed,
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+            },
             capture_output=True,
             text=True,
             check=True,

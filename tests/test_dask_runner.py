@@ -455,6 +455,20 @@ def test_failing_task_retries_with_states_streamed_live(runner, tmp_path):
     assert times[("Completed", 3)] - times[("Retrying", 1)] >= 0.4  # 0.8 s on the worker
 
 
+def test_every_capture_path_on_dask_workers(runner, monkeypatch):
+    """print, stderr, a library's log records, a figure and a displayed DataFrame of tasks on
+    Dask workers reach the run record, as on threads and processes (tests/test_capture.py)."""
+    monkeypatch.setenv("NB2FLOW_CAPTURE", "on")
+    from nb2flow.store.db import Store
+    from tests.capture_tasks import capture_flow, check_capture_run
+
+    run = capture_flow.with_options(task_runner=runner)(return_state=True)
+    check_capture_run(run)
+    with Store() as store:
+        stored = store.load_run(run.id)
+    check_capture_run(type("Stored", (), {"state": stored.state, "view": stored, "error": ""}))
+
+
 def test_timeouts_and_prints_keep_their_meaning_on_workers(runner):
     @task(timeout_seconds=0.5)
     def too_slow():

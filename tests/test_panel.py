@@ -26,7 +26,7 @@ def test_static_panel_shows_every_part_of_a_failed_run():
     assert 'data-state="Failed"' in p.header.value
     assert "inconsistent numbers of samples" in p.header.value  # the error, without clicking
     assert (p.progress.value, p.progress.max) == (8, 8)
-    assert p.progress.style.bar_color == "#dc2626"
+    assert p.progress.style.bar_color == S.colour(S.FAILED).fill  # red: a task failed
     # every tab rendered for a finished run (the saved notebook keeps them all)
     assert p.graph.value.count('class="nb2f-node"') == 8
     assert 'data-task="evaluate" data-state="Failed"' in p.graph.value
@@ -34,20 +34,38 @@ def test_static_panel_shows_every_part_of_a_failed_run():
     assert 'class="nb2f-timeline"' in p.timeline.value
     assert "inconsistent numbers of samples" in p.table.value
     assert "Traceback (most recent call last)" in p.logs.value
-    assert [p.tabs.get_title(i) for i in range(4)] == ["Graph", "Timeline", "Tasks", "Logs"]
+    assert [p.tabs.get_title(i) for i in range(5)] == [
+        "Graph",
+        "Timeline",
+        "Tasks",
+        "Logs",
+        "Outputs",
+    ]
+    assert "Nothing returned or shown yet" in p.outputs.value
 
 
-def test_log_filter_dropdowns():
+def test_log_filter_is_css_so_it_works_while_the_kernel_is_busy():
+    import re
+
     p = P.run_panel(finished())
-    labels = dict((v, k) for k, v in p.log_task.options)
-    assert labels[""] == "all tasks"
-    assert {"load_data", "features", "train", "evaluate"} <= set(labels.values())
-    assert "score[0]" not in labels.values()  # no logs, no entry
-    p.log_task.value = "sample-run.t2"
-    assert "dropped 12 rows" in p.logs.value and "training xgboost" not in p.logs.value
-    p.log_task.value = ""
-    p.log_level.value = 40
-    assert "Traceback" in p.logs.value and "dropped 12 rows" not in p.logs.value
+    html = p.log_filter.value
+    select = html.split(f'<select id="{p.scope}-log-task">')[1].split("</select>")[0]
+    options = dict(re.findall(r'<option value="(\d+)">([^<]+)</option>', select))
+    assert {"load_data", "features", "train", "evaluate"} <= set(options.values())
+    assert "score" not in options.values()  # no logs, no entry
+    k = next(k for k, name in options.items() if name == "features")
+    # the task select hides the lines of other sources, the level select quieter lines,
+    # both through :has() on the panel's own class (no kernel round trip)
+    assert (
+        f'.{p.scope}:has(#{p.scope}-log-task option[value="{k}"]:checked) '
+        f'.nb2f-log:not([data-k="{k}"]){{display:none}}'
+    ) in html
+    assert (
+        f'.{p.scope}:has(#{p.scope}-log-level option[value="40"]:checked) '
+        '.nb2f-log:is([data-lv="10"],[data-lv="20"],[data-lv="30"]){display:none}'
+    ) in html
+    assert p.scope in p.widget._dom_classes
+    assert f'data-lv="30" data-k="{k}"' in p.logs.value  # "dropped 12 rows", a WARNING
 
 
 def test_live_panel_follows_events_and_stops_at_the_end():
@@ -62,9 +80,10 @@ def test_live_panel_follows_events_and_stops_at_the_end():
             time.sleep(0.02)
         assert done in p.graph.value
         assert 'data-task="features" data-state="Pending"' in p.graph.value
-        assert "load_data" not in p.timeline.value  # unseen tabs are not re-rendered live
-        p.tabs.selected_index = 1  # ... until they are selected
+        # every tab is live, not only the one selected (the kernel is busy: it cannot hear
+        # which tab the user looks at)
         assert 'data-task="load_data"' in p.timeline.value
+        assert 'data-task="load_data"' in p.table.value
         replay(evs[13:], events.emit)
         assert p.wait(5)
         assert p._queue.append not in events.subscribers()
@@ -124,7 +143,7 @@ def test_maybe_attach_needs_a_widget_kernel_and_respects_the_switch(monkeypatch)
     monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
     p = P.maybe_attach("r1")
     try:
-        assert isinstance(p, P.RunPanel) and shown == [p.widget]
+        assert isinstance(p, P.RunPanel) and shown == [p]
     finally:
         p.stop()
     monkeypatch.setenv("NB2FLOW_PANEL", "off")
@@ -152,8 +171,9 @@ def test_show_a_flow_run_object_without_the_store(monkeypatch):
     monkeypatch.setattr(P, "in_widget_kernel", lambda: True)
     view = finished()
     flow_run = type("FlowRun", (), {"id": "not-stored", "view": view})()
-    P.show(flow_run)
-    assert len(shown) == 1 and 'data-task="evaluate"' in shown[0].children[2].children[0].value
+    P.show(flow_run)  # a finished run: the static panel, which a saved notebook keeps
+    assert len(shown) == 1 and 'data-task="evaluate"' in shown[0].data
+    assert "nb2f-static" in shown[0].data
     with pytest.raises(TypeError, match="cannot show int"):
         P.resolve(42)
 
@@ -165,7 +185,7 @@ def test_show_and_browse_stored_runs(monkeypatch):
     record(sample_events("stored-1"), sample_events("stored-2", fail=False))
     P.show("stored-1")
     assert len(shown) == 1
-    assert 'data-task="evaluate" data-state="Failed"' in shown[0].children[2].children[0].value
+    assert 'data-task="evaluate" data-state="Failed"' in shown[0].data
     view = P.resolve("stored-2")
     assert view.state == S.COMPLETED and len(view.tasks) == 8
 
@@ -173,6 +193,9 @@ def test_show_and_browse_stored_runs(monkeypatch):
     ids = [v for _, v in browser.runs.options]
     assert set(ids) == {"stored-1", "stored-2"}
     assert any("duration-prediction" in label for label, _ in browser.runs.options)
+    (label,) = [lb for lb, v in browser.runs.options if v == "stored-1"]
+    assert "threads" in label and "max_depth=30" in label  # what and how it ran
+    assert "Failed" in label and "1 failed" in label
     browser.runs.value = "stored-1"
     assert browser.panel is not None and browser.panel.view.state == S.FAILED
     assert browser.body.children == (browser.panel.widget,)
@@ -218,7 +241,7 @@ def test_runtime_attaches_a_live_panel_to_a_real_flow(monkeypatch):
 
     fr = real(return_state=True)
     p = P._live[fr.id]
-    assert shown == [p.widget]
+    assert shown == [p]
     assert p.wait(10)
     states = {
         t.name if t.map_index is None else f"{t.name}[{t.map_index}]": t.state
@@ -252,5 +275,35 @@ def test_a_broken_render_stops_the_panel_not_the_run(monkeypatch):
         assert p.error == "RuntimeError: render <bug>"
         assert "panel error: RuntimeError: render &lt;bug&gt;" in p.header.value
         assert p._queue.append not in events.subscribers()
+    finally:
+        p.stop()
+
+
+class _Handle:
+    """Stands for IPython's DisplayHandle: records what the output is updated to."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict] = []
+
+    def update(self, obj: dict, raw: bool = False) -> None:
+        assert raw
+        self.updates.append(obj)
+
+
+def test_the_output_becomes_the_static_final_panel_when_the_run_ends():
+    p = P.RunPanel.live("to-save")
+    p.handle = _Handle()
+    try:
+        replay(sample_events("to-save"), events.emit)
+        assert p.wait(5)
+        (final,) = p.handle.updates
+        html = final["text/html"]
+        assert "nb2f-static" in html and 'data-task="evaluate" data-state="Failed"' in html
+        assert "inconsistent numbers of samples" in html and "Traceback" in html
+        for tab in P.TAB_TITLES:  # every tab, as radio buttons and panes
+            assert f">{tab}</label>" in html and f'data-tab="{tab}"' in html
+        assert "<script" not in html  # nothing to run: it shows wherever HTML does
+        assert "Failed" in final["text/plain"]
+        assert p.finalized and p.widget.comm is None  # the widgets are closed
     finally:
         p.stop()

@@ -115,7 +115,7 @@ def test_graph_has_every_node_and_edge_coloured_by_state():
     # names are hoverable (<title>) and, for small graphs, written on the edge
     titles = [e.find(f"{SVG}title").text for e in edges(svg)]
     assert "load \u2192 split: df, cols" in titles
-    assert any(t.text == "df, cols" for t in parse(svg).iter(f"{SVG}text"))
+    assert any("".join(t.itertext()) == "df, cols" for t in parse(svg).iter(f"{SVG}text"))
 
 
 def test_node_labels_carry_duration_and_attempts():

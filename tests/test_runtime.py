@@ -1101,11 +1101,15 @@ def test_flow_log_prints_covers_its_body_and_its_tasks():
     def f():
         print("from the body", 1, sep="-")
         inner.submit()
-        print("to a file", file=__import__("sys").stderr)  # not stdout: left alone
+        print("to stderr", file=__import__("sys").stderr)
 
     run = f(return_state=True)
-    messages = {(lg.task_run_id is None, lg.message) for lg in run.view.logs}
-    assert messages == {(True, "from the body-1"), (False, "from the task")}
+    messages = {(lg.task_run_id is None, lg.logger, lg.message) for lg in run.view.logs}
+    assert messages == {
+        (True, "stdout", "from the body-1"),
+        (False, "stdout", "from the task"),
+        (True, "stderr", "to stderr"),
+    }
 
 
 def test_keyboard_interrupt_raised_by_a_task_in_a_worker_fails_that_task():

@@ -387,7 +387,8 @@ def _report(mode):
 def test_live_display_renders_every_task_and_the_logs():
     run, text = _report("live")
     assert run.state == "Completed"
-    assert f"chatty-flow · {run.name} · Completed" in text and "3/3 tasks" in text
+    assert f"chatty-flow · {run.name} · Completed" in text and f"run {run.id[:8]}" in text
+    assert "3 of 3 tasks completed" in text
     for i in range(3):
         assert f"chatty[{i}]" in text and f"warning {i}" in text and f"info {i}" in text
     assert text.count("Completed") >= 4  # the header and one row per task

@@ -562,7 +562,7 @@ def test_a_new_migration_upgrades_an_existing_store_and_keeps_its_runs(recorder,
     monkeypatch.setattr(db, "MIGRATIONS", [*db.MIGRATIONS, extra])
     monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS))
     with Store() as store:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
         columns = [r[1] for r in store.conn.execute("PRAGMA table_info(flow_runs)")]
         assert "note" in columns
         assert store.load_run(fid).state == "Failed"

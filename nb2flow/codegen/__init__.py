@@ -139,6 +139,7 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
     from nb2flow.analysis.pipeline import paused_gc
     from nb2flow.codegen.formatting import format_code
     from nb2flow.codegen.script import render
+    from nb2flow.codegen.source_map import source_map
 
     try:
         with paused_gc():
@@ -160,6 +161,8 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
     formatted, problem = format_code(text)
     if problem:
         warnings.append(problem)
+    # which cell each line comes from, for errors told in the notebook's terms
+    formatted += source_map(formatted, nb if nb is not None else path, plan.graph["notebook"])
     return Conversion(
         notebook=path,
         script=formatted,

@@ -35,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
 
     recording.replay_pending_for_reading()
     view = db.load_recorded_run(args.run)
-    page = report_html(view)
+    cached = {t.cached_from for t in view.tasks.values() if t.cached_from}
+    names: dict[str, str] = {}
+    if cached:
+        with db.Store(sweep=False) as store:
+            names = store.run_names(cached)
+    page = report_html(view, names=names)
     if args.output == "-":
         sys.stdout.write(page)
         return 0

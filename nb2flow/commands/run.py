@@ -86,6 +86,7 @@ def pick_flow(flows: dict[str, Flow], name: str | None, path: Path) -> Flow:
 def run(args: argparse.Namespace) -> int:
     from nb2flow.runtime.api import run_cli
     from nb2flow.runtime.cli.folder import cwd_option
+    from nb2flow.runtime.cli.run import stdout_to_stderr
 
     path = Path(args.script)
     argv = list(args.flow_args)
@@ -99,7 +100,10 @@ def run(args: argparse.Namespace) -> int:
             os.chdir(folder)
         except OSError as exc:
             raise Nb2flowError(f"--cwd {given}: cannot go there ({exc.strerror})") from None
-    flow = pick_flow(load_flows(path), args.flow, path)
+    # what the script prints as it loads must not come before the JSON either
+    with stdout_to_stderr("--json" in argv):
+        flows = load_flows(path)
+    flow = pick_flow(flows, args.flow, path)
     return run_cli(flow, argv, exit=False, prog=f"nb2flow run {args.script}")
 
 

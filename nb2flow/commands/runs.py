@@ -13,6 +13,7 @@ SQLITE_MAX_INT = 2**63 - 1
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow", metavar="NAME", help="only runs of this flow")
     p.add_argument("--state", metavar="STATE", help="only runs in this state (e.g. Failed)")
+    p.add_argument("--tag", metavar="TAG", help="only runs with this tag (--tag of the run)")
     p.add_argument(
         "--limit", "-n", type=int, default=20, metavar="N", help="at most N runs (default 20)"
     )
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     recording.replay_pending_for_reading()
     with db.Store(path) as store:
-        runs = store.list_runs(flow=args.flow, limit=args.limit, state=state)
+        runs = store.list_runs(flow=args.flow, limit=args.limit, state=state, tag=args.tag)
     if args.json:
         print(dumps([r.to_dict() for r in runs], indent=2))
         return 0

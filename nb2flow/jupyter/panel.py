@@ -21,12 +21,20 @@ from typing import Any
 from nb2flow import settings
 from nb2flow.jupyter import render as R
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
-from nb2flow.runtime.core.model import RunView, format_duration
+from nb2flow.runtime.core.model import RunView, format_duration, progress_text
 from nb2flow.runtime.core.observers import Attachment, RunStart
-from nb2flow.runtime.core.states import COLOURS, FAILED_STATES, FINAL_STATES
+from nb2flow.runtime.core.states import (
+    COLOURS,
+    COMPLETED,
+    FAILED,
+    FAILED_STATES,
+    FINAL_STATES,
+    RETRYING,
+    RUNNING,
+)
 from nb2flow.runtime.core.tracebacks import error_line
 
-TAB_TITLES = ("Graph", "Timeline", "Tasks", "Logs")
+TAB_TITLES = R.TABS
 #: the live panels of this process by flow run id (newest last, a few kept), for ``show()``
 _live: dict[str, RunPanel] = {}
 _LIVE_KEEP = 20
@@ -56,23 +64,34 @@ def _display(obj: Any) -> None:
 
 class RunPanel:
     """Widgets showing one flow run. ``RunPanel(view)`` shows a finished or stored run;
-    :meth:`live` follows a run as its events arrive. ``panel.widget`` is the VBox to display
-    (the panel itself displays as that widget in IPython)."""
+    :meth:`live` follows a run as its events arrive. ``panel.widget`` is the VBox to display;
+    :meth:`display` shows it so that, once the run has ended, the output is replaced by the
+    final panel as static HTML (:func:`~nb2flow.jupyter.render.static_panel_html`), which a
+    saved notebook keeps and shows without a kernel.
+
+    Every tab is live, not only the one looked at (the kernel runs the flow, so it does not
+    hear which tab the user picks): a tab is rendered again when what it shows changed, and
+    while a task runs the graph, timeline and tasks table tick once a second. The log filter
+    is CSS (:func:`~nb2flow.jupyter.render.log_filter_html`): it works during the run."""
 
     #: render at most this often (seconds)
     min_interval = 0.1
     #: ... and wait at least this many times the last render's cost before the next one
     cost_factor = 15.0
+    #: ... but never longer than this (running durations keep ticking in huge runs)
+    max_interval = 3.0
     #: rows of the tasks table / log lines kept in the live panel (the report shows all)
     table_limit = 500
     log_limit = 1000
 
     def __init__(self, view: RunView) -> None:
+        import secrets
+
         import ipywidgets as W
 
         self.view = view
         self._lock = threading.RLock()
-        self._rendered: dict[int, tuple[int, Any]] = {}  # tab -> (view version, filter key)
+        self._rendered: dict[str, Any] = {}  # tab -> the key of what it shows
         self._queue: collections.deque[RunEvent] | None = None
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
@@ -80,6 +99,14 @@ class RunPanel:
         self.renders = 0
         self.render_seconds = 0.0
         self.error: str | None = None
+        #: the display of the panel (``display(..., display_id=True)``), replaced by the
+        #: static panel when the run ends
+        self.handle: Any = None
+        self.finalized = False
+        self._names: dict[str, str] = {}
+        self._sources: list[str] = []
+        #: a class only this panel's root has: the scope of its CSS log filter
+        self.scope = f"nb2f-s{secrets.token_hex(5)}"
 
         # one Layout and one style shared by the plain widgets: building a widget's own
         # Layout costs more than the widget, and the panel is built as the run starts
@@ -101,48 +128,31 @@ class RunPanel:
             max=1,
             description="0 / 0 tasks",
             layout=W.Layout(width="70%"),
-            style={"bar_color": "#16a34a", "description_width": "initial"},
+            style={"bar_color": COLOURS[COMPLETED].stroke, "description_width": "initial"},
         )
         self.graph = html()
         self.timeline = html()
         self.table = html()
+        self.log_filter = html()
         self.logs = html()
-        self.log_task: Any = None
-        self.log_level: Any = None
-        self.log_box = W.VBox([self.logs], layout=plain)
-        self.tabs = W.Tab(
-            children=[self.graph, self.timeline, self.table, self.log_box], layout=plain
-        )
+        self.outputs = html()
+        self.log_box = W.VBox([self.log_filter, self.logs], layout=plain)
+        self.panes = {
+            "Graph": self.graph,
+            "Timeline": self.timeline,
+            "Tasks": self.table,
+            "Logs": self.log_box,
+            "Outputs": self.outputs,
+        }
+        self.tabs = W.Tab(children=[self.panes[t] for t in TAB_TITLES], layout=plain)
         for i, title in enumerate(TAB_TITLES):
             self.tabs.set_title(i, title)
         self.widget = W.VBox(
             [self.header, self.progress, self.tabs],
             layout=W.Layout(border="1px solid #d1d5db", padding="6px 10px"),
         )
-        self.widget.add_class("nb2f")
-        self.widget.add_class("nb2f-panel")
-        self.tabs.observe(self._on_view_change, "selected_index")
-
-    def _log_filters(self) -> tuple[Any, Any]:
-        if self.log_task is None:
-            import ipywidgets as W
-
-            self.log_task = W.Dropdown(
-                options=[("all tasks", "")],
-                value="",
-                description="task",
-                layout=W.Layout(width="280px"),
-            )
-            self.log_level = W.Dropdown(
-                options=[("all", 0), ("INFO+", 20), ("WARNING+", 30), ("ERROR+", 40)],
-                value=0,
-                description="level",
-                layout=W.Layout(width="180px"),
-            )
-            self.log_box.children = [W.HBox([self.log_task, self.log_level]), self.logs]
-            self.log_task.observe(self._on_view_change, "value")
-            self.log_level.observe(self._on_view_change, "value")
-        return self.log_task, self.log_level
+        for cls in ("nb2f", "nb2f-panel", self.scope):
+            self.widget.add_class(cls)
 
     # ------------------------------------------------------------------ construction
 
@@ -167,8 +177,19 @@ class RunPanel:
         )
         self._thread.start()
 
+    def display(self) -> None:
+        """Display the live widget (with the header as HTML beside it, for viewers without
+        widgets); when the run has ended the output becomes the static final panel."""
+        from IPython.display import display
+
+        bundle = self.widget._repr_mimebundle_()
+        bundle["text/html"] = f"<style>{R.CSS}</style>" + R.header_html(self.view)
+        self.handle = display(bundle, raw=True, display_id=True)
+        if self._thread is None or self._done.is_set():
+            self.finalize()
+
     def _ipython_display_(self) -> None:
-        _display(self.widget)
+        self.display()
 
     # ------------------------------------------------------------------ live loop
 
@@ -196,6 +217,7 @@ class RunPanel:
                 if self.view.final:
                     self._drain()
                     self.render(final=True)
+                    self.finalize()
                     break
                 now = time.monotonic()
                 next_render = now + self.min_interval
@@ -203,11 +225,13 @@ class RunPanel:
                     last_change, poll = now, fast
                 elif now - last_change > 5:  # a long task (or a run that died): wake less
                     poll = 0.25
-                if changed or now - last >= 1.0:  # keep the elapsed time ticking
+                if changed or now - last >= 1.0:  # running times tick once a second
                     t = time.perf_counter()
-                    self.render(header_only=not changed)
-                    cost = time.perf_counter() - t
-                    next_render = now + max(self.min_interval, self.cost_factor * cost)
+                    warm = self.renders > 0  # the first render imports the renderer's modules
+                    self.render()
+                    cost = time.perf_counter() - t if warm else 0.0
+                    wait = min(self.max_interval, self.cost_factor * cost)
+                    next_render = now + max(self.min_interval, wait)
                     last = now
         except Exception as exc:  # noqa: BLE001 - a broken panel must never break the run
             self.error = f"{type(exc).__name__}: {exc}"
@@ -233,74 +257,107 @@ class RunPanel:
             return True
         return self._done.wait(timeout)
 
+    def finalize(self) -> None:
+        """Replace the displayed widget by the final panel as static HTML (it is what a saved
+        notebook keeps); the widgets are closed. Nothing happens unless :meth:`display` showed
+        the panel and its run has ended."""
+        if self.handle is None or self.finalized or not self.view.final:
+            return
+        static = R.static_panel_html(self.view, self._cached_names(), limit=self.table_limit,
+                                     log_limit=self.log_limit)  # fmt: skip
+        self.handle.update({"text/html": static, "text/plain": _summary_text(self.view)}, raw=True)
+        self.finalized = True
+        self.widget.close()
+
     # ------------------------------------------------------------------ rendering
 
-    def _on_view_change(self, _change: Any) -> None:
-        self._drain()
-        self.render()
+    def _cached_names(self) -> dict[str, str]:
+        """Run names of the runs cached values came from (read once from the store)."""
+        wanted = {t.cached_from for t in self.view.tasks.values() if t.cached_from}
+        missing = wanted - set(self._names)
+        if missing:
+            self._names.update(run_names(missing))
+            self._names.update({m: m[:8] for m in missing if m not in self._names})
+        return self._names
 
-    def render(self, final: bool = False, header_only: bool = False) -> None:
-        """Re-render what changed: header and progress always, the selected tab (every tab
-        once the run is final or the panel shows a finished run)."""
+    def _keys(self, final: bool) -> dict[str, Any]:
+        """What each tab shows, in a few numbers: a tab is rendered again when its key
+        changes. Running tasks make the graph, timeline and table tick each second."""
+        v = self.view
+        tick = None
+        if not final and not v.final and any(t.state in TICKING for t in v.tasks.values()):
+            tick = int(time.monotonic())
+        states = (v.state_version, tick)
+        shown = sum(1 for t in v.tasks.values() if t.traceback)
+        return {
+            "Graph": states,
+            "Timeline": states,
+            "Tasks": states,
+            "Logs": (len(v.logs), shown),
+            "Outputs": (len(v.artifacts), sum(1 for t in v.tasks.values() if t.result), v.result),
+        }
+
+    def render(self, final: bool = False) -> None:
+        """Re-render the header and progress bar, and every tab whose content changed (all
+        of them once the run is final or the panel shows a finished run)."""
         t = time.perf_counter()
         with self._lock:
             v = self.view
-            self.header.value = f"<style>{R.CSS}</style>" + R.header_html(v)
+            now = time.time()
+            self.header.value = f"<style>{R.CSS}</style>" + R.header_html(v, now)
             done, known = R.progress(v)
             self.progress.max = max(known, 1)
             self.progress.value = done
             failed = any(task.state in FAILED_STATES for task in v.tasks.values())
-            self.progress.style.bar_color = "#dc2626" if failed else "#16a34a"
-            self.progress.description = f"{done} / {known} tasks"
-            if not header_only:
-                every = final or self._thread is None
-                tabs = range(len(TAB_TITLES)) if every else [self.tabs.selected_index or 0]
-                for i in tabs:
-                    self._render_tab(i)
+            self.progress.style.bar_color = (
+                COLOURS[FAILED].fill if failed else COLOURS[COMPLETED].stroke
+            )
+            self.progress.description = progress_text(v)
+            final = final or self._thread is None or v.final
+            for tab, key in self._keys(final).items():
+                if self._rendered.get(tab) != key:
+                    self._render_tab(tab, now)
+                    self._rendered[tab] = key
         self.renders += 1
         self.render_seconds += time.perf_counter() - t
 
-    def _render_tab(self, i: int) -> None:
+    def _render_tab(self, tab: str, now: float) -> None:
         v = self.view
-        key: Any = None
-        if i == 3:
-            task, level = self._log_filters()
-            key = (task.value, level.value)
-        if self._rendered.get(i) == (v.version, key):
+        if tab == "Logs":
+            sources = R.log_sources(v)
+            if sources != self._sources or not self.log_filter.value:
+                # only when a task with logs appears: a new select forgets the user's choice
+                self._sources = sources
+                self.log_filter.value = R.log_filter_html(v, self.scope, f"{self.scope}-", sources)
+            self.logs.value = R.pane_html(v, tab, now, log_limit=self.log_limit, sources=sources)
             return
-        if i == 0:
-            self.graph.value = f'<div class="nb2f-scroll">{R.graph_svg(v)}</div>' + _legend_html()
-        elif i == 1:
-            self.timeline.value = f'<div class="nb2f-scroll">{R.timeline_svg(v)}</div>'
-        elif i == 2:
-            self.table.value = (
-                f'<div class="nb2f-scroll">{R.tasks_table_html(v, self.table_limit)}</div>'
-            )
-        else:
-            self._update_log_options()
-            self.logs.value = (
-                '<div class="nb2f-scroll">'
-                + R.logs_html(
-                    v,
-                    task_run_id=self.log_task.value or None,
-                    min_level=self.log_level.value,
-                    limit=self.log_limit,
-                )
-                + "</div>"
-            )
-        self._rendered[i] = (v.version, key)
+        kw: dict[str, Any] = {}
+        if tab == "Tasks":
+            kw = {"limit": self.table_limit, "names": self._cached_names()}
+        self.panes[tab].value = R.pane_html(v, tab, now, **kw)
 
-    def _update_log_options(self) -> None:
-        v = self.view
-        with_logs = {lg.task_run_id for lg in v.logs}
-        options = [("all tasks", "")] + [
-            (t.label, t.id) for t in v.tasks.values() if t.id in with_logs or t.traceback
-        ]
-        if options != list(self.log_task.options):
-            current = self.log_task.value
-            with self.log_task.hold_trait_notifications():
-                self.log_task.options = options
-                self.log_task.value = current if any(o[1] == current for o in options) else ""
+
+#: states whose durations grow while the panel looks
+TICKING = frozenset({RUNNING, RETRYING})
+
+
+def _summary_text(view: RunView) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in view.counts().items())
+    return f"{view.flow_name} {view.run_name} {view.state} ({counts})"
+
+
+def run_names(ids: Any) -> dict[str, str]:
+    """Run names of flow run ids, from the run store (empty when there is none)."""
+    path = settings.home() / "runs.db"
+    if not path.exists():
+        return {}
+    from nb2flow.store.db import Store
+
+    try:
+        with Store(path, sweep=False) as store:
+            return store.run_names(ids)
+    except Exception:  # noqa: BLE001 - names are a nicety: ids do when the store is unreadable
+        return {}
 
 
 def _ends(ev: RunEvent, flow_run_id: str) -> bool:
@@ -308,14 +365,6 @@ def _ends(ev: RunEvent, flow_run_id: str) -> bool:
         ev.kind == "flow_state"
         and ev.flow_run_id == flow_run_id
         and ev.data.get("state") in FINAL_STATES
-    )
-
-
-def _legend_html() -> str:
-    return (
-        '<div class="nb2f-legend" style="margin-top:4px">'
-        + " ".join(R.badge(s) for s in COLOURS)
-        + "</div>"
     )
 
 
@@ -330,7 +379,7 @@ def maybe_attach(flow_run_id: str) -> RunPanel | None:
         return None
     try:
         panel = RunPanel.live(flow_run_id)
-        _display(panel.widget)
+        _display(panel)
     except Exception:  # noqa: BLE001 - no panel is better than a failed run
         return None
     return panel
@@ -387,7 +436,8 @@ def run_panel(run: Any) -> RunPanel:
 
 
 def show(run: Any) -> None:
-    """Display the panel of a finished FlowRun, a RunView or a stored run reference."""
+    """Display the panel of a finished FlowRun, a RunView or a stored run reference, as the
+    static panel (it stays in a saved notebook); a live run's panel, live."""
     if not in_widget_kernel():
         from nb2flow.errors import Nb2flowError
 
@@ -395,7 +445,17 @@ def show(run: Any) -> None:
             "show() draws widgets: it needs a Jupyter kernel with ipywidgets; in a terminal use "
             "`nb2flow show RUN`, or `nb2flow report RUN` for an HTML page"
         )
-    _display(run_panel(run).widget)
+    if isinstance(run, RunPanel) and not run.view.final:
+        _display(run)
+        return
+    view = resolve(run)
+    if not view.final:  # a stored run still running: its panel as it is now
+        _display(run_panel(view))
+        return
+    from IPython.display import HTML
+
+    _display(HTML(R.static_panel_html(view, run_names(
+        {t.cached_from for t in view.tasks.values() if t.cached_from}))))  # fmt: skip
 
 
 class RunBrowser:
@@ -463,9 +523,26 @@ class RunBrowser:
 
 
 def _summary_label(s: Any) -> str:
+    """One line of the run browser: when, which run, how it went, and what and where it ran
+    (runner, cached tasks, parameters, script and folder)."""
+    import os
+
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.created)) if s.created else "?"
     took = format_duration(s.duration) if s.final else "running"
-    return f"{when}  {s.flow_name} / {s.run_name}  {s.state}  {took}  {s.tasks} tasks"
+    parts = [f"{when}  {s.flow_name} / {s.run_name}  {s.state}  {took}  {s.done}/{s.tasks} tasks"]
+    if s.failed:
+        parts.append(f"{s.failed} failed")
+    if s.cached:
+        parts.append(f"{s.cached} cached")
+    if s.task_runner:
+        parts.append(s.task_runner)
+    if s.tags:
+        parts.append("tags " + ",".join(s.tags))
+    if s.parameters:
+        parts.append(" ".join(f"{k}={v}" for k, v in s.parameters.items())[:80])
+    if s.script:
+        parts.append(os.path.basename(s.script) + (f" in {s.cwd}" if s.cwd else ""))
+    return "  ".join(parts)
 
 
 def runs(flow: str | None = None, limit: int = 50) -> RunBrowser:

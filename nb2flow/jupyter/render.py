@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nb2flow.runtime.core import states as S
-from nb2flow.runtime.core.model import LogView, RunView, TaskRunView, format_duration
+from nb2flow.runtime.core.model import (
+    LogView,
+    RunView,
+    TaskRunView,
+    describe_result,
+    format_duration,
+    progress_text,
+)
 
 NODE_W, NODE_H = 160, 46
 GAP_X, GAP_Y, PAD = 76, 18, 12
@@ -126,6 +133,13 @@ class Edge:
     src: str
     dst: str
     names: list[str]
+    #: the label as drawn: a few lines of names, elided (the full list is the tooltip)
+    lines: list[str] = field(default_factory=list)
+    #: the label's anchor (LR: centre of its first line; TB: start of its first line)
+    label_x: float = 0.0
+    label_y: float = 0.0
+    #: the curve, as SVG path data
+    path: str = ""
 
 
 @dataclass
@@ -136,6 +150,40 @@ class Layout:
     height: float
     collapsed: bool
     direction: str = "LR"
+    #: the gap between layers (wider when edge labels need room)
+    gap: float = GAP_X
+
+
+#: edge labels: characters per line, lines at most, and the size a character and a line
+#: take at font-size 10 (generous, so a label never reaches a node or an arrowhead)
+LABEL_CHARS, LABEL_LINES, CHAR_W, LINE_H = 22, 3, 6.4, 12
+#: room kept clear between a label and the nodes (arrowheads) on either side of its gap
+ARROW_ROOM = 14
+
+
+def label_lines(names: list[str], chars: int = LABEL_CHARS, lines: int = LABEL_LINES) -> list[str]:
+    """The names of an edge on at most ``lines`` lines of at most ``chars`` characters: a
+    name too long is cut with an ellipsis, names that do not fit end in ``+N more``."""
+    out: list[str] = []
+    current = ""
+    for i, name in enumerate(names):
+        name = _short(name, chars)
+        piece = name if not current else f"{current}, {name}"
+        if len(piece) <= chars:
+            current = piece
+            continue
+        out.append(current + ",")
+        current = name
+        if len(out) == lines - 1:  # the last line: what fits, then how many are left
+            rest = len(names) - i
+            tail = f" +{rest - 1} more" if rest > 1 else ""
+            if rest > 1 and len(current) + len(tail) > chars:
+                current = _short(current, chars - len(tail))
+            out.append(current + tail)
+            return out
+    if current:
+        out.append(current)
+    return out
 
 
 def layout(
@@ -212,57 +260,111 @@ def layout(
     sweep(keys[1:], preds)
     sweep(list(reversed(keys))[1:], succs)
 
+    edges = [Edge(src, dst, names, label_lines(names)) for (src, dst), names in edge_names.items()]
+    widest = max((len(line) for e in edges for line in e.lines), default=0)
+    deepest = max((len(e.lines) for e in edges), default=0)
     tallest = max((len(v) for v in layers.values()), default=0)
     n_layers = len(layers)
-    lr_width = PAD * 2 + n_layers * NODE_W + max(n_layers - 1, 0) * GAP_X
+    # a gap between layers wide (LR) or tall (TB) enough for the labels it holds
+    lr_gap = max(GAP_X, widest * CHAR_W + 2 * ARROW_ROOM)
+    tb_gap = max(TB_GAP_Y, deepest * LINE_H + 2 * ARROW_ROOM)
+    lr_width = PAD * 2 + n_layers * NODE_W + max(n_layers - 1, 0) * lr_gap
     if direction == "auto":
         direction = "LR" if lr_width <= max_width or n_layers <= 2 else "TB"
     if direction == "LR":
+        gap = lr_gap
         width = lr_width
         height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
         for k, layer in layers.items():
             top = (height - (len(layer) * NODE_H + (len(layer) - 1) * GAP_Y)) / 2
             for j, node in enumerate(layer):
-                node.x = PAD + k * (NODE_W + GAP_X)
+                node.x = PAD + k * (NODE_W + gap)
                 node.y = top + j * (NODE_H + GAP_Y)
     else:
+        gap = tb_gap
         width = PAD * 2 + tallest * NODE_W + max(tallest - 1, 0) * TB_GAP_X
-        height = PAD * 2 + n_layers * NODE_H + max(n_layers - 1, 0) * TB_GAP_Y
+        height = PAD * 2 + n_layers * NODE_H + max(n_layers - 1, 0) * gap
         for k, layer in layers.items():
             left = (width - (len(layer) * NODE_W + (len(layer) - 1) * TB_GAP_X)) / 2
             for j, node in enumerate(layer):
                 node.x = left + j * (NODE_W + TB_GAP_X)
-                node.y = PAD + k * (NODE_H + TB_GAP_Y)
-    edges = [Edge(s, d, names) for (s, d), names in edge_names.items()]
+                node.y = PAD + k * (NODE_H + gap)
+    right = bottom = 0.0
+    for e in edges:
+        _route(e, nodes[e.src], nodes[e.dst], direction, gap)
+        if e.lines:
+            w = max(len(line) for line in e.lines) * CHAR_W
+            right = max(right, e.label_x + (w / 2 if direction == "LR" else w))
+            bottom = max(bottom, e.label_y + (len(e.lines) - 1) * LINE_H + 4)
     collapsed = any(n.grouped for n in nodes.values())
-    return Layout(nodes, edges, max(width, 2 * PAD), max(height, 2 * PAD), collapsed, direction)
+    return Layout(
+        nodes,
+        edges,
+        max(float(width), right + PAD, 2.0 * PAD),
+        max(float(height), bottom + PAD, 2.0 * PAD),
+        collapsed,
+        direction,
+        gap,
+    )
+
+
+def _bezier(p0: float, p1: float, p2: float, p3: float, t: float) -> float:
+    u = 1 - t
+    return u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3
+
+
+def _route(e: Edge, a: Node, b: Node, direction: str, gap: float) -> None:
+    """The edge's curve from ``a`` to ``b``, and its label in the gap just before ``b`` (so
+    an edge that spans several layers keeps its label clear of the nodes it passes)."""
+    if direction == "LR":
+        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
+        forward = x2 > x1
+        if forward:
+            c = ((x1 + x2) / 2, y1, (x1 + x2) / 2, y2)
+        else:  # same or earlier layer (only after condensing a loop): arc above
+            c = (x1 + 40, y1 - 60, x2 - 40, y2 - 60)
+        e.path = (
+            f"M{x1:.1f},{y1:.1f} C{c[0]:.1f},{c[1]:.1f} {c[2]:.1f},{c[3]:.1f} {x2:.1f},{y2:.1f}"
+        )
+        lx = x2 - gap / 2 if forward else (x1 + x2) / 2
+        t = _solve(lambda t: _bezier(x1, c[0], c[2], x2, t), lx) if forward else 0.5
+        y = _bezier(y1, c[1], c[3], y2, t)
+        e.label_x = lx
+        # the lines sit above the curve where it crosses the label's column
+        e.label_y = y - 5 - (len(e.lines) - 1) * LINE_H
+    else:
+        x1, y1, x2, y2 = a.x + NODE_W / 2, a.y + NODE_H, b.x + NODE_W / 2, b.y
+        forward = y2 > y1
+        if forward:
+            c = (x1, (y1 + y2) / 2, x2, (y1 + y2) / 2)
+        else:  # arc to the left
+            c = (x1 - 60, y1 + 40, x2 - 60, y2 - 40)
+        e.path = (
+            f"M{x1:.1f},{y1:.1f} C{c[0]:.1f},{c[1]:.1f} {c[2]:.1f},{c[3]:.1f} {x2:.1f},{y2:.1f}"
+        )
+        top = y2 - gap + ARROW_ROOM  # the gap above `b`, less the arrowhead's room
+        mid = top + (len(e.lines) * LINE_H) / 2
+        t = _solve(lambda t: _bezier(y1, c[1], c[3], y2, t), mid) if forward else 0.5
+        e.label_x = _bezier(x1, c[0], c[2], x2, t) + 6
+        e.label_y = top + 9  # the first line's baseline
+
+
+def _solve(f: Any, target: float) -> float:
+    """t in [0, 1] where the increasing function ``f`` reaches ``target`` (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        m = (lo + hi) / 2
+        if f(m) < target:
+            lo = m
+        else:
+            hi = m
+    return (lo + hi) / 2
 
 
 # --------------------------------------------------------------------------- graph SVG
 
 
-def _edge_path(a: Node, b: Node, direction: str) -> tuple[str, tuple[float, float]]:
-    """An SVG path from node ``a`` to node ``b`` and where its label goes."""
-    if direction == "LR":
-        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
-        if x2 > x1:
-            cx = (x1 + x2) / 2
-            c = f"C{cx:.1f},{y1:.1f} {cx:.1f},{y2:.1f}"
-        else:  # same or earlier layer (only after condensing a loop): arc above
-            c = f"C{x1 + 40:.1f},{y1 - 60:.1f} {x2 - 40:.1f},{y2 - 60:.1f}"
-        label = ((x1 + x2) / 2, (y1 + y2) / 2 - 3)
-    else:
-        x1, y1, x2, y2 = a.x + NODE_W / 2, a.y + NODE_H, b.x + NODE_W / 2, b.y
-        if y2 > y1:
-            cy = (y1 + y2) / 2
-            c = f"C{x1:.1f},{cy:.1f} {x2:.1f},{cy:.1f}"
-        else:  # arc to the left
-            c = f"C{x1 - 60:.1f},{y1 + 40:.1f} {x2 - 60:.1f},{y2 - 40:.1f}"
-        label = ((x1 + x2) / 2 + 4, (y1 + y2) / 2 + 3)
-    return f"M{x1:.1f},{y1:.1f} {c} {x2:.1f},{y2:.1f}", label
-
-
-def _node_title(node: Node) -> str:
+def _node_title(node: Node, now: float | None = None) -> str:
     if node.grouped:
         parts = [f"{node.label}: {len(node.tasks)} task runs"]
         parts += [f"{s}: {c}" for s, c in sorted(node.counts.items())]
@@ -272,8 +374,8 @@ def _node_title(node: Node) -> str:
         return "\n".join(parts)
     t = node.tasks[0]
     parts = [t.label, f"state: {t.state}"]
-    if t.duration is not None:
-        parts.append(f"duration: {format_duration(t.duration)}")
+    if t.start is not None:
+        parts.append(f"duration: {format_duration(t.elapsed(now))}")
     if t.attempts > 1:
         parts.append(f"attempts: {t.attempts}")
     if t.cached_from:
@@ -283,7 +385,7 @@ def _node_title(node: Node) -> str:
     return "\n".join(parts)
 
 
-def _node_subtitle(node: Node) -> str:
+def _node_subtitle(node: Node, now: float | None = None) -> str:
     if node.grouped:
         c = node.counts
         parts = [
@@ -301,8 +403,8 @@ def _node_subtitle(node: Node) -> str:
         return text
     t = node.tasks[0]
     text = t.state
-    if t.duration is not None and ran(t):
-        text += f" \u00b7 {format_duration(t.duration)}"
+    if t.start is not None and ran(t):  # a running task's time so far
+        text += f" \u00b7 {format_duration(t.elapsed(now))}"
     if t.attempts > 1:
         text += f" \u00b7 try {t.attempts}"
     return text
@@ -314,6 +416,7 @@ def graph_svg(
     edge_labels: int = 80,
     subtitles: dict[str, str] | None = None,
     direction: str = "auto",
+    now: float | None = None,
 ) -> str:
     """The task graph as one ``<svg>``: nodes coloured by state (``data-state``), labelled with
     name and duration (or ``subtitles[node id]``: the flow plan shows cells); edges carry the
@@ -338,20 +441,23 @@ def graph_svg(
     anchor = "middle" if lay.direction == "LR" else "start"
     for e in lay.edges:
         a, b = lay.nodes[e.src], lay.nodes[e.dst]
-        d, (lx, ly) = _edge_path(a, b, lay.direction)
         names = ", ".join(e.names)
         title = f"{a.label} \u2192 {b.label}" + (f": {names}" if names else "")
         out.append(
             f'<g class="nb2f-edge" data-src="{esc(e.src)}" data-dst="{esc(e.dst)}" '
             f'data-names="{esc(names)}"><title>{esc(title)}</title>'
-            f'<path d="{d}" fill="none" stroke="#6b7280" stroke-width="1.4" '
+            f'<path d="{e.path}" fill="none" stroke="#6b7280" stroke-width="1.4" '
             f'marker-end="url(#{mid})"/>'
         )
-        if names and show_labels:
+        if e.lines and show_labels:
+            spans = "".join(
+                f'<tspan x="{e.label_x:.1f}" dy="{0 if i == 0 else LINE_H}">{esc(line)}</tspan>'
+                for i, line in enumerate(e.lines)
+            )
             out.append(
-                f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" text-anchor="{anchor}" '
-                f'fill="#374151" stroke="#ffffff" stroke-width="3" paint-order="stroke">'
-                f"{esc(_short(names, 26))}</text>"
+                f'<text class="nb2f-edge-label" x="{e.label_x:.1f}" y="{e.label_y:.1f}" '
+                f'font-size="10" text-anchor="{anchor}" fill="#374151" stroke="#ffffff" '
+                f'stroke-width="3" paint-order="stroke">{spans}</text>'
             )
         out.append("</g>")
     for node in lay.nodes.values():
@@ -362,13 +468,13 @@ def graph_svg(
         out.append(
             f'<g class="nb2f-node" data-id="{esc(node.id)}" data-task="{esc(node.label)}" '
             f'data-state="{esc(node.state)}" data-count="{len(node.tasks)}">'
-            f"<title>{esc(_node_title(node))}</title>"
+            f"<title>{esc(_node_title(node, now))}</title>"
             f'<rect x="{node.x:.1f}" y="{node.y:.1f}" width="{NODE_W}" height="{NODE_H}" '
             f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/>'
             f'<text x="{node.x + 10:.1f}" y="{node.y + 19:.1f}" font-size="13" '
             f'font-weight="600" fill="{color}"{italic}>{esc(_short(node.label, 21))}</text>'
             f'<text x="{node.x + 10:.1f}" y="{node.y + 36:.1f}" font-size="11" '
-            f'fill="{color}"{italic}>{esc(sub.get(node.id) or _node_subtitle(node))}</text>'
+            f'fill="{color}"{italic}>{esc(sub.get(node.id) or _node_subtitle(node, now))}</text>'
         )
         if node.grouped:  # a bar of the group's states along the bottom edge
             x, total = node.x + 6, len(node.tasks)
@@ -506,6 +612,7 @@ def timeline_svg(
                     tip += f"\n{t.error}"
                 out.append(
                     f'<rect class="nb2f-bar" data-state="{esc(state)}" data-attempt="{attempt}" '
+                    f'data-seconds="{b - a:.3f}" '
                     f'x="{X(a):.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="2" '
                     f'fill="{fill}" stroke="{stroke}"><title>{esc(tip)}</title></rect>'
                 )
@@ -539,15 +646,53 @@ def badge(state: str) -> str:
     )
 
 
+def fmt_when(ts: float | None, since: float | None = None) -> str:
+    """A date and time (``2026-12-01 10:48:04``); only the time when ``since`` was earlier
+    the same day."""
+    if ts is None:
+        return ""
+    if since is not None and time.localtime(ts)[:3] == time.localtime(since)[:3]:
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def identity_html(run: RunView) -> str:
+    """When and where the run ran: start and end (with the date), run id, task runner,
+    script and working directory, tags."""
+    start = run.start if run.start is not None else run.created
+    parts = []
+    if start is not None:
+        parts.append(f'<span class="nb2f-start">started {esc(fmt_when(start))}</span>')
+    if run.end is not None:
+        parts.append(f'<span class="nb2f-end">ended {esc(fmt_when(run.end, start))}</span>')
+    parts.append(f'<span class="nb2f-id" title="{esc(run.id)}">run {esc(run.id[:8])}</span>')
+    if run.task_runner:
+        parts.append(f'<span class="nb2f-runner">{esc(run.task_runner)}</span>')
+    if run.script:
+        parts.append(
+            f'<span class="nb2f-script" title="{esc(run.script)}">{esc(run.script)}</span>'
+        )
+    if run.cwd:
+        parts.append(f'<span class="nb2f-cwd" title="working directory">in {esc(run.cwd)}</span>')
+    tags = "".join(f'<span class="nb2f-tag">{esc(t)}</span>' for t in run.tags)
+    return (
+        '<div class="nb2f-ident">'
+        + ' <span class="nb2f-sep">\u00b7</span> '.join(parts)
+        + (f" {tags}" if tags else "")
+        + "</div>"
+    )
+
+
 def header_html(run: RunView, now: float | None = None) -> str:
-    """Flow name, run name, state badge, elapsed time, parameters, counts per state and, for
-    a failed run, which tasks failed and why."""
+    """Flow name, run name, state badge, elapsed time; when and where it ran; parameters,
+    counts per state and, for a failed run, which tasks failed and why."""
     title = esc(run.flow_name or "flow")
     name = f' <span class="nb2f-run">{esc(run.run_name)}</span>' if run.run_name else ""
     took = format_duration(run.elapsed(now))
     parts = [
         f'<div class="nb2f-head"><span class="nb2f-flow">{title}</span>{name} {badge(run.state)}'
-        f' <span class="nb2f-elapsed">{esc(took)}</span></div>'
+        f' <span class="nb2f-elapsed">{esc(took)}</span></div>',
+        identity_html(run),
     ]
     if run.parameters:
         params = " ".join(
@@ -559,7 +704,11 @@ def header_html(run: RunView, now: float | None = None) -> str:
     if counts:
         parts.append(
             '<div class="nb2f-counts">'
-            + " ".join(f"{badge(s)}&nbsp;{c}" for s, c in counts.items())
+            + " ".join(
+                f'<span class="nb2f-count">{badge(s)}&nbsp;{c}</span>'
+                for s, c in sorted(counts.items(), key=lambda sc: S.ALL_STATES.index(sc[0]))
+                if s in S.ALL_STATES
+            )
             + "</div>"
         )
     failed = [t for t in run.tasks.values() if t.state in S.FAILED_STATES]
@@ -576,9 +725,29 @@ def header_html(run: RunView, now: float | None = None) -> str:
     return "".join(parts)
 
 
-def tasks_table_html(run: RunView, limit: int | None = None) -> str:
-    """One row per task run: state, start (clock time and offset), duration, attempts, error.
-    With ``limit``, failed and unfinished rows are kept first and the rest is counted."""
+def progress_html(run: RunView) -> str:
+    """The progress bar as plain HTML (the static panel and the report): finished of known
+    task runs, red once one failed."""
+    done, known = progress(run)
+    failed = any(t.state in S.FAILED_STATES for t in run.tasks.values())
+    pct = 100.0 * done / known if known else 0.0
+    colour = S.colour(S.FAILED).fill if failed else S.colour(S.COMPLETED).stroke
+    return (
+        f'<div class="nb2f-progress" data-done="{done}" data-known="{known}">'
+        f'<div class="nb2f-bar-track"><div class="nb2f-bar-fill" style="width:{pct:.1f}%;'
+        f'background:{colour}"></div></div> <span>{esc(progress_text(run))}</span></div>'
+    )
+
+
+def tasks_table_html(
+    run: RunView,
+    limit: int | None = None,
+    now: float | None = None,
+    names: dict[str, str] | None = None,
+) -> str:
+    """One row per task run: state, start (clock time and offset), duration (so far, for a
+    running one), attempts, error. With ``limit``, failed and unfinished rows are kept first
+    and the rest is counted. ``names``: run names of the runs cached values came from."""
     tasks = list(run.tasks.values())
     if not tasks:
         return '<div class="nb2f-empty">No task runs yet.</div>'
@@ -596,8 +765,11 @@ def tasks_table_html(run: RunView, limit: int | None = None) -> str:
         if ran(t) and t.start is not None:
             offset = f" (+{format_duration(t.start - t0)})" if t0 is not None else ""
             start = f"{fmt_clock(t.start)}{offset}"
-            duration, attempts = format_duration(t.duration), str(t.attempts or "")
-        extra = f" from run {esc(t.cached_from)}" if t.cached_from else ""
+            duration, attempts = format_duration(t.elapsed(now)), str(t.attempts or "")
+        extra = ""
+        if t.cached_from:
+            source = (names or {}).get(t.cached_from) or t.cached_from[:8]
+            extra = f' <span title="run {esc(t.cached_from)}">from run {esc(source)}</span>'
         error = esc(t.error or "")
         if t.error and t.state not in S.FAILED_STATES:  # an earlier attempt's error, retried
             error = f'<span class="nb2f-retried">retried after: {error}</span>'
@@ -663,11 +835,27 @@ def log_entries(run: RunView) -> list[LogView]:
     return logs
 
 
+def log_sources(run: RunView) -> list[str]:
+    """The names the log filter offers, in order: ``flow`` (the flow body), then each task
+    name with records (a ``.map``'s runs share theirs)."""
+    names: dict[str, None] = {}
+    for lg in log_entries(run):
+        t = run.tasks.get(lg.task_run_id or "")
+        names[t.name if t is not None else ""] = None
+    return sorted(names, key=lambda n: (n != "", list(names).index(n)))
+
+
 def logs_html(
-    run: RunView, task_run_id: str | None = None, min_level: int = 0, limit: int | None = None
+    run: RunView,
+    task_run_id: str | None = None,
+    min_level: int = 0,
+    limit: int | None = None,
+    sources: list[str] | None = None,
 ) -> str:
     """Log lines (time, level, task, message), newest last; ``task_run_id`` keeps one task's,
-    ``min_level`` drops quieter records, ``limit`` keeps the newest lines."""
+    ``min_level`` drops quieter records, ``limit`` keeps the newest lines. Each line carries
+    its level (``data-lv``, 10/20/30/40) and source (``data-k``: its index in ``sources``,
+    see :func:`log_sources`) for the log filter (:func:`log_filter_html`)."""
     logs = [
         lg
         for lg in log_entries(run)
@@ -675,6 +863,7 @@ def logs_html(
     ]
     if not logs:
         return '<div class="nb2f-empty">No log records.</div>'
+    index = {name: i for i, name in enumerate(sources if sources is not None else log_sources(run))}
     skipped = 0
     if limit is not None and len(logs) > limit:
         skipped = len(logs) - limit
@@ -686,13 +875,132 @@ def logs_html(
         t = run.tasks.get(lg.task_run_id or "")
         who = esc(t.label) if t is not None else esc(run.flow_name or "flow")
         level = lg.levelname or str(lg.level)
+        k = index.get(t.name if t is not None else "", -1)
         lines.append(
             f'<div class="nb2f-log nb2f-lvl-{_level_class(lg.level)}" data-level="{esc(level)}" '
+            f'data-lv="{_level_bucket(lg.level)}" data-k="{k}" '
             f'data-task="{esc(lg.task_run_id or "")}"><span class="nb2f-ts">{fmt_clock(lg.ts)}'
             f'</span> <span class="nb2f-lvl">{esc(level)}</span> <span class="nb2f-who">{who}'
             f'</span> <span class="nb2f-msg">{esc(lg.message)}</span></div>'
         )
     return '<div class="nb2f-logs">' + "".join(lines) + "</div>"
+
+
+def _level_bucket(level: int) -> int:
+    return 40 if level >= 40 else 30 if level >= 30 else 20 if level >= 20 else 10
+
+
+def log_filter_html(run: RunView, scope: str, ids: str, sources: list[str] | None = None) -> str:
+    """The log filter: a level and a task ``<select>`` that hide log lines by CSS alone (no
+    script, no kernel: it works while the kernel runs the flow, in a saved notebook and in the
+    report). ``scope`` is a class of an element holding both the filter and the lines, ``ids``
+    prefixes the selects' ids (``{ids}log-level``, ``{ids}log-task``)."""
+    sources = sources if sources is not None else log_sources(run)
+    level, task = f"{ids}log-level", f"{ids}log-task"
+    rules = []
+    for minimum in (20, 30, 40):
+        hidden = ",".join(f'[data-lv="{b}"]' for b in (10, 20, 30) if b < minimum)
+        rules.append(
+            f'.{scope}:has(#{level} option[value="{minimum}"]:checked) .nb2f-log:is({hidden})'
+            "{display:none}"
+        )
+    options = []
+    for k, name in enumerate(sources):
+        rules.append(
+            f'.{scope}:has(#{task} option[value="{k}"]:checked) .nb2f-log:not([data-k="{k}"])'
+            "{display:none}"
+        )
+        options.append(f'<option value="{k}">{esc(name or "flow")}</option>')
+    return (
+        f"<style>{''.join(rules)}</style>"
+        '<div class="nb2f-filter">'
+        f'<label>task <select id="{task}"><option value="" selected>all tasks</option>'
+        f"{''.join(options)}</select></label> "
+        f'<label>level <select id="{level}"><option value="0" selected>all levels</option>'
+        '<option value="20">INFO+</option><option value="30">WARNING+</option>'
+        '<option value="40">ERROR+</option></select></label></div>'
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _markdown(text: str) -> str:
+    """Markdown as HTML, raw HTML in it escaped (markdown-it, which rich brings)."""
+    from markdown_it import MarkdownIt
+
+    return str(MarkdownIt("commonmark", {"html": False}).render(text))
+
+
+def artifact_html(art: Any) -> str:
+    """One artifact's content: its image, HTML, markdown or text."""
+    import base64
+
+    png = art.get("image/png")
+    if isinstance(png, (bytes, bytearray)):
+        data = base64.b64encode(png).decode("ascii")
+        return (
+            f'<img class="nb2f-img" alt="{esc(art.name or art.kind)}" '
+            f'src="data:image/png;base64,{data}">'
+        )
+    rich = art.get("text/html")
+    if isinstance(rich, str):
+        return f'<div class="nb2f-art-html">{rich}</div>'
+    md = art.get("text/markdown")
+    if isinstance(md, str):
+        return f'<div class="nb2f-art-md">{_markdown(md)}</div>'
+    return f'<pre class="nb2f-art-text">{esc(art.text)}</pre>'
+
+
+def _result_cell(summary: dict[str, Any], width: int = 120) -> str:
+    """A result summary: one line, or one line per item of a returned dict / ``nout`` tuple
+    (each cut to ``width``; the whole text is the tooltip)."""
+    items = summary.get("items")
+    if isinstance(items, dict | list):
+        pairs = items.items() if isinstance(items, dict) else enumerate(items)
+        lines = "".join(
+            f'<div><span class="nb2f-key">{esc(k)}</span> '
+            f'<code title="{esc(describe_result(v))}">{esc(_short(describe_result(v), width))}'
+            "</code></div>"
+            for k, v in pairs
+        )
+        return f'<div class="nb2f-items">{lines}</div>'
+    text = describe_result(summary)
+    return f'<code title="{esc(text)}">{esc(_short(text, width))}</code>'
+
+
+def outputs_html(run: RunView) -> str:
+    """What the run returned and showed: each task's result and the flow's return (type,
+    shape, value head), then every artifact (figures, tables, displayed values, markdown)
+    under the task that made it."""
+    parts = []
+    results = [(t.label, t.result) for t in run.tasks.values() if t.result is not None]
+    if run.result is not None:
+        results.append((f"{run.flow_name or 'flow'} returned", run.result))
+    if results:
+        rows = "".join(
+            f'<tr data-task="{esc(label)}"><td>{esc(label)}</td><td>{_result_cell(result)}</td></tr>'
+            for label, result in results
+        )
+        parts.append(
+            '<table class="nb2f-table nb2f-results"><thead><tr><th>task</th><th>returned</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    order = {tid: i for i, tid in enumerate(run.tasks)}
+    shown = sorted(run.artifacts, key=lambda a: order.get(a.task_run_id or "", -1))
+    for art in shown:
+        t = run.tasks.get(art.task_run_id or "")
+        who = t.label if t is not None else (run.flow_name or "flow")
+        note = ' <span class="nb2f-more">(cut to fit)</span>' if art.truncated else ""
+        parts.append(
+            f'<div class="nb2f-art" data-kind="{esc(art.kind)}" data-task="{esc(who)}">'
+            f'<div class="nb2f-art-head"><b>{esc(who)}</b> {esc(art.kind)}'
+            f"{' &middot; ' + esc(art.name) if art.name else ''}{note}</div>"
+            f"{artifact_html(art)}</div>"
+        )
+    if not parts:
+        return '<div class="nb2f-empty">Nothing returned or shown yet.</div>'
+    return '<div class="nb2f-outputs">' + "".join(parts) + "</div>"
 
 
 def _level_class(level: int) -> str:
@@ -722,7 +1030,8 @@ CSS = """
 .nb2f-params,.nb2f-counts{margin:3px 0}
 .nb2f-error{margin:4px 0;padding:4px 8px;border-left:4px solid #dc2626;background:#fef2f2;
  color:#7f1d1d;white-space:pre-wrap}
-.nb2f-scroll{overflow:auto;max-height:640px;background:#ffffff}
+.nb2f-scroll{overflow:auto;max-height:640px;background:#ffffff;max-width:100%}
+.nb2f .nb2f-scroll > svg{max-width:none !important;height:auto}
 .nb2f-table{border-collapse:collapse;font-size:12px;width:100%;color:#111827}
 .nb2f-table th{text-align:left;border-bottom:2px solid #d1d5db;padding:3px 8px;
  background:#f9fafb;position:sticky;top:0}
@@ -744,54 +1053,129 @@ CSS = """
 .nb2f-lvl-error{background:#fef2f2;border-left-color:#dc2626}
 .nb2f-lvl-error .nb2f-lvl{color:#b91c1c}
 .nb2f-empty,.nb2f-more{color:#6b7280;font-style:italic;padding:4px}
+.nb2f-ident{color:#4b5563;font-size:12px;margin:1px 0 3px 0}
+.nb2f-ident .nb2f-sep{color:#9ca3af}
+.nb2f-script,.nb2f-cwd{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:11px}
+.nb2f-tag{display:inline-block;background:#eef2ff;color:#3730a3;border-radius:3px;
+ padding:0 5px;margin-left:3px;font-size:11px}
+.nb2f-count{margin-right:6px;white-space:nowrap}
+.nb2f-filter{margin:2px 0 6px 0}.nb2f-filter select{margin-right:10px}
+.nb2f-outputs{max-width:100%}
+.nb2f-results code{white-space:pre-wrap;font-size:11px}
+.nb2f-key{display:inline-block;min-width:90px;color:#4b5563;font-size:11px}
+.nb2f-art{margin:10px 0;border-top:1px solid #e5e7eb;padding-top:6px}
+.nb2f-art-head{font-size:12px;color:#374151;margin-bottom:4px}
+.nb2f-img{max-width:100%;height:auto;border:1px solid #e5e7eb}
+.nb2f-art-html{overflow:auto;max-height:480px;max-width:100%}
+.nb2f-art-html table{border-collapse:collapse;font-size:12px}
+.nb2f-art-html th,.nb2f-art-html td{border:1px solid #e5e7eb;padding:2px 6px;text-align:right}
+.nb2f-art-text{white-space:pre-wrap;font-size:12px;margin:0;max-height:480px;overflow:auto}
+.nb2f-progress{display:flex;align-items:center;gap:8px;margin:4px 0;font-size:12px}
+.nb2f-bar-track{flex:0 0 70%;height:10px;background:#e5e7eb;border-radius:5px;overflow:hidden}
+.nb2f-bar-fill{height:100%}
+.nb2f .widget-html,.nb2f .widget-html-content{max-width:100%;min-width:0}
+.nb2f-tabs{display:flex;gap:2px;border-bottom:1px solid #d1d5db;margin-top:6px}
+.nb2f-tabs input{position:absolute;opacity:0;pointer-events:none}
+.nb2f-tab{padding:4px 12px;border:1px solid #d1d5db;border-bottom:none;background:#f3f4f6;
+ cursor:pointer;border-radius:4px 4px 0 0;color:#111827}
+.nb2f-pane{display:none;padding:6px 2px}
 """
 
 
-def report_html(run: RunView, generated: float | None = None) -> str:
-    """The whole run as one self-contained HTML page (inline CSS, SVG and a few lines of
-    script for the log filter; nothing is fetched from anywhere)."""
-    title = f"{run.flow_name or 'flow'} {run.run_name}".strip()
-    options = "".join(
-        f'<option value="{esc(t.id)}">{esc(t.label)}</option>'
-        for t in run.tasks.values()
-        if t.traceback or any(lg.task_run_id == t.id for lg in run.logs)
+TABS = ("Graph", "Timeline", "Tasks", "Logs", "Outputs")
+
+
+def pane_html(run: RunView, tab: str, now: float | None = None, **kw: Any) -> str:
+    """The content of one tab of the panel (scrollable where it may be wide or long)."""
+    if tab == "Graph":
+        return f'<div class="nb2f-scroll">{graph_svg(run, now=now)}</div>' + legend_html()
+    if tab == "Timeline":
+        return f'<div class="nb2f-scroll">{timeline_svg(run, now=now)}</div>'
+    if tab == "Tasks":
+        table = tasks_table_html(run, kw.get("limit"), now=now, names=kw.get("names"))
+        return f'<div class="nb2f-scroll">{table}</div>'
+    if tab == "Logs":
+        logs = logs_html(run, limit=kw.get("log_limit"), sources=kw.get("sources"))
+        return f'<div class="nb2f-scroll">{logs}</div>'
+    return f'<div class="nb2f-scroll">{outputs_html(run)}</div>'
+
+
+def legend_html() -> str:
+    return (
+        '<div class="nb2f-legend" style="margin-top:4px">'
+        + " ".join(badge(s) for s in S.COLOURS)
+        + "</div>"
     )
-    when = fmt_clock(time.time() if generated is None else generated)
+
+
+def static_panel_html(
+    run: RunView,
+    names: dict[str, str] | None = None,
+    limit: int | None = None,
+    log_limit: int | None = None,
+) -> str:
+    """The panel as one HTML fragment that needs no kernel, no widget and no script: the
+    header, the progress bar, and the tabs (radio buttons and CSS ``:has()``), the log filter
+    included. A live panel leaves this in the notebook when its run ends, so a saved
+    notebook shows the final panel without a kernel."""
+    import secrets
+
+    scope = f"nb2f-s{run.id[:8]}{secrets.token_hex(3)}"  # unique even if shown twice
+    sources = log_sources(run)
+    rules = [f".{scope} .nb2f-pane{{display:none}}"]
+    radios, panes = [], []
+    for i, tab in enumerate(TABS):
+        rid = f"{scope}-tab{i}"
+        rules.append(f".{scope}:has(#{rid}:checked) .nb2f-pane{i}{{display:block}}")
+        rules.append(
+            f".{scope}:has(#{rid}:checked) label[for={rid}]"
+            "{background:#ffffff;font-weight:600;margin-bottom:-1px;padding-bottom:5px}"
+        )
+        checked = " checked" if i == 0 else ""
+        radios.append(
+            f'<input type="radio" name="{scope}-tab" id="{rid}"{checked}>'
+            f'<label class="nb2f-tab" for="{rid}">{tab}</label>'
+        )
+        body = pane_html(run, tab, names=names, sources=sources, limit=limit, log_limit=log_limit)
+        if tab == "Logs":
+            body = log_filter_html(run, scope, f"{scope}-", sources) + body
+        panes.append(f'<div class="nb2f-pane nb2f-pane{i}" data-tab="{tab}">{body}</div>')
+    return (
+        f'<div class="nb2f nb2f-panel nb2f-static {scope}" data-run="{esc(run.id)}" '
+        'style="border:1px solid #d1d5db;padding:6px 10px">'
+        f"<style>{CSS}{''.join(rules)}</style>"
+        f"{header_html(run)}{progress_html(run)}"
+        f'<div class="nb2f-tabs">{"".join(radios)}</div>{"".join(panes)}</div>'
+    )
+
+
+def report_html(
+    run: RunView, generated: float | None = None, names: dict[str, str] | None = None
+) -> str:
+    """The whole run as one self-contained HTML page: inline CSS, SVG and images, no script
+    at all (the log filter is CSS; the page's policy forbids scripts, so nothing an output
+    holds can run), nothing fetched from anywhere."""
+    title = f"{run.flow_name or 'flow'} {run.run_name}".strip()
+    when = fmt_when(time.time() if generated is None else generated)
+    sources = log_sources(run)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <title>{esc(title)} \u00b7 nb2flow run report</title>
 <style>{CSS}
 body{{margin:16px 24px;background:#ffffff}} h2{{font-size:15px;margin:18px 0 6px 0;
 border-bottom:1px solid #e5e7eb;padding-bottom:3px}} .nb2f-foot{{color:#6b7280;font-size:11px;
 margin-top:18px}} select{{margin:0 0 6px 0}}
 </style></head>
-<body class="nb2f" data-run="{esc(run.id)}">
-<section id="header">{header_html(run)}</section>
+<body class="nb2f nb2f-report" data-run="{esc(run.id)}">
+<section id="header">{header_html(run)}{progress_html(run)}</section>
 <h2>Graph</h2><div class="nb2f-scroll" id="graph">{graph_svg(run)}</div>
 <h2>Timeline</h2><div class="nb2f-scroll" id="timeline">{timeline_svg(run)}</div>
-<h2>Tasks</h2><div id="tasks">{tasks_table_html(run)}</div>
+<h2>Tasks</h2><div id="tasks">{tasks_table_html(run, names=names)}</div>
+<h2>Outputs</h2><div id="outputs">{outputs_html(run)}</div>
 <h2>Logs</h2>
-<label>task <select id="log-task"><option value="">all tasks</option>{options}</select></label>
-<label>level <select id="log-level"><option value="0">all levels</option>
-<option value="20">INFO+</option><option value="30">WARNING+</option>
-<option value="40">ERROR+</option></select></label>
-<div id="logs">{logs_html(run)}</div>
-<div class="nb2f-foot">flow run {esc(run.id)} \u00b7 report generated by nb2flow at {esc(when)}</div>
-<script>
-(function(){{
-  var LV={{DEBUG:10,INFO:20,WARNING:30,ERROR:40,CRITICAL:50}};
-  function apply(){{
-    var t=document.getElementById('log-task').value;
-    var l=+document.getElementById('log-level').value;
-    document.querySelectorAll('#logs .nb2f-log').forEach(function(e){{
-      var lv=LV[e.dataset.level]||0;
-      e.style.display=((!t||e.dataset.task===t)&&lv>=l)?'':'none';
-    }});
-  }}
-  document.getElementById('log-task').onchange=apply;
-  document.getElementById('log-level').onchange=apply;
-}})();
-</script>
+{log_filter_html(run, "nb2f-report", "", sources)}
+<div id="logs">{logs_html(run, sources=sources)}</div>
+<div class="nb2f-foot">flow run {esc(run.id)} \u00b7 report generated by nb2flow on {esc(when)}</div>
 </body></html>
 """

@@ -264,6 +264,7 @@ class Flow:
         persist: bool = True,
         keep_outputs: bool | None = None,
         description: str | None = None,
+        tags: Iterable[str] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, not {fn!r}")
@@ -281,6 +282,8 @@ class Flow:
         #: keep every task run's value in ``FlowRun.outputs`` (None: ``NB2FLOW_KEEP_OUTPUTS``)
         self.keep_outputs = keep_outputs
         self.description = description or inspect.getdoc(fn)
+        #: tags of its runs (shown and filtered by ``nb2flow runs``), in order, no repeats
+        self.tags: tuple[str, ...] = tuple(dict.fromkeys(str(t) for t in tags or ()))
         self.signature = inspect.signature(fn)
         if RESERVED_PARAMETER in self.signature.parameters:
             raise Nb2flowError(
@@ -304,6 +307,7 @@ class Flow:
             "persist": self.persist,
             "keep_outputs": self.keep_outputs,
             "description": self.description,
+            "tags": self.tags,
         }
         current.update(options)
         return Flow(self.fn, **current)
@@ -318,6 +322,7 @@ class Flow:
         """Run the flow. Returns its value (futures in a returned dict/list/tuple resolved)
         or, with ``return_state=True``, the :class:`FlowRun`. A failed run raises the
         error of its first failed task (or of the flow body) unless ``return_state``."""
+        __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame
         parameters = self.bind(args, kwargs)
         runner = registry.create(self.task_runner)
         return run_flow(self, args, kwargs, parameters, runner, return_state)
@@ -344,7 +349,7 @@ def flow(fn: None = None, /, **options: Any) -> Callable[[F], Flow]: ...
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Decorator making a function a flow: ``@flow`` or ``@flow(name=..., task_runner=...,
     retries=..., retry_delay_seconds=..., timeout_seconds=..., log_prints=...,
-    persist=..., keep_outputs=...)``."""
+    persist=..., keep_outputs=..., tags=...)``."""
     if fn is None:
         return lambda f: Flow(f, **options)
     return Flow(fn, **options)

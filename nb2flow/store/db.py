@@ -45,8 +45,10 @@ from nb2flow import files, settings
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
-from nb2flow.runtime.core.model import RunView
+from nb2flow.runtime.core.model import RunView, StoredPart
 from nb2flow.runtime.core.states import (
+    CACHED,
+    COMPLETED,
     CRASHED,
     FAILED_STATES,
     FINAL_STATES,
@@ -56,6 +58,8 @@ from nb2flow.runtime.core.states import (
 from nb2flow.store import history
 
 DB_NAME = "runs.db"
+#: the folder beside the database holding artifact parts, one sub-folder per flow run
+ARTIFACTS_DIR = "artifacts"
 #: seconds SQLite itself waits for a lock before reporting "database is locked"
 BUSY_TIMEOUT = 10.0
 #: readers (``runs``, ``show``...) wait at most this long for a lock (the crash sweep and a
@@ -139,6 +143,23 @@ MIGRATIONS: list[str] = [
         logger      TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX logs_run ON logs (flow_run_id, seq);
+    """,
+    """
+    -- what runs returned (a JSON summary: type, shape, repr head) and what they displayed
+    ALTER TABLE flow_runs ADD COLUMN result TEXT;
+    ALTER TABLE task_runs ADD COLUMN result TEXT;
+    CREATE TABLE artifacts (
+        flow_run_id TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        task_run_id TEXT,
+        ts          REAL NOT NULL,
+        kind        TEXT NOT NULL,
+        name        TEXT NOT NULL DEFAULT '',
+        text        TEXT NOT NULL DEFAULT '',   -- the text/plain part
+        parts       TEXT,                     -- JSON {mime: [file name, bytes]} of the others
+        truncated   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX artifacts_run ON artifacts (flow_run_id, seq);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -599,6 +620,11 @@ class RunSummary:
     parameters: dict[str, Any]
     #: task run count per state
     counts: dict[str, int] = field(default_factory=dict)
+    task_runner: str = ""
+    #: the program that ran the flow and its working directory, the run's tags
+    script: str = ""
+    cwd: str = ""
+    tags: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -619,6 +645,10 @@ class RunSummary:
         return sum(n for s, n in self.counts.items() if s in FAILED_STATES)
 
     @property
+    def cached(self) -> int:
+        return self.counts.get(CACHED, 0)
+
+    @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
@@ -637,7 +667,12 @@ class RunSummary:
             "tasks": self.tasks,
             "done": self.done,
             "failed": self.failed,
+            "cached": self.cached,
             "counts": self.counts,
+            "task_runner": self.task_runner,
+            "script": self.script,
+            "cwd": self.cwd,
+            "tags": self.tags,
         }
 
 
@@ -653,7 +688,9 @@ def _guarded(method: Callable[..., T]) -> Callable[..., T]:
     return guarded
 
 
-_SUMMARY_COLUMNS = 'id, run_name, flow_name, state, created, start, "end", error, parameters'
+_SUMMARY_COLUMNS = (
+    'id, run_name, flow_name, state, created, start, "end", error, parameters, task_runner, extra'
+)
 
 
 class Store:
@@ -726,9 +763,13 @@ class Store:
 
     @_guarded
     def list_runs(
-        self, flow: str | None = None, limit: int | None = 20, state: str | None = None
+        self,
+        flow: str | None = None,
+        limit: int | None = 20,
+        state: str | None = None,
+        tag: str | None = None,
     ) -> list[RunSummary]:
-        """Most recent runs first, optionally of one flow and/or in one state."""
+        """Most recent runs first, optionally of one flow, in one state, with one tag."""
         where, params = [], []
         if flow is not None:
             where.append("flow_name = ?")
@@ -736,6 +777,12 @@ class Store:
         if state is not None:
             where.append("state = ?")
             params.append(state)
+        if tag is not None:
+            where.append(
+                "extra IS NOT NULL AND json_valid(extra) AND EXISTS"
+                " (SELECT 1 FROM json_each(extra, '$.tags') WHERE value = ?)"
+            )
+            params.append(tag)
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM flow_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -754,10 +801,26 @@ class Store:
         return self._summaries(rows)[0]
 
     def _summaries(self, rows: list[tuple[Any, ...]]) -> list[RunSummary]:
-        out = [
-            RunSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8] or "{}"))
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            extra = json.loads(r[10]) if r[10] else {}
+            out.append(
+                RunSummary(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    json.loads(r[8] or "{}"),
+                    task_runner=r[9] or "",
+                    script=extra.get("script", ""),
+                    cwd=extra.get("cwd", ""),
+                    tags=list(extra.get("tags") or ()),
+                )
+            )
         by_id = {s.id: s for s in out}
         if by_id:
             marks = ",".join("?" * len(by_id))
@@ -779,6 +842,20 @@ class Store:
                 " GROUP BY flow_name ORDER BY max(created) DESC"
             )
         ]
+
+    def run_names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Run names of the flow runs ``ids`` that are in the store."""
+        wanted = list(dict.fromkeys(ids))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self.conn.execute(
+                    f"SELECT id, run_name FROM flow_runs WHERE id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return out
 
     def data_version(self) -> int:
         """Changes whenever another connection commits: poll it to refresh a view cheaply."""
@@ -838,7 +915,7 @@ class Store:
         c = self.conn
         tagged: list[tuple[int, int, RunEvent]] = []
         row = c.execute(
-            "SELECT seq, created, run_name, flow_name, parameters, task_runner, pid, extra"
+            "SELECT seq, created, run_name, flow_name, parameters, task_runner, pid, extra, result"
             " FROM flow_runs WHERE id = ?",
             (run_id,),
         ).fetchone()
@@ -853,6 +930,7 @@ class Store:
             task_runner=row[5],
         )
         tagged.append((row[0], 0, RunEvent("flow_run", row[1], run_id, None, data)))
+        flow_result = json.loads(row[8]) if row[8] else None
         details: dict[int, tuple[Any, ...]] = {}
         for seq, tid, ts, state, _attempt, message, error, tb, cached_from in c.execute(
             "SELECT seq, task_run_id, ts, state, attempt, message, error, traceback,"
@@ -869,10 +947,12 @@ class Store:
                 data["error"] = error
             if tb is not None:
                 data["traceback"] = tb
+            if flow_result is not None and state == COMPLETED:
+                data["result"] = flow_result
             tagged.append((seq, 0, RunEvent(events.FLOW_STATE, ts, run_id, None, data)))
-        for seq, tid, created, name, key, upstream, edges, map_index, past in c.execute(
-            "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history"
-            " FROM task_runs WHERE flow_run_id = ?",
+        for seq, tid, created, name, key, upstream, edges, map_index, past, result in c.execute(
+            "SELECT seq, id, created, name, task_key, upstream, edge_names, map_index, history,"
+            " result FROM task_runs WHERE flow_run_id = ?",
             (run_id,),
         ):
             task_run = events.task_run(
@@ -888,8 +968,11 @@ class Store:
             tagged.append((seq, 0, task_run))
             # a task's transitions follow its creation, in their order; their exact
             # interleaving with other tasks' events does not change the view
-            for i, h in enumerate(history.decode(past), 1):
+            transitions = history.decode(past)
+            for i, h in enumerate(transitions, 1):
                 data = {"state": h.state, "attempt": h.attempt}
+                if i == len(transitions) and result is not None:
+                    data["result"] = json.loads(result)
                 extra = details.get(h.seq) if h.seq is not None else None
                 if extra is not None:
                     message, error, tb, cached_from = extra
@@ -908,6 +991,30 @@ class Store:
         ):
             log = events.log(run_id, tid, level, message, logger, levelname=levelname, ts=ts)
             tagged.append((seq, 0, log))
+        folder = self.path.parent / ARTIFACTS_DIR / run_id
+        for seq, tid, ts, kind, name, text, parts, truncated in c.execute(
+            "SELECT seq, task_run_id, ts, kind, name, text, parts, truncated FROM artifacts"
+            " WHERE flow_run_id = ?",
+            (run_id,),
+        ):
+            bundle: dict[str, Any] = {"text/plain": text}
+            for mime, (file, size) in (json.loads(parts) if parts else {}).items():
+                bundle[mime] = StoredPart(str(folder / file), size, mime.startswith("image/"))
+            tagged.append(
+                (
+                    seq,
+                    0,
+                    events.artifact(
+                        run_id,
+                        tid,
+                        kind=kind,
+                        name=name,
+                        bundle=bundle,
+                        truncated=bool(truncated),
+                        ts=ts,
+                    ),
+                )
+            )
         tagged.sort(key=lambda p: (p[0], p[1]))
         return (ev for _, _, ev in tagged)
 

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from nb2flow import settings
+from nb2flow import files, settings
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.observers import Attachment, RunStart
@@ -114,6 +114,23 @@ def _reserve(n: int) -> int:
 _FLOW_RUN_KEYS = frozenset({"flow_name", "run_name", "parameters", "pid", "task_runner"})
 #: an event as a plain tuple (kind, ts, flow_run_id, task_run_id, data): RunEvent or not
 Event = tuple[str, float, str, "str | None", "Mapping[str, Any]"]
+
+
+#: file name extension of each artifact part kept in a file (text/plain stays in the row)
+_EXTENSIONS = {"text/html": ".html", "text/markdown": ".md", "image/png": ".png"}
+
+
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def _summary_json(summary: Mapping[str, Any]) -> str:
+    """A result summary as JSON; the common one (``type`` and ``repr`` only, a number or a
+    short string) without ``json.dumps``'s per-call cost, which every task run would pay."""
+    if len(summary) == 2:
+        kind, text = summary.get("type"), summary.get("repr")
+        if type(kind) is str and type(text) is str:
+            return f'{{"type":{_encode_str(kind)},"repr":{_encode_str(text)}}}'
+    return _json(summary)
 
 
 def _json(value: Any) -> str:
@@ -209,9 +226,11 @@ class _Rows:
         self.flow_runs: list[tuple[Any, ...]] = []
         self.states: list[tuple[Any, ...]] = []
         self.logs: list[tuple[Any, ...]] = []
-        #: task run id -> [flow run id, state, history parts, error, new row or None, seq]
+        self.artifacts: list[tuple[Any, ...]] = []
+        #: task run id -> [flow run id, state, history parts, error, new row or None, seq,
+        #: result summary (JSON) or None]
         self.tasks: dict[str | None, list[Any]] = {}
-        #: flow run id -> [state, start, end, error, traceback]
+        #: flow run id -> [state, start, end, error, traceback, result summary (JSON)]
         self.flows: dict[str, list[Any]] = {}
         #: event kind -> its method (an unknown kind is not stored)
         self.add: dict[str, Callable[[int, float, str, str | None, Mapping[str, Any]], None]]
@@ -220,6 +239,7 @@ class _Rows:
             task_state=self.task_state,
             task_run=self.task_run,
             log=self.log,
+            artifact=self.artifact,
             flow_state=self.flow_state,
             flow_run=self.flow_run,
         )
@@ -234,12 +254,19 @@ class _Rows:
         attempt = d.get("attempt")
         t = self.tasks.get(tid)
         if t is None:
-            t = self.tasks[tid] = [fid, state, "", None, None, n]
+            t = self.tasks[tid] = [fid, state, "", None, None, n, None]
         t[1] = state
         seq = None  # set when the transition has details
         message = d.get("message")
+        result = d.get("result")
+        if result is not None:  # a final state: what the task returned, in a few words
+            t[6] = _summary_json(result)
         # details beyond state/attempt/an empty message (rare): keep them in `states`
-        if message or len(d) > 2 + (message is not None) or "attempt" not in d:
+        if (
+            message
+            or len(d) > 2 + (message is not None) + (result is not None)
+            or "attempt" not in d
+        ):
             error, tb = d.get("error"), d.get("traceback")
             cached_from = d.get("cached_from")
             message = message or None
@@ -275,7 +302,7 @@ class _Rows:
             )
         t = self.tasks.get(tid)
         if t is None:
-            self.tasks[tid] = [fid, "Pending", "", None, row, n]
+            self.tasks[tid] = [fid, "Pending", "", None, row, n, None]
         else:  # its first state came first: keep it
             t[4] = row
 
@@ -301,8 +328,10 @@ class _Rows:
         self.states.append((fid, n, None, ts, state, None, d.get("message"), error, tb, None))
         f = self.flows.get(fid)
         if f is None:
-            f = self.flows[fid] = [state, None, None, None, None]
+            f = self.flows[fid] = [state, None, None, None, None, None]
         f[0] = state
+        if "result" in d:
+            f[5] = _json(d["result"])
         if state == RUNNING and f[1] is None:
             f[1] = ts
         if state in FINAL_STATES:
@@ -311,6 +340,36 @@ class _Rows:
             f[3] = error
         if tb is not None:
             f[4] = tb
+
+    def artifact(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
+        """The row of an ``artifact`` event; its parts but the text go to files beside the
+        store (``artifacts/<flow run id>/<seq>.<ext>``, owner-only)."""
+        bundle = d.get("bundle") or {}
+        parts: dict[str, list[Any]] = {}
+        folder = None
+        for mime, content in bundle.items():
+            ext = _EXTENSIONS.get(mime)
+            if ext is None or not isinstance(content, (str, bytes)):
+                continue
+            if folder is None:
+                folder = files.private_dir(self.writer.path.parent / db.ARTIFACTS_DIR / fid)
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            name = f"{n}{ext}"
+            files.write_private(folder / name, data)
+            parts[mime] = [name, len(data)]
+        self.artifacts.append(
+            (
+                fid,
+                n,
+                tid,
+                ts,
+                str(d.get("kind", "value")),
+                str(d.get("name", "")),
+                str(bundle.get("text/plain", "")),
+                _json(parts) if parts else None,
+                int(bool(d.get("truncated"))),
+            )
+        )
 
     def flow_run(self, n: int, ts: float, fid: str, tid: str | None, d: Mapping[str, Any]) -> None:
         w = self.writer
@@ -341,13 +400,13 @@ class _Rows:
         short: list[tuple[Any, ...]] = []
         full: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
-        for tid, (fid, state, history, error, row, first) in self.tasks.items():
+        for tid, (fid, state, history, error, row, first, result) in self.tasks.items():
             if row is None:
-                updates.append((fid, tid, first, state, history, error))
+                updates.append((fid, tid, first, state, history, error, result))
             elif len(row) == 6:
-                short.append((*row, state, history, error))
+                short.append((*row, state, history, error, result))
             else:
-                full.append((*row, state, history, error))
+                full.append((*row, state, history, error, result))
         return {
             "flow_runs": self.flow_runs,
             "short": short,
@@ -355,6 +414,7 @@ class _Rows:
             "updates": updates,
             "states": self.states,
             "logs": self.logs,
+            "artifacts": self.artifacts,
             "flows": [(*v, k) for k, v in self.flows.items()],
         }
 
@@ -855,21 +915,25 @@ _SQL = {
     " parameters, task_runner, pid, host, proc_pid, proc_start, extra)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     "short": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, task_key,"
-    " state, history, error) VALUES (?,?,?,?,?,?,?,?,?)",
+    " state, history, error, result) VALUES (?,?,?,?,?,?,?,?,?,?)",
     "full": "INSERT OR REPLACE INTO task_runs (flow_run_id, id, seq, name, created, task_key,"
-    " upstream, edge_names, map_index, state, history, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    " upstream, edge_names, map_index, state, history, error, result)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
     # transitions of a task run whose row an earlier batch wrote (or that was never
     # announced by a task_run event: then a placeholder row, as RunView.apply makes one)
     "updates": "INSERT INTO task_runs (flow_run_id, id, seq, name, task_key, state, history,"
-    " error) VALUES (?,?,?,'?','',?,?,?) ON CONFLICT (flow_run_id, id) DO UPDATE SET"
+    " error, result) VALUES (?,?,?,'?','',?,?,?,?) ON CONFLICT (flow_run_id, id) DO UPDATE SET"
     " state = excluded.state, history = history || excluded.history,"
-    " error = coalesce(excluded.error, error)",
+    " error = coalesce(excluded.error, error), result = coalesce(excluded.result, result)",
     "states": "INSERT INTO states (flow_run_id, seq, task_run_id, ts, state, attempt, message,"
     " error, traceback, cached_from) VALUES (?,?,?,?,?,?,?,?,?,?)",
     "logs": "INSERT INTO logs (flow_run_id, seq, task_run_id, ts, level, levelname, message,"
     " logger) VALUES (?,?,?,?,?,?,?,?)",
+    "artifacts": "INSERT INTO artifacts (flow_run_id, seq, task_run_id, ts, kind, name, text,"
+    " parts, truncated) VALUES (?,?,?,?,?,?,?,?,?)",
     "flows": 'UPDATE flow_runs SET state = ?, start = coalesce(start, ?), "end" = coalesce(?, "end"),'
-    " error = coalesce(?, error), traceback = coalesce(?, traceback) WHERE id = ?",
+    " error = coalesce(?, error), traceback = coalesce(?, traceback),"
+    " result = coalesce(?, result) WHERE id = ?",
 }
 
 
@@ -921,8 +985,26 @@ def save_pending(rec: Recorder, batches: list[tuple[int, list[Any]]]) -> Path:
         "batches": [[base, [list(ev) for ev in batch]] for base, batch in batches],
     }
     target = folder / f"{rec.pid}-{os.urandom(6).hex()}.json"
-    files.write_private(target, json.dumps(body, default=repr).encode())
+    files.write_private(target, json.dumps(body, default=_pending_json).encode())
     return target
+
+
+def _pending_json(value: Any) -> Any:
+    """Bytes in pending records (an artifact's PNG) as ``{"$bytes": base64}``; anything else
+    JSON cannot hold as its repr."""
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    return repr(value)
+
+
+def _pending_object(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$bytes" in obj:
+        import base64
+
+        return base64.b64decode(obj["$bytes"])
+    return obj
 
 
 def replay_pending(writer: _Writer) -> int:
@@ -946,7 +1028,10 @@ def replay_pending(writer: _Writer) -> int:
         except OSError:
             continue
         try:
-            body = json.loads(bytes(files.read_trusted(path, folder.parent)).decode("utf-8"))
+            body = json.loads(
+                bytes(files.read_trusted(path, folder.parent)).decode("utf-8"),
+                object_hook=_pending_object,
+            )
             other = _Writer(writer.path, int(body["pid"]), body.get("proc_start"))
             other.conn = conn
             other.skip = set(body.get("skip", []))

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nb2flow.runtime.core.model import RunView, TaskRunView, format_duration
+from nb2flow.runtime.core.model import RunView, TaskRunView, describe_result, format_duration
 from nb2flow.runtime.core.states import colour
 from nb2flow.store.db import RunSummary
 
@@ -54,28 +54,81 @@ def print_runs(runs: Sequence[RunSummary], path: Path) -> None:
         console.print(f"No matching runs in {path}.", markup=False)
         return
     wide = console.width >= 110
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("Run", no_wrap=True, min_width=max(len(r.run_name) for r in runs))
-    table.add_column("Flow", no_wrap=True, overflow="ellipsis")
-    table.add_column("State", no_wrap=True, min_width=9)
-    table.add_column("Start", no_wrap=True, min_width=16)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Tasks", justify="right", no_wrap=True)
-    table.add_column("Failed", justify="right", no_wrap=True)
-    if wide:
-        table.add_column("Id", style="dim", no_wrap=True)
+    rows = []
     for r in runs:
-        row = [
-            r.run_name or "-",
-            r.flow_name or "-",
-            _state(r.state),
-            fmt_time(r.start if r.start is not None else r.created, seconds=wide),
-            fmt_duration(r.duration),
-            f"{r.done}/{r.tasks}",
-            str(r.failed) if r.failed else "",
-        ]
-        table.add_row(*row, *([r.id[:12]] if wide else []))
+        rows.append(
+            [
+                r.run_name or "-",
+                r.flow_name or "-",
+                _state(r.state),
+                fmt_time(r.start if r.start is not None else r.created, seconds=wide),
+                fmt_duration(r.duration),
+                f"{r.done}/{r.tasks}",
+                str(r.failed) if r.failed else "",
+            ]
+        )
+    heads = ["Run", "Flow", "State", "Start", "Duration", "Tasks", "Failed"]
+    if any(r.cached for r in runs):
+        heads.append("Cached")
+        for row, r in zip(rows, runs, strict=True):
+            row.append(str(r.cached) if r.cached else "")
+    right = {"Duration", "Tasks", "Failed", "Cached"}
+    # what each run is and where it ran, as far as the width allows after the columns above
+    # (most useful first; each cut to at most `cap` characters)
+    optional = [
+        ("Id", [r.id[:12] for r in runs], 12),
+        ("Runner", [r.task_runner or "-" for r in runs], 16),
+        ("Tags", [", ".join(r.tags) for r in runs], 24),
+        ("Parameters", [" ".join(f"{k}={v}" for k, v in r.parameters.items()) for r in runs], 40),
+        ("Where", [_where(r.script, r.cwd) for r in runs], 48),
+    ]
+
+    def width(head: str, values: list[Any]) -> int:
+        return max([len(head)] + [len(str(getattr(v, "plain", v))) for v in values])
+
+    used = sum(width(h, [row[i] for row in rows]) + 2 for i, h in enumerate(heads))
+    extra: list[tuple[str, list[str], int]] = []
+    for head, values, cap in optional:
+        if not any(values):
+            continue
+        w = min(width(head, values), cap)
+        if used + w + 2 > console.width:
+            continue
+        used += w + 2
+        extra.append((head, values, w))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for i, head in enumerate(heads):
+        w = width(head, [row[i] for row in rows])
+        table.add_column(
+            head, justify="right" if head in right else "left", no_wrap=True, min_width=w
+        )
+    order = [h for h, _, _ in optional]
+    extra.sort(key=lambda e: order.index(e[0]) if e[0] != "Id" else len(order))  # Id last
+    for head, _, w in extra:
+        style = "dim" if head == "Id" else None
+        table.add_column(head, no_wrap=True, overflow="ellipsis", max_width=w, style=style)
+    for i, row in enumerate(rows):
+        table.add_row(*row, *[values[i] for _, values, _ in extra])
     console.print(table)
+
+
+def _where(script: str, cwd: str) -> str:
+    """The script as the user typed it from the run's folder, and that folder:
+    ``converted_scripts/x.py in ~/proj``."""
+    import os
+
+    if not script and not cwd:
+        return "-"
+    home = os.path.expanduser("~")
+
+    def short(path: str) -> str:
+        return "~" + path[len(home) :] if home != "/" and path.startswith(home + "/") else path
+
+    if script and cwd and script.startswith(cwd.rstrip("/") + "/"):
+        script = script[len(cwd.rstrip("/")) + 1 :]
+    elif script:
+        script = short(script)
+    return f"{script} in {short(cwd)}" if cwd else script
 
 
 def graph_layers(view: RunView) -> list[list[TaskRunView]]:
@@ -134,21 +187,32 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
     console.print(head, soft_wrap=True)
     line = Text("state ")
     line.append_text(_state(view.state))
-    line.append(
-        f"  start {fmt_time(view.start if view.start is not None else view.created)}"
-        f"  {'duration' if view.final else 'running for'} {fmt_duration(view.elapsed())}"
-    )
-    if view.task_runner:
-        line.append(f"  runner {view.task_runner}")
-    if view.pid:
-        line.append(f"  pid {view.pid}")
+    line.append(f"  start {fmt_time(view.start if view.start is not None else view.created)}")
+    if view.end is not None:
+        line.append(f"  end {fmt_time(view.end)}")
+    line.append(f"  {'duration' if view.final else 'running for'} {fmt_duration(view.elapsed())}")
     console.print(line, soft_wrap=True)
+    place = Text()
+    if view.task_runner:
+        place.append(f"runner {view.task_runner}  ")
+    if view.pid:
+        place.append(f"pid {view.pid}  ")
+    if view.script:
+        place.append(f"script {view.script}  ")
+    if view.cwd:
+        place.append(f"in {view.cwd}")
+    if place:
+        console.print(place, soft_wrap=True)
+    if view.tags:
+        console.print(Text("tags " + ", ".join(view.tags)), soft_wrap=True)
     if view.parameters:
         params = ", ".join(f"{k}={v}" for k, v in view.parameters.items())
         console.print(Text(f"parameters {params}"), soft_wrap=True)
     counts = view.counts()
     if counts:
         console.print(Text("tasks " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))))
+    if view.result is not None:
+        console.print(Text("returned ").append_text(_summary_text(view.result)), soft_wrap=True)
 
     tasks = list(view.tasks.values())
     if tasks:
@@ -183,6 +247,41 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
         for text in graph_text(view, limit):
             console.print(Text(text))
 
+    results = [(t, t.result) for t in tasks if t.result is not None]
+    if results:
+        console.print()
+        console.print(Text("Results", style="bold"))
+        for t, result in results[:limit]:
+            line = Text()
+            line.append(f"{t.label}: ", style="bold")
+            line.append_text(_summary_text(result))
+            console.print(line, soft_wrap=True)
+        if limit is not None and len(results) > limit:
+            console.print(f"... {len(results) - limit} more results (--all lists them)")
+
+    if view.artifacts:
+        console.print()
+        console.print(Text("Outputs", style="bold"))
+        shown = view.artifacts if limit is None else view.artifacts[:limit]
+        for art in shown:
+            task = view.tasks.get(art.task_run_id or "")
+            title = Text()
+            title.append(f"{task.label if task else 'flow'}: ", style="bold")
+            title.append(f"{art.kind}{' ' + art.name if art.name else ''}")
+            parts = [
+                f"{mime} {_size(art.size(mime))}" for mime in art.bundle if mime != "text/plain"
+            ]
+            if parts:
+                title.append(f"  ({', '.join(parts)})", style="dim")
+            if art.truncated:
+                title.append("  truncated", style="yellow")
+            console.print(title, soft_wrap=True)
+            text = art.text if art.kind != "image" else ""
+            for row in text.splitlines()[:12]:
+                console.print(Text("    " + row), soft_wrap=True)
+        if len(shown) < len(view.artifacts):
+            console.print(f"... {len(view.artifacts) - len(shown)} more outputs (--all lists them)")
+
     failed = [t for t in tasks if t.traceback]
     if view.error or failed:
         console.print()
@@ -211,9 +310,49 @@ def print_run(view: RunView, limit: int | None = 200) -> None:
             console.print(line)
 
 
+def _size(n: int) -> str:
+    return (
+        f"{n} B"
+        if n < 1024
+        else f"{n / 1024:.1f} KiB"
+        if n < 1 << 20
+        else f"{n / (1 << 20):.1f} MiB"
+    )
+
+
+def _summary_text(summary: dict[str, Any]) -> Any:
+    from rich.text import Text
+
+    return Text(describe_result(summary))
+
+
+def artifact_to_dict(art: Any) -> dict[str, Any]:
+    """An artifact without its binary parts: kind, name, text, and each part's size (and
+    file, for a recorded run)."""
+    parts = {}
+    for mime, part in art.bundle.items():
+        if mime == "text/plain":
+            continue
+        entry: dict[str, Any] = {"bytes": art.size(mime)}
+        path = getattr(part, "path", None)
+        if path:
+            entry["file"] = path
+        parts[mime] = entry
+    return {
+        "ts": art.ts,
+        "task_run_id": art.task_run_id,
+        "kind": art.kind,
+        "name": art.name,
+        "text": art.text,
+        "truncated": art.truncated,
+        "parts": parts,
+    }
+
+
 def view_to_dict(view: RunView) -> dict[str, Any]:
     """A RunView as plain JSON-able data (``nb2flow show --json``)."""
-    out = dataclasses.asdict(view)
+    out = dataclasses.asdict(dataclasses.replace(view, artifacts=[]))
+    out["artifacts"] = [artifact_to_dict(a) for a in view.artifacts]
     out["duration"] = view.duration
     out["tasks"] = [{**dataclasses.asdict(t), "duration": t.duration} for t in view.tasks.values()]
     out["graph_layers"] = [[t.id for t in layer] for layer in graph_layers(view)]

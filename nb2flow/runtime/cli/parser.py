@@ -28,6 +28,8 @@ RESERVED_OPTIONS = frozenset(
         "--no-store",
         "--json",
         "--cwd",
+        "--tag",
+        "--no-capture",
     }
 )
 
@@ -211,7 +213,21 @@ def build_parser(
         "--json",
         dest="nb2flow_json",
         action="store_true",
-        help="print the flow's returned value as JSON on stdout",
+        help="print the flow's returned value as JSON on stdout (everything else goes to stderr)",
+    )
+    rt.add_argument(
+        "--tag",
+        dest="nb2flow_tags",
+        metavar="TAG",
+        action="append",
+        default=[],
+        help="tag the run (repeatable); `nb2flow runs --tag TAG` lists the runs with it",
+    )
+    rt.add_argument(
+        "--no-capture",
+        dest="nb2flow_no_capture",
+        action="store_true",
+        help="leave what tasks print and log on the terminal instead of recording it",
     )
     rt.add_argument(
         "--cwd",

@@ -6,13 +6,16 @@ traceback is in the run store), Ctrl-C exits 130, SIGTERM 143, a bad option 2.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
 
+from nb2flow import settings
 from nb2flow.console import printable
 from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.cli.parser import build_parser
@@ -47,6 +50,36 @@ def _on_sigterm_cancel() -> Any:
         return signal.signal(signal.SIGTERM, _raise_terminated)
     except (ValueError, OSError):  # no signals here (e.g. an embedded interpreter)
         return None
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(on: bool = True) -> Iterator[None]:
+    """While on, what is written to stdout goes to stderr: ``sys.stdout`` and file descriptor
+    1 (what subprocesses and C libraries write), so that ``--json`` leaves only the JSON on
+    stdout, whatever the flow prints."""
+    if not on:
+        yield
+        return
+    saved = sys.stdout
+    real = None
+    try:
+        saved.flush()
+        fd = saved.fileno()
+        real = os.dup(fd)
+        os.dup2(sys.stderr.fileno(), fd)
+    except (AttributeError, OSError, ValueError):  # no real descriptor (an embedding app)
+        fd = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            sys.stdout = saved
+            if real is not None and fd is not None:
+                os.dup2(real, fd)
+                os.close(real)
 
 
 def run_cli(
@@ -101,6 +134,13 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
         flow = flow.with_options(persist=False)
     if ns.nb2flow_task_runner:
         flow = flow.with_options(task_runner=ns.nb2flow_task_runner)
+    if ns.nb2flow_tags:
+        flow = flow.with_options(tags=[*flow.tags, *ns.nb2flow_tags])
+    if ns.nb2flow_no_capture:
+        flow = flow.with_options(log_prints=False)
+    elif flow.log_prints is None and settings.capture() is not False:
+        # the script's output goes to its run record and, readable, to the terminal
+        flow = flow.with_options(log_prints=True)
     if ns.nb2flow_quiet:
         mode = "quiet"
     elif sys.stderr.isatty() and sys.stdout.isatty():
@@ -111,11 +151,12 @@ def _run(flow: Any, argv: list[str] | None, prog: str | None) -> int:
     hooks.register("terminal", reporter.observe)  # it shows the logs: no stderr echo
     previous = _on_sigterm_cancel()
     try:
-        reporter.start()
-        try:
-            run = flow(**params, return_state=True)
-        finally:
-            reporter.stop()
+        with stdout_to_stderr(ns.nb2flow_json):
+            reporter.start()
+            try:
+                run = flow(**params, return_state=True)
+            finally:
+                reporter.stop()
     except Terminated:
         print(f"cancelled: flow {flow.name!r} was terminated (SIGTERM)", file=sys.stderr)
         return 143

@@ -43,6 +43,7 @@ class RunContext:
         "log_prints",
         "flow_run",
         "flow_run_name",
+        "output",
     )
 
     def __init__(
@@ -55,6 +56,7 @@ class RunContext:
         log_prints: bool,
         flow_run: FlowRunHandle | None = None,
         flow_run_name: str = "",
+        output: Any = None,
     ) -> None:
         self.flow_run_id = flow_run_id
         self.task_run_id = task_run_id
@@ -68,6 +70,9 @@ class RunContext:
         self.flow_run = flow_run
         #: the flow run's readable name (``brave-okapi``)
         self.flow_run_name = flow_run_name
+        #: where the run's stdout/stderr and logging records go (an
+        #: :class:`~nb2flow.runtime.observation.capture.Output`; None: not captured)
+        self.output = output
 
 
 RUN: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("nb2flow_run", default=None)

@@ -3,7 +3,8 @@ the Jupyter panel learn what a run does.
 
 The runtime publishes an event for every flow/task state change and every log record, built
 by the constructor of its kind (:func:`flow_run`, :func:`flow_state`, :func:`task_run`,
-:func:`task_state`, :func:`log`); each kind's ``data`` is described by its TypedDict below.
+:func:`task_state`, :func:`log`, :func:`artifact`); each kind's ``data`` is described by its
+TypedDict below.
 Subscribers are plain callables taking one :class:`RunEvent`; they must be fast (append to a
 queue, update a counter) because they run on the hot path of every task. Event data is
 read-only: the constructors share the common payloads between events.
@@ -22,7 +23,12 @@ FLOW_STATE = "flow_state"
 TASK_RUN = "task_run"
 TASK_STATE = "task_state"
 LOG = "log"
-KINDS = (FLOW_RUN, FLOW_STATE, TASK_RUN, TASK_STATE, LOG)
+ARTIFACT = "artifact"
+KINDS = (FLOW_RUN, FLOW_STATE, TASK_RUN, TASK_STATE, LOG, ARTIFACT)
+
+#: a result summary (:mod:`nb2flow.runtime.observation.results`): ``type``, ``repr``, and
+#: ``shape``/``dtype``/``len``/``columns``/``items`` where they apply
+Summary = dict[str, Any]
 
 
 class FlowRunData(TypedDict, total=False):
@@ -35,6 +41,9 @@ class FlowRunData(TypedDict, total=False):
     task_runner: str  # the runner's description, ``threads:8``
     parent_flow_run_id: str  # only for a subflow's run
     persist: bool  # only when False: ``@flow(persist=False)``, not recorded
+    script: str  # the file of the program that ran the flow (absolute), when known
+    cwd: str  # its working directory
+    tags: list[str]  # the run's tags (``@flow(tags=...)``, ``--tag``)
 
 
 class FlowStateData(TypedDict, total=False):
@@ -45,6 +54,7 @@ class FlowStateData(TypedDict, total=False):
     message: str
     error: str
     traceback: str | None
+    result: Summary  # Completed only: a summary of what the flow returned
 
 
 class TaskRunData(TypedDict):
@@ -68,15 +78,29 @@ class TaskStateData(TypedDict, total=False):
     error: str
     traceback: str
     cached_from: str
+    result: Summary  # Completed/Cached: a summary of what the task returned
 
 
 class LogData(TypedDict):
-    """``log``: a record of a run logger (or a print of a ``log_prints`` run)."""
+    """``log``: a record of a run logger, a ``logging`` record or text a run wrote to
+    stdout/stderr (``logger`` is then ``stdout`` or ``stderr``)."""
 
     level: int
     levelname: str
     message: str
     logger: str
+
+
+class ArtifactData(TypedDict):
+    """``artifact``: something the run displayed (:mod:`nb2flow.artifacts`): ``kind`` is
+    ``value``, ``table``, ``markdown`` or ``image``; ``bundle`` maps MIME types to their
+    content (``text/plain`` str always, ``text/html``/``text/markdown`` str, ``image/png``
+    bytes), each within its cap; ``truncated`` when a part was cut or left out."""
+
+    kind: str
+    name: str
+    bundle: dict[str, str | bytes]
+    truncated: bool
 
 
 class RunEvent(NamedTuple):
@@ -104,6 +128,9 @@ def flow_run(
     task_runner: str,
     parent_flow_run_id: str | None = None,
     persist: bool = True,
+    script: str | None = None,
+    cwd: str | None = None,
+    tags: Sequence[str] = (),
     ts: float | None = None,
 ) -> RunEvent:
     data: FlowRunData = {
@@ -117,6 +144,12 @@ def flow_run(
         data["parent_flow_run_id"] = parent_flow_run_id
     if not persist:
         data["persist"] = False
+    if script:
+        data["script"] = script
+    if cwd:
+        data["cwd"] = cwd
+    if tags:
+        data["tags"] = list(tags)
     return RunEvent(FLOW_RUN, time.time() if ts is None else ts, flow_run_id, None, data)
 
 
@@ -127,12 +160,15 @@ def flow_state(
     message: str = "",
     error: str | None = None,
     traceback: str | None = None,
+    result: Summary | None = None,
     ts: float | None = None,
 ) -> RunEvent:
     data: FlowStateData = {"state": state, "message": message}
     if error is not None:
         data["error"] = error
         data["traceback"] = traceback
+    if result is not None:
+        data["result"] = result
     return RunEvent(FLOW_STATE, time.time() if ts is None else ts, flow_run_id, None, data)
 
 
@@ -167,10 +203,11 @@ def task_state(
     error: str | None = None,
     traceback: str | None = None,
     cached_from: str | None = None,
+    result: Summary | None = None,
     ts: float | None = None,
 ) -> RunEvent:
     data: TaskStateData
-    if attempt == 1 and not message and error is None and cached_from is None:
+    if attempt == 1 and not message and error is None and cached_from is None and result is None:
         if state == RUNNING:
             data = _RUNNING_1
         elif state == COMPLETED:
@@ -184,6 +221,8 @@ def task_state(
             data["traceback"] = traceback or ""
         if cached_from is not None:
             data["cached_from"] = cached_from
+        if result is not None:
+            data["result"] = result
     return RunEvent(TASK_STATE, time.time() if ts is None else ts, flow_run_id, task_run_id, data)
 
 
@@ -204,6 +243,20 @@ def log(
         "logger": logger,
     }
     return RunEvent(LOG, time.time() if ts is None else ts, flow_run_id, task_run_id, data)
+
+
+def artifact(
+    flow_run_id: str,
+    task_run_id: str | None,
+    *,
+    kind: str,
+    name: str,
+    bundle: dict[str, str | bytes],
+    truncated: bool = False,
+    ts: float | None = None,
+) -> RunEvent:
+    data: ArtifactData = {"kind": kind, "name": name, "bundle": bundle, "truncated": truncated}
+    return RunEvent(ARTIFACT, time.time() if ts is None else ts, flow_run_id, task_run_id, data)
 
 
 # ------------------------------------------------------------------------------ the bus

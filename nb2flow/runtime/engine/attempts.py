@@ -13,6 +13,7 @@ thread, a pool process or a Dask worker can run it. The flow side is
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_t
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.payload import TaskPayload, TaskSpec, resolve_refs
 from nb2flow.runtime.engine.timeouts import attempt_in_process, attempt_in_thread
+from nb2flow.runtime.observation import artifacts, capture
+from nb2flow.runtime.observation.results import summarize_items
 
 INTERNAL_FILES.add(__file__)  # a task's traceback starts at the user's code
 
@@ -112,10 +115,13 @@ class _TaskRun:
                 args, kwargs = self.inputs(upstream)
             except ValueUnavailable as exc:  # an upstream item stayed in another process
                 return Outcome.failed(exc, attempt=0, traceback="")
-        token = RUN.set(self.context())
+        ctx = self.context()
+        token = RUN.set(ctx)
         try:
             return self.attempts(args, kwargs)
         finally:
+            if ctx.output is not None:
+                capture.flush(ctx)  # before the final state, which the flow side publishes
             RUN.reset(token)
 
     def inputs(self, upstream: Sequence[Outcome]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -125,8 +131,12 @@ class _TaskRun:
 
     def context(self) -> RunContext:
         payload = self.payload
-        if payload.log_prints and not _prints_captured:
-            _capture_prints()
+        if not _mlflow_tagging:
+            tag_mlflow_runs()
+        output = None
+        if payload.log_prints:
+            capture.ensure_installed()
+            output = capture.CAPTURING
         return RunContext(
             self.flow_run_id,
             self.task_run_id,
@@ -136,6 +146,7 @@ class _TaskRun:
             payload.log_prints,
             None,
             payload.flow_run_name,
+            output,
         )
 
     def set_running(self, attempt: int) -> None:
@@ -151,7 +162,9 @@ class _TaskRun:
         if task.cache or task.cache_key_fn is not None:
             hit, key = _cache_lookup(task, args, kwargs)
             if hit is not None:
-                return Outcome.cached(hit.value, hit.flow_run_id)
+                outcome = Outcome.cached(hit.value, hit.flow_run_id)
+                outcome.result = summarize_items(hit.value, task.nout)
+                return outcome
         while True:
             try:
                 value = self.call(args, kwargs)
@@ -166,18 +179,26 @@ class _TaskRun:
                 continue
             if key is not None:  # success: into the cache, then Completed
                 self.save_to_cache(key, value)
-            return Outcome.completed(value, attempt)
+            outcome = Outcome.completed(value, attempt)
+            outcome.result = summarize_items(value, task.nout)
+            return outcome
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """One attempt: the task's function, within its timeout; its value."""
+        """One attempt: the task's function, within its timeout; its value. With output
+        capture, the figures it leaves open are recorded as artifacts and closed."""
         task = self.task
         timeout = task.timeout_seconds
-        if timeout is None:
-            value = task.fn(*args, **kwargs)
-        elif task.hard_timeout:
-            value = attempt_in_process(task, args, kwargs, timeout)
-        else:
-            value = attempt_in_thread(task, args, kwargs, timeout)
+        figures = artifacts.open_figures() if self.payload.log_prints else _NO_CAPTURE
+        try:
+            if timeout is None:
+                value = task.fn(*args, **kwargs)
+            elif task.hard_timeout:
+                value = attempt_in_process(task, args, kwargs, timeout)
+            else:
+                value = attempt_in_thread(task, args, kwargs, timeout)
+        finally:
+            if figures is not _NO_CAPTURE:
+                artifacts.capture_figures(figures)
         if task.nout:
             _check_nout(task, value)
         return value
@@ -226,22 +247,24 @@ class _TaskRun:
             )
 
 
-_prints_captured = False
+_NO_CAPTURE: Any = object()
+_mlflow_tagging = False
+
+
+def tag_mlflow_runs() -> None:
+    """Once mlflow is imported in this process, make sure it tags the runs started inside
+    nb2flow runs (its entry point may be missing: a source checkout, a Dask worker)."""
+    global _mlflow_tagging
+    if "mlflow.tracking.context.registry" in sys.modules:
+        from nb2flow.runtime.observation import mlflow_context
+
+        _mlflow_tagging = mlflow_context.ensure_registered()
 
 
 def _is_main_thread() -> bool:
     """Ctrl-C only ever arrives in the main thread; a KeyboardInterrupt raised by a task's
     own code in a worker thread is that task's failure."""
     return threading.current_thread() is threading.main_thread()
-
-
-def _capture_prints() -> None:
-    """Install the ``print`` capture of ``log_prints`` runs (once per process)."""
-    global _prints_captured
-    from nb2flow.runtime.observation.logs import install_print_capture
-
-    install_print_capture()
-    _prints_captured = True
 
 
 def _cache_lookup(

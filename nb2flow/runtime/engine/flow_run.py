@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import os
+import sys
 import threading
 import time
 import weakref
@@ -43,12 +44,22 @@ from nb2flow.runtime.core.states import (
     RUNNING,
     TIMED_OUT,
 )
-from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
-from nb2flow.runtime.engine import attempts
-from nb2flow.runtime.engine.attempts import _is_main_thread, execute, retry_delay
+from nb2flow.runtime.core.tracebacks import (
+    INTERNAL_FILES,
+    error_line,
+    for_the_user,
+    format_traceback,
+)
+from nb2flow.runtime.engine.attempts import (
+    _is_main_thread,
+    execute,
+    retry_delay,
+    tag_mlflow_runs,
+)
 from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
 from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload, TaskSpec
-from nb2flow.runtime.observation import hooks
+from nb2flow.runtime.observation import capture, hooks
+from nb2flow.runtime.observation.results import summarize_return
 
 INTERNAL_FILES.add(__file__)  # a flow body's traceback starts at the user's code
 
@@ -199,6 +210,7 @@ class TaskCall:
                 error=outcome.error,
                 traceback=outcome.traceback,
                 cached_from=outcome.cached_from,
+                result=outcome.result,
                 ts=outcome.ts,
             )
         )
@@ -315,6 +327,8 @@ class FlowRun:
         #: every completed task run's value by task key, kept until the FlowRun goes away;
         #: otherwise None (a value lives only while something still needs it)
         self.outputs: dict[str, Any] | None = {} if _keeps_outputs(flow) else None
+        #: output capture of the flow body and of tasks that do not choose (``log_prints``)
+        self.capture = bool(flow.log_prints) if flow.log_prints is not None else _capture_default()
 
     # -- events --------------------------------------------------------------------------
 
@@ -448,7 +462,7 @@ class FlowRun:
             self._keys[name] = n
             key_base = name if n == 1 else f"{name}-{n}"
         task_key = key_base if map_index is None else f"{key_base}[{map_index}]"
-        log_prints = task.log_prints if task.log_prints is not None else self.flow.log_prints
+        log_prints = task.log_prints if task.log_prints is not None else self.capture
         payload = TaskPayload(
             task,
             self.id,
@@ -567,7 +581,7 @@ class FlowRun:
             state, failure, error, tb = self._settle(first, body_exc, timed_out)
             if state == COMPLETED:
                 self.state, self.value = COMPLETED, value
-                self.publish(events.flow_state(self.id, COMPLETED))
+                self.publish(events.flow_state(self.id, COMPLETED, result=summarize_return(value)))
                 return
             # a timed-out body may still be running: it is not started again
             if attempt <= self.flow.retries and state != TIMED_OUT:
@@ -592,24 +606,31 @@ class FlowRun:
             raise
 
     def _context(self) -> RunContext:
-        if self.flow.log_prints and not attempts._prints_captured:
-            attempts._capture_prints()
+        tag_mlflow_runs()
+        output = None
+        if self.capture:
+            capture.ensure_installed()
+            output = capture.CAPTURING
         return RunContext(
             self.id,
             None,
             self.flow_name,
             self.flow_name,
             self.publish,
-            bool(self.flow.log_prints),
+            self.capture,
             self,
             self.name,
+            output,
         )
 
     def _body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        token = RUN.set(self._context())
+        ctx = self._context()
+        token = RUN.set(ctx)
         try:
             return resolve_futures(self.flow.fn(*args, **kwargs))
         finally:
+            if ctx.output is not None:
+                capture.flush(ctx)
             RUN.reset(token)
 
     def _attempt(
@@ -803,6 +824,9 @@ def run_flow(
             task_runner=runner.describe(),
             parent_flow_run_id=fr.parent_id,
             persist=flow.persist,
+            script=_script_of(flow),
+            cwd=_cwd(),
+            tags=getattr(flow, "tags", ()),
         )
     )
     # The objects alive before the run (modules, the user's data) need no garbage-collector
@@ -826,7 +850,38 @@ def run_flow(
     if fr.state in OK_STATES:
         return fr.value
     assert fr.exc is not None
-    raise fr.exc
+    __tracebackhide__ = True  # noqa: F841 - IPython and pytest hide this frame
+    raise for_the_user(fr.exc)
+
+
+def _capture_default() -> bool:
+    """Output capture for a flow that does not choose: ``NB2FLOW_CAPTURE``, else on inside a
+    Jupyter kernel (the panel shows what the notebook would have) and off elsewhere (a plain
+    Python program keeps its prints on stdout; ``run_cli`` turns it on for its scripts)."""
+    chosen = settings.capture()
+    if chosen is not None:
+        return chosen
+    if "ipykernel" not in sys.modules:
+        return False
+    ip = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return getattr(ip, "kernel", None) is not None
+
+
+def _script_of(flow: Any) -> str:
+    """The file the flow is defined in (absolute), or in a notebook the notebook's path
+    (Jupyter tells the kernel as ``JPY_SESSION_NAME``)."""
+    code = getattr(flow.fn, "__code__", None)
+    filename = code.co_filename if code is not None else ""
+    if not filename or filename.startswith("<") or "ipykernel_" in filename:
+        return os.environ.get("JPY_SESSION_NAME", "")
+    return os.path.abspath(filename)
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # the folder was removed under the process
+        return ""
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:

@@ -54,6 +54,7 @@ class Outcome:
         "message",
         "cached_from",
         "events",
+        "result",
     )
 
     def __init__(
@@ -69,6 +70,7 @@ class Outcome:
         message: str = "",
         cached_from: str | None = None,
         events: list[RunEvent] | None = None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         self.state = state
         self.value = value
@@ -80,6 +82,9 @@ class Outcome:
         self.message = message
         self.cached_from = cached_from
         self.events = events
+        #: a summary of the value (:mod:`nb2flow.runtime.observation.results`), made where
+        #: the value is
+        self.result = result
 
     # -- one constructor per ending -----------------------------------------------------
 

@@ -128,10 +128,19 @@ def _child_attempt(conn: Any, work: Any) -> None:
         work = cloudpickle.loads(work)
     fn, args, kwargs, (frid, trid, name, flow_name, log_prints, run_name) = work
     events: list[RunEvent] = []
-    RUN.set(RunContext(frid, trid, name, flow_name, events.append, log_prints, None, run_name))
+    output = None
+    if log_prints:
+        from nb2flow.runtime.observation import capture
+
+        capture.ensure_installed()
+        output = capture.CAPTURING
+    ctx = RunContext(frid, trid, name, flow_name, events.append, log_prints, None, run_name, output)
+    RUN.set(ctx)
     try:
         msg: tuple[Any, ...] = (True, fn(*args, **kwargs), events)
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
         msg = (False, (exc, error_line(exc), format_traceback(exc)), events)
+    if output is not None:
+        capture.flush(ctx)
     conn.send_bytes(dumps_outcome_message(msg))
     conn.close()

@@ -132,6 +132,7 @@ def sendable_outcome(outcome: Outcome, payload: Any, reason: str | None = None) 
                 message=outcome.message,
                 cached_from=outcome.cached_from,
                 events=events,
+                result=outcome.result,
             )
     return _unsendable(outcome, name, reason)
 

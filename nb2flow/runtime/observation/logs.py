@@ -1,4 +1,5 @@
-"""Run logging: ``get_run_logger()``, ``log_prints`` and the stderr echo.
+"""Run logging: ``get_run_logger()`` and the stderr echo (what runs print and other loggers
+log is captured by :mod:`nb2flow.runtime.observation.capture`).
 
 Records of the run logger become ``log`` run events carrying the flow run, the task run and
 the level; they reach the terminal, the store and the panel like every other event. The
@@ -8,7 +9,6 @@ run's sink, so logs of a task in another process are forwarded like its states.
 
 from __future__ import annotations
 
-import builtins
 import logging
 import sys
 import threading
@@ -19,6 +19,7 @@ from nb2flow.console import printable
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.observation import capture
 
 #: Parent of every run logger (``nb2flow.run.<flow or task name>``). It does not propagate
 #: to the root logger: its records reach the console through run events. Add handlers to
@@ -82,60 +83,34 @@ def get_run_logger() -> RunLogger:
     return RunLogger(logging.getLogger(f"{ROOT_NAME}.{ctx.name}"), {"nb2flow_ctx": ctx})
 
 
-# ------------------------------------------------------------------------------- prints
-
-_original_print = builtins.print
-_installed = False
-
-
-def _print(
-    *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
-) -> None:
-    ctx = RUN.get()
-    if ctx is None or not ctx.log_prints or (file is not None and file is not sys.stdout):
-        _original_print(*args, sep=sep, end=end, file=file, flush=flush)
-        return
-    message = (" " if sep is None else sep).join(str(a) for a in args)
-    tail = "\n" if end is None else end
-    if tail != "\n":
-        message += tail
-    ctx.sink(
-        events.log(
-            ctx.flow_run_id, ctx.task_run_id, logging.INFO, message, f"{ROOT_NAME}.{ctx.name}"
-        )
-    )
-
-
-def install_print_capture() -> None:
-    """Route ``print`` (to stdout) inside runs with ``log_prints=True`` to log events.
-
-    Installed once, process-wide, the first time such a run starts; outside those runs
-    ``print`` behaves as before (one contextvar lookup more).
-    """
-    global _installed
-    if not _installed:
-        builtins.print = _print
-        _installed = True
-
-
 # --------------------------------------------------------------------------------- echo
 
 
 def format_log(ev: RunEvent, task_name: str | None = None) -> str:
+    """``12:00:01 INFO    train | message``; the lines of a multi-line message after the
+    first are indented under it."""
     d = ev.data
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.ts))
     where = task_name or (ev.task_run_id or "flow")
-    line = f"{stamp} {d.get('levelname', 'INFO'):<7} {where} | {d.get('message', '')}"
-    return printable(line)  # a log may carry escape sequences: never raw to a terminal
+    head = f"{stamp} {d.get('levelname', 'INFO'):<7} {where} | "
+    message = str(d.get("message", "")).rstrip("\n")
+    if "\n" in message:
+        message = message.replace("\n", "\n" + " " * len(head))
+    return printable(head + message)  # a log may carry escape sequences: never raw to a terminal
+
+
+#: task run id -> the name its log lines show, for the runs being echoed
+_echo_names: dict[str, str] = {}
 
 
 def echo_to_stderr(ev: RunEvent) -> None:
     """Subscriber printing log events to stderr (when no terminal reporter shows them)."""
-    if ev.kind == "log":
-        d = ev.data
-        logger = d.get("logger", "")
-        who = logger.rsplit(".", 1)[-1] if logger.startswith(ROOT_NAME) else logger
-        _original_print(format_log(ev, who), file=sys.stderr)
+    if ev.kind == "task_run" and ev.task_run_id is not None:
+        _echo_names[ev.task_run_id] = ev.data.get("task_key") or ev.data.get("task_name", "?")
+    elif ev.kind == "log":
+        who = _echo_names.get(ev.task_run_id or "", "flow") if ev.task_run_id else "flow"
+        # the stream under the capture: a subscriber may run inside a capturing task run
+        print(format_log(ev, who), file=capture.underlying(sys.stderr))
 
 
 _echo_lock = threading.Lock()
@@ -152,3 +127,4 @@ def echo(on: bool) -> None:
             subscribe(echo_to_stderr)
         elif not on and _echo_users == 0:
             unsubscribe(echo_to_stderr)
+            _echo_names.clear()

@@ -14,7 +14,9 @@ import time
 from collections import deque
 from typing import Any
 
+from nb2flow.console import printable
 from nb2flow.runtime.core.events import RunEvent, subscribe, unsubscribe
+from nb2flow.runtime.core.model import format_duration, progress_text
 from nb2flow.runtime.core.observers import Attachment, RunStart
 from nb2flow.runtime.core.states import (
     CACHED,
@@ -30,6 +32,7 @@ from nb2flow.runtime.core.states import (
     TIMED_OUT,
     colour,
 )
+from nb2flow.runtime.observation import capture
 from nb2flow.runtime.observation.logs import format_log
 
 MARK = {
@@ -49,20 +52,11 @@ MAX_ROWS = 12
 
 
 def summary_line(view: Any) -> str:
-    """``flow run-name State in 1.23s: 5 of 5 tasks completed (run 1a2b3c4d)``."""
-    counts = view.counts()
-    done = counts.get(COMPLETED, 0) + counts.get(CACHED, 0)
-    total = len(view.tasks)
-    parts = [f"{done} of {total} tasks completed"]
-    if counts.get(CACHED):
-        parts.append(f"{counts[CACHED]} from cache")
-    for state in (FAILED, TIMED_OUT, CRASHED, NOT_RUN, CANCELLED):
-        if counts.get(state):
-            parts.append(f"{counts[state]} {state}")
-    duration = f" in {view.duration:.2f}s" if view.duration is not None else ""
+    """``flow run-name State in 1.2s: 5 of 5 tasks completed (run 1a2b3c4d)``."""
+    duration = f" in {format_duration(view.elapsed())}" if view.start is not None else ""
     return (
         f"{view.flow_name} {view.run_name} {view.state}{duration}: "
-        f"{', '.join(parts)} (run {view.id[:8]})"
+        f"{progress_text(view)} (run {view.id[:8]})"
     )
 
 
@@ -75,7 +69,8 @@ class TerminalReporter:
 
     def __init__(self, mode: str = "live", stream: Any = None) -> None:
         self.mode = mode
-        self.stream = stream or sys.stderr
+        # the terminal itself: what the reporter prints is never a run's captured output
+        self.stream = capture.underlying(stream or sys.stderr)
         self.flow_run_id: str | None = None
         self._pending: deque[RunEvent] = deque()
         self._view: Any = None
@@ -110,6 +105,14 @@ class TerminalReporter:
 
     def _log(self, ev: RunEvent) -> None:
         level = int(ev.data.get("level", 20))
+        stream = ev.data.get("logger")
+        if self.mode != "live" and stream in (capture.STDOUT, capture.STDERR):
+            # not a terminal, or --quiet: what the flow printed goes where it would have gone
+            # without nb2flow (stdout stays stdout: `script.py > out.txt` keeps the prints)
+            target = sys.stdout if stream == capture.STDOUT else sys.stderr
+            print(printable(str(ev.data.get("message", ""))), file=capture.underlying(target),
+                  flush=True)  # fmt: skip
+            return
         if self.mode == "quiet" and level < 30:
             return
         who = self._names.get(ev.task_run_id or "", "flow") if ev.task_run_id else "flow"
@@ -137,8 +140,10 @@ class TerminalReporter:
             console=self._console,
             refresh_per_second=8,
             transient=False,
+            # what anything else writes to the terminal meanwhile (a library's warnings,
+            # Dask's) is printed above the display, which stays whole below it
             redirect_stdout=True,
-            redirect_stderr=False,
+            redirect_stderr=True,
         )
         self._live.start()
 
@@ -171,33 +176,46 @@ class TerminalReporter:
         counts = view.counts()
         total = len(view.tasks)
         final = sum(1 for t in view.tasks.values() if t.final)
-        elapsed = (view.end or now) - view.start if view.start else 0.0
+        bad = sum(counts.get(s, 0) for s in FAILED_STATES)
         head = Text.assemble(
             (view.flow_name or "flow", "bold"),
             " · ",
             (view.run_name or "", "cyan"),
             " · ",
             (view.state, colour(view.state).terminal),
-            f" · {elapsed:.1f}s · {final}/{total} tasks",
+            f" · {format_duration(view.elapsed(now)) or '0s'} · run {view.id[:8]}",
+            no_wrap=True,
+            overflow="ellipsis",
         )
-        bad = sum(counts.get(s, 0) for s in FAILED_STATES)
-        if bad:
-            head.append(f" · {bad} failed", style="bold red")
-        bar = ProgressBar(total=max(total, 1), completed=final, width=50)
+        # the bar fills as task runs end; it is green, and red once one failed
+        style = "red" if bad else "green"
+        bar = ProgressBar(
+            total=max(total, 1),
+            completed=final,
+            width=40,
+            complete_style=style,
+            finished_style=style,
+        )
+        line = Table.grid(padding=(0, 1))
+        line.add_row(bar, Text(progress_text(view), style="bold red" if bad else "", no_wrap=True))
         table = Table.grid(padding=(0, 2))
         for t in _rows(view):
-            dur = t.duration if t.final else (now - t.start if t.start else None)
             attempts = f"attempt {t.attempts}" if t.attempts > 1 else ""
             table.add_row(
                 Text(MARK.get(t.state, "?"), style=colour(t.state).terminal),
-                Text(t.task_key or t.name),
+                Text(t.task_key or t.name, no_wrap=True, overflow="ellipsis"),
                 Text(t.state, style=colour(t.state).terminal),
-                Text(f"{dur:.2f}s" if dur is not None else "", style="dim"),
+                Text(format_duration(t.elapsed(now)), style="dim"),
                 Text(attempts, style="yellow"),
-                Text((t.error or "")[:80], style="red"),
+                Text(
+                    (t.error or "").splitlines()[0][:200] if t.error else "",
+                    style="red",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),  # fmt: skip
             )
         hidden = total - table.row_count
-        parts: list[Any] = [head, bar, table]
+        parts: list[Any] = [head, line, table]
         if hidden > 0:
             parts.append(Text(f"  … {hidden} more", style="dim"))
         return Group(*parts)

@@ -58,6 +58,7 @@ def about(outcome: Outcome, keep_exc: bool = True) -> dict[str, Any]:
         "ts": outcome.ts,
         "message": outcome.message,
         "cached_from": outcome.cached_from,
+        "result": outcome.result,
     }
 
 

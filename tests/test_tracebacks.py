@@ -1,0 +1,131 @@
+"""Errors in the user's terms: the converter writes a source map into the script; recorded
+tracebacks and the exception a flow raises hide nb2flow's frames and name the notebook cell."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import runpy
+
+import nbformat
+import pytest
+
+from nb2flow.codegen import convert_notebook, write_script
+from nb2flow.generated import locate, parse_source_map
+from nb2flow.notebook.magics import to_python
+from nb2flow.notebook.reader import read_notebook
+from nb2flow.runtime.core.tracebacks import is_internal
+from nb2flow.store.db import Store
+from tests.conftest import ROOT
+
+EXAMPLE = ROOT / "notebooks" / "duration-prediction.ipynb"
+
+
+def _notebook(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Broken on purpose"),
+        nbformat.v4.new_code_cell("divisor: int = 0", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            "def ratio(a, b):\n    # a helper the task calls\n    return a / b",
+        ),
+        nbformat.v4.new_code_cell(
+            "values = [1, 2, 3]\ntotal = sum(values)\nshare = ratio(total, divisor)",
+            metadata={"tags": ["task:compute"]},
+        ),
+    ]
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_every_mapped_line_of_the_example_script_is_its_cells_line():
+    conversion = convert_notebook(EXAMPLE, label="notebooks/duration-prediction.ipynb")
+    lines = conversion.script.splitlines()
+    notebook, entries = parse_source_map(lines)
+    assert notebook == "notebooks/duration-prediction.ipynb"
+    cells = {
+        c.number: to_python(c.source, "").code.splitlines()
+        for c in read_notebook(EXAMPLE).cells
+        if c.kind == "code"
+    }
+    mapped = 0
+    for i, line in enumerate(lines, 1):
+        where = locate(entries, i)
+        if where is None:
+            continue
+        cell, n = where
+        mapped += 1
+        # the formatter may change quotes and spacing, never what a line starts with
+        assert cells[cell][n - 1].split()[0][:8] == line.split()[0][:8], (i, line)
+    assert mapped > 50
+    # generated lines (decorators, signatures, the flow) map to nothing
+    flow_line = next(i for i, line in enumerate(lines, 1) if line.startswith("def main("))
+    assert locate(entries, flow_line) is None
+    assert convert_notebook(EXAMPLE, label="notebooks/duration-prediction.ipynb").script == (
+        conversion.script
+    )  # deterministic
+
+
+def test_a_failed_tasks_recorded_traceback_names_the_cell_and_hides_nb2flow(tmp_path):
+    path = _notebook(tmp_path)
+    script = write_script(convert_notebook(path, label="broken.ipynb"), tmp_path / "out")
+    module = runpy.run_path(str(script), run_name="broken_flow")
+    run = module["main"](return_state=True)
+    assert run.state == "Failed"
+    with Store() as store:
+        (task,) = store.load_run(run.id).tasks.values()
+    tb = task.traceback
+    assert 'File "broken.ipynb", cell 4, line 3, in compute (' in tb
+    assert 'File "broken.ipynb", cell 3, line 3, in ratio (' in tb
+    assert "share = ratio(total, divisor)" in tb and "return a / b" in tb
+    assert "nb2flow" not in tb.replace("broken", "")  # no frame of nb2flow's code
+    assert tb.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+def test_the_exception_a_flow_raises_has_the_users_frames_and_a_note(tmp_path):
+    path = _notebook(tmp_path)
+    script = write_script(convert_notebook(path, label="broken.ipynb"), tmp_path / "out")
+    module = runpy.run_path(str(script), run_name="broken_flow")
+    with pytest.raises(ZeroDivisionError) as info:
+        module["main"]()
+    exc = info.value
+    frames = [(t.tb_frame, t.tb_lineno) for t in _walk(exc.__traceback__)]
+    internal = [f for f, _ in frames if is_internal(f.f_code.co_filename)]
+    # what remains of nb2flow is the call the user made (Flow.__call__, run_flow), hidden
+    # from IPython's and pytest's tracebacks
+    assert [f.f_code.co_name for f in internal] == ["__call__", "run_flow"]
+    assert all(f.f_locals.get("__tracebackhide__") for f in internal)
+    names = [f.f_code.co_name for f, _ in frames if not is_internal(f.f_code.co_filename)]
+    assert names[-2:] == ["compute", "ratio"]
+    assert exc.__notes__ == ["in broken.ipynb, cell 3, line 3 (ratio)"]
+
+
+def _walk(tb):
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nbclient") is None, reason="nbclient missing")
+def test_jupyter_shows_the_failure_without_nb2flow_frames(tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = _notebook(tmp_path)
+    write_script(convert_notebook(path, label="broken.ipynb"), tmp_path / "out")
+    runner = nbformat.v4.new_notebook()
+    runner.cells = [
+        nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {str(tmp_path / 'out')!r})"),
+        nbformat.v4.new_code_cell("from broken import main\nmain()"),
+    ]
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the kernel imports this checkout
+    client = NotebookClient(runner, timeout=120, kernel_name="python3")
+    with pytest.raises(CellExecutionError):
+        client.execute(cwd=str(tmp_path))
+    (error,) = [o for o in runner.cells[1].outputs if o.output_type == "error"]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback))  # no colours
+    assert error.ename == "ZeroDivisionError"
+    assert "nb2flow/runtime" not in text and "hidden" in text  # "[... skipping hidden 2 frame]"
+    assert "in broken.ipynb, cell 3, line 3 (ratio)" in text
+    assert "return a / b" in text
