@@ -162,7 +162,7 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
     if problem:
         warnings.append(problem)
     # which cell each line comes from, for errors told in the notebook's terms
-    formatted += source_map(formatted, nb if nb is not None else path, plan.graph["notebook"])
+    formatted += source_map(formatted, nb if nb is not None else path, plan.notebook)
     return Conversion(
         notebook=path,
         script=formatted,
