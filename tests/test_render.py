@@ -416,3 +416,59 @@ def test_empty_run_renders():
     for part in (R.graph_svg(run), R.timeline_svg(run), R.tasks_table_html(run), R.logs_html(run)):
         assert "nb2f-empty" in part
     assert "flow" in R.header_html(run) and R.progress(run) == (0, 0)
+
+
+def test_edge_labels_wrap_and_keep_clear_of_nodes_and_arrowheads():
+    names = ["X_train", "y_train", "X_val", "y_val", "dv", "train_dicts", "categorical"]
+    assert R.label_lines(names) == ["X_train, y_train,", "X_val, y_val, dv,", "train_dicts +1 more"]
+    assert R.label_lines(["a_name_much_longer_than_one_line_holds"]) == [
+        "a_name_much_longer_th\u2026"
+    ]
+    for direction in ("LR", "TB"):
+        b = Builder()
+        b.task("a", "load")
+        b.task("b", "features", {"a": names})
+        b.task("c", "train", {"b": ["X_train"], "a": ["df_train", "df_val"]})  # skips a layer
+        lay = R.layout(b.view, direction=direction)
+        boxes = [(n.x, n.y, n.x + R.NODE_W, n.y + R.NODE_H) for n in lay.nodes.values()]
+        for e in lay.edges:
+            w = max(len(line) for line in e.lines) * R.CHAR_W
+            left = e.label_x - w / 2 if direction == "LR" else e.label_x
+            top = e.label_y - 10  # the first line's baseline, less its height
+            box = (left, top, left + w, e.label_y + (len(e.lines) - 1) * R.LINE_H + 3)
+            for n in boxes:  # nodes, and the arrowhead at the edge of the node entered
+                grown = (n[0] - 8, n[1] - 8, n[2] + 8, n[3] + 8)
+                apart = box[2] <= grown[0] or grown[2] <= box[0] or box[3] <= grown[1]
+                assert apart or grown[3] <= box[1], (direction, e.src, e.dst, e.lines)
+            assert 0 <= left and left + w <= lay.width and box[3] <= lay.height
+        svg = R.graph_svg(b.view, direction=direction)
+        (long_edge,) = [e for e in edges(svg) if e.get("data-dst") == "b"]
+        assert long_edge.find(f"{SVG}title").text == f"load \u2192 features: {', '.join(names)}"
+        assert len(long_edge.find(f"{SVG}text")) == 3  # three lines of tspans
+
+
+def test_outputs_and_results_are_in_the_report_without_any_script():
+    import base64
+
+    b = Builder()
+    b.task("a", "plot")
+    b.run_ok("a")
+    png = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    from nb2flow.runtime.core import events
+
+    for kind, bundle in (
+        ("image", {"text/plain": "<fig>", "image/png": png}),
+        ("markdown", {"text/plain": "**x** <b>y</b>", "text/markdown": "**x** <b>y</b>"}),
+    ):
+        b.view.apply(events.artifact(b.view.id, "a", kind=kind, name="curve", bundle=bundle))
+    b.state("a", S.COMPLETED, result={"type": "float", "repr": "6.123456789"})
+    b.ev("flow_state", None, state=S.COMPLETED, result={"type": "dict", "len": 1,
+         "items": {"rmse": {"type": "float", "repr": "6.123456789"}}})  # fmt: skip
+    page = R.report_html(b.view)
+    assert "script-src" not in page and "<script" not in page  # default-src 'none': no script
+    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in page
+    assert "<strong>x</strong> &lt;b&gt;y&lt;/b&gt;" in page  # markdown, its raw HTML escaped
+    assert "6.123456789" in page and 'class="nb2f-key">rmse</span>' in page
+    assert "started 1970-01-01" in page  # dates: a run's day is part of when it ran
