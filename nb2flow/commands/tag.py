@@ -1,6 +1,9 @@
-"""``nb2flow tag NB.ipynb``: add or remove cell tags, or tag a notebook from its headings.
+"""``nb2flow tag NB.ipynb``: add or remove cell tags, make literals parameters, or tag a
+notebook from its headings.
 
-The notebook is written back with nbformat (outputs and metadata kept), atomically.
+The edits are :func:`nb2flow.notebook.edit.edit_cells` (shared with the Jupyter extension).
+The notebook is written back with nbformat (outputs and metadata kept), atomically, keeping
+its mode and group.
 """
 
 from __future__ import annotations
@@ -10,14 +13,30 @@ import os
 from pathlib import Path
 from typing import Any
 
-HELP = "add/remove cell tags (--cell N --add TAG), or tag tasks from headings (--auto)"
+HELP = (
+    "add/remove cell tags (--cell 9,10 --add TAG), make a literal a parameter "
+    "(--param NAME=VALUE), or tag tasks from headings (--auto)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("notebook", metavar="NB.ipynb")
-    p.add_argument("--cell", type=int, metavar="N", help="the cell, counting every cell from 1")
+    p.add_argument(
+        "--cell",
+        metavar="N",
+        help="the cells, counting every cell from 1: 9, 9,10 or 3-5 (with --param: where to "
+        "look for the literal; default every code cell)",
+    )
     p.add_argument("--add", action="append", default=[], metavar="TAG", help="tag to add")
     p.add_argument("--remove", action="append", default=[], metavar="TAG", help="tag to remove")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="turn the literal VALUE the cells read (a path, a number) into the flow "
+        "parameter NAME with that default; repeatable",
+    )
     p.add_argument(
         "--auto",
         action="store_true",
@@ -32,12 +51,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nb2flow.errors import Nb2flowError, where
-    from nb2flow.notebook.reader import read_notebook
-    from nb2flow.notebook.tags import is_known_tag, parse_tags
+    import sys
 
-    if args.auto == bool(args.cell is not None or args.add or args.remove):
-        raise Nb2flowError("use either --auto, or --cell N with --add/--remove TAG")
+    from nb2flow.errors import Nb2flowError
+    from nb2flow.notebook.edit import edit_cells, parse_cell_numbers
+    from nb2flow.notebook.reader import read_notebook
+
+    editing = bool(args.cell is not None or args.add or args.remove or args.param)
+    if args.auto == editing:
+        raise Nb2flowError(
+            "use either --auto, or --cell N with --add/--remove TAG, or --param NAME=VALUE"
+        )
+    if not args.auto and not (args.add or args.remove or args.param):
+        raise Nb2flowError("give --add TAG, --remove TAG or --param NAME=VALUE with --cell")
+    params = []
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise Nb2flowError(f"bad --param {item!r}: expected NAME=VALUE")
+        params.append((name.strip(), value))
     nb = read_notebook(args.notebook, strict=True)
     path = nb.path
     check_writable(path)  # before any change is printed
@@ -47,39 +79,21 @@ def run(args: argparse.Namespace) -> int:
         for number, tag in changes:
             cell = node.cells[number - 1]
             cell.setdefault("metadata", {}).setdefault("tags", []).append(tag)
-            print(f"cell {number}: + {tag}")
         if not changes:
             print("nothing to tag: every task already has a task tag")
             return 0
+        lines = [f"cell {number}: + {tag}" for number, tag in changes]
     else:
-        if args.cell is None or not (args.add or args.remove):
-            raise Nb2flowError("give --cell N and at least one --add TAG or --remove TAG")
-        if not 1 <= args.cell <= len(node.cells):
-            raise Nb2flowError(
-                f"{path}: no cell {args.cell} (the notebook has {len(node.cells)} cells, "
-                "counted from 1)"
-            )
-        cell = node.cells[args.cell - 1]
-        tags: list[str] = list(cell.get("metadata", {}).get("tags", []))
-        loc = where(path, args.cell)
-        for tag in args.add:
-            if not tag.strip() or tag != tag.strip() or "\n" in tag:
-                raise Nb2flowError(f"{loc}: malformed tag {tag!r}")
-            parse_tags([tag], loc)  # raises on a malformed option
-            if not is_known_tag(tag):
-                print(f"warning: {loc}: {tag!r} is not an nb2flow tag (added anyway)")
-            if tag not in tags:
-                tags.append(tag)
-        for tag in args.remove:
-            if tag not in tags:
-                print(f"warning: {loc}: no tag {tag!r} to remove")
-            tags = [t for t in tags if t != tag]
-        parse_tags(tags, loc)  # the result must make sense as a whole (one role)
-        cell.setdefault("metadata", {})["tags"] = tags
-        if not tags:
-            del cell["metadata"]["tags"]
-        print(f"cell {args.cell}: tags {', '.join(tags) if tags else '(none)'}")
+        cells = parse_cell_numbers(args.cell, len(node.cells), str(path)) if args.cell else []
+        edit = edit_cells(
+            node, cells=cells, add=args.add, remove=args.remove, params=params, label=str(path)
+        )
+        for warning in edit.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        node, lines = edit.notebook, edit.changes
     write_notebook(node, path)
+    for line in lines:
+        print(line)
     return 0
 
 
