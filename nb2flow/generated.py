@@ -4,10 +4,11 @@
 refuses to overwrite a file without it; the Dask runner uploads a script that carries it to
 the workers (its module level then runs there too). Both read it here, so neither the
 converter nor the runtime depends on the other for it. The same holds for
-:func:`installation_roots`: the converter keeps a script from being named like a module
-found there, the Dask runner imports by name on the workers the modules found there. And for
-the source map the converter writes at the end of a script (which notebook cell each line comes
-from), read by the runtime to tell errors in the notebook's terms.
+:data:`RESERVED_PARAMETERS` (the runtime's own option names, which the converter keeps
+parameters from taking) and :func:`installation_roots`: the converter keeps a script from being
+named like a module found there, the Dask runner imports by name on the workers the modules
+found there. And for the source map the converter writes at the end of a script (which
+notebook cell each line comes from), read by the runtime to tell errors in the notebook's terms.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import functools
 from pathlib import Path
 
 MARKER = "# nb2flow: generated"
+
+#: names a flow parameter cannot have: keyword arguments of the flow call itself
+#: (``my_flow(..., return_state=True)``); ``@flow`` refuses them, ``convert`` too
+RESERVED_PARAMETERS = frozenset({"return_state"})
 
 
 def is_generated(path: str | Path) -> bool:

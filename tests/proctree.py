@@ -16,6 +16,17 @@ def tree(pid: int) -> list[psutil.Process]:
     return [root, *root.children(recursive=True)]
 
 
+def processes(pids: list[int]) -> list[psutil.Process]:
+    """The processes of those pids that exist now (one gone already is not an error)."""
+    found = []
+    for pid in pids:
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def survivors(procs: list[psutil.Process], timeout: float) -> list[str]:
     """Wait up to ``timeout`` seconds for ``procs`` to end (zombies count as ended: only
     their parent can reap them); describe those still running."""

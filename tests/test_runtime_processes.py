@@ -12,12 +12,11 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from nb2flow import flow, get_run_logger, task
 from nb2flow.cli import main as nb2flow_main
-from tests.proctree import survivors, tree, wait_for_file, write_line
+from tests.proctree import processes, survivors, tree, wait_for_file, write_line
 
 pytestmark = pytest.mark.slow  # starts worker processes (spawn)
 
@@ -231,9 +230,8 @@ def kills_its_worker(marker: str) -> int:
 @task
 def outlives_a_dead_worker(marker: str) -> int:
     # running on the other worker while the first one dies
-    victim = int(wait_for_file(Path(marker), 60))
-    while psutil.pid_exists(victim) and psutil.Process(victim).status() != "zombie":
-        time.sleep(0.01)
+    victim = processes([int(wait_for_file(Path(marker), 60))])
+    assert survivors(victim, 60) == []  # its worker is dead (or a zombie)
     return os.getpid()
 
 
@@ -392,5 +390,4 @@ def test_a_hard_timeout_kills_the_task_and_everything_it_started(tmp_path, runne
 
     run = timed.with_options(task_runner=runner)(str(path), return_state=True)
     assert run.task_runs[0].state == "TimedOut"
-    child = psutil.Process(int(path.read_text()))
-    assert survivors([child], 10) == []
+    assert survivors(processes([int(path.read_text())]), 10) == []

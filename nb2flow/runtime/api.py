@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from nb2flow.errors import Nb2flowError
+from nb2flow.generated import RESERVED_PARAMETERS
 from nb2flow.runtime.core.context import RUN, RunContext
 from nb2flow.runtime.engine.flow_run import FlowRun, resolve_futures, run_flow
 from nb2flow.runtime.engine.futures import (
@@ -244,10 +245,6 @@ def _item(source: Any, i: int) -> Any:
     return source.value if isinstance(source, unmapped) else source[i]
 
 
-#: the keyword argument of a flow call that is not a flow parameter
-RESERVED_PARAMETER = "return_state"
-
-
 class Flow:
     """A function whose calls are flow runs (run name, id, states, task runs, events)."""
 
@@ -285,11 +282,11 @@ class Flow:
         #: tags of its runs (shown and filtered by ``nb2flow runs``), in order, no repeats
         self.tags: tuple[str, ...] = tuple(dict.fromkeys(str(t) for t in tags or ()))
         self.signature = inspect.signature(fn)
-        if RESERVED_PARAMETER in self.signature.parameters:
+        for reserved in RESERVED_PARAMETERS.intersection(self.signature.parameters):
             raise Nb2flowError(
-                f"@flow {fn.__name__}: the parameter name {RESERVED_PARAMETER!r} is taken by "
-                f"the flow call ({fn.__name__}(..., return_state=True) returns the run); "
-                "rename the parameter"
+                f"@flow {fn.__name__}: the parameter name {reserved!r} is taken by the flow "
+                f"call ({fn.__name__}(..., return_state=True) returns the run); rename the "
+                "parameter"
             )
 
     def __repr__(self) -> str:
