@@ -248,7 +248,7 @@ def test_a_notebook_named_like_a_module_gets_a_script_name_that_cannot_shadow_it
 
 
 def test_parameters_named_like_the_scripts_options_convert_to_a_script_that_runs(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
     params = "quiet = 1\nhelp = 2\nself = 3\ntask_runner = 'x'\nexecutor = 'y'\nno_store = 4"
@@ -259,6 +259,13 @@ def test_parameters_named_like_the_scripts_options_convert_to_a_script_that_runs
     ]
     write(tmp_path / "clash.ipynb", cells)
     assert main(["convert", "clash.ipynb", "-q"]) == 0
+    warned = capsys.readouterr().err
+    for name, option in (("quiet", "quiet"), ("help", "help"), ("no_store", "no-store")):
+        assert (
+            f"clash.ipynb, cell 1: parameter `{name}` is --param-{option} on the script's "
+            f"command line (--{option} is taken)"
+        ) in warned
+    assert "`self`" not in warned
 
     def script(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -274,3 +281,17 @@ def test_parameters_named_like_the_scripts_options_convert_to_a_script_that_runs
     done = script("--param-quiet", "10", "--param-help", "20", "--self", "30", "--json", "-q")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"total": 64, "label": "xy"}
+
+
+def test_a_parameter_named_like_the_flow_calls_keyword_is_refused_with_the_fix(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "rs.ipynb", [code("n = 1\nreturn_state = True", "parameters"), code("m = n")])
+    assert main(["convert", "rs.ipynb"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: rs.ipynb, cell 1: parameter `return_state` is a name the flow call takes for "
+        "itself (main(..., return_state=True) returns the run); rename it\n"
+    )
+    assert not (tmp_path / "converted_scripts").exists()

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nb2flow.errors import Nb2flowError, where
-from nb2flow.generated import MARKER, installation_roots, is_generated
+from nb2flow.generated import MARKER, RESERVED_PARAMETERS, installation_roots, is_generated
 from nb2flow.notebook.identifiers import identifier
 from nb2flow.notebook.reader import Notebook
 
 if TYPE_CHECKING:
-    from nb2flow.analysis.plan import Plan, PlannedTask
+    from nb2flow.analysis.plan import Param, Plan, PlannedTask
 
 __all__ = [
     "Conversion",
@@ -141,6 +142,7 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
     from nb2flow.codegen.script import render
     from nb2flow.codegen.source_map import source_map
 
+    notes = _parameter_notes(path, plan.parameters)
     try:
         with paused_gc():
             text = render(plan, notebook_folder(path, out_dir))
@@ -151,7 +153,7 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
             f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
             f"{exc.msg}); please report this with the notebook"
         ) from None
-    warnings = list(plan.warnings)
+    warnings = list(plan.warnings) + notes
     plain = identifier(path.stem, fallback="notebook")
     if module_name(path) != plain:
         warnings.append(
@@ -172,6 +174,27 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
         out_dir=Path(out_dir),
         source=nb,
     )
+
+
+def _parameter_notes(path: Path, parameters: Sequence[Param]) -> list[str]:
+    """Refuse a parameter named like a keyword of the flow call (``return_state``); a
+    warning for each parameter whose command-line option is ``--param-<name>`` because
+    its own would be one of the script's options."""
+    from nb2flow.runtime.cli.parser import parameter_options
+
+    for p in parameters:
+        if p.name in RESERVED_PARAMETERS:
+            raise Nb2flowError(
+                f"{where(path, p.cell)}: parameter `{p.name}` is a name the flow call takes "
+                f"for itself (main(..., {p.name}=True) returns the run); rename it"
+            )
+    options = parameter_options([(p.name, p.hint == "bool") for p in parameters])
+    return [
+        f"{where(path, p.cell)}: parameter `{p.name}` is {options[p.name]} on the script's "
+        f"command line (--{p.name.replace('_', '-')} is taken)"
+        for p in parameters
+        if options[p.name] != "--" + p.name.replace("_", "-")
+    ]
 
 
 def _raise_for_cell(path: Path | Notebook) -> None:
