@@ -391,3 +391,64 @@ def test_a_hard_timeout_kills_the_task_and_everything_it_started(tmp_path, runne
     run = timed.with_options(task_runner=runner)(str(path), return_state=True)
     assert run.task_runs[0].state == "TimedOut"
     assert survivors(processes([int(path.read_text())]), 10) == []
+
+
+# ------------------------- big values: buffers beside the pickle (docs/runtime.md, Memory)
+
+
+@task(retries=1)
+def sum_after_killing_its_worker_once(values, marker: str) -> float:
+    if not os.path.exists(marker):
+        write_line(marker, str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return float(values.sum()) + len(values.tolist())
+
+
+def test_a_big_input_goes_again_to_the_worker_of_the_next_attempt(tmp_path):
+    """The job keeps the views of its input's buffers while its run may start again: the
+    new worker receives the same array."""
+    import numpy as np
+
+    values = np.arange(1_000_000, dtype=np.float64)  # 8 MB, beside the pickle
+
+    @flow(task_runner="processes:1", persist=False, timeout_seconds=120)
+    def retried(marker: str):
+        return sum_after_killing_its_worker_once.submit(values, marker)
+
+    run = retried(str(tmp_path / "first"), return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.value == float(values.sum()) + len(values)
+    assert [s for s, _, _ in run.task_runs[0].history][-1] == "Completed"
+
+
+@task
+def only_in_the_worker(n: int):
+    """A result of a class the flow process cannot import, with a big pickle and a big
+    buffer around it."""
+    import types
+
+    import numpy as np
+
+    module = types.ModuleType("nb2flow_test_only_here")
+    exec("class Only:\n    pass", module.__dict__)
+    sys.modules[module.__name__] = module
+    return ["x" * 10] * n, np.ones(n), module.Only()
+
+
+@task
+def big_list(n: int):
+    return [str(i) for i in range(n)]
+
+
+def test_an_outcome_the_flow_process_cannot_unpickle_fails_and_the_pipe_stays_in_step():
+    @flow(task_runner="processes:1", persist=False, keep_outputs=True)
+    def body():
+        only_in_the_worker.submit(100_000).wait()
+        big_list.submit(100_000)  # on the same worker, after it
+
+    run = body(return_state=True)
+    bad, good = run.task_runs
+    assert (bad.name, bad.state) == ("only_in_the_worker", "Failed")
+    assert bad.error == "ModuleNotFoundError: No module named 'nb2flow_test_only_here'"
+    assert good.state == "Completed"
+    assert run.output("big_list") == [str(i) for i in range(100_000)]  # a big pickle, in frames

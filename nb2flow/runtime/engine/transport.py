@@ -149,25 +149,26 @@ def _unsendable(outcome: Outcome, name: str, reason: str) -> Outcome:
     )
 
 
-def pack_outcome(outcome: Outcome, payload: Any = None) -> bytes:
+def pack_outcome(
+    outcome: Outcome, payload: Any = None, raws: list[memoryview] | None = None
+) -> bytes:
     """cloudpickle an Outcome to send it back, degrading what cannot be pickled
     (:func:`sendable_outcome`): an exception that cannot be pickled is dropped (its error
-    line and traceback travel)."""
-    import cloudpickle
-
+    line and traceback travel). With ``raws``, the big buffers are left out of the pickle
+    and put in ``raws`` (:func:`dumps`): send them with it."""
     try:
-        return cloudpickle.dumps(outcome)
+        return dumps(outcome, raws)
     except Exception as exc:  # noqa: BLE001
         reason = error_line(exc)
     if not outcome.ok:
         outcome.exc = None
-        return cloudpickle.dumps(outcome)
+        return dumps(outcome, raws)
     degraded = sendable_outcome(outcome, payload, reason)
     try:
-        return cloudpickle.dumps(degraded)
+        return dumps(degraded, raws)
     except Exception as exc:  # noqa: BLE001 - e.g. an event that cannot travel
         name = getattr(getattr(payload, "task", None), "name", "?")
-        return cloudpickle.dumps(_unsendable(outcome, name, error_line(exc)))
+        return dumps(_unsendable(outcome, name, error_line(exc)), raws)
 
 
 def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:
@@ -183,3 +184,33 @@ def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:
             return cloudpickle.dumps((False, (None, err, ""), events))
         _, error, tb = value
         return cloudpickle.dumps((False, (None, error, tb), events))
+
+
+# -- a value crosses a pipe once, without a copy of its big buffers (engine.pipe)
+
+#: a buffer at least this big (a numpy array's data, ...) travels beside the pickle, not in it
+OUT_OF_BAND_MIN = 1 << 16
+
+
+def dumps(obj: Any, raws: list[memoryview] | None = None) -> bytes:
+    """cloudpickle ``obj``. With ``raws`` (a list, emptied first), pickle protocol 5: every
+    contiguous buffer of at least :data:`OUT_OF_BAND_MIN` bytes is left out of the pickle
+    and appended to ``raws`` as a view of the object's own memory (no copy); the object
+    must stay alive until they are sent."""
+    import cloudpickle
+
+    if raws is None:
+        return cloudpickle.dumps(obj)
+    raws.clear()
+
+    def out_of_band(buf: Any) -> bool:  # a pickle.PickleBuffer
+        try:
+            raw = buf.raw()
+        except BufferError:  # not contiguous: in the pickle
+            return True
+        if raw.nbytes < OUT_OF_BAND_MIN:
+            return True
+        raws.append(raw)
+        return False
+
+    return cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)

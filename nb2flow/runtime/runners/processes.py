@@ -19,6 +19,7 @@ import collections
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from nb2flow.runtime.core import events
@@ -28,7 +29,8 @@ from nb2flow.runtime.engine.attempts import execute, retry_delay
 from nb2flow.runtime.engine.flow_run import TaskCall
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.lifetime import allow_children, die_with_parent, kill_group, own_group
-from nb2flow.runtime.engine.transport import pack_outcome
+from nb2flow.runtime.engine.pipe import recv_message, send_message
+from nb2flow.runtime.engine.transport import dumps, pack_outcome
 from nb2flow.runtime.runners.base import TaskRunner, finish_failed, parse_width
 
 #: seconds a worker gets to exit at the end of a flow run before it is killed
@@ -36,9 +38,11 @@ EXIT_GRACE = 5.0
 
 
 def _worker_main(conn: Any) -> None:
-    """A pool worker: run the jobs that come down ``conn`` until it closes."""
-    import cloudpickle
+    """A pool worker: run the jobs that come down ``conn`` until it closes.
 
+    A job is ``(payload, upstream outcomes)``, its head the first attempt; the outcome
+    goes back with its big buffers beside the pickle (:func:`send_message`), so the
+    worker holds its result once while it sends it, and not at all once it is sent."""
     own_group()
     die_with_parent()
     allow_children()  # hard_timeout attempts run in a child process
@@ -46,38 +50,50 @@ def _worker_main(conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lock = threading.Lock()  # a task's own threads may log while it runs
 
-    def send(msg: tuple[str, Any]) -> None:
+    def send(head: tuple[str, Any], data: bytes | None = None, raws: Sequence[Any] = ()) -> None:
         with lock:
-            conn.send(msg)
+            send_message(conn, head, data, raws)
 
     while True:
         try:
-            job = conn.recv_bytes()
+            first_attempt, job, error = recv_message(conn)
         except (EOFError, OSError):  # the flow process is gone
             return
-        if not job:  # the flow run is over
+        if first_attempt is None:  # the flow run is over
             return
         payload = None
         try:
-            payload, upstream, first_attempt = cloudpickle.loads(job)
-            del job
+            if error is not None:  # e.g. the task cannot be unpickled here
+                raise error
+            payload, upstream = job
+            job = None
             outcome = execute(payload, upstream, lambda ev: send(("event", ev)), first_attempt)
             upstream = None  # what it read goes before its own result is pickled
-        except BaseException as exc:  # noqa: BLE001 - e.g. the task cannot be unpickled here
+        except BaseException as exc:  # noqa: BLE001
             # the exception object itself may not travel: its line and traceback do
             outcome = Outcome.failed(None, error=error_line(exc), traceback=format_traceback(exc))
-        send(("outcome", pack_outcome(outcome, payload)))
-        del payload, outcome
+        error = None
+        raws: list[Any] = []
+        data = pack_outcome(outcome, payload, raws)
+        del outcome  # ``raws`` are views of the result's memory, alive until sent
+        send(("outcome", None), data, raws)
+        del payload, data, raws
 
 
 class _Job:
     """A task run waiting for a worker, or on one."""
 
-    __slots__ = ("call", "blob", "first_attempt", "attempt")
+    __slots__ = ("call", "data", "raws", "first_attempt", "attempt")
 
-    def __init__(self, call: TaskCall, blob: bytes, first_attempt: int = 1) -> None:
+    def __init__(
+        self, call: TaskCall, data: bytes | None, raws: list[Any], first_attempt: int = 1
+    ) -> None:
         self.call = call
-        self.blob = blob
+        #: the pickled ``(payload, upstream outcomes)`` and its big buffers (views of the
+        #: upstream values: they stay alive while the job does); None once sent, unless
+        #: the run may start again
+        self.data = data
+        self.raws = raws
         self.first_attempt = first_attempt
         #: the attempt running now (from its Running events)
         self.attempt = first_attempt
@@ -145,12 +161,11 @@ class ProcessRunner(TaskRunner):
         self._reader.start()
 
     def submit(self, call: TaskCall) -> None:
-        import cloudpickle
-
-        blob = cloudpickle.dumps((call.payload, call.upstream_outcomes(), 1))
-        call.release_upstream()  # their values travel in the blob: the flow lets go of them
+        raws: list[Any] = []
+        data = dumps((call.payload, call.upstream_outcomes()), raws)
+        call.release_upstream()  # the job holds what it sends of them, until it is sent
         with self._cond:
-            self._queue.append(_Job(call, blob))
+            self._queue.append(_Job(call, data, raws))
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -179,11 +194,11 @@ class ProcessRunner(TaskRunner):
                 self._queue.popleft()
                 worker.job = job
             try:
-                worker.conn.send_bytes(job.blob)
+                send_message(worker.conn, job.first_attempt, job.data, job.raws)
             except OSError:  # it died while idle: its sentinel tells the reader
                 pass
-            if not job.call.task.retries:
-                job.blob = b""  # only a run that may start again needs its job
+            if not job.call.task.retries:  # only a run that may start again needs its job
+                job.data, job.raws = None, []
 
     def _spawn(self) -> _Worker:
         """Start a worker (the condition's lock is held)."""
@@ -216,17 +231,19 @@ class ProcessRunner(TaskRunner):
                 elif ready in by_conn:
                     worker = by_conn[ready]
                     try:
-                        msg = worker.conn.recv()
+                        msg = recv_message(worker.conn)
                     except (EOFError, OSError):
                         self._lost(worker)
                     else:
-                        self._handle(worker, msg)
-                        msg = None  # waiting for the next one must not keep this value
+                        self._handle(worker, *msg)
+                        del msg  # waiting for the next one must not keep this value
                 else:
                     self._lost(by_sentinel[ready])
 
-    def _handle(self, worker: _Worker, msg: tuple[str, Any]) -> None:
-        kind, obj = msg
+    def _handle(
+        self, worker: _Worker, head: tuple[str, Any], body: Any, error: BaseException | None
+    ) -> None:
+        kind, obj = head
         job = worker.job
         if job is None:
             return
@@ -240,19 +257,12 @@ class ProcessRunner(TaskRunner):
             if worker in self._workers:
                 self._idle.append(worker)
             self._cond.notify_all()
-        self._finish(job.call, obj)
-        self._dispatch()
-
-    @staticmethod
-    def _finish(call: TaskCall, blob: bytes) -> None:
-        import cloudpickle
-
-        try:
-            outcome = cloudpickle.loads(blob)
-        except BaseException as exc:  # noqa: BLE001 - e.g. a class the flow process lacks
-            finish_failed(call, exc)
+        if error is not None:  # e.g. a class the flow process lacks
+            finish_failed(job.call, error)
         else:
-            call.finish(outcome)
+            job.call.finish(body)
+        body = None
+        self._dispatch()
 
     def _lost(self, worker: _Worker) -> None:
         """A worker died: what it sent first counts; its task run, if any, crashed."""
@@ -261,7 +271,7 @@ class ProcessRunner(TaskRunner):
                 return  # seen already (its pipe and its sentinel both say so)
         try:
             while worker.conn.poll():
-                self._handle(worker, worker.conn.recv())
+                self._handle(worker, *recv_message(worker.conn))
         except (EOFError, OSError):
             pass
         with self._cond:
@@ -284,7 +294,7 @@ class ProcessRunner(TaskRunner):
         call = job.call
         task = call.task
         attempt = max(job.attempt, 1)
-        if call.done or self._closing or attempt > task.retries or not job.blob:
+        if call.done or self._closing or attempt > task.retries or job.data is None:
             call.finish(Outcome.crashed(error, attempt=attempt))
             return
         delay = retry_delay(task, attempt)
@@ -301,7 +311,7 @@ class ProcessRunner(TaskRunner):
                 traceback="",
             )
         )
-        again = _Job(call, self._resume(job.blob, attempt + 1), attempt + 1)
+        again = _Job(call, job.data, job.raws, attempt + 1)
 
         def requeue() -> None:
             with self._cond:
@@ -314,13 +324,6 @@ class ProcessRunner(TaskRunner):
             timer.start()
         else:
             requeue()
-
-    @staticmethod
-    def _resume(blob: bytes, first_attempt: int) -> bytes:
-        import cloudpickle
-
-        payload, upstream, _ = cloudpickle.loads(blob)
-        return cloudpickle.dumps((payload, upstream, first_attempt))
 
     def shutdown(self, cancel: bool = False) -> None:
         if self._reader is None:
@@ -336,7 +339,7 @@ class ProcessRunner(TaskRunner):
                 kill_group(w.proc)  # and what its task started
             else:
                 try:
-                    w.conn.send_bytes(b"")  # no more work: the worker returns
+                    send_message(w.conn, None)  # no more work: the worker returns
                 except OSError:
                     pass
         for w in workers:
