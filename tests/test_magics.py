@@ -82,6 +82,9 @@ class Kernel:
             time.sleep(0.05)
         self.client = BlockingKernelClient(connection_file=str(connection))
         self.client.load_connection_file()
+        # the client tells a live kernel by its heartbeat: one unanswered for 1 s (the
+        # default) is "died" to it, which a kernel still starting on a loaded machine is not
+        self.client.hb_channel.time_to_dead = 10.0
         self.client.start_channels()
         self.client.wait_for_ready(timeout=180)
 
