@@ -109,7 +109,8 @@ def _duration(panel) -> str:
 
 
 def _labels_clear(page, root: str) -> dict:
-    """Every edge label's box against every node's box and every arrowhead (path end)."""
+    """Every edge label's box against every node's box, every arrowhead (path end) and every
+    other label."""
     return page.evaluate(
         """(root) => {
           const svg = document.querySelector(root + ' svg.nb2f-graph');
@@ -123,8 +124,12 @@ def _labels_clear(page, root: str) -> dict:
           const bad = [];
           for (const t of labels) { const b = t.getBBox();
             if (boxes.some(n => hit(b, n)) || heads.some(h => hit(b, h))) bad.push(t.textContent); }
+          const lb = labels.map(t => t.getBBox());
+          const overlaps = [];  // labels against each other
+          lb.forEach((a, i) => lb.slice(i + 1).forEach((b, j) => { if (hit(a, b))
+            overlaps.push([labels[i].textContent, labels[i + 1 + j].textContent]); }));
           const scroller = svg.closest('.nb2f-scroll');
-          return {labels: labels.length, bad, lines: labels.map(t => t.children.length),
+          return {labels: labels.length, bad, overlaps, lines: labels.map(t => t.children.length),
                   svgWidth: svg.getBoundingClientRect().width,
                   scrollable: scroller.scrollWidth > scroller.clientWidth,
                   overflow: getComputedStyle(scroller).overflowX,
@@ -216,6 +221,7 @@ def test_live_tabs_outputs_and_the_saved_panel(lab: JupyterServer, chromium_path
         click_tab(final, "Graph")
         geometry = _labels_clear(page, ".nb2f-panel.nb2f-static")
         assert geometry["labels"] >= 2 and geometry["bad"] == [], geometry
+        assert geometry["overlaps"] == [], geometry
         assert max(geometry["lines"]) >= 2  # six names wrap, the full list is the tooltip
         assert geometry["overflow"] == "auto"
         assert geometry["svgWidth"] > geometry["visibleWidth"] and geometry["scrollable"]

@@ -431,7 +431,8 @@ def test_edge_labels_wrap_and_keep_clear_of_nodes_and_arrowheads():
         b.task("c", "train", {"b": ["X_train"], "a": ["df_train", "df_val"]})  # skips a layer
         lay = R.layout(b.view, direction=direction)
         boxes = [(n.x, n.y, n.x + R.NODE_W, n.y + R.NODE_H) for n in lay.nodes.values()]
-        for e in lay.edges:
+        assert {e.dst for e in lay.edges if e.lines} == {"b", "c"}  # a label into each node
+        for e in (e for e in lay.edges if e.lines):  # (one that would overlap is not drawn)
             w = max(len(line) for line in e.lines) * R.CHAR_W
             left = e.label_x - w / 2 if direction == "LR" else e.label_x
             top = e.label_y - 10  # the first line's baseline, less its height
@@ -472,3 +473,37 @@ def test_outputs_and_results_are_in_the_report_without_any_script():
     assert "<strong>x</strong> &lt;b&gt;y&lt;/b&gt;" in page  # markdown, its raw HTML escaped
     assert "6.123456789" in page and 'class="nb2f-key">rmse</span>' in page
     assert "started 1970-01-01" in page  # dates: a run's day is part of when it ran
+
+
+def test_a_cached_task_names_the_run_its_value_came_from_in_every_tab():
+    source = "0b5e6f3c-1111-4222-8333-944455556666"
+    b = Builder()
+    b.task("a", "load")
+    b.state("a", S.CACHED, cached_from=source)
+    names = {source: "brave-otter"}
+    for tab in ("Graph", "Tasks"):
+        pane = R.pane_html(b.view, tab, names=names)
+        assert "brave-otter" in pane and f">{source}<" not in pane, tab
+    for known, shown in ((names, "brave-otter"), (None, "0b5e6f3c")):  # no name: the short id
+        (node,) = parse(R.graph_svg(b.view, names=known)).iter(f"{SVG}g")
+        assert node.find(f"{SVG}title").text.endswith(f"cached from run {shown}")
+
+
+def test_labels_of_edges_converging_on_one_node_do_not_overlap_each_other():
+    for direction in ("LR", "TB"):
+        b = Builder()
+        b.task("f", "features")
+        for i in range(9):
+            b.task(f"s{i}", f"score[{i}]")
+        up = {"f": ["X_train", "y_train", "X_val", "y_val", "dv", "train_dicts"]}
+        b.task("t", "slow_train", {**up, **{f"s{i}": ["parts"] for i in range(9)}})
+        lay = R.layout(b.view, direction=direction)
+        boxes = [R.label_box(e, direction) for e in lay.edges if e.lines]
+        for i, a in enumerate(boxes):
+            for c in boxes[i + 1 :]:
+                assert a[2] <= c[0] or c[2] <= a[0] or a[3] <= c[1] or c[3] <= a[1], direction
+        drawn = {e.src for e in lay.edges if e.lines}
+        assert "f" in drawn and len(drawn) >= 2, (direction, drawn)  # the most names first
+        svg = R.graph_svg(b.view, direction=direction)
+        titles = {e.get("data-src"): e.find(f"{SVG}title").text for e in edges(svg)}
+        assert titles["s8"] == "score[8] \u2192 slow_train: parts"  # undrawn: still the tooltip

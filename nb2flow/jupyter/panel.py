@@ -332,7 +332,7 @@ class RunPanel:
             self.logs.value = R.pane_html(v, tab, now, log_limit=self.log_limit, sources=sources)
             return
         kw: dict[str, Any] = {}
-        if tab == "Tasks":
+        if tab in ("Graph", "Tasks"):
             kw = {"limit": self.table_limit, "names": self._cached_names()}
         self.panes[tab].value = R.pane_html(v, tab, now, **kw)
 

@@ -292,6 +292,8 @@ def layout(
     right = bottom = 0.0
     for e in edges:
         _route(e, nodes[e.src], nodes[e.dst], direction, gap)
+    _declutter(edges, direction)
+    for e in edges:
         if e.lines:
             w = max(len(line) for line in e.lines) * CHAR_W
             right = max(right, e.label_x + (w / 2 if direction == "LR" else w))
@@ -306,6 +308,26 @@ def layout(
         direction,
         gap,
     )
+
+
+def label_box(e: Edge, direction: str) -> tuple[float, float, float, float]:
+    """The box (left, top, right, bottom) an edge's drawn label takes."""
+    w = max(len(line) for line in e.lines) * CHAR_W
+    left = e.label_x - w / 2 if direction == "LR" else e.label_x
+    return (left, e.label_y - 10, left + w, e.label_y + (len(e.lines) - 1) * LINE_H + 3)
+
+
+def _declutter(edges: list[Edge], direction: str) -> None:
+    """Labels that would overlap a label already placed are not drawn (edges converging on
+    one node put theirs in the same spot); the edge keeps its names as its tooltip. Edges
+    carrying more names are placed first."""
+    placed: list[tuple[float, float, float, float]] = []
+    for e in sorted((e for e in edges if e.lines), key=lambda e: -len(e.names)):
+        box = label_box(e, direction)
+        if any(b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3] for b in placed):
+            e.lines = []
+        else:
+            placed.append(box)
 
 
 def _bezier(p0: float, p1: float, p2: float, p3: float, t: float) -> float:
@@ -364,7 +386,7 @@ def _solve(f: Any, target: float) -> float:
 # --------------------------------------------------------------------------- graph SVG
 
 
-def _node_title(node: Node, now: float | None = None) -> str:
+def _node_title(node: Node, now: float | None = None, names: dict[str, str] | None = None) -> str:
     if node.grouped:
         parts = [f"{node.label}: {len(node.tasks)} task runs"]
         parts += [f"{s}: {c}" for s, c in sorted(node.counts.items())]
@@ -379,7 +401,7 @@ def _node_title(node: Node, now: float | None = None) -> str:
     if t.attempts > 1:
         parts.append(f"attempts: {t.attempts}")
     if t.cached_from:
-        parts.append(f"cached from run {t.cached_from}")
+        parts.append(f"cached from run {(names or {}).get(t.cached_from) or t.cached_from[:8]}")
     if t.error:
         parts.append(f"error: {t.error}")
     return "\n".join(parts)
@@ -417,11 +439,12 @@ def graph_svg(
     subtitles: dict[str, str] | None = None,
     direction: str = "auto",
     now: float | None = None,
+    names: dict[str, str] | None = None,
 ) -> str:
     """The task graph as one ``<svg>``: nodes coloured by state (``data-state``), labelled with
     name and duration (or ``subtitles[node id]``: the flow plan shows cells); edges carry the
     variable names (visible label while there are at most ``edge_labels`` edges, always as a
-    ``<title>`` tooltip)."""
+    ``<title>`` tooltip). ``names``: run names of the runs cached values came from."""
     lay = layout(run, max_nodes, direction)
     if not lay.nodes:
         return '<div class="nb2f-empty">No task runs yet.</div>'
@@ -468,7 +491,7 @@ def graph_svg(
         out.append(
             f'<g class="nb2f-node" data-id="{esc(node.id)}" data-task="{esc(node.label)}" '
             f'data-state="{esc(node.state)}" data-count="{len(node.tasks)}">'
-            f"<title>{esc(_node_title(node, now))}</title>"
+            f"<title>{esc(_node_title(node, now, names))}</title>"
             f'<rect x="{node.x:.1f}" y="{node.y:.1f}" width="{NODE_W}" height="{NODE_H}" '
             f'rx="7" fill="{fill}" stroke="{stroke}" stroke-width="{width}"{dash}/>'
             f'<text x="{node.x + 10:.1f}" y="{node.y + 19:.1f}" font-size="13" '
@@ -1088,7 +1111,8 @@ TABS = ("Graph", "Timeline", "Tasks", "Logs", "Outputs")
 def pane_html(run: RunView, tab: str, now: float | None = None, **kw: Any) -> str:
     """The content of one tab of the panel (scrollable where it may be wide or long)."""
     if tab == "Graph":
-        return f'<div class="nb2f-scroll">{graph_svg(run, now=now)}</div>' + legend_html()
+        graph = graph_svg(run, now=now, names=kw.get("names"))
+        return f'<div class="nb2f-scroll">{graph}</div>' + legend_html()
     if tab == "Timeline":
         return f'<div class="nb2f-scroll">{timeline_svg(run, now=now)}</div>'
     if tab == "Tasks":
@@ -1169,7 +1193,7 @@ margin-top:18px}} select{{margin:0 0 6px 0}}
 </style></head>
 <body class="nb2f nb2f-report" data-run="{esc(run.id)}">
 <section id="header">{header_html(run)}{progress_html(run)}</section>
-<h2>Graph</h2><div class="nb2f-scroll" id="graph">{graph_svg(run)}</div>
+<h2>Graph</h2><div class="nb2f-scroll" id="graph">{graph_svg(run, names=names)}</div>
 <h2>Timeline</h2><div class="nb2f-scroll" id="timeline">{timeline_svg(run)}</div>
 <h2>Tasks</h2><div id="tasks">{tasks_table_html(run, names=names)}</div>
 <h2>Outputs</h2><div id="outputs">{outputs_html(run)}</div>
