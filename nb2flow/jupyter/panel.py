@@ -62,6 +62,10 @@ def _display(obj: Any) -> None:
     display(obj)
 
 
+#: whether a panel of this process has rendered (the first render's cost is mostly imports)
+_warm = False
+
+
 class RunPanel:
     """Widgets showing one flow run. ``RunPanel(view)`` shows a finished or stored run;
     :meth:`live` follows a run as its events arrive. ``panel.widget`` is the VBox to display;
@@ -227,8 +231,10 @@ class RunPanel:
                     poll = 0.25
                 if changed or now - last >= 1.0:  # running times tick once a second
                     t = time.perf_counter()
-                    warm = self.renders > 0  # the first render imports the renderer's modules
+                    global _warm
+                    warm = _warm  # the process's first render imports the renderer's modules
                     self.render()
+                    _warm = True
                     cost = time.perf_counter() - t if warm else 0.0
                     wait = min(self.max_interval, self.cost_factor * cost)
                     next_render = now + max(self.min_interval, wait)
