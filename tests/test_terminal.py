@@ -97,8 +97,10 @@ class Terminal:
             check=True,
         ).stdout
 
-    def screen(self, colours: bool = False) -> str:
-        return self.tmux("capture-pane", "-p", *(["-e"] if colours else []), "-t", "t")
+    def screen(self, colours: bool = False, history: int = 0) -> str:
+        """What the pane shows (and ``history`` lines scrolled off above it)."""
+        scroll = ["-S", str(-history)] if history else []
+        return self.tmux("capture-pane", "-p", *scroll, *(["-e"] if colours else []), "-t", "t")
 
     def wait_for(self, text: str, timeout: float = 90) -> str:
         deadline = time.monotonic() + timeout
@@ -181,3 +183,52 @@ def test_a_failed_run_says_so_in_red(tmp_path):
         final.replace("\n", "")
     )
     assert sum(ln.startswith("terminal-check · ") for ln in final.splitlines()) == 1
+
+
+BUSY_FLOW = """
+import logging, sys, threading, time
+from nb2flow import flow, task, run_cli
+
+noisy = logging.getLogger("some.library")
+noisy.addHandler(logging.StreamHandler(sys.stderr))
+noisy.propagate = False
+
+@task
+def step(i: int) -> int:
+    print("step", i)
+    time.sleep(0.01)
+    return i
+
+@flow(name="busy-terminal")
+def main(n: int = 60) -> int:
+    def chatter():
+        for i in range(300):
+            noisy.warning("background warning %d", i)
+            time.sleep(0.002)
+    for _ in range(3):
+        threading.Thread(target=chatter, daemon=True).start()
+    futs = [step.submit(i) for i in range(n)]
+    time.sleep(1.5)
+    return sum(f.result() for f in futs)
+
+if __name__ == "__main__":
+    run_cli(main)
+"""
+
+
+def test_prints_from_many_threads_at_once_leave_no_stale_copy_of_the_display(tmp_path):
+    """Task runs' log lines, a library's handler writing from its own thread and the
+    display's refresh all print at once: rich places its display again after each print
+    by the last frame's height, which a concurrent print makes stale (rich#1530)."""
+    (tmp_path / "flow.py").write_text(BUSY_FLOW)
+    term = Terminal(tmp_path, f"{_quote(sys.executable)} flow.py")
+    try:
+        term.wait_for("__DONE__")
+        everything = term.screen(history=3000)
+    finally:
+        term.close()
+    assert "__DONE__ 0" in everything and "background warning 0" in everything
+    headers = [ln for ln in everything.splitlines() if ln.startswith("busy-terminal · ")]
+    bars = [ln for ln in everything.splitlines() if "━" in ln]
+    assert len(headers) == 1 and len(bars) == 1, everything
+    assert "60 of 60 tasks completed" in bars[0]

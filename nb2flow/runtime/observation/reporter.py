@@ -145,6 +145,7 @@ class TerminalReporter:
             redirect_stdout=True,
             redirect_stderr=True,
         )
+        _print_under_the_live_lock(self._console, self._live)
         self._live.start()
 
     def stop(self) -> None:
@@ -219,6 +220,30 @@ class TerminalReporter:
         if hidden > 0:
             parts.append(Text(f"  … {hidden} more", style="dim"))
         return Group(*parts)
+
+
+def _print_under_the_live_lock(console: Any, live: Any) -> None:
+    """Make every print to the live display's console hold the display's lock throughout.
+
+    rich places the display again after each print (the cursor moves up by the height of
+    the last frame drawn, the printed lines and a new frame follow) but takes its lock only
+    to compute that move, not while the print renders and writes (Textualize/rich#1530,
+    #1903: live display and console printing are not thread safe). Prints from several
+    threads at once (log lines of task runs, a library's handler writing from its own
+    thread, the display's own refresh) then move up by a stale height and leave copies of
+    old frames on the screen. The lock is the display's own re-entrant one: its refresh
+    already holds it while printing, so the order in which the two are taken is the same
+    everywhere."""
+    lock = getattr(live, "_lock", None)
+    if lock is None:  # another rich: leave it as it is
+        return
+    plain = console.print
+
+    def print_locked(*args: Any, **kwargs: Any) -> None:
+        with lock:
+            plain(*args, **kwargs)
+
+    console.print = print_locked
 
 
 def _rows(view: Any) -> list[Any]:
