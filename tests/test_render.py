@@ -478,14 +478,17 @@ def test_outputs_and_results_are_in_the_report_without_any_script():
 def test_a_cached_task_names_the_run_its_value_came_from_in_every_tab():
     source = "0b5e6f3c-1111-4222-8333-944455556666"
     b = Builder()
-    b.task("a", "load")
+    b.task("u", "read")
+    b.task("a", "load", {"u": ["path"]})  # an edge drawn before the nodes
+    b.run_ok("u")
     b.state("a", S.CACHED, cached_from=source)
     names = {source: "brave-otter"}
     for tab in ("Graph", "Tasks"):
         pane = R.pane_html(b.view, tab, names=names)
         assert "brave-otter" in pane and f">{source}<" not in pane, tab
     for known, shown in ((names, "brave-otter"), (None, "0b5e6f3c")):  # no name: the short id
-        (node,) = parse(R.graph_svg(b.view, names=known)).iter(f"{SVG}g")
+        svg = parse(R.graph_svg(b.view, names=known))
+        (node,) = [g for g in svg.iter(f"{SVG}g") if g.get("data-task") == "load"]
         assert node.find(f"{SVG}title").text.endswith(f"cached from run {shown}")
 
 

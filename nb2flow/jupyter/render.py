@@ -464,11 +464,11 @@ def graph_svg(
     anchor = "middle" if lay.direction == "LR" else "start"
     for e in lay.edges:
         a, b = lay.nodes[e.src], lay.nodes[e.dst]
-        names = ", ".join(e.names)
-        title = f"{a.label} \u2192 {b.label}" + (f": {names}" if names else "")
+        listed = ", ".join(e.names)
+        title = f"{a.label} \u2192 {b.label}" + (f": {listed}" if listed else "")
         out.append(
             f'<g class="nb2f-edge" data-src="{esc(e.src)}" data-dst="{esc(e.dst)}" '
-            f'data-names="{esc(names)}"><title>{esc(title)}</title>'
+            f'data-names="{esc(listed)}"><title>{esc(title)}</title>'
             f'<path d="{e.path}" fill="none" stroke="#6b7280" stroke-width="1.4" '
             f'marker-end="url(#{mid})"/>'
         )
