@@ -11,7 +11,7 @@ beside this notebook. Offline, the cell below the parameters writes look-alike f
 when they are missing (`python -m nb2flow.examples.taxi --out notebooks/data` from the
 repository root does the same).
 
-Source: notebooks/duration-prediction.ipynb (sha256 bc2801ef1ef418d7ae4400c50b5197e9c5b081fa3d8abfc3bc193ea14502a93c)
+Source: notebooks/duration-prediction.ipynb (sha256 a83556164a8ee5474fe49b4c2a2c3f4b9fa1a3f91d9be24382d5365162e325c5)
 Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 """
 # nb2flow: generated
@@ -84,7 +84,7 @@ def load_data(train_path: str, val_path: str):
     return df_train, df_val
 
 
-@task(name="features", nout=10, cache=True)
+@task(name="features", nout=5, cache=True)
 def features(df_train, df_val):
     """## Features
 
@@ -104,21 +104,10 @@ def features(df_train, df_val):
     target = "duration"
     y_train = df_train[target].values
     y_val = df_val[target].values
-    return (
-        categorical,
-        numerical,
-        dv,
-        train_dicts,
-        X_train,
-        val_dicts,
-        X_val,
-        target,
-        y_train,
-        y_val,
-    )
+    return dv, X_train, X_val, y_train, y_val
 
 
-@task(name="train_model", nout=7)
+@task(name="train_model", nout=2)
 def train_model(
     tracking_uri: str,
     experiment_name: str,
@@ -178,7 +167,7 @@ def train_model(
         run_id = mlflow.active_run().info.run_id
 
     print(f"rmse {rmse:.3f}, mlflow run {run_id}")
-    return dtrain, dvalid, best_params, booster, y_pred, rmse, run_id
+    return rmse, run_id
 
 
 @task(name="best_run")
@@ -218,10 +207,9 @@ def main(
     repository root does the same).
     """
     df_train, df_val = load_data.submit(train_path, val_path)
-    categorical, numerical, dv, train_dicts, X_train, val_dicts, X_val, target, y_train, y_val = (
-        features.submit(df_train, df_val)
-    )
-    dtrain, dvalid, best_params, booster, y_pred, rmse, run_id = train_model.submit(
+    dv, X_train, X_val, y_train, y_val = features.submit(df_train, df_val)
+    del df_train, df_val
+    rmse, run_id = train_model.submit(
         tracking_uri,
         experiment_name,
         X_train,
@@ -236,29 +224,9 @@ def main(
         early_stopping_rounds,
         dv,
     )
-    best_rmse = best_run.submit(tracking_uri, experiment_name, wait_for=[dtrain])
-    return {
-        "df_train": df_train,
-        "df_val": df_val,
-        "categorical": categorical,
-        "numerical": numerical,
-        "dv": dv,
-        "train_dicts": train_dicts,
-        "X_train": X_train,
-        "val_dicts": val_dicts,
-        "X_val": X_val,
-        "target": target,
-        "y_train": y_train,
-        "y_val": y_val,
-        "dtrain": dtrain,
-        "dvalid": dvalid,
-        "best_params": best_params,
-        "booster": booster,
-        "y_pred": y_pred,
-        "rmse": rmse,
-        "run_id": run_id,
-        "best_rmse": best_rmse,
-    }
+    del dv, X_train, X_val, y_train, y_val
+    best_rmse = best_run.submit(tracking_uri, experiment_name, wait_for=[rmse])
+    return {"rmse": rmse, "run_id": run_id, "best_rmse": best_rmse}
 
 
 if __name__ == "__main__":
@@ -266,6 +234,6 @@ if __name__ == "__main__":
 
 # nb2flow: source map of "notebooks/duration-prediction.ipynb" (script line+count=cell:line)
 #   39+2=2:1 41+5=2:4 56+2=5:1 63+2=8:1 66+2=8:4 69+1=8:7 71+2=8:9 74+2=8:12 80+2=9:1 83+1=9:4
-#   93+2=13:1 96+1=13:4 98+2=13:6 101+2=13:9 104+3=13:12 142+2=15:1 145+3=15:4 149+6=15:8
-#   156+2=15:15 159+7=15:18 168+3=15:27 172+3=15:31 176+1=15:35 178+1=15:37 180+1=15:39
-#   190+3=17:1
+#   93+2=13:1 96+1=13:4 98+2=13:6 101+2=13:9 104+3=13:12 131+2=15:1 134+3=15:4 138+6=15:8
+#   145+2=15:15 148+7=15:18 157+3=15:27 161+3=15:31 165+1=15:35 167+1=15:37 169+1=15:39
+#   179+3=17:1

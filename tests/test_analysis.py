@@ -115,7 +115,7 @@ def test_tagged_grouping_inputs_outputs_and_edges(tmp_path):
     assert not plan.has_edge("load", "root")
     assert [p.name for p in plan.parameters] == ["n", "name"]
     assert plan.skipped == (8,)
-    assert list(plan.outputs) == ["data", "extra", "total", "root"]
+    assert list(plan.finals) == ["data", "extra", "total", "root"]
     assert "import math" in plan.imports
 
 
@@ -268,7 +268,7 @@ def test_open_files_and_exceptions_are_not_returned(tmp_path):
             code("try:\n    v = int('x')\nexcept ValueError as err:\n    v = 0", "task:parse"),
         ],
     )
-    assert list(plan.outputs) == ["text", "v"]
+    assert list(plan.finals) == ["text", "v"]
 
 
 def test_markdown_documents_the_code_cell_below_it(tmp_path):
@@ -343,7 +343,7 @@ def test_loop_variables_are_not_returned_unless_read_later(tmp_path):
             code("k = j * 2", "task:c"),
         ],
     )
-    assert list(plan.outputs) == ["total", "k"]
+    assert list(plan.finals) == ["total", "k"]
     assert plan.tasks["b"].outputs == ("j",)
 
 
@@ -366,12 +366,13 @@ def test_calls_to_notebook_functions_read_and_write_the_globals_they_use(tmp_pat
     )
     # charge -> rate reads `factor`: it comes in, to be set as the module global
     assert plan.tasks["pay"].inputs == ("factor",) and plan.tasks["pay"].globals == ("factor",)
-    assert plan.tasks["pay"].outputs == ("paid",)
+    assert plan.tasks["pay"].outputs == ()  # no later task reads `paid`, the flow returns nothing
+    assert plan.finals["paid"] == "pay"
     # tick sets `ticks`: a read and a write of it, wherever tick is called or passed on
     assert plan.tasks["count"].inputs == ("ticks",)
     assert plan.tasks["count"].outputs == ("ticks",)
     assert edge(plan, "count", "pass_on")["vars"] == ["ticks"]
-    assert plan.outputs["ticks"] == "pass_on"
+    assert plan.finals["ticks"] == "pass_on"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ CELLS = [
     md("## Square"),
     code("sq = n * n", "task:square"),
     md("## Root"),
-    code("root = math.sqrt(sq)", "task:root"),
+    code("root = math.sqrt(sq)\nroot", "task:root"),
 ]
 
 
@@ -109,7 +109,8 @@ def test_inspect_text_and_json(nb, capsys):
     out = capsys.readouterr().out
     assert "n: int = 4  (cell 2)" in out
     assert "square -> root: sq" in out
-    assert "flow returns: sq, root" in out
+    assert "flow returns: root (shown by cell 6)" in out
+    assert "values the notebook leaves (nb2flow check compares them): sq, root" in out
     assert "  1. square\n  2. root\n" in out
     assert main(["inspect", str(nb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -200,7 +201,7 @@ def test_two_notebooks_for_one_script_are_refused(nb, tmp_path, capsys):
 
 def test_long_name_lists_are_shortened_by_whole_names(tmp_path, capsys):
     names = [f"value_{i}" for i in range(12)]
-    source = "\n".join(f"{n} = {i}" for i, n in enumerate(names))
+    source = "\n".join(f"{n} = {i}" for i, n in enumerate(names)) + "\n" + ", ".join(names)
     path = write(tmp_path / "wide.ipynb", [code(source, "task:make")])
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
@@ -254,8 +255,8 @@ def test_parameters_named_like_the_scripts_options_convert_to_a_script_that_runs
     params = "quiet = 1\nhelp = 2\nself = 3\ntask_runner = 'x'\nexecutor = 'y'\nno_store = 4"
     cells = [
         code(params, "parameters"),
-        code("total = quiet + help + self + no_store", "task:total"),
-        code("label = task_runner + executor", "task:label"),
+        code("total = quiet + help + self + no_store", "task:total", "output:total"),
+        code("label = task_runner + executor", "task:label", "output:label"),
     ]
     write(tmp_path / "clash.ipynb", cells)
     assert main(["convert", "clash.ipynb", "-q"]) == 0

@@ -6,7 +6,16 @@ import json
 import os
 
 import pytest
-from notebooks.nbbuild import code, edge, md, run_cells, run_script_flow, write
+from notebooks.nbbuild import (
+    code,
+    convert_returning_all,
+    edge,
+    md,
+    run_cells,
+    run_flow_values,
+    run_script_flow,
+    write,
+)
 
 from nb2flow.analysis.plan import PARAMETER, FromTask
 from nb2flow.codegen import convert_notebook
@@ -52,7 +61,7 @@ NOTEBOOKS = {
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_flow_returns_the_notebook_values(tmp_path, name):
     path = write(tmp_path / f"{name}.ipynb", NOTEBOOKS[name])
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     assert conversion.output_names
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
@@ -62,9 +71,23 @@ def test_flow_returns_the_notebook_values(tmp_path, name):
         assert result[key] == expected.get(key, UNSET), key
 
 
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_task_runs_hold_every_value_the_notebook_leaves(tmp_path, name):
+    """As `nb2flow check` reads them: converted with every_value, from the task runs'
+    outputs (keep_outputs), whatever the flow returns."""
+    path = write(tmp_path / f"{name}.ipynb", NOTEBOOKS[name])
+    conversion = convert_notebook(path, every_value=True)
+    assert conversion.output_names != conversion.final_names  # the flow returns fewer
+    expected = run_cells(path)
+    values = run_flow_values(conversion, tmp_path)
+    assert list(values) == conversion.final_names
+    for key in conversion.final_names:
+        assert values[key] == expected.get(key, UNSET), key
+
+
 def test_parameters_from_the_flow_call(tmp_path):
     path = write(tmp_path / "p.ipynb", NOTEBOOKS["mutations"])
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     expected = run_cells(path, n=8, scale=0.5)
     result = run_script_flow(conversion.script, tmp_path, n=8, scale=0.5)
     assert result == {k: expected.get(k, UNSET) for k in result}
@@ -80,7 +103,7 @@ def test_reader_of_the_old_value_finishes_before_the_in_place_change(tmp_path):
         code("d['b'] = 2", "task:mutate"),
     ]
     path = write(tmp_path / "race.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     assert "wait_for=[n]" in conversion.script
     result = run_script_flow(conversion.script, tmp_path)
     assert result["n"] == 1 and result["d"] == {"a": 1, "b": 2}
@@ -93,7 +116,7 @@ def test_helper_reading_a_parameter_stays_in_the_flow(tmp_path):
         code("out = shift(1)", "task:use"),
     ]
     path = write(tmp_path / "helper.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     assert conversion.plan.module == ()
     assert run_script_flow(conversion.script, tmp_path, base=5)["out"] == 6
 
@@ -107,7 +130,7 @@ def test_a_helper_reading_a_global_waits_for_the_task_changing_it(tmp_path):
         code("found = lookup('a')", "task:use"),
     ]
     path = write(tmp_path / "helper_global.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     # the changed registry comes in and is set as the module global `lookup` reads
     assert edge(conversion.plan, "fill", "use") == {"kind": "data", "vars": ["registry"]}
     assert conversion.plan.tasks["use"].globals == ("registry",)
@@ -124,7 +147,7 @@ def _sections(*cells: str) -> list:
 
 def _same_as_the_notebook(tmp_path, name, cells):
     path = write(tmp_path / f"{name}.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
     assert result == {k: expected.get(k, UNSET) for k in conversion.output_names}
@@ -206,7 +229,7 @@ def test_a_change_through_an_alias_is_ordered_with_readers_of_the_original(tmp_p
         code("after = len(rows)", "task:reader"),
     ]
     path = write(tmp_path / "alias.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     assert edge(plan, "slow_reader", "change")["kind"] == "order"
     assert edge(plan, "change", "reader") == {"kind": "order", "vars": ["rows"]}
@@ -225,7 +248,7 @@ def test_a_helper_changing_its_argument_changes_the_callers_variable(tmp_path):
         code("n = len(t)", "task:count"),
     ]
     path = write(tmp_path / "arg_change.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     assert sorted(plan.tasks["change"].outputs) == ["c", "t"]
     assert edge(plan, "slow_reader", "change")["kind"] == "order"
@@ -244,7 +267,7 @@ def test_generated_script_runs_on_the_process_runner_from_the_command_line(tmp_p
     from nb2flow.codegen import write_script
 
     path = write(tmp_path / "mutations.ipynb", NOTEBOOKS["mutations"])
-    script = write_script(convert_notebook(path), tmp_path / "out")
+    script = write_script(convert_returning_all(path), tmp_path / "out")
     proc = subprocess.run(
         [sys.executable, str(script), "--n", "6", "--task-runner", "processes:2", "--json", "-q"],
         capture_output=True,
@@ -278,7 +301,7 @@ UNBOUND_LATER = [
 @pytest.mark.parametrize("k", [1, 3])
 def test_a_name_left_unbound_stays_unbound_in_later_tasks(tmp_path, k):
     path = write(tmp_path / "unbound.ipynb", UNBOUND_LATER)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     assert plan.tasks["maybe"].maybe_unbound == ("x",)
     assert plan.tasks["use_x"].maybe_unbound_inputs == ("x",)
@@ -341,7 +364,7 @@ def test_a_module_the_notebook_writes_is_imported_after_it_is_written(tmp_path, 
         "x = f() + 1",
     )
     path = write(tmp_path / "writes_module.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     assert plan.imports == ()  # not hoisted above the task writing the file
     assert plan.module == ()
@@ -361,7 +384,7 @@ def test_imports_after_a_sys_path_change_stay_in_place(tmp_path, monkeypatch):
         code("import os\nimport helper_mod_b\ny = g() + helper_mod_b.g()\nn = len(json.dumps(y))"),
     ]
     path = write(tmp_path / "path_change.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     # standard-library imports still move to the top; the others stay after the change
     assert plan.imports == ("import json", "import sys", "import os")
@@ -380,10 +403,10 @@ def test_a_parameters_cell_below_a_task_setting_the_same_name(tmp_path):
         code("d = a + b"),
     ]
     path = write(tmp_path / "late_params.ipynb", cells)
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)
     plan = conversion.plan
     assert plan.tasks["cell_4"].sources == {"a": PARAMETER, "b": PARAMETER}
-    assert "a" not in plan.outputs  # the final `a` is the parameter
+    assert "a" not in plan.finals  # the final `a` is the parameter
     expected = run_cells(path)
     result = run_script_flow(conversion.script, tmp_path)
     assert result == {k: expected[k] for k in conversion.output_names} == {"c": [0, 9], "d": [1, 2]}

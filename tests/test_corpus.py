@@ -39,7 +39,7 @@ RUNNABLE = [p for p in NOTEBOOKS if p.stem.startswith("sklearn-")]
 @pytest.mark.slow
 @pytest.mark.parametrize("path", RUNNABLE, ids=[p.stem for p in RUNNABLE])
 def test_runnable_corpus_flows_compute_the_notebook_values(path, tmp_path, monkeypatch):
-    """The scikit-learn gallery notebooks run offline: the flow's final values equal the
+    """The scikit-learn gallery notebooks run offline: the flow's values equal the
     notebook's (arrays and numbers; fitted models and figures by type)."""
     import importlib.util
 
@@ -47,14 +47,15 @@ def test_runnable_corpus_flows_compute_the_notebook_values(path, tmp_path, monke
         found = importlib.util.find_spec(module) is not None
         require("example_deps", found, f"{module} is not installed (pip install '.[example]')")
     import numpy as np
-    from notebooks.nbbuild import run_cells, run_script_flow
+    from notebooks.nbbuild import run_cells, run_flow_values
 
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    conversion = convert_notebook(path)
+    # as nb2flow check takes them: every value the notebook leaves, from the task runs
+    conversion = convert_notebook(path, every_value=True)
     expected = run_cells(path)
-    result = run_script_flow(conversion.script, tmp_path)
+    result = run_flow_values(conversion, tmp_path)
     compared = 0
-    for name in conversion.output_names:
+    for name in conversion.final_names:
         value, want = result[name], expected[name]
         assert type(value) is type(want), name
         if isinstance(value, np.ndarray):

@@ -52,7 +52,7 @@ def test_every_cell_says_what_it_becomes(tmp_path: Path):
     assert (load["task"], load["first"], load["last"]) == ("load", True, False)
     assert load["inputs"] == ["n", "scale"] and load["options"] == {"retries": 2, "cache": True}
     assert (cont["task"], cont["first"], cont["last"]) == ("load", False, True)
-    assert cont["inputs"] == [] and cont["outputs"] == ["xs", "ys"]
+    assert cont["inputs"] == [] and cont["outputs"] == ["ys"]  # what `total` reads
     total = cells[9]
     assert total["task"] == "total" and total["inputs"] == ["ys"] and total["after"] == ["load"]
     assert [t["name"] for t in summary["tasks"]] == ["load", "total"]

@@ -283,3 +283,57 @@ def test_processes_a_worker_keeps_neither_the_result_it_sent_nor_the_value_it_re
         return gone_in_worker.submit(read, ["sent", "read"])
 
     assert chain() == {"sent": True, "read": True}
+
+
+# A converted notebook: each frame is read by the next cell only; the last cell shows `gone`.
+PROBE = """
+import threading
+import weakref
+
+FREED = {}
+
+
+class Frame:
+    def __init__(self, tag):
+        self.tag = tag
+        FREED[tag] = threading.Event()
+        weakref.finalize(self, FREED[tag].set)
+
+
+def gone(tag):
+    # freed by reference counting once nothing holds it: awaited, not polled
+    return FREED[tag].wait(timeout=10)
+"""
+CHAIN = [
+    "import probe",
+    "a = probe.Frame('a')",
+    "b = probe.Frame(a.tag + 'b')",
+    "c = probe.Frame(b.tag + 'c')",
+    "gone = (c.tag, probe.gone('a'), probe.gone('ab'))",
+    "gone",
+]
+
+
+@pytest.mark.parametrize("runner", ["sequential", "threads"])
+def test_a_converted_flow_releases_what_it_does_not_return(tmp_path, monkeypatch, runner):
+    """The flow returns `gone` only (the last cell shows it), so `a` and `b` go once their
+    readers ended, while the flow still runs: on threads because the flow's return no longer
+    holds them (it held every name), on the sequential runner, which runs each task as the
+    body submits it, because the body lets go of their futures (`del a`, `del b`)."""
+    import runpy
+
+    from notebooks.nbbuild import code, write
+
+    from nb2flow.codegen import convert_notebook
+
+    (tmp_path / "probe.py").write_text(PROBE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write(tmp_path / "chain.ipynb", [code(c) for c in CHAIN])
+    conversion = convert_notebook(path, split="cells")
+    assert conversion.output_names == ["gone"]
+    assert "    del a\n" in conversion.script and "    del b\n" in conversion.script
+    script = tmp_path / "chain_flow.py"
+    script.write_text(conversion.script)
+    main = runpy.run_path(str(script), run_name="chain_flow")["main"]
+    result = main.with_options(task_runner=runner, persist=False)()
+    assert result == {"gone": ("abc", True, True)}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from notebooks.nbbuild import code, md, run_cells, run_script_flow, write
+from notebooks.nbbuild import code, md, run_cells, run_flow_values, write
 
 from nb2flow.codegen import convert_notebook
 from nb2flow.errors import Nb2flowError
@@ -155,7 +155,7 @@ def check_conversion(notebook_cells: list, split: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = write(Path(tmp) / "random.ipynb", notebook_cells)
         try:
-            conversion = convert_notebook(path, split=split)
+            conversion = convert_notebook(path, split=split, every_value=True)
         except Nb2flowError as exc:
             assert str(path) in str(exc)
             return "clear conversion error"
@@ -171,13 +171,15 @@ def check_conversion(notebook_cells: list, split: str) -> str:
         saved = os.environ.get("NB2FLOW_RESULTS")
         os.environ["NB2FLOW_RESULTS"] = str(Path(tmp) / "results")
         try:
-            result = run_script_flow(conversion.script, Path(tmp))
+            result = run_flow_values(conversion, Path(tmp))
         finally:
             if saved is None:
                 del os.environ["NB2FLOW_RESULTS"]
             else:
                 os.environ["NB2FLOW_RESULTS"] = saved
-        for name in conversion.output_names:
+        # every value the notebook leaves, from the task runs, as nb2flow check takes them
+        assert list(result) == conversion.final_names
+        for name in conversion.final_names:
             # UNSET: the notebook leaves the name unbound
             assert result[name] == expected.get(name, UNSET), name
         return "values compared"

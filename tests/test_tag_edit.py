@@ -15,10 +15,9 @@ import nbformat
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from notebooks.nbbuild import code, md, run_cells, run_script_flow, write
+from notebooks.nbbuild import code, convert_returning_all, md, run_cells, run_script_flow, write
 
 from nb2flow.cli import main
-from nb2flow.codegen import convert_notebook
 from nb2flow.errors import Nb2flowError
 from nb2flow.notebook.edit import edit_cells, parse_cell_numbers
 
@@ -110,7 +109,7 @@ def test_the_edited_notebook_converts_to_a_flow_with_those_parameters(tmp_path, 
         ("train_path", "'./data/green_tripdata_2021-01.parquet'"),
         ("share", "0.25"),
     ]
-    conversion = convert_notebook(path)
+    conversion = convert_returning_all(path)  # the flow returns every value, to compare
     compile(conversion.script, "taxi.py", "exec")
     rows = len("rows of ./data/green_tripdata_2021-01.parquet")
     assert run_script_flow(conversion.script, tmp_path, share=0.5)["rate"] == 0.5 * rows
@@ -263,7 +262,7 @@ def test_any_string_literal_round_trips_and_the_result_converts(text, spelled):
         path = Path(tmp) / "prop.ipynb"
         nbformat.write(edited, str(path))
         assert run_cells(path)["got"] == text
-        conversion = convert_notebook(path)
+        conversion = convert_returning_all(path)
         compile(conversion.script, "prop.py", "exec")
         result = run_script_flow(conversion.script, Path(tmp))
         assert result["got"] == text and result["size"] == len(text)

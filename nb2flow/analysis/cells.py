@@ -7,8 +7,10 @@ import ast
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
+from nb2flow.analysis.display import Shown, shown
 from nb2flow.analysis.effects import Pin, pinned_imports
 from nb2flow.analysis.names import Names, analyse
 from nb2flow.errors import Nb2flowError, where
@@ -39,6 +41,11 @@ class Unit:
     heading: str | None  # the last heading in that markdown
     needs: tuple[str, ...] = ()  # modules the magic translation uses
     pins: Mapping[ast.stmt, Pin] = field(default_factory=dict)  # imports that stay in place
+
+    @cached_property
+    def shown(self) -> Shown | None:
+        """The value the notebook displays below the cell (its last expression), if any."""
+        return shown(self.code, self.tree)
 
     @property
     def empty(self) -> bool:
@@ -75,7 +82,7 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
                 markdown.append(cell.source.strip())
             tags = parse_tags(cell.tags, loc)
             warnings.extend(tags.warnings)
-            if tags.role or tags.options or tags.after:
+            if tags.role or tags.options or tags.after or tags.outputs:
                 warnings.append(f"{loc}: tags on a markdown cell are ignored")
             continue
         if cell.kind != "code":

@@ -102,6 +102,9 @@ class DataFlow:
         needs: tuple[str, ...],
         path: Path,
         warnings: list[str],
+        *,
+        requested: Sequence[tuple[str, int | None]] | None = None,
+        every_value: bool = False,
     ) -> None:
         self.tasks = hoisted.tasks
         self.module: tuple[ModuleCode, ...] = hoisted.module
@@ -132,6 +135,12 @@ class DataFlow:
         self.pending = sorted((cell, p.name) for p in parameters for cell in p.cells)
         self.edges: dict[tuple[str, str], list[Reason]] = {}
         self.finals: dict[str, str] = {}  # name -> task making its final version
+        # what the flow returns: the names asked for (with the cell of their output: tag,
+        # None for --outputs), None for the default; name -> the task making it
+        self.requested = requested
+        self.every_value = every_value
+        self.returned: dict[str, str] = {}
+        self.returned_why = ""  # how they were chosen, for inspect
         self.order: list[str] = []
 
     def run(self) -> DataFlow:
@@ -366,10 +375,10 @@ class DataFlow:
         )
         return graph
 
-    def outputs(self) -> None:
-        """What a later task reads from a task, and the notebook's final values (the
-        flow returns those), except what is not data: private names, modules, functions,
-        open files, loop variables."""
+    def final_values(self) -> None:
+        """What the notebook leaves: the final version of every name a task makes, except
+        what is not data (private names, modules, functions, open files, loop variables).
+        ``nb2flow check`` compares them all."""
         not_data: dict[str, frozenset[str]] = {}
         for name, source in self.producer.items():
             if not isinstance(source, FromTask):
@@ -380,13 +389,53 @@ class DataFlow:
             if name.startswith("_") or name in not_data[source.task]:
                 continue
             self.finals[name] = source.task
+
+    def flow_outputs(self) -> None:
+        """What the flow returns: the variables the user names (``--outputs``, else
+        ``output:NAME`` tags; each must be a value a task computes), else those the
+        notebook's last cell showing values of tasks shows (``rmse``, ``rmse, r2``,
+        ``print(..., rmse)``: see :mod:`nb2flow.analysis.display`)."""
+        if self.requested is None:
+            units = [u for flow in self.flows.values() for u in flow.task.units]
+            for unit in reversed(units):
+                shown = [n for n in unit.shown.names if n in self.finals] if unit.shown else []
+                if shown:
+                    self.returned = {n: self.finals[n] for n in shown}
+                    self.returned_why = f"shown by cell {unit.cell}"
+                    return
+            self.returned_why = "no cell shows a value a task computes"
+            return
+        tagged = any(cell is not None for _, cell in self.requested)
+        self.returned_why = "output: tags" if tagged else "--outputs"
+        for name, cell in self.requested:
+            source = self.producer.get(name)
+            if isinstance(source, FromTask):
+                self.returned[name] = source.task
+                continue
+            asked = f"{where(self.path, cell)}: tag output:{name}" if cell else f"--outputs {name}"
+            if source == PARAMETER:
+                why = "is a flow parameter (its caller knows it)"
+            elif source == MODULE:
+                why = "is set at module level, not by a task"
+            else:
+                why = "is not set by any task"
+            known = ", ".join(self.finals) or "none"
+            raise Nb2flowError(f"{asked}: `{name}` {why}; the notebook's values: {known}")
+
+    def task_outputs(self) -> None:
+        """What each task returns: the names later tasks read from it and the ones the
+        flow returns (with ``every_value``, every value the notebook leaves as well: a run
+        keeping its task outputs then holds them all, for ``nb2flow check``)."""
         needed: dict[str, set[str]] = {name: set() for name in self.flows}
         for flow in self.flows.values():
             for name, source in flow.sources.items():
                 if isinstance(source, FromTask):
                     needed[source.task].add(name)
-        for name, task in self.finals.items():
+        for name, task in self.returned.items():
             needed[task].add(name)
+        if self.every_value:
+            for name, task in self.finals.items():
+                needed[task].add(name)
         for flow in self.flows.values():
             flow.outputs = [w for w in flow.names.writes if w in needed[flow.name]]
 
@@ -434,7 +483,9 @@ class DataFlow:
         pinned_imports,
         after_tags,
         call_order,
-        outputs,
+        final_values,
+        flow_outputs,
+        task_outputs,
         maybe_unbound,
         function_names,
     )

@@ -13,7 +13,7 @@ of the previous one's result (as nbconvert chains preprocessors):
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,11 +31,25 @@ def build_plan(
     split: str = "auto",
     cache_all: bool = False,
     label: str | None = None,
+    outputs: Sequence[str] | None = None,
+    every_value: bool = False,
 ) -> Plan:
     """The plan of ``notebook``; raises Nb2flowError on bad input. ``label`` is how the
-    script names the notebook (default: its path)."""
+    script names the notebook (default: its path).
+
+    ``outputs`` names the variables the flow returns (default: the ``output:NAME`` tags,
+    else what the notebook's last cell showing values shows). With ``every_value`` each
+    task also returns the values the notebook leaves that it makes (``nb2flow check`` reads
+    them from the task runs)."""
     with paused_gc():
-        return _build_plan(notebook, split=split, cache_all=cache_all, label=label)
+        return _build_plan(
+            notebook,
+            split=split,
+            cache_all=cache_all,
+            label=label,
+            outputs=None if outputs is None else tuple(dict.fromkeys(outputs)),
+            every_value=every_value,
+        )
 
 
 @contextmanager
@@ -53,7 +67,13 @@ def paused_gc() -> Iterator[None]:
 
 
 def _build_plan(
-    notebook: str | Path | Notebook, *, split: str, cache_all: bool, label: str | None
+    notebook: str | Path | Notebook,
+    *,
+    split: str,
+    cache_all: bool,
+    label: str | None,
+    outputs: tuple[str, ...] | None,
+    every_value: bool,
 ) -> Plan:
     nb = notebook if isinstance(notebook, Notebook) else read_notebook(notebook)
     units, warnings = prepare(nb)
@@ -64,7 +84,15 @@ def _build_plan(
     needs = hoisted.needs
     if imports_written_files and "sys" not in needs:
         needs = (*needs, "sys")  # the script puts the working directory on sys.path
-    flow = DataFlow(hoisted, grouping.parameters, needs, nb.path, warnings).run()
+    flow = DataFlow(
+        hoisted,
+        grouping.parameters,
+        needs,
+        nb.path,
+        warnings,
+        requested=_requested_outputs(grouping, outputs),
+        every_value=every_value,
+    ).run()
     return assemble(
         nb,
         grouping,
@@ -75,7 +103,24 @@ def _build_plan(
         requested_split=split,
         cache_all=cache_all,
         label=label if label is not None else str(nb.path),
+        outputs_option=outputs,
+        every_value=every_value,
     )
+
+
+def _requested_outputs(
+    grouping: Grouping, option: tuple[str, ...] | None
+) -> list[tuple[str, int | None]] | None:
+    """The variables asked for, each with the cell of its ``output:`` tag (None: the
+    option, which wins over the tags); None when nothing is asked (the default rule)."""
+    if option is not None:
+        return [(name, None) for name in option]
+    tagged: dict[str, int] = {}
+    for unit in grouping.units:
+        if unit.tags.role != "skip":
+            for name in unit.tags.outputs:
+                tagged.setdefault(name, unit.cell)
+    return list(tagged.items()) or None
 
 
 def _imports_written_files(grouping: Grouping) -> bool:
@@ -100,6 +145,8 @@ def assemble(
     requested_split: str,
     cache_all: bool,
     label: str,
+    outputs_option: tuple[str, ...] | None = None,
+    every_value: bool = False,
 ) -> Plan:
     """The frozen plan from the results of the stages."""
     tasks: dict[str, PlannedTask] = {}
@@ -151,7 +198,11 @@ def assemble(
         star_imports=tuple(flow.star_imports),
         used_names=tuple(sorted(used)),
         tasks=tasks,
-        outputs={name: flow.finals[name] for name in first_written},
+        outputs=dict(flow.returned),
+        outputs_rule=flow.returned_why,
+        finals={name: flow.finals[name] for name in first_written},
+        outputs_option=outputs_option,
+        every_value=every_value,
         skipped=grouping.skipped,
         warnings=tuple(flow.warnings),
         graph=flow.graph(),

@@ -183,6 +183,13 @@ class Plan:
     used_names: tuple[str, ...]  # every name the code reads or binds (sorted)
     tasks: Mapping[str, PlannedTask]  # in call order
     outputs: Mapping[str, str]  # what the flow returns: name -> the task making it
+    #: how they were chosen: "output: tags", "--outputs", "shown by cell N", or why none
+    outputs_rule: str
+    #: every value the notebook leaves (what `nb2flow check` compares): name -> the task
+    #: making its final version, in the order the notebook first sets them
+    finals: Mapping[str, str]
+    outputs_option: tuple[str, ...] | None  # the variables --outputs named (None: not given)
+    every_value: bool  # tasks also return every final value they make (for nb2flow check)
     skipped: tuple[int, ...]
     warnings: tuple[str, ...]
     graph: nx.DiGraph  # task names; each edge's "edge" attribute is its Edge
@@ -207,3 +214,14 @@ class Plan:
 
     def predecessors(self, name: str) -> list[str]:
         return list(self.graph.predecessors(name))
+
+    def returned_by(self) -> dict[str, tuple[str, int, int]]:
+        """Where a run's task outputs hold the notebook's final values: name -> (task, its
+        position in what the task returns, how many it returns), for those a task returns
+        (all of them with ``every_value``)."""
+        out: dict[str, tuple[str, int, int]] = {}
+        for name, task in self.finals.items():
+            outputs = self.tasks[task].outputs
+            if name in outputs:
+                out[name] = (task, outputs.index(name), len(outputs))
+        return out

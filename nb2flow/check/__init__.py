@@ -2,7 +2,9 @@
 
 :func:`check_notebook` converts the notebook, runs it top to bottom in a Jupyter kernel
 (``skip`` cells left out), runs the generated flow with the same parameters, and compares
-every final value the flow returns with the notebook's (:mod:`nb2flow.check.compare`).
+every value the notebook leaves with the flow's (:mod:`nb2flow.check.compare`). The flow
+returns only what the user asked for; the other values come from its task runs' outputs
+(the runtime's ``keep_outputs``: :mod:`nb2flow.check.values`).
 
 A value that differs is checked against a second run of the notebook: when the notebook
 itself does not compute it twice the same (unseeded randomness, ``id()`` inside an object),
@@ -16,10 +18,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nb2flow.check.compare import DIFFERENT, EQUAL, NOT_COMPARED, Tolerance, compare, type_name
 from nb2flow.errors import Nb2flowError
+
+if TYPE_CHECKING:
+    from nb2flow.codegen import Conversion
 
 __all__ = [
     "DIFFERENT",
@@ -72,6 +77,8 @@ class CheckReport:
     #: side -> why it did not finish ("stopped: the notebook failed first", "not run: ...")
     skipped: dict[str, str] = field(default_factory=dict)
     conversion_warnings: list[str] = field(default_factory=list)
+    #: what the flow itself returns (the values compared come from its task runs)
+    flow_returns: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     #: how often the notebook ran, and why a second time
     notebook_runs: int = 1
@@ -142,19 +149,21 @@ def parse_parameters(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def _convert(path: Path, split: str = "auto") -> tuple[str, list[str], list[str]]:
-    """The generated script, the names to compare, and the converter's warnings.
-
-    The names are the flow's outputs, which today are every name the notebook leaves. When
-    flows return only their declared outputs, the names to compare stay every name the
-    notebook leaves (the plan knows them) and the flow side takes their values from the
-    task runs' outputs (see the flow driver in :mod:`nb2flow.check.runs`).
-    """
+def _convert(path: Path, split: str = "auto") -> Conversion:
+    """The notebook converted for the check: its flow returns what the user's script
+    returns, and every task also returns the values the notebook leaves that it makes
+    (``every_value``), so that the flow side reads them all from the task runs' outputs
+    (see the flow driver in :mod:`nb2flow.check.runs`)."""
     from nb2flow.codegen import convert_notebook
 
-    conversion = convert_notebook(path, split=split)
-    names = list(getattr(conversion, "output_names", None) or [])
-    return conversion.script, names, list(getattr(conversion, "warnings", None) or [])
+    return convert_notebook(path, split=split, every_value=True)
+
+
+def _names(conversion: Conversion) -> list[str]:
+    """The names to compare: every value the notebook leaves, then any other variable the
+    flow returns (an ``output:`` tag may name a loop variable)."""
+    finals = conversion.final_names
+    return finals + [n for n in conversion.output_names if n not in finals]
 
 
 def check_notebook(
@@ -211,7 +220,9 @@ def check_notebook(
     )
 
     start = time.perf_counter()
-    script_text, names, report.conversion_warnings = _convert(path, split)
+    conversion = _convert(path, split)
+    script_text, names = conversion.script, _names(conversion)
+    report.conversion_warnings = list(conversion.warnings)
     report.seconds["convert"] = time.perf_counter() - start
     ignored = set(ignore or []) | set(_metadata_ignore(notebook.data, path))
     param_source = "".join(f"{k} = {v!r}\n" for k, v in params.items())
@@ -232,7 +243,7 @@ def check_notebook(
         (tmp_dir / "flow").mkdir()
         sides = [
             notebook_side("notebook", names),
-            FlowSide(script, params, tmp_dir / "flow", cwd, timeout),
+            FlowSide(script, params, tmp_dir / "flow", cwd, timeout, conversion.plan.returned_by()),
         ]
         results = run_sides(sides, parallel=parallel)
         nb, flow = results["notebook"], results["flow"]
@@ -241,7 +252,8 @@ def check_notebook(
         report.skipped = {n: r.skipped for n, r in results.items() if r.skipped}
         if nb.error or flow.error:
             return report
-        # what the converter says the flow returns, then anything else it does return
+        report.flow_returns = list(flow.names or [])
+        # the notebook's values, then anything else the flow returns
         extra = [n for n in flow.names or [] if n not in names]
         report.rows = _compare_all(names, nb.values, flow.values, ignored, tol)
         report.rows += [
@@ -322,7 +334,7 @@ def _compare_all(
                 rows.append(ValueRow(name, MISSING_IN_NOTEBOOK, "the notebook leaves it undefined"))
             continue
         if name not in flow_values:
-            rows.append(ValueRow(name, MISSING_IN_FLOW, "the flow does not return it"))
+            rows.append(ValueRow(name, MISSING_IN_FLOW, "no task run of the flow holds it"))
             continue
         (nb_kind, expected, nb_type), (flow_kind, actual, flow_type) = (
             nb_values[name],

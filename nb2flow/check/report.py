@@ -68,7 +68,9 @@ def print_report(report: CheckReport, console: Console | None = None) -> None:
             )
         console.print(table)
     elif not (report.notebook_error or report.flow_error):
-        say("the flow returns no values to compare")
+        say("the notebook leaves no values to compare")
+    if report.flow_returns:
+        say(f"the flow returns: {escape(', '.join(report.flow_returns))}")
     for note in report.notes:
         say(f"[dim]note:[/] {escape(note)}")
     others = ", ".join(

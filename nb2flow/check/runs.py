@@ -390,7 +390,7 @@ end_group_on_sigterm()
 die_with_parent(signal.SIGTERM)
 import importlib.util, json, os, pickle, sys
 from nb2flow.check.dump import dump
-script, out, params_file = sys.argv[1:4]
+script, out, params_file, where_file = sys.argv[1:5]
 sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
 with open(params_file, "rb") as f:
     params = pickle.load(f)
@@ -412,13 +412,19 @@ unknown = sorted(set(params) - set(flow.signature.parameters))
 if unknown:
     sys.stderr.write("NB2FLOW-CHECK-UNKNOWN-PARAMS " + json.dumps(unknown) + "\n")
     raise SystemExit(3)
-# The values compared are what the flow returns: every name the notebook leaves, today.
-# When flows return only their declared outputs, this is the one place to take the values
-# from each task run's outputs instead.
-result = flow(**params)
+# The values compared: every name the notebook leaves, from the task runs' outputs (the
+# flow returns only what the user asked for), then what the flow returns besides.
+from nb2flow.check.values import run_for_values
+with open(where_file) as f:
+    where = json.load(f)
+result, values = run_for_values(flow, params, where)
 if not isinstance(result, dict):
     result = {"<return value>": result}
-dump(result, out)
+for name, value in result.items():
+    values.setdefault(name, value)
+with open(os.path.join(out, "returned.json"), "w") as f:
+    json.dump(list(result), f)
+dump(values, out)
 """
 
 
@@ -431,6 +437,9 @@ class FlowSide(Side):
     out: Path
     cwd: Path
     timeout: float | None = None
+    #: where the task runs' outputs hold the notebook's values: name -> (task, position,
+    #: count) (:meth:`nb2flow.analysis.plan.Plan.returned_by`)
+    where: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     name: str = "flow"
 
     def start(self, supervisor: Supervisor) -> Child:
@@ -438,6 +447,8 @@ class FlowSide(Side):
 
         params_file = self.out / "params.pkl"
         params_file.write_bytes(pickle.dumps(self.params))
+        where_file = self.out / "where.json"
+        where_file.write_text(json.dumps(self.where))
         env = _env()
         # the check proves the conversion: every task runs, none is served from the cache
         # (cache keys hash a loader's path argument, not the file it names)
@@ -445,7 +456,7 @@ class FlowSide(Side):
         argv = [sys.executable, "-c", _FLOW_DRIVER, str(self.script), str(self.out)]
         return supervisor.start(
             self.name,
-            [*argv, str(params_file)],
+            [*argv, str(params_file), str(where_file)],
             cwd=self.cwd,
             env=env,
             stdout=self.out / "flow.out",
@@ -461,8 +472,8 @@ class FlowSide(Side):
             raise Nb2flowError(f"{self.script}: the flow has no parameter {names} (-p)")
         if code != 0:
             return SideResult(error=_flow_error(stderr, code), seconds=seconds)
-        values = load_values(self.out)
-        return SideResult(values=values, seconds=seconds, names=list(values))
+        returned = json.loads((self.out / "returned.json").read_text())
+        return SideResult(values=load_values(self.out), seconds=seconds, names=returned)
 
     def timed_out(self, seconds: float) -> SideResult:
         return SideResult(
@@ -471,10 +482,17 @@ class FlowSide(Side):
 
 
 def run_flow(
-    script: Path, params: dict[str, Any], out: Path, *, cwd: Path, timeout: float
+    script: Path,
+    params: dict[str, Any],
+    out: Path,
+    *,
+    cwd: Path,
+    timeout: float,
+    where: dict[str, tuple[str, int, int]] | None = None,
 ) -> SideResult:
-    """Run the generated flow in a fresh process with `params`; collect its returned dict."""
-    side = FlowSide(script, params, out, cwd, timeout)
+    """Run the generated flow in a fresh process with `params`; collect the values `where`
+    names from its task runs, and its returned dict."""
+    side = FlowSide(script, params, out, cwd, timeout, dict(where or {}))
     return run_sides([side], parallel=False)[side.name]
 
 

@@ -3,7 +3,8 @@
 >>> conversion = convert_notebook("notebooks/duration-prediction.ipynb")
 >>> conversion.script        # the script text
 >>> conversion.plan          # nb2flow.analysis.plan.Plan: tasks, edges, parameters...
->>> conversion.output_names  # what the flow returns, in notebook order
+>>> conversion.output_names  # what the flow returns
+>>> conversion.final_names   # every value the notebook leaves (what `nb2flow check` compares)
 >>> write_script(conversion, "converted_scripts")
 """
 
@@ -45,6 +46,8 @@ class Conversion:
     plan: Plan
     warnings: list[str] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    #: every value the notebook leaves, in the order it first sets them
+    final_names: list[str] = field(default_factory=list)
     #: the folder the script was made for (it runs in the notebook's folder, relative to it)
     out_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     #: the notebook as read (None: read from ``notebook``)
@@ -119,10 +122,17 @@ def convert_notebook(
     cache_all: bool = False,
     label: str | None = None,
     out_dir: str | Path = DEFAULT_OUTPUT_DIR,
+    outputs: Sequence[str] | None = None,
+    every_value: bool = False,
 ) -> Conversion:
     """Convert the notebook at ``path`` (or a :class:`Notebook` read already, e.g. the unsaved
     content of an open notebook) for a script in ``out_dir``; raises Nb2flowError on bad
-    input, writes nothing."""
+    input, writes nothing.
+
+    ``outputs``: the variables the flow returns (default: the notebook's ``output:NAME``
+    tags, else what its last cell showing values shows). ``every_value``: each task also
+    returns every value the notebook leaves that it makes, so that a run keeping its task
+    outputs (``keep_outputs``) holds them all (``nb2flow check``)."""
     from nb2flow.analysis.pipeline import build_plan
 
     nb = path if isinstance(path, Notebook) else None
@@ -132,6 +142,8 @@ def convert_notebook(
         split=split,
         cache_all=cache_all,
         label=label if label else source_label(path),
+        outputs=outputs,
+        every_value=every_value,
     )
     return _conversion(path, plan, out_dir, nb)
 
@@ -171,6 +183,7 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
         plan=plan,
         warnings=warnings,
         output_names=list(plan.outputs),
+        final_names=list(plan.finals),
         out_dir=Path(out_dir),
         source=nb,
     )

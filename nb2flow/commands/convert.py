@@ -40,6 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="overwrite a file nb2flow did not generate")
     p.add_argument("--cache", action="store_true", help="turn on caching for every task")
+    p.add_argument(
+        "--outputs",
+        type=output_names,
+        metavar="NAMES",
+        help="the variables the flow returns, comma-separated ('' for none); default: the "
+        "notebook's output:NAME tags, else the values its last cell showing values shows",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
 
 
@@ -59,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     for notebook in args.notebooks:
         conversion = convert_notebook(
-            notebook, split=args.split, cache_all=args.cache, out_dir=args.output_dir
+            notebook,
+            split=args.split,
+            cache_all=args.cache,
+            out_dir=args.output_dir,
+            outputs=args.outputs,
         )
         target = script_path(notebook, args.output_dir)
         if args.check_only:
@@ -84,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
+def output_names(text: str) -> tuple[str, ...]:
+    """``--outputs a,b``: variable names (argparse reports a bad one as a usage error)."""
+    from nb2flow.notebook.tags import is_variable_name
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if not is_variable_name(name):
+            raise argparse.ArgumentTypeError(f"{name!r} is not a variable name")
+    return names
+
+
 def summary(conversion: Conversion) -> str:
     """A one-screen summary: counts, then one line per task."""
     plan = conversion.plan
@@ -95,6 +117,8 @@ def summary(conversion: Conversion) -> str:
         _plural(len(conversion.warnings), "warning"),
     ]
     lines = [f"  {', '.join(counts)} (split: {plan.split})"]
+    returned = _names(list(plan.outputs)) if plan.outputs else "nothing"
+    lines.append(f"  returns: {returned} ({plan.outputs_rule})")
     width = max((len(t.name) for t in tasks[:MAX_TASK_LINES]), default=0)
     for t in tasks[:MAX_TASK_LINES]:
         line = f"  {t.name:<{width}}  {cells_text(t.cells)}"

@@ -15,12 +15,20 @@ HELP = "show how a notebook would be converted: tasks, inputs, outputs, graph, w
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from nb2flow.commands.convert import output_names
+
     p.add_argument("notebook", metavar="NB.ipynb")
     p.add_argument(
         "--split",
         choices=("auto", "tags", "headings", "cells"),
         default="auto",
         help="how to cut the notebook into tasks (as for convert)",
+    )
+    p.add_argument(
+        "--outputs",
+        type=output_names,
+        metavar="NAMES",
+        help="the variables the flow returns (as for convert)",
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
@@ -56,6 +64,8 @@ def plan_dict(plan: Plan, warnings: Sequence[str]) -> dict[str, Any]:
         "module_cells": [block.cell for block in plan.module],
         "skipped_cells": list(plan.skipped),
         "outputs": list(plan.outputs),
+        "outputs_rule": plan.outputs_rule,
+        "values": list(plan.finals),
         "warnings": list(warnings),
     }
 
@@ -76,7 +86,12 @@ def run(args: argparse.Namespace) -> int:
     from nb2flow.codegen import source_label
     from nb2flow.commands.convert import cells_text
 
-    plan = build_plan(args.notebook, split=args.split, label=source_label(args.notebook))
+    plan = build_plan(
+        args.notebook,
+        split=args.split,
+        label=source_label(args.notebook),
+        outputs=args.outputs,
+    )
     warnings = plan.warnings
     data = plan_dict(plan, warnings)
     if args.json:
@@ -123,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
         print("\nstages (tasks in one stage can run at the same time):")
         for i, stage in enumerate(data["stages"], 1):
             print(f"  {i}. {', '.join(stage)}")
-    if data["outputs"]:
-        print(f"\nflow returns: {', '.join(data['outputs'])}")
+    returned = ", ".join(data["outputs"]) or "nothing"
+    print(f"\nflow returns: {returned} ({data['outputs_rule']})")
+    if data["values"]:
+        print(
+            f"values the notebook leaves (nb2flow check compares them): {_fit(data['values'], 200)}"
+        )
     if warnings:
         print(f"\n{len(warnings)} warnings:")
         for message in warnings:

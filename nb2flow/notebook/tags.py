@@ -7,14 +7,17 @@
 | ``setup`` | module-level code run once at import |
 | ``skip`` | left out of the flow |
 | ``after:NAME`` | extra ordering edge: run after task NAME |
+| ``output:NAME`` | the flow returns variable NAME (its value at the end of the notebook) |
 | ``retries:N``, ``retry-delay:S``, ``timeout:S``, ``cache`` | task options |
 
 Tag text never becomes code: names are turned into identifiers
-(:func:`nb2flow.notebook.identifiers.identifier`), numbers are parsed into numbers.
+(:func:`nb2flow.notebook.identifiers.identifier`), numbers are parsed into numbers; an
+``output:`` name must already be one (it names a variable of the notebook).
 """
 
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import dataclass, field
 
@@ -46,6 +49,7 @@ class CellTags:
     task_name: str | None = None  # identifier from task:NAME
     raw_task_name: str | None = None  # the tag text, for messages
     after: list[str] = field(default_factory=list)  # identifiers
+    outputs: list[str] = field(default_factory=list)  # variables the flow returns
     options: dict[str, float | int | bool] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -82,11 +86,10 @@ def grammar() -> dict[str, object]:
     from the server, so this module stays its single source of truth)::
 
         {"roles": [...], "flags": ["cache"], "options": [{"tag", "key", "integer",
-         "min", "exclusive_min", "label"}], "after": "after", "name_pattern": regex,
+         "min", "exclusive_min", "label"}], "after": "after", "output": "output",
+         "hard_keywords": [...], "name_pattern": regex,
          "keywords": [...], "ignored": [...]}
     """
-    import keyword
-
     return {
         "roles": list(ROLE_TAGS),
         "named_role": "task",
@@ -103,6 +106,10 @@ def grammar() -> dict[str, object]:
             for tag, (key, integer, positive, label) in NUMBER_OPTIONS.items()
         ],
         "after": "after",
+        # output:NAME names a variable the flow returns: any identifier but the hard
+        # keywords (is_variable_name; `type` and `match` are variables too)
+        "output": "output",
+        "hard_keywords": sorted(keyword.kwlist),
         # what identifier() keeps unchanged: the controls accept only names that stay as typed
         "name_pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
         "keywords": sorted([*keyword.kwlist, *keyword.softkwlist]),
@@ -136,6 +143,15 @@ def parse_tags(tags: tuple[str, ...] | list[str], loc: str) -> CellTags:
             if not value.strip():
                 raise Nb2flowError(f"{loc}: malformed tag {raw!r}: after: needs a task name")
             result.after.append(identifier(value.strip(), fallback="task"))
+        elif head == "output":
+            name = value.strip()
+            if not sep or not is_variable_name(name):
+                raise Nb2flowError(
+                    f"{loc}: malformed tag {raw!r}: output: needs a variable name "
+                    "(output:NAME, one per tag)"
+                )
+            if name not in result.outputs:
+                result.outputs.append(name)
         elif _OPTION_ALIASES.get(head, head) in NUMBER_OPTIONS and sep:
             key, integer, positive, _ = NUMBER_OPTIONS[_OPTION_ALIASES.get(head, head)]
             result.options[key] = _number(value, raw, loc, integer=integer, positive=positive)
@@ -157,7 +173,15 @@ def parse_tags(tags: tuple[str, ...] | list[str], loc: str) -> CellTags:
     result.role = distinct[0] if distinct else None
     if result.role in ("setup", "skip", "parameters") and (result.options or result.after):
         result.warnings.append(f"{loc}: task options on a {result.role} cell are ignored")
+    if result.role == "skip" and result.outputs:
+        result.warnings.append(f"{loc}: output: tags on a skip cell are ignored")
     return result
+
+
+def is_variable_name(name: str) -> bool:
+    """Can ``name`` be a variable of the notebook (``output:NAME``, ``--outputs``)? A Python
+    identifier that is not a keyword (soft keywords such as ``type`` or ``match`` are)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
 
 
 def is_known_tag(tag: str) -> bool:
@@ -168,4 +192,11 @@ def is_known_tag(tag: str) -> bool:
         return True
     if head in ("parameters", "setup", "skip", "cache"):
         return not sep
-    return bool(sep) and head in ("after", "retries", "retry-delay", "retry_delay", "timeout")
+    return bool(sep) and head in (
+        "after",
+        "output",
+        "retries",
+        "retry-delay",
+        "retry_delay",
+        "timeout",
+    )

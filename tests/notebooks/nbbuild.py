@@ -63,3 +63,26 @@ def run_script_flow(script: str, directory: Path, **params: Any) -> Any:
     path.write_text(script, encoding="utf-8")
     module = runpy.run_path(str(path), run_name="generated_flow")
     return module["main"](**params)
+
+
+def convert_returning_all(path: Path, **options: Any) -> Any:
+    """Convert ``path`` into a flow returning every value the notebook leaves (``--outputs``
+    naming them all): what the converter's tests compare with the notebook's namespace."""
+    from nb2flow.codegen import convert_notebook
+
+    every = convert_notebook(path, **options).final_names
+    return convert_notebook(path, outputs=every, **options)
+
+
+def run_flow_values(conversion: Any, directory: Path, **params: Any) -> dict[str, Any]:
+    """Every value the notebook leaves, from the task runs of the flow of ``conversion``
+    (converted with ``every_value=True``), as ``nb2flow check`` takes them."""
+    import runpy
+
+    from nb2flow.check.values import run_for_values
+
+    assert conversion.plan.every_value, "convert with every_value=True"
+    path = Path(directory) / "generated_flow.py"
+    path.write_text(conversion.script, encoding="utf-8")
+    module = runpy.run_path(str(path), run_name="generated_flow")
+    return run_for_values(module["main"], params, conversion.plan.returned_by())[1]

@@ -1,0 +1,148 @@
+"""What flows return (issue 11, "What flows return"): a task returns only what later tasks
+read; the flow returns what the notebook's user asks for (``output:NAME`` tags, ``--outputs``),
+by default what the notebook's last cell showing values displays; not every name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from notebooks.nbbuild import code, md, run_cells, write
+
+from nb2flow.cli import main
+from nb2flow.codegen import convert_notebook, write_script
+from nb2flow.errors import Nb2flowError
+from nb2flow.notebook.tags import grammar, is_known_tag, parse_tags
+
+# a cell makes a value no later task reads (`rows`, as `train_dicts`) and one that cannot be
+# pickled (a lock, as an xgboost DMatrix); the last cell shows `total`
+MODEL = [
+    code("n = 4", "parameters"),
+    md("## Load"),
+    code(
+        "import threading\n\nrows = list(range(n))\nlock = threading.Lock()\ndata = [r * 2 for r in rows]"
+    ),
+    md("## Sum"),
+    code("total = sum(data)\ncount = len(data)"),
+    md("## Show"),
+    code("len(data), type(data)"),
+    code("total"),
+]
+
+
+def _plan(tmp_path, cells, **options):
+    return convert_notebook(write(tmp_path / "nb.ipynb", cells), **options).plan
+
+
+def test_the_tag_grammar_knows_output_names():
+    tags = parse_tags(["task:train", "output:rmse", "output:run_id", "output:rmse"], "nb, cell 3")
+    assert tags.outputs == ["rmse", "run_id"]
+    assert is_known_tag("output:rmse") and not is_known_tag("output")
+    assert grammar()["output"] == "output" and "class" in grammar()["hard_keywords"]
+    assert parse_tags(["output:type"], "nb, cell 3").outputs == ["type"]  # a soft keyword
+    for word in grammar()["hard_keywords"]:  # what the extension reads is what is refused
+        with pytest.raises(Nb2flowError):
+            parse_tags([f"output:{word}"], "nb, cell 3")
+    for bad in ("output:", "output:1x", "output:class", "output:a,b", "output:a b"):
+        with pytest.raises(Nb2flowError, match=r"nb, cell 3: malformed tag .*output: needs a"):
+            parse_tags([bad], "nb, cell 3")
+    # a skip cell's output: tags are ignored with a warning
+    assert parse_tags(["skip", "output:x"], "nb, cell 3").warnings
+
+
+def test_by_default_the_flow_returns_what_the_last_cell_showing_values_shows(tmp_path):
+    plan = _plan(tmp_path, MODEL)
+    assert dict(plan.outputs) == {"total": "sum"}
+    assert plan.outputs_rule == "shown by cell 8"
+    # every value the notebook leaves is still known (nb2flow check compares them)
+    assert list(plan.finals) == ["rows", "lock", "data", "total", "count"]
+    # each task returns only what a later task reads, and what the flow returns
+    assert plan.tasks["load"].outputs == ("data",)
+    assert plan.tasks["sum"].outputs == ("total",)
+    assert plan.tasks["show"].outputs == ()
+
+
+@pytest.mark.parametrize(
+    ("last", "returned"),
+    [
+        ("print('total', total, count)", ["total", "count"]),
+        ("total, count", ["total", "count"]),
+        ("[count]", ["count"]),
+        ("total;", ["data"]),  # ends with ';': shows nothing, the cell above shows `data`
+        ("!echo done", ["data"]),  # a shell command shows its output, not a value
+        ("n", ["data"]),  # a parameter: not a value a task computes
+    ],
+)
+def test_the_shown_values_follow_ipythons_display_rules(tmp_path, last, returned):
+    cells = [*MODEL[:6], code("data"), code(last)]
+    assert list(_plan(tmp_path, cells).outputs) == returned
+
+
+def test_output_tags_name_what_the_flow_returns(tmp_path):
+    cells = list(MODEL)
+    cells[4] = code("total = sum(data)\ncount = len(data)", "output:count", "output:data")
+    plan = _plan(tmp_path, cells)
+    assert list(plan.outputs) == ["count", "data"] and plan.outputs_rule == "output: tags"
+    assert plan.tasks["sum"].outputs == ("total", "count")  # `show` reads total
+    # --outputs wins over the tags
+    plan = _plan(tmp_path, cells, outputs=("rows",))
+    assert list(plan.outputs) == ["rows"] and plan.outputs_rule == "--outputs"
+    assert plan.tasks["load"].outputs == ("rows", "data")
+    assert _plan(tmp_path, cells, outputs=()).outputs == {}
+
+
+@pytest.mark.parametrize(
+    ("tag", "why"),
+    [
+        ("output:n", "is a flow parameter"),
+        ("output:threading", "is set at module level"),
+        ("output:nowhere", "is not set by any task"),
+    ],
+)
+def test_an_output_tag_naming_no_task_value_is_one_clear_error(tmp_path, capsys, tag, why):
+    cells = list(MODEL)
+    cells[6] = code("len(data), type(data)", tag)
+    path = write(tmp_path / "nb.ipynb", cells)
+    assert main(["convert", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, cell 7: tag {tag}: ") and why in err
+    assert "the notebook's values: rows, lock, data, total, count" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_the_outputs_option_on_the_command_line(tmp_path, capsys):
+    path = write(tmp_path / "nb.ipynb", MODEL)
+    out = tmp_path / "out"
+    assert main(["convert", str(path), "-o", str(out), "--outputs", "count,total"]) == 0
+    assert "returns: count, total (--outputs)" in capsys.readouterr().out
+    script = (out / "nb.py").read_text()
+    assert '    return {"count": count, "total": total}\n' in script
+    assert "--outputs count,total" in script  # the header's regenerate command repeats it
+    with pytest.raises(SystemExit):
+        main(["convert", str(path), "--outputs", "total,class"])
+    assert "'class' is not a variable name" in capsys.readouterr().err
+    assert main(["inspect", str(path), "--outputs", ""]) == 0
+    assert "flow returns: nothing (--outputs)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["threads", "processes:2"])
+def test_a_value_nothing_reads_does_not_travel_or_break_the_cache(tmp_path, runner):
+    """The lock (as an xgboost DMatrix) stays in its task: no Unavailable warning on a
+    process pool, and the task's cache entry is written (the second run is Cached)."""
+    cells = list(MODEL)
+    cells[2] = code(MODEL[2].source, "task:load", "cache")
+    cells[4] = code(MODEL[4].source, "task:sum")
+    cells[6] = code(MODEL[6].source, "task:show")
+    path = write(tmp_path / "nb.ipynb", cells)
+    script = write_script(convert_notebook(path), tmp_path / "out")
+    argv = [sys.executable, str(script), "--task-runner", runner, "--json"]
+    for _run in range(2):  # the second run takes `load` from the cache
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout) == {"total": run_cells(path)["total"]}
+        assert "Unavailable" not in proc.stderr and "pickle" not in proc.stderr, proc.stderr
+        assert "3 of 3 tasks completed" in proc.stderr, proc.stderr
+    assert "1 from cache" in proc.stderr, proc.stderr
