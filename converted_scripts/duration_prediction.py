@@ -44,7 +44,7 @@ import xgboost as xgb
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.metrics import root_mean_squared_error
 
-from nb2flow import flow, run_cli, run_in_folder, task
+from nb2flow import artifacts, flow, run_cli, run_in_folder, task
 
 
 if __name__ == "__main__":
@@ -80,7 +80,7 @@ def load_data(train_path: str, val_path: str):
     df_train = read_dataframe(train_path)
     df_val = read_dataframe(val_path)
 
-    len(df_train), len(df_val)
+    artifacts.last_value((len(df_train), len(df_val)), "cell 9")
     return df_train, df_val
 
 
@@ -178,7 +178,7 @@ def best_run(tracking_uri: str, experiment_name: str):
     """
     mlflow.set_tracking_uri(tracking_uri)
     best_rmse = mlflow.search_runs(experiment_names=[experiment_name])["metrics.rmse"].min()
-    best_rmse
+    artifacts.last_value(best_rmse, "cell 17")
     return best_rmse
 
 

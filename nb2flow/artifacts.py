@@ -7,6 +7,7 @@ report, and kept in the run store.
 >>> artifacts.markdown(f"**RMSE** {rmse:.3f}")
 >>> artifacts.image(fig)                              # a matplotlib figure, PNG bytes, PIL image
 >>> artifacts.display(df.describe())                  # what ``display(x)`` / a cell's last value shows
+>>> artifacts.last_value(x, "cell 9")                 # a cell's last expression (None shows nothing)
 
 Each call records one artifact for the calling task run (or the flow body) and returns
 whether it did; outside a run it displays the value when in IPython and records nothing.
@@ -21,7 +22,7 @@ from typing import Any
 
 from nb2flow.runtime.observation import artifacts as _a
 
-__all__ = ["display", "image", "markdown", "table"]
+__all__ = ["display", "image", "last_value", "markdown", "table"]
 
 
 def display(obj: Any, name: str | None = None) -> bool:
@@ -29,6 +30,15 @@ def display(obj: Any, name: str | None = None) -> bool:
     table), markdown or PNG representation where it has one; a figure as an image."""
     kind, bundle = _a.value_bundle(obj)
     return _a.record(kind, bundle, name)
+
+
+def last_value(obj: Any, name: str | None = None) -> bool:
+    """Record what a notebook shows below a cell whose last expression is ``obj``: nothing
+    for None (IPython's display hook), else as :func:`display`. The converter wraps a task
+    cell's last expression in it (``artifacts.last_value((len(df), len(dv)), "cell 9")``)."""
+    if obj is None:
+        return False
+    return display(obj, name)
 
 
 def table(data: Any, name: str | None = None) -> bool:

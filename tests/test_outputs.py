@@ -61,7 +61,8 @@ def test_by_default_the_flow_returns_what_the_last_cell_showing_values_shows(tmp
     # each task returns only what a later task reads, and what the flow returns
     assert plan.tasks["load"].outputs == ("data",)
     assert plan.tasks["sum"].outputs == ("total",)
-    assert plan.tasks["show"].outputs == ()
+    # the "Show" cells only show: they join `sum` (which records what they displayed)
+    assert list(plan.tasks) == ["load", "sum"] and plan.tasks["sum"].shows == (7, 8)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_output_tags_name_what_the_flow_returns(tmp_path):
     cells[4] = code("total = sum(data)\ncount = len(data)", "output:count", "output:data")
     plan = _plan(tmp_path, cells)
     assert list(plan.outputs) == ["count", "data"] and plan.outputs_rule == "output: tags"
-    assert plan.tasks["sum"].outputs == ("total", "count")  # `show` reads total
+    assert plan.tasks["sum"].outputs == ("count",)
     # --outputs wins over the tags
     plan = _plan(tmp_path, cells, outputs=("rows",))
     assert list(plan.outputs) == ["rows"] and plan.outputs_rule == "--outputs"
@@ -128,17 +129,31 @@ def test_the_outputs_option_on_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runner", ["threads", "processes:2"])
+@pytest.mark.parametrize(
+    "runner",
+    [
+        ["--task-runner", "threads"],
+        ["--task-runner", "processes:2"],
+        pytest.param(["--executor", "dask"], marks=pytest.mark.dask, id="dask"),
+    ],
+)
 def test_a_value_nothing_reads_does_not_travel_or_break_the_cache(tmp_path, runner):
     """The lock (as an xgboost DMatrix) stays in its task: no Unavailable warning on a
-    process pool, and the task's cache entry is written (the second run is Cached)."""
+    process pool or Dask, and the task's cache entry is written (the second run is Cached)."""
+    if runner[0] == "--executor":
+        import importlib.util
+
+        from conftest import require
+
+        found = importlib.util.find_spec("distributed") is not None
+        require("dask", found, "dask[distributed] is not installed")
     cells = list(MODEL)
     cells[2] = code(MODEL[2].source, "task:load", "cache")
     cells[4] = code(MODEL[4].source, "task:sum")
     cells[6] = code(MODEL[6].source, "task:show")
     path = write(tmp_path / "nb.ipynb", cells)
     script = write_script(convert_notebook(path), tmp_path / "out")
-    argv = [sys.executable, str(script), "--task-runner", runner, "--json"]
+    argv = [sys.executable, str(script), *runner, "--json"]
     for _run in range(2):  # the second run takes `load` from the cache
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=180)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -146,3 +161,85 @@ def test_a_value_nothing_reads_does_not_travel_or_break_the_cache(tmp_path, runn
         assert "Unavailable" not in proc.stderr and "pickle" not in proc.stderr, proc.stderr
         assert "3 of 3 tasks completed" in proc.stderr, proc.stderr
     assert "1 from cache" in proc.stderr, proc.stderr
+
+
+# Display-only cells (issue 11): split by cells, each would be a task shipping `x` and `y`.
+SHOWING = [
+    code(
+        "import subprocess\n\nimport matplotlib\n\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt"
+    ),
+    code("x = [1, 2, 3]\ny = [v * 2 for v in x]"),
+    code("len(x), len(y)"),
+    code("type(x)"),
+    code("plt.plot(x, y)\nplt.show()"),
+    code("!echo shell"),
+    code("rmse = sum(y) / len(y)"),
+    code("print('rmse', rmse)"),
+    code("rmse"),
+    code("x.append(4)"),  # an in-place change: a task of its own, as before
+]
+
+
+def test_display_only_cells_join_the_task_above_and_record_what_they_show(tmp_path):
+    conversion = convert_notebook(write(tmp_path / "nb.ipynb", SHOWING), split="cells")
+    plan = conversion.plan
+    assert list(plan.tasks) == ["cell_1", "cell_2", "cell_7", "cell_10"]
+    assert plan.tasks["cell_2"].cells == (2, 3, 4, 5, 6) and plan.tasks["cell_2"].shows == (3, 4)
+    assert plan.tasks["cell_7"].cells == (7, 8, 9) and plan.tasks["cell_7"].shows == (9,)
+    from nb2flow.commands.inspect import plan_dict
+
+    assert [t["shows"] for t in plan_dict(plan, [])["tasks"]] == [[], [3, 4], [9], []]
+    # what the tasks return: what later tasks read (cell_10 changes x), and the shown rmse
+    assert plan.tasks["cell_2"].outputs == ("x", "y")
+    assert dict(plan.outputs) == {"rmse": "cell_7"}
+    script = conversion.script
+    assert "from nb2flow import artifacts, flow, run_cli, run_in_folder, task\n" in script
+    assert '    artifacts.last_value((len(x), len(y)), "cell 3")\n' in script
+    assert '    artifacts.last_value(type(x), "cell 4")\n' in script
+    assert '    artifacts.last_value(rmse, "cell 9")\n' in script
+    # print, plt.show() and !cmd show themselves; x.append(4) is done for its effect
+    assert "    plt.show()\n" in script and '    print("rmse", rmse)\n' in script
+    assert "last_value(x.append" not in script
+    # the source map still points the recorded lines at their cells
+    from nb2flow.generated import locate, parse_source_map
+
+    lines = script.splitlines()
+    _, entries = parse_source_map(lines)
+    line = lines.index('    artifacts.last_value((len(x), len(y)), "cell 3")') + 1
+    assert locate(entries, line) == (3, 1)
+
+
+@pytest.mark.parametrize("runner", ["threads", pytest.param("processes:2", marks=pytest.mark.slow)])
+def test_the_displayed_values_are_artifacts_of_the_task_run(tmp_path, monkeypatch, runner):
+    import runpy
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    if "matplotlib.pyplot" in sys.modules:  # a figure another test left open would be
+        sys.modules["matplotlib.pyplot"].close("all")  # the one `plt.plot` draws on
+    conversion = convert_notebook(write(tmp_path / "nb.ipynb", SHOWING), split="cells")
+    script = tmp_path / "nb_flow.py"
+    script.write_text(conversion.script)
+    main_flow = runpy.run_path(str(script), run_name="nb_flow")["main"]
+    run = main_flow.with_options(task_runner=runner, log_prints=True)(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.result() == {"rmse": 4.0}
+    by_task = {t.id: t.name for t in run.task_runs}
+    shown = [(by_task[a.task_run_id], a.kind, a.name, a.text) for a in run.view.artifacts]
+    assert ("cell_2", "value", "cell 3", "(3, 3)") in shown
+    assert ("cell_2", "value", "cell 4", "<class 'list'>") in shown
+    assert ("cell_7", "value", "cell 9", "4.0") in shown
+    assert [s[1] for s in shown if s[0] == "cell_2"].count("image") == 1  # the plot
+
+
+def test_a_notebook_using_the_name_artifacts_keeps_it(tmp_path):
+    from notebooks.nbbuild import run_script_flow
+
+    cells = [code("flow = 3\nartifacts = [flow]"), code("artifacts")]
+    conversion = convert_notebook(write(tmp_path / "nb.ipynb", cells), split="cells")
+    script = conversion.script
+    assert (
+        "import nb2flow as _nb2flow\nfrom nb2flow import artifacts as _nb2flow_artifacts\n"
+        in script
+    )
+    assert '    _nb2flow_artifacts.last_value(artifacts, "cell 2")\n' in script
+    assert run_script_flow(script, tmp_path) == {"artifacts": [3]}

@@ -109,6 +109,7 @@ class DataFlow:
         self.tasks = hoisted.tasks
         self.module: tuple[ModuleCode, ...] = hoisted.module
         self.imports = hoisted.imports
+        self.artifacts = hoisted.artifacts
         self.needs = needs
         self.parameters = parameters
         self.path = path
@@ -465,6 +466,8 @@ class DataFlow:
         """Task function names: the task name, unless it would shadow a name the code uses."""
         avoid = set(self.module_names) | {p.name for p in self.parameters}
         avoid |= BUILTIN_NAMES | SCRIPT_NAMES
+        if self.artifacts is not None:  # the script imports nb2flow.artifacts by that name
+            avoid.add(self.artifacts)
         for flow in self.flows.values():
             avoid |= flow.names.all_reads
             avoid.update(flow.names.writes)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from nb2flow.analysis.cells import Unit
+from nb2flow.analysis.effects import files_written
 from nb2flow.analysis.names import Names, analyse
 from nb2flow.analysis.plan import Option, Param
 from nb2flow.errors import Nb2flowError, where
@@ -44,6 +45,7 @@ class Task:
     doc: str
     code: str = ""  # the body as it will run (see nb2flow.analysis.hoisting)
     names: Names = field(default_factory=Names)  # the names of that body
+    shows: tuple[int, ...] = ()  # the cells whose displayed value the body records
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +130,7 @@ class _Grouper:
         self.skipped: list[int] = []
         self.dynamic: set[str] = set()  # names bound by code that is not module level, so far
         self.in_flow: set[int] = set()  # cells placed in tasks, so far
+        self.functions: set[str] = set()  # names of the notebook's def and class, so far
         self.current: _Draft | None = None
         self.explicit_names: dict[str, int] = {}  # task:NAME -> its cell
         # the heading and markdown above cells that start no task, for the next task
@@ -140,6 +143,8 @@ class _Grouper:
 
     def place(self, unit: Unit) -> None:
         role = unit.tags.role
+        if role != "skip":
+            self.functions |= unit.names.defined
         heading = unit.heading or self.carried_heading
         module_level = role is None and self.is_module_level(unit)
         helper = role is None and (unit.empty or module_level)
@@ -206,7 +211,7 @@ class _Grouper:
             or self.current is None
             or self.split == "cells"
             or (self.split == "headings" and heading is not None)
-        )
+        ) and not (unit.tags.role is None and self.only_shows(unit))
         if starts or self.current is None:
             name = self.task_name(unit, heading)
             self.current = self.start(unit, name, explicit=unit.tags.task_name is not None)
@@ -218,6 +223,23 @@ class _Grouper:
         current.options.update(unit.tags.options)
         current.after.extend((name, unit.cell) for name in unit.tags.after)
         self.dynamic.update(unit.names.writes)
+
+    def only_shows(self, unit: Unit) -> bool:
+        """A cell that only shows something (``len(df_train), len(df_val)``,
+        ``type(X_train)``, ``print(rmse)``, ``plt.plot(x); plt.show()``, ``!python -V``):
+        expressions that bind, change and write nothing, and call none of the notebook's
+        functions (they may set globals). Untagged, it joins the task above it (a task of
+        its own would only ship that task's values to show them), unless that task is
+        cached (a cache hit would show nothing)."""
+        current = self.current
+        if current is None or current.options.get("cache") or not unit.tree.body:
+            return False
+        if not self.functions.isdisjoint(unit.names.reads):
+            return False
+        if not all(isinstance(s, ast.Expr) for s in unit.tree.body):
+            return False
+        changed = set(unit.names.writes) - set(unit.needs)  # `!cmd` calls subprocess.run
+        return not changed and not files_written(unit.tree)
 
     def task_name(self, unit: Unit, heading: str | None) -> str:
         """task:NAME (unique), else the heading, else ``cell_N``."""

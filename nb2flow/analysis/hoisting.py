@@ -14,8 +14,10 @@ import ast
 from dataclasses import dataclass, replace
 
 from nb2flow.analysis.cells import Unit
+from nb2flow.analysis.display import record_shown
 from nb2flow.analysis.grouping import Grouping, ModuleCode, Task
 from nb2flow.analysis.names import BUILTIN_NAMES, analyse, declared_globals, sequence
+from nb2flow.notebook.identifiers import unique
 from nb2flow.notebook.markdown import markdown_comment
 from nb2flow.notebook.tags import CellTags
 
@@ -28,6 +30,8 @@ class Hoisted:
     module: tuple[ModuleCode, ...]  # notebook order, moved functions included
     imports: tuple[str, ...]  # import statements for the top of the script
     needs: tuple[str, ...]  # modules the translated magics use
+    #: the script's name for nb2flow.artifacts, when a task records a cell's displayed value
+    artifacts: str | None = None
 
 
 def hoist(grouping: Grouping) -> Hoisted:
@@ -40,20 +44,34 @@ def hoist(grouping: Grouping) -> Hoisted:
         else:
             cutter.need(block.unit)
             module.append(block)
-    tasks = tuple(_task_body(task, [cutter.take(u) for u in task.units]) for task in grouping.tasks)
+    artifacts = artifacts_name(grouping.units)
+    tasks = tuple(
+        _task_body(task, [cutter.take(u) for u in task.units], artifacts) for task in grouping.tasks
+    )
     module.extend(cutter.moved)
     module.sort(key=lambda block: block.cell)  # notebook order (stable)
-    return Hoisted(tasks, tuple(module), tuple(cutter.imports), tuple(cutter.needs))
-
-
-def _task_body(task: Task, parts: list[str]) -> Task:
-    """``task`` with the code its function runs: the cells' code, markdown above its later
-    cells kept as comments, and the names of that code."""
-    code = "\n\n".join(
-        f"{markdown_comment(doc)}\n{part}" if i and (doc := "\n\n".join(u.markdown)) else part
-        for i, (u, part) in enumerate(zip(task.units, parts, strict=True))
-        if part.strip()
+    shows = any(task.shows for task in tasks)
+    return Hoisted(
+        tasks,
+        tuple(module),
+        tuple(cutter.imports),
+        tuple(cutter.needs),
+        artifacts if shows else None,
     )
+
+
+def artifacts_name(units: tuple[Unit, ...]) -> str:
+    """The script's name for :mod:`nb2flow.artifacts`: ``artifacts``, unless the notebook
+    uses that name."""
+    used = {n for u in units for n in (*u.names.all_reads, *u.names.writes)}
+    return "artifacts" if "artifacts" not in used else unique("_nb2flow_artifacts", used)
+
+
+def _task_body(task: Task, parts: list[str], artifacts: str) -> Task:
+    """``task`` with the code its function runs: the cells' code, each cell's displayed value
+    recorded (:func:`~nb2flow.analysis.display.record_shown`), markdown above its later cells
+    kept as comments, and the names of that code (the cells' own: recording reads nothing
+    of the notebook's)."""
     # re-analyse only the cells that lost statements
     names = sequence(
         [
@@ -61,7 +79,20 @@ def _task_body(task: Task, parts: list[str]) -> Task:
             for u, part in zip(task.units, parts, strict=True)
         ]
     )
-    return replace(task, code=code, names=names)
+    parts, shows = list(parts), []
+    for i, u in enumerate(task.units):
+        recorded = (
+            record_shown(parts[i], u.shown, u.cell, artifacts, u.names.writes) if u.shown else None
+        )
+        if recorded is not None:
+            parts[i] = recorded
+            shows.append(u.cell)
+    code = "\n\n".join(
+        f"{markdown_comment(doc)}\n{part}" if i and (doc := "\n\n".join(u.markdown)) else part
+        for i, (u, part) in enumerate(zip(task.units, parts, strict=True))
+        if part.strip()
+    )
+    return replace(task, code=code, names=names, shows=tuple(shows))
 
 
 class _Cutter:

@@ -167,6 +167,7 @@ def assemble(
             maybe_unbound_inputs=tuple(f.maybe_unbound_inputs),
             options={**task.options, "cache": True} if cache_all else dict(task.options),
             after=tuple(name for name, _ in task.after),
+            shows=task.shows,
         )
     # final values in the order the notebook first sets them
     first_written: dict[str, None] = {}
@@ -203,6 +204,7 @@ def assemble(
         finals={name: flow.finals[name] for name in first_written},
         outputs_option=outputs_option,
         every_value=every_value,
+        artifacts=hoisted.artifacts,
         skipped=grouping.skipped,
         warnings=tuple(flow.warnings),
         graph=flow.graph(),

@@ -160,6 +160,7 @@ class PlannedTask:
     maybe_unbound_inputs: tuple[str, ...]  # inputs that may arrive as UNSET
     options: Mapping[str, Option]  # retries, retry_delay_seconds, timeout_seconds, cache
     after: tuple[str, ...]  # task names of its after: tags
+    shows: tuple[int, ...] = ()  # cells whose displayed value it records (an artifact)
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ class Plan:
     finals: Mapping[str, str]
     outputs_option: tuple[str, ...] | None  # the variables --outputs named (None: not given)
     every_value: bool  # tasks also return every final value they make (for nb2flow check)
+    #: the script's name for nb2flow.artifacts (None: no task records a displayed value)
+    artifacts: str | None
     skipped: tuple[int, ...]
     warnings: tuple[str, ...]
     graph: nx.DiGraph  # task names; each edge's "edge" attribute is its Edge

@@ -76,12 +76,18 @@ def render(plan: Plan, folder: str = ".") -> str:
     out.extend(imports)
     if imports:
         out.append("")
+    # tasks that record the cells' displayed values use nb2flow.artifacts
+    artifacts = []
+    if plan.artifacts is not None:
+        alias = "" if plan.artifacts == "artifacts" else f" as {plan.artifacts}"
+        artifacts.append(f"artifacts{alias}")
     if clash:
         out.append("import nb2flow as _nb2flow")
+        if artifacts:
+            out.append(f"from nb2flow import {artifacts[0]}")
     else:
-        out.append(
-            f"from nb2flow import {'UNSET, ' if unset else ''}flow, run_cli, run_in_folder, task"
-        )
+        names = [*artifacts, *(["UNSET"] * unset), "flow", "run_cli", "run_in_folder", "task"]
+        out.append(f"from nb2flow import {', '.join(names)}")
     out.append("")
     out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))
     if plan.imports_written_files:

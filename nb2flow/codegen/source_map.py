@@ -39,8 +39,23 @@ def _candidates(tree: ast.Module) -> list[ast.stmt]:
     for stmt in tree.body:
         out.append(stmt)
         if isinstance(stmt, ast.FunctionDef) and stmt.decorator_list:
-            out.extend(stmt.body)
+            out.extend(_recorded_expression(s) for s in stmt.body)
     return out
+
+
+def _recorded_expression(stmt: ast.stmt) -> ast.stmt:
+    """A cell's last expression as the cell has it: the task records its value with
+    ``artifacts.last_value((e), "cell N")`` (:func:`nb2flow.analysis.display.record_shown`)."""
+    match stmt:
+        case ast.Expr(
+            value=ast.Call(
+                func=ast.Attribute(value=ast.Name(), attr="last_value"),
+                args=[value, ast.Constant(value=str(label))],
+                keywords=[],
+            )
+        ) if label.startswith("cell "):
+            return ast.copy_location(ast.Expr(value=value), value)
+    return stmt
 
 
 def _lines(script_stmt: ast.stmt, cell_stmt: ast.stmt) -> dict[int, int]:

@@ -53,6 +53,7 @@ def plan_dict(plan: Plan, warnings: Sequence[str]) -> dict[str, Any]:
                 "outputs": list(t.outputs),
                 "options": dict(t.options),
                 "after": list(t.after),
+                "shows": list(t.shows),  # cells whose displayed value the task records
             }
             for t in plan.tasks.values()
         ],
