@@ -154,6 +154,18 @@ def kernel(server: JupyterServer, project: Path):
     k.close()
 
 
+def test_loading_again_is_silent(kernel):
+    # a re-run `%load_ext nb2flow` cell (the first line of every "Run as flow" cell) says
+    # nothing, where IPython would print "The nb2flow extension is already loaded..."
+    for source in ("%load_ext nb2flow", "%load_ext nb2flow", "%reload_ext nb2flow"):
+        out = kernel.run(source)
+        assert (out["stdout"], out["stderr"], out["errors"]) == ("", "", []), (source, out)
+    assert kernel.run("%nb2flow")["stdout"].startswith("%nb2flow run [-p NAME=VALUE ...]")
+    # other extensions keep IPython's own rule
+    kernel.run("%load_ext autoreload")
+    assert "already loaded" in kernel.run("%load_ext autoreload")["stdout"]
+
+
 def test_run_finds_the_notebook_and_runs_in_its_folder(kernel, project, server):
     # the kernel's session names the notebook; its relative path lands in its folder
     kernel.run("import os; os.chdir('/')")  # wherever the kernel is, the flow runs there

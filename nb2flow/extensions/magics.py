@@ -92,8 +92,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def register(ipython: Any) -> None:
-    """Register ``%nb2flow`` (``%load_ext nb2flow`` calls this)."""
+    """Register ``%nb2flow`` (``%load_ext nb2flow`` calls this).
+
+    Loading is idempotent, so a re-run ``%load_ext nb2flow`` cell (the first line of every
+    "Run as flow" cell) loads again, silently: IPython would print "The nb2flow extension
+    is already loaded. To reload it, use: %reload_ext nb2flow" under the cell each time.
+    To let it, every cell starts with nb2flow not counted among the loaded extensions."""
     ipython.register_magic_function(nb2flow_magic, magic_kind="line", magic_name="nb2flow")
+    events = getattr(ipython, "events", None)
+    if events is not None and hasattr(ipython, "extension_manager"):
+        events.register("pre_run_cell", _forget_loaded)  # registered once (IPython checks)
+
+
+def _forget_loaded(*_: Any) -> None:
+    ip = _ipython()
+    if ip is not None:
+        ip.extension_manager.loaded.discard("nb2flow")
 
 
 def nb2flow_magic(line: str) -> None:
