@@ -1,9 +1,10 @@
 """The nb2flow JupyterLab 4 / Notebook 7 extension in a real browser (headless Chromium,
 Playwright), one server per front end for the module: per-cell badges, a tag added through
-the extension's control updating the badge and the flow plan without saving, a malformed tag
-shown on its cell, "Run as flow" reaching Completed for every task in the live panel, an
-edit re-running only its task and what follows (the rest Cached), and ``%nb2flow run`` typed
-in a cell doing the same with the notebook's unsaved content."""
+the extension's control updating the badge and the flow plan without saving, a literal made
+a flow parameter from the same form (undo takes it back; a taken name is refused naming the
+cell), a malformed tag shown on its cell, "Run as flow" reaching Completed for every task in
+the live panel, an edit re-running only its task and what follows (the rest Cached), and
+``%nb2flow run`` typed in a cell doing the same with the notebook's unsaved content."""
 
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ def wait_analysed(page: Any, after: int) -> int:
         timeout=30_000,
     )
     return page.evaluate(f"() => Number({_PANEL}.node.dataset.nb2flowAnalysed)")
+
+
+def apply(page: Any, dialog: Any, before: int, shown: str) -> None:
+    """Click the dialog's Apply, wait for the analysis that follows and for `shown` (a JS
+    expression) to be true on the page."""
+    dialog.locator(".jp-mod-accept").click()
+    wait_analysed(page, before)
+    page.wait_for_function(f"() => {shown}", timeout=20_000)
 
 
 def analysed(page: Any) -> int:
@@ -206,11 +215,8 @@ def test_badges_tag_controls_plan_and_problems(
         retries.dispatch_event("change")
         dialog.locator("select[name=after]").select_option("make")
         shot(page, tmp_path, "jupyter-tags.png", dialog)
-        dialog.locator(".jp-mod-accept").click()
-        wait_analysed(page, before)
-        page.wait_for_function(
-            "() => document.querySelector(\".nb2f-badge[data-task='reportnow']\")",
-            timeout=20_000,
+        apply(
+            page, dialog, before, "document.querySelector(\".nb2f-badge[data-task='reportnow']\")"
         )
         got = badges(page)
         assert got[4]["role"] == "task" and got[4]["task"] == "reportnow", got
@@ -221,6 +227,62 @@ def test_badges_tag_controls_plan_and_problems(
         assert dirty(page)
         on_disk = json.loads((server.root / "tags.ipynb").read_text())
         assert "tags" not in on_disk["cells"][5]["metadata"]
+
+        # a literal of the cell made a flow parameter from the same form, without saving
+        before = analysed(page)
+        page.locator(".jp-Notebook .jp-CodeCell").nth(3).locator(".nb2f-edit-tags").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator("input[name=param-literal]").wait_for(timeout=20_000)  # opened
+        offered = dialog.locator("datalist option").evaluate_all("os => os.map(o => o.value)")
+        assert offered == ['"result.txt"', '"w"'], offered  # the cell's own, from the server
+        dialog.locator("input[name=param-literal]").fill('"result.txt"')
+        param = dialog.locator("input[name=param-name]")
+        param.press_sequentially("out-file")  # validated as the task name is
+        assert param.input_value() == "outfile"
+        if server.app == "lab":
+            shot(page, tmp_path, "jupyter-parameter.png", dialog)
+        apply(
+            page,
+            dialog,
+            before,
+            "document.querySelectorAll('.nb2f-badge')[1].innerText.includes('outfile')",
+        )
+        got = badges(page)
+        assert "→ n, outfile" in got[1]["text"] and "in: xs, outfile" in got[3]["text"], got
+        sources = page.evaluate(
+            f"() => {_PANEL}.content.widgets.map(w => w.model.sharedModel.getSource())"
+        )
+        assert sources[2] == 'n = 4\noutfile = "result.txt"'
+        assert sources[4] == WRITE.format("").replace('"result.txt"', "outfile")
+        assert cell_count(page) == 6 and dirty(page)  # in the model, not on disk
+        on_disk = json.loads((server.root / "tags.ipynb").read_text())
+        assert "outfile" not in json.dumps(on_disk)
+        # the edit is an ordinary one: the cell's undo takes it back, redo again
+        undo = f"(i) => {_PANEL}.content.widgets[i].model.sharedModel.undo()"
+        page.evaluate(undo, 4)
+        source = f"(i) => {_PANEL}.content.widgets[i].model.sharedModel.getSource()"
+        assert page.evaluate(source, 4) == WRITE.format("")
+        page.evaluate(f"(i) => {_PANEL}.content.widgets[i].model.sharedModel.redo()", 4)
+        assert "outfile" in page.evaluate(source, 4)
+        # a name already taken: one line naming the cell, nothing changed
+        page.locator(".jp-Notebook .jp-CodeCell").nth(2).locator(".nb2f-edit-tags").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator("input[name=param-literal]").fill("0.3")
+        dialog.locator("input[name=param-name]").fill("n")
+        dialog.locator(".jp-mod-accept").click()
+        error = page.locator(".jp-Dialog .jp-Dialog-body")
+        error.wait_for(timeout=20_000)
+        assert error.inner_text().strip() == (
+            "tags.ipynb, cell 3: 'n' is already a parameter, with default 4"
+        )
+        page.locator(".jp-Dialog").get_by_role("button", name="Close", exact=True).click()
+        assert page.evaluate(source, 3).startswith("time.sleep(0.3)")
+        # the endpoint takes no request without the page's XSRF token
+        status = page.evaluate(
+            """async () => (await fetch('/nb2flow/parameter', {method: 'POST',
+                 body: JSON.stringify({path: 'tags.ipynb'})})).status"""
+        )
+        assert status == 403
 
         # the flow plan side panel shows the new task; clicking a node selects its cells
         page.evaluate("() => window.jupyterapp.commands.execute('nb2flow:show-plan')")

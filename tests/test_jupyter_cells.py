@@ -284,3 +284,50 @@ def test_nb2flow_run_cwd_runs_the_setup_there_too(tmp_path: Path):
     there = tmp_path / "there"
     assert done.returncode == 0, done.stderr
     assert f"setup in {there} flow in {there} x 2" in done.stdout
+
+
+@pytest.mark.slow
+def test_parameter_endpoints(server, tmp_path: Path):
+    source = "df = pd.read_parquet('./data/x.parquet')\nrate = -0.5  # 7"
+    assert _call(server, "/nb2flow/literals", {"path": "nb.ipynb", "source": source}) == (
+        200,
+        {"literals": ["'./data/x.parquet'", "-0.5"]},
+    )
+    assert _call(server, "/nb2flow/literals", {"path": "nb.ipynb"})[0] == 400
+
+    cells = [md("# Taxi"), code("import pandas as pd"), code(source, "task:load")]
+    nb = json.loads(write(tmp_path / "nb.ipynb", cells).read_text())
+    body = {"path": "dir/nb.ipynb", "notebook": nb, "cell": 3, "literal": "'./data/x.parquet'"}
+    status, answer = _call(server, "/nb2flow/parameter", {**body, "name": "data_path"})
+    assert status == 200, answer
+    # what the front end applies to its model: the new parameters cell (before the first
+    # code cell), and the cell that now reads the parameter
+    assert answer["cells"] == [
+        {"index": None, "at": 1, "cell_type": "code",
+         "source": "data_path = './data/x.parquet'", "tags": ["parameters"]},
+        {"index": 2, "at": 3, "cell_type": "code",
+         "source": source.replace("'./data/x.parquet'", "data_path"), "tags": ["task:load"]},
+    ]  # fmt: skip
+    assert answer["changes"][0] == "cell 3: './data/x.parquet' -> parameter data_path"
+    # the edited notebook converts with the literal as the flow's parameter
+    edited = json.loads(json.dumps(nb))
+    edited["cells"][2]["source"] = answer["cells"][1]["source"]
+    edited["cells"].insert(1, code(answer["cells"][0]["source"], "parameters"))
+    summary = summarize(notebook_from_json(edited, "nb.ipynb"))
+    assert by_cell(summary)[4]["inputs"] == ["data_path"]
+
+    # refusals: one line naming the cell, as `nb2flow tag --param` says them
+    status, answer = _call(server, "/nb2flow/parameter", {**body, "name": "pd"})
+    assert (status, answer) == (
+        400,
+        {"error": "nb.ipynb, cell 2: the name 'pd' is in use; choose another"},
+    )
+    status, answer = _call(server, "/nb2flow/parameter", {**body, "literal": "7", "name": "x"})
+    assert (status, answer) == (400, {"error": "nb.ipynb, cell 3: no literal '7' in this cell"})
+    status, answer = _call(server, "/nb2flow/parameter", {**body, "notebook": [], "name": "x"})
+    assert (status, answer) == (400, {"error": "dir/nb.ipynb: not a version-4 notebook"})
+    assert _call(server, "/nb2flow/parameter", {**body, "cell": "3", "name": "x"})[0] == 400
+    assert _call(server, "/nb2flow/parameter", {**body, "cell": 9, "name": "x"}) == (
+        400,
+        {"error": "nb.ipynb: no cell 9 (the notebook has 3 cells, counted from 1)"},
+    )

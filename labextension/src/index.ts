@@ -8,7 +8,9 @@
  *     parameters, skipped; names in and out; problems), refreshed after each edit
  *     (debounced, never blocking typing);
  *   - edits a cell's tags with controls that allow only valid values (the grammar comes
- *     from the server: `/nb2flow/grammar`);
+ *     from the server: `/nb2flow/grammar`), and makes a literal of the cell a flow
+ *     parameter (`/nb2flow/literals`, `/nb2flow/parameter`: the server edits, the model
+ *     takes the edit as any other, so undo and save work as usual);
  *   - adds "Run as flow" (runs `%nb2flow run` in the notebook's kernel, so the live panel
  *     shows in the notebook), "Convert to script" and "Show flow plan" (a side panel with
  *     the task graph; clicking a task selects its cells), in the palette and the toolbar;
@@ -25,7 +27,8 @@ import {
   ICommandPalette,
   Notification,
   ToolbarButton,
-  showDialog
+  showDialog,
+  showErrorMessage
 } from '@jupyterlab/apputils';
 import { Cell, CodeCell, ICellModel } from '@jupyterlab/cells';
 import { URLExt } from '@jupyterlab/coreutils';
@@ -359,6 +362,8 @@ interface ITagChoice {
   cache: boolean;
   after: string[];
   rest: string[];
+  /** a literal of the cell to make the flow parameter `name` (both set, else nothing) */
+  param?: { literal: string; name: string };
 }
 
 /** A cell's tags read into the editor's fields (tags the grammar does not know are kept). */
@@ -436,7 +441,12 @@ export function cleanNumber(text: string, o: IOptionSpec): string {
 }
 
 class TagForm extends Widget {
-  constructor(readonly choice: ITagChoice, readonly g: IGrammar, tasks: string[]) {
+  constructor(
+    readonly choice: ITagChoice,
+    readonly g: IGrammar,
+    tasks: string[],
+    literals: string[]
+  ) {
     super();
     this.addClass('nb2f-tag-form');
     const row = (label: string, control: HTMLElement) => {
@@ -497,6 +507,32 @@ class TagForm extends Widget {
     };
     role.onchange = sync;
     sync();
+    // a literal of the cell (picked from the cell's own, or typed) becomes a flow parameter
+    const heading = document.createElement('div');
+    heading.className = 'nb2f-tag-heading';
+    heading.textContent = 'make a literal of this cell a parameter';
+    this.node.appendChild(heading);
+    const literal = document.createElement('input');
+    literal.name = 'param-literal';
+    literal.placeholder = literals.length ? 'pick or type a literal' : 'no literal in this cell';
+    const list = document.createElement('datalist');
+    list.id = `nb2f-literals-${++TagForm.count}`;
+    for (const text of literals) {
+      list.appendChild(new Option(text.length > 80 ? `${text.slice(0, 77)}...` : text, text));
+    }
+    literal.setAttribute('list', list.id);
+    this.node.appendChild(list);
+    row('literal', literal);
+    const param = document.createElement('input');
+    param.name = 'param-name';
+    param.placeholder = 'parameter name';
+    param.oninput = () => {
+      const clean = cleanName(param.value, g);
+      if (clean !== param.value) {
+        param.value = clean;
+      }
+    };
+    row('parameter', param);
     this.read = () => ({
       role: role.value,
       name: cleanName(name.value, g),
@@ -505,7 +541,11 @@ class TagForm extends Widget {
       ),
       cache: cache.checked,
       after: [...after.selectedOptions].map(o => o.value),
-      rest: choice.rest
+      rest: choice.rest,
+      param:
+        literal.value.trim() && cleanName(param.value, g)
+          ? { literal: literal.value.trim(), name: cleanName(param.value, g) }
+          : undefined
     });
   }
 
@@ -514,10 +554,22 @@ class TagForm extends Widget {
   }
 
   private read: () => ITagChoice;
+  private static count = 0;
 }
 
 async function editTags(watcher: Watcher, cell: Cell): Promise<void> {
   const g = await grammar();
+  let literals: string[] = [];
+  try {
+    literals = (
+      await api<{ literals: string[] }>('literals', {
+        path: watcher.path,
+        source: cell.model.sharedModel.getSource()
+      })
+    ).literals;
+  } catch (err) {
+    console.warn('nb2flow: could not list the literals of the cell', err);
+  }
   const tags = (cell.model.getMetadata('tags') as string[] | undefined) ?? [];
   const choice = readTags(tags, g);
   const own = watcher.analysis?.summary.cells[watcher.panel.content.widgets.indexOf(cell)]?.task;
@@ -529,19 +581,95 @@ async function editTags(watcher: Watcher, cell: Cell): Promise<void> {
   }
   const result = await showDialog({
     title: 'nb2flow tags',
-    body: new TagForm(choice, g, tasks),
+    body: new TagForm(choice, g, tasks, cell.model.type === 'code' ? literals : []),
     buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Apply' })]
   });
   if (!result.button.accept || !result.value) {
     return;
   }
   const next = writeTags(result.value, g);
-  if (next.length) {
-    cell.model.setMetadata('tags', next);
-  } else {
-    cell.model.deleteMetadata('tags');
+  if (next.join('\n') !== tags.join('\n')) {
+    if (next.length) {
+      cell.model.setMetadata('tags', next);
+    } else {
+      cell.model.deleteMetadata('tags');
+    }
+  }
+  if (result.value.param) {
+    await makeParameter(watcher, cell, result.value.param.literal, result.value.param.name);
   }
   watcher.schedule();
+}
+
+interface IEditedCell {
+  index: number | null;
+  at: number;
+  cell_type: string;
+  source: string;
+  tags: string[];
+}
+
+/** Make `literal` of `cell` the flow parameter `name`: the server edits the notebook as it
+ * is now (`nb2flow.notebook.edit.edit_cells`, as `nb2flow tag --param`), the model takes the
+ * changed cells one by one, so each cell's undo and the notebook's save work as usual. A
+ * refusal is one line naming the cell, shown in a dialog. */
+async function makeParameter(
+  watcher: Watcher,
+  cell: Cell,
+  literal: string,
+  name: string
+): Promise<void> {
+  const panel = watcher.panel;
+  const model = panel.content.model!;
+  const notebook = notebookJSON(panel);
+  let answer: { cells: IEditedCell[]; changes: string[] };
+  try {
+    answer = await api('parameter', {
+      path: watcher.path,
+      notebook,
+      cell: panel.content.widgets.indexOf(cell) + 1,
+      literal,
+      name
+    });
+  } catch (err) {
+    await showErrorMessage('nb2flow: no parameter made', (err as Error).message);
+    return;
+  }
+  // the notebook changed while the server worked: apply nothing rather than lose an edit
+  const changed = answer.cells.some(
+    c =>
+      c.index !== null &&
+      (c.index >= model.cells.length ||
+        model.cells.get(c.index).sharedModel.getSource() !== cellSource(notebook.cells[c.index]))
+  );
+  if (changed || model.cells.length !== notebook.cells.length) {
+    await showErrorMessage('nb2flow: no parameter made', 'the notebook changed meanwhile: try again');
+    return;
+  }
+  const cells = answer.cells.map(c => ({ c, model: c.index === null ? null : model.cells.get(c.index) }));
+  for (const { c, model: m } of cells) {
+    if (m) {
+      if (m.sharedModel.getSource() !== c.source) {
+        m.sharedModel.setSource(c.source);
+      }
+      const tags = (m.getMetadata('tags') as string[] | undefined) ?? [];
+      if (tags.join('\n') !== c.tags.join('\n')) {
+        m.setMetadata('tags', c.tags);
+      }
+    }
+  }
+  for (const { c } of cells.filter(x => x.c.index === null).sort((a, b) => a.c.at - b.c.at)) {
+    model.sharedModel.insertCell(c.at, {
+      cell_type: c.cell_type as 'code',
+      source: c.source,
+      metadata: c.tags.length ? { tags: c.tags } : {}
+    });
+  }
+  Notification.success(`nb2flow: ${answer.changes.join('; ')}`, { autoClose: 8000 });
+}
+
+function cellSource(cell: any): string {
+  return Array.isArray(cell.source) ? cell.source.join('') : cell.source ?? '';
 }
 
 // --------------------------------------------------------------------------- run, convert

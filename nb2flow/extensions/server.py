@@ -9,6 +9,8 @@ unsaved content:
 | ``GET /nb2flow/grammar`` | the tag grammar (:func:`nb2flow.notebook.tags.grammar`) for the tag controls |
 | ``POST /nb2flow/analyze`` ``{path, notebook}`` | the per-cell summary and the plan's graph SVG |
 | ``POST /nb2flow/convert`` ``{path, notebook}`` | write ``converted_scripts/<name>.py`` beside the notebook |
+| ``POST /nb2flow/literals`` ``{path, source}`` | the literals a cell's code spells, for the parameter control |
+| ``POST /nb2flow/parameter`` ``{path, notebook, cell, literal, name}`` | make a literal of cell ``cell`` (from 1) the flow parameter ``name``: the cells to change |
 | ``POST /nb2flow/snapshot`` ``{path, cell, notebook}`` | the front end hands over the notebook as a ``%nb2flow`` cell starts |
 | ``GET /nb2flow/snapshot?path=&cell=&wait=`` | the kernel's ``%nb2flow`` takes that snapshot (waits up to ``wait`` s) |
 
@@ -142,6 +144,74 @@ class ConvertHandler(_Handler):
         )
 
 
+class LiteralsHandler(_Handler):
+    @web.authenticated
+    def post(self) -> None:
+        from nb2flow.notebook.edit import cell_literals
+
+        data = self.body()
+        if not isinstance(data.get("source"), str):
+            raise web.HTTPError(400, "expected {path, source}")
+        self.answer({"literals": cell_literals(data["source"])})
+
+
+#: marks the cells of the notebook sent, to find them again in the edited copy
+_SENT = "nb2flow-sent-"
+
+
+def make_parameter(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The answer of ``/nb2flow/parameter``: :func:`nb2flow.notebook.edit.edit_cells` on the
+    notebook sent, as the cells the front end changes in its model (so that undo and save
+    work as for any edit): ``{"cells": [{"index", "at", "cell_type", "source", "tags"}],
+    "changes", "warnings"}``, ``index`` being the cell's position in the notebook sent (None
+    for a new cell) and ``at`` its position after the edit. Nb2flowError names the cell."""
+    from nb2flow.notebook.edit import edit_cells
+    from nb2flow.notebook.reader import notebook_from_json
+
+    sent = notebook_from_json(data.get("notebook"), path)  # not a notebook: its one line
+    before = sent.cells
+    cells_sent = sent.data["cells"]
+    marked = dict(sent.data, cells=[dict(c, id=f"{_SENT}{i}") for i, c in enumerate(cells_sent)])
+    label = Path(path).name
+    edit = edit_cells(
+        marked, cells=[data["cell"]], params=[(data["name"], data["literal"])], label=label
+    )
+    after = notebook_from_json(edit.notebook, path).cells
+    cells = []
+    for at, (node, cell) in enumerate(zip(edit.notebook["cells"], after, strict=True)):
+        mark = str(node.get("id", ""))
+        index = int(mark.removeprefix(_SENT)) if mark.startswith(_SENT) else None
+        old = before[index] if index is not None else None
+        if old is None or (old.source, old.tags) != (cell.source, cell.tags):
+            cells.append(
+                {
+                    "index": index,
+                    "at": at,
+                    "cell_type": cell.kind,
+                    "source": cell.source,
+                    "tags": list(cell.tags),
+                }  # fmt: skip
+            )
+    return {"cells": cells, "changes": edit.changes, "warnings": edit.warnings}
+
+
+class ParameterHandler(_Handler):
+    @web.authenticated
+    def post(self) -> None:
+        data = self.body()
+        if not (
+            isinstance(data.get("cell"), int)
+            and not isinstance(data["cell"], bool)
+            and isinstance(data.get("literal"), str)
+            and isinstance(data.get("name"), str)
+        ):
+            raise web.HTTPError(400, "expected {path, notebook, cell, literal, name}")
+        try:
+            self.answer(make_parameter(data["path"], data))
+        except Nb2flowError as exc:
+            self.answer({"error": str(exc)}, 400)
+
+
 class SnapshotHandler(_Handler):
     @web.authenticated
     def post(self) -> None:
@@ -193,6 +263,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, "nb2flow", "grammar"), GrammarHandler),
             (url_path_join(base, "nb2flow", "analyze"), AnalyzeHandler),
             (url_path_join(base, "nb2flow", "convert"), ConvertHandler),
+            (url_path_join(base, "nb2flow", "literals"), LiteralsHandler),
+            (url_path_join(base, "nb2flow", "parameter"), ParameterHandler),
             (url_path_join(base, "nb2flow", "snapshot"), SnapshotHandler),
         ],
     )

@@ -13,7 +13,7 @@ import copy
 import io
 import keyword
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,6 +169,33 @@ def _wanted(value: str) -> list[object]:
 def _literals(source: str, wanted: object, loc: str) -> list[_Literal]:
     """Where the cell's code spells the literal `wanted` (strings, numbers, True/False; a
     minus sign in front of a number counts when it is a sign). Comments do not count."""
+    found = []
+    for literal, value, signed in _spelled(source, loc):
+        if _same(value, wanted):
+            found.append(literal)
+        elif signed is not None and _same(signed[1], wanted):
+            found.append(signed[0])
+    return found
+
+
+def cell_literals(source: str) -> list[str]:
+    """The literals a cell's code spells that can become parameters, as written, each once,
+    in order (a signed number with its sign): what the Jupyter controls offer to pick.
+    Empty when the code cannot be read."""
+    texts: dict[str, None] = {}
+    try:
+        for literal, _, signed in _spelled(source, "cell"):
+            texts[signed[0].text if signed is not None else literal.text] = None
+    except Nb2flowError:
+        return []
+    return list(texts)
+
+
+def _spelled(
+    source: str, loc: str
+) -> Iterator[tuple[_Literal, object, tuple[_Literal, object] | None]]:
+    """Every literal of a parameter type the code spells: (literal, value, the literal with
+    its minus sign and its value when a sign precedes the number, else None)."""
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError) as exc:
@@ -179,26 +206,25 @@ def _literals(source: str, wanted: object, loc: str) -> list[_Literal]:
             f"{loc}: cannot read the cell's code (a string opened at line {broken.start[0]} "
             "is not closed)"
         )
-    found = []
     previous: tokenize.TokenInfo | None = None
     for i, token in enumerate(tokens):
         if token.type in (tokenize.STRING, tokenize.NUMBER, tokenize.NAME):
             if token.type != tokenize.NAME or token.string in ("True", "False"):
                 value = _value(token.string)
-                if _same(value, wanted):
-                    found.append(_Literal(token.start, token.end, token.string))
-                elif (
-                    token.type == tokenize.NUMBER
-                    and previous is not None
-                    and previous.string == "-"
-                    and previous.end == token.start
-                    and _is_sign(tokens[i - 2] if i >= 2 else None)
-                    and _same(-value if isinstance(value, int | float) else None, wanted)
-                ):
-                    found.append(_Literal(previous.start, token.end, "-" + token.string))
+                if type(value) in PARAMETER_TYPES:
+                    signed = None
+                    if (
+                        token.type == tokenize.NUMBER
+                        and previous is not None
+                        and previous.string == "-"
+                        and previous.end == token.start
+                        and _is_sign(tokens[i - 2] if i >= 2 else None)
+                    ):
+                        text = "-" + token.string
+                        signed = (_Literal(previous.start, token.end, text), -value)  # type: ignore[operator]
+                    yield _Literal(token.start, token.end, token.string), value, signed
         if token.type not in (tokenize.NL, tokenize.COMMENT):
             previous = token
-    return found
 
 
 def _opens(text: str) -> bool:
