@@ -331,3 +331,26 @@ def test_parameter_endpoints(server, tmp_path: Path):
         400,
         {"error": "nb.ipynb: no cell 9 (the notebook has 3 cells, counted from 1)"},
     )
+
+
+def test_the_server_analyses_only_the_edited_cells_again(tmp_path: Path):
+    from nb2flow.analysis.names import remembering
+    from nb2flow.extensions.server import analyze
+
+    nb = json.loads(write(tmp_path / "nb.ipynb", CELLS).read_text())
+    memo: dict = {}
+    with remembering(memo):
+        summarize(notebook_from_json(nb, "nb.ipynb"))
+    known = set(memo)
+    assert "ys = [x * scale for x in xs]" in known
+    nb["cells"][5]["source"] = "ys = [x * scale for x in xs]\nedited = len(zs)"
+    with remembering(memo):
+        summary = summarize(notebook_from_json(nb, "nb.ipynb"))
+    assert {key for key in memo if key not in known} == {nb["cells"][5]["source"]}
+    # the same answer as analysing every cell again
+    assert summary == summarize(notebook_from_json(nb, "nb.ipynb"))
+    assert by_cell(summary)[6]["problems"] == [
+        {"level": "warning", "message": "reads `zs`, which no cell defines"}
+    ]
+    first, again = analyze("nb.ipynb", nb), analyze("nb.ipynb", nb)
+    assert first["summary"] == again["summary"] == summary and first["svg"] == again["svg"]

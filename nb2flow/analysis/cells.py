@@ -108,7 +108,7 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             code, needs = translation.code, tuple(translation.imports)
             tree = _parse(code, nb.path, cell.number)
             try:
-                names = analyse(tree)
+                names = analyse(tree, source=code)
             except RecursionError:
                 raise Nb2flowError(
                     f"{loc}: the cell's code is nested too deeply to analyse"

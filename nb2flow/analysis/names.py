@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 #: names every module has without binding them
@@ -112,12 +115,36 @@ class _Collector:
         )
 
 
-def analyse(code: str | ast.Module) -> Names:
-    """Read/write sets of ``code`` run at module scope. Raises SyntaxError on bad code."""
+def analyse(code: str | ast.Module, source: str | None = None) -> Names:
+    """Read/write sets of ``code`` run at module scope. Raises SyntaxError on bad code.
+    ``source``, for a tree: the text it was parsed from (what :func:`remembering` keys on)."""
+    memo = _memo.get()
+    key = code if isinstance(code, str) else source
+    if memo is not None and key is not None and (found := memo.get(key)) is not None:
+        return found
     tree = ast.parse(code) if isinstance(code, str) else code
     walker = _ModuleScope()
     walker.block(tree.body)
-    return walker.names.freeze()
+    names = walker.names.freeze()
+    if memo is not None and key is not None:
+        memo[key] = names
+    return names
+
+
+_memo: ContextVar[dict[str, Names] | None] = ContextVar("nb2flow_names_memo", default=None)
+
+
+@contextmanager
+def remembering(memo: dict[str, Names]) -> Iterator[None]:
+    """Inside, :func:`analyse` answers code it analysed before from ``memo`` (code text ->
+    Names), which the caller keeps between calls: the Jupyter server analyses a notebook
+    again after every edit, and only the edited cells' code is new. Names are frozen
+    values, safe to share; syntax trees are not shared (passes key statements by identity)."""
+    token = _memo.set(memo)
+    try:
+        yield
+    finally:
+        _memo.reset(token)
 
 
 def sequence(parts: list[Names]) -> Names:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class _State:
     def __init__(self) -> None:
         self.snapshots: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.seen: dict[str, float] = {}
+        self.memos: dict[str, dict[str, Any]] = {}
         self.arrived = asyncio.Event()
 
     def saw(self, path: str) -> None:
@@ -89,14 +91,40 @@ class GrammarHandler(_Handler):
         self.answer(grammar())
 
 
+#: notebooks whose cells' analysis is remembered between requests (the most recent ones)
+MEMO_NOTEBOOKS = 16
+
+
+def _memo(path: str, cells: int) -> dict[str, Any]:
+    """The code -> names memo of notebook ``path`` (see ``names.remembering``): only the
+    cells edited since the last request are analysed again. Emptied when it outgrows the
+    notebook (old versions of edited cells pile up as the user types)."""
+    memos = _state.memos
+    memo = memos.pop(path, None)
+    if memo is None or len(memo) > 4 * cells + 256:
+        memo = {}
+    memos[path] = memo  # the most recently used last
+    while len(memos) > MEMO_NOTEBOOKS:
+        del memos[next(iter(memos))]
+    return memo
+
+
 def analyze(path: str, data: Any) -> dict[str, Any]:
     """The answer of ``/nb2flow/analyze``: ``{summary, svg, ms, cpu_ms}`` (the analysis's wall
-    and CPU time, which the benchmark reports)."""
+    and CPU time, which the benchmark reports). Cells analysed for an earlier request of the
+    same notebook are not analysed again (``NB2FLOW_ANALYSIS_MEMO=off``: they are, the
+    benchmark's baseline)."""
+    from contextlib import nullcontext
+
+    from nb2flow.analysis.names import remembering
     from nb2flow.extensions.cells import plan_svg, summarize
     from nb2flow.notebook.reader import notebook_from_json
 
     start, cpu = time.perf_counter(), time.thread_time()
-    summary = summarize(notebook_from_json(data, path))
+    nb = notebook_from_json(data, path)
+    remember = os.environ.get("NB2FLOW_ANALYSIS_MEMO", "on") != "off"
+    with remembering(_memo(path, len(nb.cells))) if remember else nullcontext():
+        summary = summarize(nb)
     svg = plan_svg(summary, direction="TB") if summary["tasks"] else ""  # a narrow side panel
     return {
         "summary": summary,
