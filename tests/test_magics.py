@@ -316,6 +316,71 @@ def test_path_from_jpy_session_name_and_the_error_without(tmp_path: Path):
             "error: cannot tell which notebook this kernel runs (no Jupyter server session "
             "names it); pass its path: %nb2flow run path/to/notebook.ipynb"
         )
+        # VS Code's conditions: a kernel it started itself (no server, no session, no
+        # JPY_SESSION_NAME), told its notebook by the variable VS Code sets at its start
+        (tmp_path / "vs").mkdir()
+        write_json(tmp_path / "vs" / "code.ipynb", notebook([code("b = 2", "task:two")]))
+        _execute(kc, f"__vsc_ipynb_file__ = {str(tmp_path / 'vs' / 'code.ipynb')!r}")
+        out = _execute(kc, "%nb2flow run")
+        assert "code" in out["stderr"] and "Completed" in out["stderr"], out
+        assert "Traceback" not in out["stderr"]
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+# --------------------------------------------------------------------------- path discovery
+
+
+@pytest.fixture
+def no_session(monkeypatch: pytest.MonkeyPatch):
+    """Discovery with no kernel session and no JPY_SESSION_NAME; yields the shell's user
+    namespace (a stand-in for IPython's: only ``user_ns`` is read)."""
+    from types import SimpleNamespace
+
+    from nb2flow.extensions import magics
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(magics, "_from_sessions", lambda: None)
+    user_ns: dict[str, Any] = {}
+    monkeypatch.setattr(magics, "_ipython", lambda: SimpleNamespace(user_ns=user_ns))
+    return user_ns
+
+
+def test_vscode_names_the_notebook(no_session, tmp_path: Path, monkeypatch):
+    from nb2flow.errors import Nb2flowError
+    from nb2flow.extensions.magics import notebook_path
+
+    mine, other = tmp_path / "mine.ipynb", tmp_path / "other.ipynb"
+    for path in (mine, other):
+        write_json(path, notebook([code("a = 1")]))
+    no_session["__vsc_ipynb_file__"] = str(mine)
+    assert notebook_path() == mine.resolve()
+    # VS Code is the front end: its word wins over what the kernel's environment says
+    monkeypatch.setenv("JPY_SESSION_NAME", str(other))
+    assert notebook_path() == mine.resolve()
+    # on __main__ only (where VS Code's startup code puts it when the namespaces differ)
+    del no_session["__vsc_ipynb_file__"]
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__vsc_ipynb_file__", str(other), raising=False)
+    assert notebook_path() == other.resolve()
+    # an untitled notebook VS Code has not saved yet: say so, do not guess another
+    monkeypatch.setattr(main, "__vsc_ipynb_file__", str(tmp_path / "Untitled-1.ipynb"))
+    with pytest.raises(Nb2flowError, match=r"Untitled-1.ipynb: VS Code's notebook is not saved"):
+        notebook_path()
+    # an explicit path always wins
+    assert notebook_path(str(mine)) == mine.resolve()
+
+
+def test_jpy_session_name_relative_to_the_kernels_folder(no_session, tmp_path, monkeypatch):
+    from nb2flow.errors import Nb2flowError
+    from nb2flow.extensions.magics import notebook_path
+
+    write_json(tmp_path / "nb.ipynb", notebook([code("a = 1")]))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JPY_SESSION_NAME", "some/dir/nb.ipynb")
+    assert notebook_path() == (tmp_path / "nb.ipynb").resolve()
+    monkeypatch.setenv("JPY_SESSION_NAME", "some/dir/gone.ipynb")
+    with pytest.raises(Nb2flowError, match="cannot tell which notebook"):
+        notebook_path()

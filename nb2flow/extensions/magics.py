@@ -4,11 +4,12 @@
     %nb2flow inspect [PATH]
     %nb2flow convert [-o DIR] [--cache] [PATH]
 
-Without ``PATH`` the magics work on the notebook this kernel runs, as the Jupyter server's
-sessions tell it (``/api/sessions``, matched by the kernel's id; else ``JPY_SESSION_NAME``;
-VS Code's ``__vsc_ipynb_file__``). They read the notebook as the front end has it: when the
-nb2flow JupyterLab / Notebook 7 extension is there it hands the server the unsaved content
-as the cell starts (``/nb2flow/snapshot``), else the file as last saved.
+Without ``PATH`` the magics work on the notebook this kernel runs: VS Code's
+``__vsc_ipynb_file__`` when VS Code runs it, else as the Jupyter server's sessions tell it
+(``/api/sessions``, matched by the kernel's id), else ``JPY_SESSION_NAME``. They read the
+notebook as the front end has it: when the nb2flow JupyterLab / Notebook 7 extension is
+there it hands the server the unsaved content as the cell starts (``/nb2flow/snapshot``),
+else the file as last saved.
 
 ``run`` converts the notebook (the cells holding ``%nb2flow`` lines are left out), imports
 the script fresh as a module of its own (every run sees the latest edit) and runs its flow
@@ -178,16 +179,23 @@ def notebook_path(explicit: str | None = None) -> Path:
         if not path.is_file():
             raise Nb2flowError(f"{path}: no such notebook")
         return path.resolve()
-    found = _from_sessions() or _from_environment()
-    if found is not None and found.is_file():
-        return found
+    vscode = _from_vscode()
+    if vscode is not None and not vscode.is_file():
+        raise Nb2flowError(
+            f"{vscode}: VS Code's notebook is not saved as a file yet; save it, or pass "
+            "its path: %nb2flow run path/to/notebook.ipynb"
+        )
+    for found in (vscode, _from_sessions(), _from_environment()):
+        if found is not None and found.is_file():
+            return found
     raise Nb2flowError(
         "cannot tell which notebook this kernel runs (no Jupyter server session names it); "
         "pass its path: %nb2flow run path/to/notebook.ipynb"
     )
 
 
-def _from_sessions() -> Path | None:
+def _own_server() -> tuple[dict[str, Any], Path] | None:
+    """The Jupyter server whose session runs this kernel, and the session's notebook."""
     kernel = _kernel_id()
     info = _server() if kernel else None
     if info is None:
@@ -199,11 +207,18 @@ def _from_sessions() -> Path | None:
     for s in sessions:
         if (s.get("kernel") or {}).get("id") == kernel and s.get("path"):
             root = Path(info.get("root_dir") or info.get("notebook_dir") or ".")
-            return (root / s["path"]).resolve()
+            return info, (root / s["path"]).resolve()
     return None
 
 
+def _from_sessions() -> Path | None:
+    own = _own_server()
+    return own[1] if own is not None else None
+
+
 def _from_environment() -> Path | None:
+    """``JPY_SESSION_NAME``, which jupyter_server sets for the kernels it starts (the path
+    when the kernel started: a rename since is not followed)."""
     name = os.environ.get("JPY_SESSION_NAME")
     if name:
         path = Path(name)
@@ -211,9 +226,22 @@ def _from_environment() -> Path | None:
             path = Path.cwd() / path.name
         if path.suffix == ".ipynb":
             return path.resolve()
+    return None
+
+
+def _from_vscode() -> Path | None:
+    """VS Code's Jupyter extension starts kernels itself, with no Jupyter server and so no
+    session, and sets ``__vsc_ipynb_file__`` (the notebook's absolute path) in the kernel's
+    namespace: looked up in the shell's namespace, then on ``__main__`` (its usual home).
+    When it is there, VS Code is the front end: it wins over a server's session (VS Code
+    may run its kernels on a Jupyter server, whose session path is VS Code's own naming)."""
     ip = _ipython()
-    vsc = getattr(ip, "user_ns", {}).get("__vsc_ipynb_file__") if ip is not None else None
-    return Path(vsc).resolve() if isinstance(vsc, str) and vsc else None
+    candidates = [getattr(ip, "user_ns", None) or {}, vars(sys.modules.get("__main__", sys))]
+    for namespace in candidates:
+        value = namespace.get("__vsc_ipynb_file__")
+        if isinstance(value, str) and value:
+            return Path(value).expanduser().resolve()
+    return None
 
 
 def _cell_id() -> str | None:
@@ -230,11 +258,14 @@ def _cell_id() -> str | None:
 
 
 def _snapshot(path: Path) -> dict[str, Any] | None:
-    """The unsaved notebook the front-end extension handed the server for this execution."""
-    info = _server()
+    """The unsaved notebook the front-end extension handed the server for this execution
+    (asked only of the server whose session runs this kernel: its front end is the one that
+    hands snapshots over)."""
     cell = _cell_id()
-    if info is None or cell is None:
+    own = _own_server() if cell is not None else None
+    if own is None:
         return None
+    info = own[0]
     root = Path(info.get("root_dir") or info.get("notebook_dir") or ".").resolve()
     try:
         rel = path.relative_to(root).as_posix()
