@@ -17,7 +17,7 @@ Re-generate with: nb2flow convert notebooks/duration-prediction.ipynb
 # nb2flow: generated
 
 if __name__ == "__main__":
-    # Answer --help and bad options now, before the imports and setup below run.
+    # Answer --help and bad options now, before the imports below run.
     from nb2flow import preflight_cli
 
     def flow_parameters(
@@ -53,10 +53,6 @@ if __name__ == "__main__":
     run_in_folder(__file__, "../notebooks")
 
 
-models_folder = Path("models")
-models_folder.mkdir(exist_ok=True)
-
-
 # ## Reading the data
 #
 # Duration in minutes; trips under a minute or over an hour are meter errors, not trips.
@@ -73,6 +69,20 @@ def read_dataframe(filename):
 
     df["PU_DO"] = df["PULocationID"] + "_" + df["DOLocationID"]
     return df
+
+
+def setup(tracking_uri: str, experiment_name: str):
+    """Setup: run once in every process that runs the flow's tasks, before them (the flow
+    process, each worker), never at import."""
+    global models_folder
+
+    # (setup cell 5)
+    models_folder = Path("models")
+    models_folder.mkdir(exist_ok=True)
+
+    # (configuration from cell 15)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment_name)
 
 
 @task(name="load_data", nout=2, retries=2, cache=True)
@@ -109,8 +119,6 @@ def features(df_train, df_val):
 
 @task(name="train_model", nout=2)
 def train_model(
-    tracking_uri: str,
-    experiment_name: str,
     X_train,
     y_train,
     X_val,
@@ -128,8 +136,8 @@ def train_model(
     xgboost with early stopping on the validation month; parameters, the RMSE, the
     preprocessor and the model go to mlflow.
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment_name)
+    # nb2flow: moved to the flow's setup: mlflow.set_tracking_uri(tracking_uri)
+    # nb2flow: moved to the flow's setup: mlflow.set_experiment(experiment_name)
 
     with mlflow.start_run():
         dtrain = xgb.DMatrix(X_train, label=y_train)
@@ -182,7 +190,7 @@ def best_run(tracking_uri: str, experiment_name: str):
     return best_rmse
 
 
-@flow(name="duration-prediction")
+@flow(name="duration-prediction", setup=setup)
 def main(
     train_path: str = "data/green_tripdata_2021-01.parquet",
     val_path: str = "data/green_tripdata_2021-02.parquet",
@@ -210,8 +218,6 @@ def main(
     dv, X_train, X_val, y_train, y_val = features.submit(df_train, df_val)
     del df_train, df_val
     rmse, run_id = train_model.submit(
-        tracking_uri,
-        experiment_name,
         X_train,
         y_train,
         X_val,
@@ -233,7 +239,7 @@ if __name__ == "__main__":
     run_cli(main)
 
 # nb2flow: source map of "notebooks/duration-prediction.ipynb" (script line+count=cell:line)
-#   39+2=2:1 41+5=2:4 56+2=5:1 63+2=8:1 66+2=8:4 69+1=8:7 71+2=8:9 74+2=8:12 80+2=9:1 83+1=9:4
-#   93+2=13:1 96+1=13:4 98+2=13:6 101+2=13:9 104+3=13:12 131+2=15:1 134+3=15:4 138+6=15:8
-#   145+2=15:15 148+7=15:18 157+3=15:27 161+3=15:31 165+1=15:35 167+1=15:37 169+1=15:39
-#   179+3=17:1
+#   39+2=2:1 41+5=2:4 59+2=8:1 62+2=8:4 65+1=8:7 67+2=8:9 70+2=8:12 80+2=5:1 84+2=15:1 90+2=9:1
+#   93+1=9:4 103+2=13:1 106+1=13:4 108+2=13:6 111+2=13:9 114+3=13:12 142+3=15:4 146+6=15:8
+#   153+2=15:15 156+7=15:18 165+3=15:27 169+3=15:31 173+1=15:35 175+1=15:37 177+1=15:39
+#   187+3=17:1

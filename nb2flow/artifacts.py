@@ -22,7 +22,9 @@ from typing import Any
 
 from nb2flow.runtime.observation import artifacts as _a
 
-__all__ = ["display", "image", "last_value", "markdown", "table"]
+__all__ = ["display", "end_of_cell", "image", "last_value", "markdown", "table"]
+
+end_of_cell = _a.end_of_cell
 
 
 def display(obj: Any, name: str | None = None) -> bool:

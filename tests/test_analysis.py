@@ -58,6 +58,13 @@ from nb2flow.errors import Nb2flowError
             [],
         ),
         ("import numpy as np\nnp.random.seed(1)", [], ["np"], ["np"]),
+        # a method whose result is used returns a new value, unless it is known to change
+        # its object; one whose result is thrown away changes it unless known to be pure
+        ("X = M.tocsc()", ["M"], ["X"], []),
+        ("M.tocsc()", ["M"], ["M"], ["M"]),
+        ("y = lst.pop()", ["lst"], ["lst", "y"], ["lst"]),
+        ("X = sc.fit_transform(A)", ["sc", "A"], ["sc", "X"], ["sc"]),
+        ("df = pd.read_parquet(p)", ["pd", "p"], ["df"], []),
     ],
 )
 def test_read_write_sets(source, reads, writes, mutated):
@@ -513,3 +520,113 @@ def test_a_setup_cell_calling_a_function_that_sets_a_global_binds_it(tmp_path):
     )
     assert "a" in plan.module_names
     assert plan.tasks["swap"].inputs == ("a",)  # rebound in the task: passed in
+
+
+def test_modules_the_magic_translation_imports_are_module_level_names(tmp_path):
+    plan = _plan(tmp_path, [code("!echo hi"), code("%cd .\nx = !ls"), code("y = len(x)")])
+    assert {"subprocess", "os"} <= set(plan.needs) and {"subprocess", "os"} <= set(
+        plan.module_names
+    )
+    assert not [w for w in plan.warnings if "subprocess" in w or "`os`" in w], plan.warnings
+
+
+def test_a_module_a_task_calls_stays_a_module(tmp_path):
+    """`pd.read_parquet(...)` in a task does not make `pd` a task value: a def using `pd`
+    below it stays at module level (it used to be a task passed along as data)."""
+    plan = _plan(
+        tmp_path,
+        [
+            code("import json"),
+            code("text = json.dumps([1])\njson.loads(text)"),
+            code("def load(t):\n    return json.loads(t)"),
+            code("value = load(text)"),
+        ],
+    )
+    assert [b.cell for b in plan.module] == [1, 3]
+    assert plan.tasks["cell_4"].inputs == ("text",)
+
+
+# -- the flow's setup: setup cells and process-wide configuration -----------------------------
+
+
+def _setup_cells(plan):
+    return [(b.cell, b.kind) for b in plan.module if b.in_setup]
+
+
+def test_configuration_moves_to_the_setup_and_its_task_goes(tmp_path):
+    """A cell that only configures process-wide state (the issue's mlflow cell) is not a
+    task of its own any more: its statements run in the setup, in every process."""
+    plan = _plan(
+        tmp_path,
+        [
+            code("import mlflow\nimport warnings\nimport matplotlib.pyplot as plt"),
+            code("uri = 'sqlite:///m.db'\nname = 'exp'", "parameters"),
+            code("mlflow.set_tracking_uri(uri)\nmlflow.set_experiment(name)"),
+            code("warnings.filterwarnings('ignore')\nplt.rcParams['font.size'] = 9"),
+            code("with mlflow.start_run():\n    mlflow.log_metric('m', 1)"),
+        ],
+    )
+    assert list(plan.tasks) == ["cell_5"]  # cells 3 and 4 held nothing else
+    assert _setup_cells(plan) == [(3, "configuration"), (4, "configuration")]
+    assert plan.setup is not None and plan.setup.parameters == ("uri", "name")
+    assert plan.setup.globals == ()
+    assert not plan.warnings, plan.warnings
+
+
+def test_configuration_stays_where_earlier_code_used_that_state(tmp_path):
+    """Moving a statement before code that used the same state would change that code:
+    a second style after a plot, a seed after draws, stay in their tasks (in order)."""
+    plan = _plan(
+        tmp_path,
+        [
+            code("import numpy as np\nimport matplotlib.pyplot as plt"),
+            code("plt.style.use('ggplot')\nnp.random.seed(0)", "task:a"),
+            code("x = np.random.rand(3)\nplt.plot(x)", "task:b"),
+            code("plt.style.use('classic')\nnp.random.seed(1)", "task:c"),
+            code("k = 2", "task:d"),
+            code("np.random.seed(k)", "task:e"),  # reads a task value: stays too
+        ],
+    )
+    assert _setup_cells(plan) == [(2, "configuration")]
+    assert "plt.style.use('classic')" in plan.tasks["c"].code
+    assert "np.random.seed(k)" in plan.tasks["e"].code
+    assert "moved to the flow's setup: plt.style.use('ggplot')" in plan.tasks["a"].code
+    assert not plan.has_edge("a", "b")  # a's state moved out: nothing to order
+    assert plan.has_edge("b", "c")
+
+
+def test_a_tagged_task_left_empty_by_its_configuration_stays(tmp_path):
+    plan = _plan(
+        tmp_path,
+        [
+            code("import random"),
+            code("random.seed(3)", "task:seed"),
+            code("x = random.random()", "task:draw", "after:seed"),
+        ],
+    )
+    assert list(plan.tasks) == ["seed", "draw"] and _setup_cells(plan) == [(2, "configuration")]
+
+
+def test_setup_cells_and_the_definitions_that_need_them_make_the_setup(tmp_path):
+    """Setup code binds module globals (declared global in the setup function); a def
+    whose default reads one of them runs in the setup too, after it."""
+    plan = _plan(
+        tmp_path,
+        [
+            code("import os"),
+            code("n = 3", "parameters"),
+            code("SEED = n * 2\nHOME = os.sep", "setup"),
+            code("def pick(x, seed=SEED):\n    return x + seed"),
+            code("def plain(x):\n    return x + SEED"),
+            code("y = pick(1) + plain(1)", "task:use"),
+        ],
+    )
+    assert _setup_cells(plan) == [(3, "setup"), (4, "definitions")]
+    assert plan.setup.parameters == ("n",) and plan.setup.globals == ("SEED", "HOME", "pick")
+    assert [(b.cell, b.in_setup) for b in plan.module] == [
+        (1, False),
+        (3, True),
+        (4, True),
+        (5, False),
+    ]
+    assert not plan.warnings, plan.warnings

@@ -115,9 +115,34 @@ def test_inspect_text_and_json(nb, capsys):
     assert main(["inspect", str(nb), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [t["name"] for t in data["tasks"]] == ["square", "root"]
-    assert data["edges"] == [{"from": "square", "to": "root", "kind": "data", "vars": ["sq"]}]
+    reasons = [{"rule": "data", "var": "sq"}]
+    edge = {"from": "square", "to": "root", "kind": "data", "vars": ["sq"], "reasons": reasons}
+    assert data["edges"] == [edge]
     assert data["parameters"] == [{"name": "n", "default": "4", "type": "int", "cell": 2}]
     assert data["stages"] == [["square"], ["root"]]
+
+
+def test_inspect_says_which_rule_made_each_ordering_edge(tmp_path, capsys):
+    path = write(
+        tmp_path / "rules.ipynb",
+        [
+            code("df = {'a': 1}", "task:make"),
+            code("n = len(df)", "task:count"),
+            code("df['b'] = 2\nopen('out.txt', 'w').write('x')", "task:change"),
+            code("text = open('out.txt').read()", "task:read"),
+            code("pass", "task:last", "after:count"),
+        ],
+    )
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "count -> change (order): df (in-place)" in out
+    assert "change -> read (order): out.txt (file)" in out
+    assert "count -> last (after): (after-tag)" in out
+    assert "in-place: reads the old value before the task changes it in place" in out
+    assert main(["inspect", str(path), "--json"]) == 0
+    edges = {(e["from"], e["to"]): e for e in json.loads(capsys.readouterr().out)["edges"]}
+    assert edges["count", "change"]["reasons"] == [{"rule": "in-place", "var": "df"}]
+    assert edges["make", "change"]["reasons"] == [{"rule": "data", "var": "df"}]
 
 
 def test_tag_add_remove_keeps_outputs_and_metadata(nb, capsys):

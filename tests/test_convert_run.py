@@ -492,3 +492,28 @@ def test_a_change_through_an_alias_changes_both_names(tmp_path):
     conversion, result = _same_as_the_notebook(tmp_path, "aliases", cells)
     assert conversion.plan.tasks["alias"].outputs == ("b", "a")
     assert result["c"] == [1, 2] and result["e"] == 3
+
+
+def test_tasks_using_process_wide_state_keep_their_order(tmp_path):
+    """A seed set in one task and the draws of two others: without an edge the draws could
+    run at the same time, in either order (pyplot's current figure, mlflow's experiment,
+    os.environ... are the same kind of state)."""
+    cells = [
+        code("import random\nimport os"),
+        code("random.seed(7)", "task:seed"),
+        code("x = random.random()", "task:draw_x"),
+        code("y = random.random()", "task:draw_y"),
+        code("z = random.Random(1).random()", "task:own_generator"),
+        code("os.environ['NB2FLOW_TEST_STATE'] = '1'", "task:set_env"),
+        code("env = os.environ.get('NB2FLOW_TEST_STATE')", "task:read_env"),
+    ]
+    conversion, result = _same_as_the_notebook(tmp_path, "state", cells)
+    plan = conversion.plan
+    assert edge(plan, "draw_x", "draw_y") == {"kind": "order", "vars": ["random"]}
+    assert not plan.has_edge("draw_y", "own_generator")  # its own generator: no shared state
+    assert "wait_for=[x]" in conversion.script
+    # the seed and the environment variable are configuration: they moved to the flow's
+    # setup, which runs before every task (the tasks that held them are left empty)
+    assert [b.cell for b in plan.module if b.kind == "configuration"] == [2, 6]
+    assert not plan.has_edge("seed", "draw_x") and not plan.has_edge("set_env", "read_env")
+    assert result["env"] == "1"

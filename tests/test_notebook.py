@@ -229,3 +229,31 @@ def test_plain_python_is_untouched():
     source = "x = 1  # 100% sure\nprint('!not shell')\ny = x % 2"
     result = magics.to_python(source, "c")
     assert result.code == source and not result.changed
+
+
+# every magic the converter runs as Python binds what IPython binds: %timeit times its code
+# in a function scope of its own (it binds nothing), %time, %prun, %%time, %%capture run in
+# the notebook's namespace
+MAGICS_BINDING = [
+    "%timeit -n1 -r1 counts, edges = divmod(7, 2)",
+    "%%timeit -n1 -r1 counts = [1]\nedges = len(counts)",
+    "%time counts, edges = divmod(7, 2)",
+    "%%time\ncounts = [1]\nedges = 2",
+    "%%capture\ncounts = [1]\nedges = 2",
+    "%prun -q counts, edges = divmod(7, 2)",
+]
+
+
+@pytest.mark.parametrize("source", MAGICS_BINDING)
+def test_magics_bind_what_ipython_binds(source):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.pop("counts", None)
+    shell.user_ns.pop("edges", None)
+    result = shell.run_cell(source, silent=True)
+    assert result.success, result.error_in_exec
+    ipython = {name for name in ("counts", "edges") if name in shell.user_ns}
+    namespace: dict[str, object] = {}
+    exec(magics.to_python(source, "cell").code, namespace)
+    assert {name for name in ("counts", "edges") if name in namespace} == ipython

@@ -20,10 +20,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from nb2flow.analysis.cells import Unit
-from nb2flow.analysis.effects import TRIGGERS, files_named, files_written
+from nb2flow.analysis.effects import (
+    TRIGGERS,
+    draws_figures,
+    files_named,
+    files_written,
+    global_state_used,
+    may_hold_state,
+    module_aliases,
+)
 from nb2flow.analysis.grouping import ModuleCode, Task
 from nb2flow.analysis.hoisting import Hoisted
-from nb2flow.analysis.names import BUILTIN_NAMES, Names, analyse, declared_globals
+from nb2flow.analysis.names import (
+    BUILTIN_NAMES,
+    Names,
+    analyse,
+    declared_globals,
+    definition_time_reads,
+)
 from nb2flow.analysis.plan import (
     MODULE,
     PARAMETER,
@@ -34,6 +48,7 @@ from nb2flow.analysis.plan import (
     Param,
     Reason,
     Rule,
+    SetupFunction,
     Source,
 )
 from nb2flow.errors import Nb2flowError, where
@@ -110,6 +125,7 @@ class DataFlow:
         self.module: tuple[ModuleCode, ...] = hoisted.module
         self.imports = hoisted.imports
         self.artifacts = hoisted.artifacts
+        self.configuration = hoisted.configuration
         self.needs = needs
         self.parameters = parameters
         self.path = path
@@ -120,6 +136,8 @@ class DataFlow:
         self.module_objects: set[str] = set(needs)  # imports, def and class: never data
         self.star_imports: list[str] = []
         self.effects: dict[str, FunctionEffect] = {}
+        self.in_setup: set[ModuleCode] = set()  # blocks the setup function runs
+        self.setup: SetupFunction | None = None
         # per task, in notebook order
         self.flows: dict[str, TaskFlow] = {}
         # following the tasks: the producer of each name's current version, the tasks
@@ -153,7 +171,10 @@ class DataFlow:
 
     def module_scope(self) -> None:
         """Names that exist at module level: imports, definitions and setup code; a
-        function's `global x` binds x only when called, so it is not one of them."""
+        function's `global x` binds x only when called, so it is not one of them. The
+        modules translated magics use (``subprocess`` for ``!cmd``) are imported at the
+        top of the script too."""
+        self.module_names |= set(self.needs)
         for text in self.imports:
             self.module_names |= analyse(text).imported
         self.module_objects |= self.module_names
@@ -213,13 +234,39 @@ class DataFlow:
                 for function in block.unit.names.all_reads & self.effects.keys():
                     self.module_names.update(self.effects[function].writes)
 
+    def setup_function(self) -> None:
+        """The flow's setup (:class:`~nb2flow.analysis.plan.SetupFunction`): the ``setup``
+        cells and the configuration moved out of task cells, in notebook order, with the
+        definitions that read what those bind when they run (``def f(x=SEED)``, a class
+        body); it takes the flow parameters they read (from their parameters cell on)."""
+        if all(block.kind == "definitions" for block in self.module):
+            return
+        since = {p.name: min(p.cells) for p in self.parameters}
+        bound: dict[str, None] = {}  # ordered sets
+        parameters: dict[str, None] = {}
+        for block in self.module:
+            names = block.unit.names
+            if block.kind == "definitions":
+                if bound.keys().isdisjoint(definition_time_reads(block.unit.tree.body)):
+                    continue
+                names = analyse(block.code)  # without the imports (they went to the top)
+            self.in_setup.add(block)
+            for name in names.reads:
+                if name not in bound and since.get(name, block.cell) < block.cell:
+                    parameters[name] = None
+            bound.update(dict.fromkeys(n for n in names.bound if n not in parameters))
+        self.setup = SetupFunction(tuple(parameters), tuple(bound))
+
     def warn_module_reads(self) -> None:
         """Module-level code reading a name nothing defines. Functions read globals when
         called: a task value they read is passed in by the calling task."""
         task_writes = {w for task in self.tasks for w in task.names.writes}
         task_writes |= {p.name for p in self.parameters}
+        setup_parameters = set(self.setup.parameters) if self.setup is not None else set()
         for block in self.module:
             reads: Iterable[str] = block.unit.names.reads
+            if block in self.in_setup:
+                reads = [r for r in reads if r not in setup_parameters]
             if block.kind == "definitions":
                 reads = [r for r in reads if r not in task_writes]
             self.warn_unknown([block.unit], reads, task_writes.__contains__)
@@ -332,6 +379,35 @@ class DataFlow:
                         if writer is not None and writer != task.name:
                             for why in pin.why:
                                 self.edge(writer, task.name, Rule.PINNED_IMPORT, why)
+
+    def global_state(self) -> None:
+        """Tasks using the same process-wide state (pyplot's current figure, a random
+        seed, mlflow's experiment, the working directory...: see
+        :data:`~nb2flow.analysis.effects.GLOBAL_STATE`) keep their notebook order and
+        never run at the same time."""
+        trees = [b.unit.tree for b in self.module] + [u.tree for t in self.tasks for u in t.units]
+        trees += [ast.parse(text) for text in self.imports]
+        aliases = module_aliases(trees, list(self.needs))
+        stateful = {name for name, path in aliases.items() if may_hold_state(path)}
+        last: dict[str, str] = {}  # state -> the last task using it
+        moved = self.configuration
+        # df.plot(), ax.hist(x): pandas and matplotlib objects draw through pyplot too
+        plotting = any(p.split(".")[0] in _PLOTTING_LIBRARIES for p in aliases.values())
+        for task in self.tasks:
+            used: set[str] = set()
+            for unit in task.units:
+                tree = unit.tree
+                if moved and not moved.isdisjoint(tree.body):  # (they run in the setup)
+                    tree = ast.Module([s for s in tree.body if s not in moved], [])
+                if not stateful.isdisjoint(unit.names.all_reads):
+                    used |= global_state_used(tree, aliases)
+                if plotting and "pyplot" not in used and draws_figures(tree, aliases):
+                    used.add("pyplot")
+            for state in sorted(used):
+                previous = last.get(state)
+                if previous is not None:
+                    self.edge(previous, task.name, Rule.GLOBAL_STATE, state)
+                last[state] = task.name
 
     def after_tags(self) -> None:
         """``after:NAME`` edges; they must name another task and make no cycle."""
@@ -479,11 +555,13 @@ class DataFlow:
     PASSES: ClassVar[tuple[Callable[[DataFlow], None], ...]] = (
         module_scope,
         function_effects,
+        setup_function,
         warn_module_reads,
         call_effects,
         follow_tasks,
         file_access,
         pinned_imports,
+        global_state,
         after_tags,
         call_order,
         final_values,
@@ -662,6 +740,10 @@ class DataFlow:
             hint = " (an IPython built-in)" if name in ("get_ipython", "In", "Out") else ""
             which = "no earlier cell defines" if defined_later(name) else "no cell defines"
             self.warnings.append(f"{where(self.path, cell)}: reads `{name}`{hint}, which {which}")
+
+
+#: libraries whose objects draw on pyplot's current figure through their own methods
+_PLOTTING_LIBRARIES = frozenset({"matplotlib", "pandas", "seaborn"})
 
 
 def _extend(items: tuple[str, ...], more: Iterable[str]) -> tuple[str, ...]:

@@ -202,3 +202,190 @@ def files_named(tree: ast.Module) -> set[str]:
         and isinstance(node.value, str)
         and 0 < len(node.value) < 4096
     }
+
+
+#: process-wide state that library calls read and change (module path prefix -> the name
+#: of the state). Tasks using the same state run one after the other, in notebook order.
+GLOBAL_STATE = {
+    "mlflow": "mlflow",  # tracking URI, experiment, active run, autolog
+    "matplotlib.pyplot": "pyplot",  # the current figure and axes, style, rcParams
+    "matplotlib.rcParams": "pyplot",
+    "matplotlib.rc": "pyplot",
+    "matplotlib.style": "pyplot",
+    "matplotlib.use": "pyplot",
+    "seaborn": "pyplot",  # draws on pyplot's current axes, sets its style
+    "numpy.random": "numpy.random",  # the global generator (not default_rng & co, below)
+    "random": "random",
+    "os.chdir": "working directory",
+    "os.getcwd": "working directory",
+    "os.environ": "environment",
+    "os.getenv": "environment",
+    "os.putenv": "environment",
+    "sys.path": "sys.path",
+    "warnings": "warnings filters",
+    "pandas.set_option": "pandas options",
+    "pandas.reset_option": "pandas options",
+    "pandas.options": "pandas options",
+}
+#: calls under those paths that make an object of their own (no process-wide state)
+_OWN_STATE = {
+    "numpy.random.default_rng",
+    "numpy.random.Generator",
+    "numpy.random.RandomState",
+    "numpy.random.SeedSequence",
+    "random.Random",
+    "random.SystemRandom",
+    "mlflow.MlflowClient",
+}
+
+
+def may_hold_state(path: str) -> bool:
+    """Could a name bound to ``path`` lead to one of the GLOBAL_STATE paths?"""
+    return any(
+        path == prefix or path.startswith(prefix + ".") or prefix.startswith(path + ".")
+        for prefix in GLOBAL_STATE
+    )
+
+
+#: calls that only configure process-wide state (module path; ``mlflow.<flavour>.autolog``
+#: too): the statement ``plt.style.use("ggplot")`` sets what later code reads, and returns
+#: nothing anyone needs. Calls that also *use* the state (``plt.plot``) are not here.
+CONFIGURATION_CALLS = frozenset(
+    {
+        "mlflow.set_tracking_uri",
+        "mlflow.set_registry_uri",
+        "mlflow.set_experiment",
+        "mlflow.autolog",
+        "matplotlib.use",
+        "matplotlib.rc",
+        "matplotlib.rcParams.update",
+        "matplotlib.style.use",
+        "matplotlib.pyplot.rc",
+        "matplotlib.pyplot.rcParams.update",
+        "matplotlib.pyplot.style.use",
+        "matplotlib.pyplot.switch_backend",
+        "seaborn.set",
+        "seaborn.set_theme",
+        "seaborn.set_style",
+        "seaborn.set_context",
+        "seaborn.set_palette",
+        "numpy.random.seed",
+        "random.seed",
+        "os.environ.update",
+        "os.environ.setdefault",
+        "os.putenv",
+        "warnings.filterwarnings",
+        "warnings.simplefilter",
+        "pandas.set_option",
+        "pandas.reset_option",
+        "sys.path.append",
+        "sys.path.insert",
+        "sys.path.extend",
+    }
+)
+#: objects whose items or attributes configure process-wide state when assigned
+#: (``plt.rcParams["font.size"] = 12``, ``os.environ["K"] = "v"``, ``pd.options.a.b = 1``)
+CONFIGURATION_OBJECTS = (
+    "matplotlib.rcParams",
+    "matplotlib.pyplot.rcParams",
+    "os.environ",
+    "pandas.options",
+)
+
+
+def configured_state(stmt: ast.stmt, aliases: dict[str, str]) -> set[str] | None:
+    """The process-wide states (:data:`GLOBAL_STATE`) a statement configures, when that is
+    all it does: a call of :data:`CONFIGURATION_CALLS` as a statement, or an assignment
+    into :data:`CONFIGURATION_OBJECTS`; None for any other statement."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        path = _dotted(stmt.value.func, aliases)
+        if path is None:
+            return None
+        parts = path.split(".")
+        autolog = parts[0] == "mlflow" and parts[-1] == "autolog" and len(parts) == 3
+        if path not in CONFIGURATION_CALLS and not autolog:
+            return None
+    elif isinstance(stmt, ast.Assign):
+        for target in stmt.targets:
+            if not isinstance(target, ast.Subscript | ast.Attribute):
+                return None
+            path = _dotted(target.value if isinstance(target, ast.Subscript) else target, aliases)
+            if path is None or not any(
+                path == p or path.startswith(p + ".") for p in CONFIGURATION_OBJECTS
+            ):
+                return None
+    else:
+        return None
+    return global_state_used(ast.Module(body=[stmt], type_ignores=[]), aliases) or None
+
+
+def module_aliases(trees: list[ast.Module], modules: list[str]) -> dict[str, str]:
+    """Name -> the module path an import binds it to (``plt`` -> ``matplotlib.pyplot``,
+    ``seed`` -> ``numpy.random.seed``), over the import statements of ``trees``;
+    ``modules`` are imported as themselves (what translated magics use)."""
+    aliases = {m: m for m in modules}
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        aliases[alias.asname] = alias.name
+                    else:
+                        top = alias.name.split(".")[0]
+                        aliases[top] = top
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    if alias.name != "*":
+                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def global_state_used(tree: ast.Module, aliases: dict[str, str]) -> set[str]:
+    """The process-wide states (:data:`GLOBAL_STATE`) the code uses, through the names
+    ``aliases`` resolves (``plt.plot(x)``, ``np.random.seed(0)``, ``os.environ['K']``)."""
+    used: set[str] = set()
+    nodes = list(ast.walk(tree))
+    # whole chains only: `random` in `random.Random(1)` is not a use of the module's state
+    inner = {id(n.value) for n in nodes if isinstance(n, ast.Attribute)}
+    for node in nodes:
+        if id(node) in inner:
+            continue
+        path = _dotted(node, aliases)
+        if path is None or any(path.startswith(own) for own in _OWN_STATE):
+            continue
+        for prefix, state in GLOBAL_STATE.items():
+            if path == prefix or path.startswith(prefix + "."):
+                used.add(state)
+    return used
+
+
+#: methods that draw on a pyplot figure whatever object they are called on (pandas'
+#: ``df.plot()``, ``series.hist()``, an axes' ``ax.plot()``)
+_PLOT_METHODS = frozenset({"plot", "hist", "boxplot", "imshow", "scatter", "bar", "barh"})
+
+
+def draws_figures(tree: ast.Module, aliases: dict[str, str]) -> bool:
+    """Whether code may leave pyplot figures open: it uses pyplot's state (``plt.plot``,
+    ``sns.histplot``) or calls a plotting method (``df.plot()``, ``ax.hist(x)``)."""
+    if "pyplot" in global_state_used(tree, aliases):
+        return True
+    return any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and (
+            node.func.attr in _PLOT_METHODS
+            or (isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "plot")
+        )
+        for node in ast.walk(tree)
+    )
+
+
+def _dotted(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    """``np.random.seed`` -> ``numpy.random.seed`` for a name chain rooted at an import."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or node.id not in aliases:
+        return None
+    return ".".join([aliases[node.id], *reversed(parts)])

@@ -50,10 +50,10 @@ class Task:
 
 @dataclass(frozen=True, eq=False)
 class ModuleCode:
-    """Code for the script's module level: a definitions cell (imports, def, class) or a
-    ``setup`` cell."""
+    """Code outside the tasks: a definitions cell (imports, def, class), a ``setup`` cell,
+    or the configuration statements moved out of a task cell (see hoisting)."""
 
-    kind: Literal["definitions", "setup"]
+    kind: Literal["definitions", "setup", "configuration"]
     unit: Unit
     code: str
     doc: str
@@ -129,6 +129,7 @@ class _Grouper:
         self.parameters_doc: list[str] = []
         self.skipped: list[int] = []
         self.dynamic: set[str] = set()  # names bound by code that is not module level, so far
+        self.imported: set[str] = set()  # names bound by imports (they move to the top), so far
         self.in_flow: set[int] = set()  # cells placed in tasks, so far
         self.functions: set[str] = set()  # names of the notebook's def and class, so far
         self.current: _Draft | None = None
@@ -142,6 +143,8 @@ class _Grouper:
         return "" if self.units and unit is self.units[0] else "\n\n".join(unit.markdown)
 
     def place(self, unit: Unit) -> None:
+        if unit.tags.role != "skip":
+            self.imported |= unit.names.imported
         role = unit.tags.role
         if role != "skip":
             self.functions |= unit.names.defined
@@ -176,17 +179,18 @@ class _Grouper:
 
     def setup(self, unit: Unit) -> None:
         loc = where(self.path, unit.cell)
-        reads = [r for r in unit.names.reads if r in self.dynamic]
+        # (the parameters set above it are the setup function's arguments)
+        reads = [r for r in unit.names.reads if r in self.dynamic and r not in self.parameters]
         if reads:
             self.warnings.append(
                 f"{loc}: setup cell reads {_quote(reads)}, which task code defines; "
-                "setup code runs once at import, before any task"
+                "setup code runs before any task"
             )
         written = {w for pin in unit.pins.values() if pin.cells & self.in_flow for w in pin.why}
         if written:
             self.warnings.append(
                 f"{loc}: setup cell imports what task code writes ({_quote(written)}); "
-                "setup code runs once at import, before any task"
+                "setup code runs before any task"
             )
         self.module.append(ModuleCode("setup", unit, unit.code, self.doc(unit)))
 
@@ -222,7 +226,13 @@ class _Grouper:
         self.in_flow.add(unit.cell)
         current.options.update(unit.tags.options)
         current.after.extend((name, unit.cell) for name in unit.tags.after)
-        self.dynamic.update(unit.names.writes)
+        self.dynamic.update(self.task_values(unit))
+
+    def task_values(self, unit: Unit) -> list[str]:
+        """The names a task cell makes values of: not the modules it uses without binding
+        them (``pd.read_parquet(...)``, ``plt.plot(x)`` leave ``pd`` and ``plt`` modules)."""
+        modules = self.imported - set(unit.names.bound)
+        return [w for w in unit.names.writes if w not in modules]
 
     def only_shows(self, unit: Unit) -> bool:
         """A cell that only shows something (``len(df_train), len(df_val)``,

@@ -4,8 +4,9 @@ The code is analysed as the notebook runs it: at module scope, statement after s
 A name is an *input* when it is read before the code has surely bound it (a read inside a
 branch or loop after a write in another branch still counts). Writes include in-place
 changes: ``df['x'] = ...``, ``obj.attr = ...``, ``x += 1``, ``del x[k]`` and a method call
-on a name (``model.fit(X, y)``, ``lst.append(v)``), except for methods known not to change
-their object (``df.head()``, ``model.predict(X)``).
+on a name (``model.fit(X, y)``, ``lst.append(v)``) whose result is not used, except for
+methods known not to change their object (``df.head()``, ``model.predict(X)``); a call
+whose result is used changes its object only for methods known to (``x = lst.pop()``).
 
 Nested scopes (functions, lambdas, classes, comprehensions) follow Python's rules: their
 own locals stay inside; the free names they read count as reads where they are defined
@@ -53,6 +54,24 @@ PURE_METHODS = frozenset(
     read_text read_bytes glob rglob with_suffix with_name summary show savefig evaluate
     """.split()
 )
+
+
+#: methods that change their object even when their result is used (``x = lst.pop()``,
+#: ``X = scaler.fit_transform(X_train)`` fits the scaler, ``line = fh.readline()`` moves the file)
+IN_PLACE_METHODS = frozenset(
+    """
+    append extend insert remove pop popitem clear update setdefault sort reverse add discard
+    fit fit_transform fit_predict partial_fit set_params set_output
+    read readline readlines write writelines seek send resize fill
+    normal uniform integers random choice permutation standard_normal exponential poisson
+    binomial multinomial multivariate_normal lognormal laplace logistic gamma beta dirichlet
+    chisquare geometric gumbel hypergeometric negative_binomial pareto rayleigh triangular
+    vonmises wald weibull zipf standard_t standard_cauchy standard_exponential standard_gamma
+    randint randn rand random_sample gauss randrange getrandbits
+    """.split()
+)
+# (the draws of a random generator, ``x = rng.normal(size=3)``, move its state on: a later
+# draw from it gives other numbers)
 
 
 @dataclass(frozen=True)
@@ -387,11 +406,35 @@ class _ModuleScope:
                 self.bound = after
             case ast.Global() | ast.Nonlocal() | ast.Pass() | ast.Break() | ast.Continue():
                 pass
+            case ast.Expr(value=ast.Call() as call):
+                self.call(call, result_used=False)
             case _:
                 # Expr, Return, Raise, Assert, TypeAlias...: reads only
                 for child in ast.iter_child_nodes(node):
                     if isinstance(child, ast.expr):
                         self.expr(child)
+
+    def call(self, node: ast.Call, *, result_used: bool) -> None:
+        """A method call on a name changes it in place when the method is known to
+        (``lst.append(v)``, ``scaler.fit_transform(X)``, ``inplace=True``), or when it is
+        not known to be pure and its result is thrown away (``model.fit(X, y)`` as a
+        statement); a method whose result is used is taken as returning a new value
+        (``X.tocsc()``, ``pd.read_parquet(...)``)."""
+        self.expr(node.func)
+        for arg in node.args:
+            self.expr(arg)
+        for keyword in node.keywords:
+            self.expr(keyword.value)
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            return
+        root = _root(func.value)
+        in_place = func.attr in IN_PLACE_METHODS or any(
+            k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value
+            for k in node.keywords
+        )
+        if root is not None and (in_place or (not result_used and func.attr not in PURE_METHODS)):
+            self.mutate(root)
 
     def pattern(self, node: ast.pattern) -> None:
         for sub in ast.walk(node):
@@ -471,20 +514,8 @@ class _ModuleScope:
                     self.read(name)
                 for name in walrus:
                     self.bind(name, surely=False)
-            case ast.Call(func=func, args=args, keywords=keywords):
-                self.expr(func)
-                for arg in args:
-                    self.expr(arg)
-                for keyword in keywords:
-                    self.expr(keyword.value)
-                if isinstance(func, ast.Attribute):
-                    root = _root(func.value)
-                    in_place = any(
-                        k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value
-                        for k in keywords
-                    )
-                    if root is not None and (in_place or func.attr not in PURE_METHODS):
-                        self.mutate(root)
+            case ast.Call():
+                self.call(node, result_used=True)
             case _:
                 for child in ast.iter_child_nodes(node):
                     if isinstance(child, ast.expr):
@@ -507,6 +538,35 @@ def _root(node: ast.expr) -> str | None:
                 node = value
             case _:
                 return None
+
+
+def definition_time_reads(body: list[ast.stmt]) -> set[str]:
+    """Names module-level statements read when they run, not when the functions they define
+    are called: decorators, defaults and annotations of a ``def``, a class's bases and the
+    statements of its body, anything else whole (an import reads nothing)."""
+    reads: set[str] = set()
+    for stmt in body:
+        if isinstance(stmt, ast.Import | ast.ImportFrom):
+            continue
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            exprs = _def_time_exprs(stmt)
+            if isinstance(stmt, ast.ClassDef):
+                exprs += [k.value for k in stmt.keywords]
+            else:
+                a = stmt.args
+                every = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+                exprs += [arg.annotation for arg in every if arg is not None and arg.annotation]
+                if stmt.returns is not None:
+                    exprs.append(stmt.returns)
+            for expr in exprs:
+                reads |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+            if isinstance(stmt, ast.ClassDef):
+                reads |= definition_time_reads(stmt.body)
+            continue
+        reads |= {
+            n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+        }
+    return reads
 
 
 # -- nested scopes ------------------------------------------------------------------------

@@ -191,7 +191,10 @@ def assemble(
         requested_split=requested_split,
         cache_all=cache_all,
         parameters=grouping.parameters,
-        module=tuple(ModuleBlock(b.cell, b.kind, b.code, b.doc) for b in hoisted.module),
+        module=tuple(
+            ModuleBlock(b.cell, b.kind, b.code, b.doc, b in flow.in_setup) for b in hoisted.module
+        ),
+        setup=flow.setup,
         imports=hoisted.imports,
         needs=needs,
         imports_written_files=imports_written_files,

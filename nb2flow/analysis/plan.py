@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: names the generated script itself uses at module level
 SCRIPT_NAMES = frozenset({"flow", "task", "run_cli", "nb2flow", "main"})
+#: the statement ending a cell that plots inside a task's code (more cells follow): the
+#: cell's pyplot figures are shown and closed (:func:`nb2flow.artifacts.end_of_cell`)
+CELL_END = "nb2flow.artifacts.end_of_cell()"
 
 
 # -- where a value comes from ----------------------------------------------------------------
@@ -75,6 +78,7 @@ class Rule(enum.Enum):
     ALIAS_IN_PLACE = ("order", "reads the old value before the task changes it through an alias")
     CHANGED_THROUGH_ALIAS = ("order", "reads a value the task changed through an alias")
     FILE = ("order", "a file one task writes and the other names")
+    GLOBAL_STATE = ("order", "both use process-wide state (pyplot, random seeds, mlflow...)")
     PINNED_IMPORT = ("order", "imports a module the task writes, or after its sys.path change")
     AFTER_TAG = ("after", "an after: tag")
 
@@ -132,12 +136,25 @@ class Param:
 
 @dataclass(frozen=True)
 class ModuleBlock:
-    """Code placed at the script's module level, in notebook order."""
+    """Code of the script outside the tasks, in notebook order: at module level, or in the
+    flow's setup function (``in_setup``)."""
 
     cell: int
-    kind: Literal["definitions", "setup"]
+    #: definitions (imports, def, class), a ``setup`` cell, or configuration statements
+    #: moved out of a task cell (``plt.style.use(...)``: see hoisting.configuration)
+    kind: Literal["definitions", "setup", "configuration"]
     code: str
     doc: str  # markdown above it (rendered as comments)
+    in_setup: bool = False  # setup and configuration always; definitions that need them
+
+
+@dataclass(frozen=True)
+class SetupFunction:
+    """The flow's setup (``@flow(setup=...)``): the blocks ``in_setup``, run once per flow
+    run in every process that runs its tasks, before them, never at import."""
+
+    parameters: tuple[str, ...]  # flow parameters it reads, in order
+    globals: tuple[str, ...]  # module-level names it binds
 
 
 Option = float | int | bool
@@ -176,6 +193,7 @@ class Plan:
     cache_all: bool
     parameters: tuple[Param, ...]
     module: tuple[ModuleBlock, ...]
+    setup: SetupFunction | None  # None: the flow has no setup
     imports: tuple[str, ...]  # import statements for the top of the script
     needs: tuple[str, ...]  # modules translated magics use
     imports_written_files: bool  # the notebook imports a module it writes

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from nb2flow.analysis.names import BUILTIN_NAMES
 from nb2flow.analysis.plan import (
+    CELL_END,
     SCRIPT_NAMES,
     FromModule,
     FromParameter,
@@ -64,6 +65,11 @@ def render(plan: Plan, folder: str = ".") -> str:
     clash = bool(used & {"flow", "task", "run_cli", "run_in_folder", *(["UNSET"] * unset)})
     deco = "_nb2flow." if clash else ""
     flow_func = "main" if "main" not in module_names else unique("flow_main", set(used))
+    setup_func = None
+    if plan.setup is not None:
+        taken = used | module_names | {t.func for t in tasks} | {flow_func}
+        setup_func = unique("setup", taken | {p.name for p in plan.parameters} | SCRIPT_NAMES)
+        module_names = module_names | {setup_func}
 
     out: list[str] = [_header(plan), MARKER, ""]
     imports = [f"import {m}" for m in plan.needs if f"import {m}" not in plan.imports]
@@ -88,6 +94,8 @@ def render(plan: Plan, folder: str = ".") -> str:
     else:
         names = [*artifacts, *(["UNSET"] * unset), "flow", "run_cli", "run_in_folder", "task"]
         out.append(f"from nb2flow import {', '.join(names)}")
+    if any(CELL_END in t.code for t in tasks):
+        out.append("import nb2flow.artifacts")
     out.append("")
     out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))
     if plan.imports_written_files:
@@ -96,18 +104,22 @@ def render(plan: Plan, folder: str = ".") -> str:
     if reads_display and not any("display" in t.outputs for t in tasks):
         out.append(_DISPLAY_STANDIN)
     for block in plan.module:
-        if block.code.strip():
+        if block.code.strip() and not block.in_setup:
             out.append("")
             if block.doc:
                 out.append(markdown_comment(block.doc))
             out.append(block.code.rstrip())
             out.append("")
     params = {p.name: p for p in plan.parameters}
+    if setup_func is not None:
+        out.append("")
+        out.append(_setup(plan, setup_func, params))
+        out.append("")
     for t in tasks:
         out.append("")
         out.append(_task(t, params, deco))
     out.append("")
-    out.append(_flow(plan, tasks, params, deco, flow_func, module_names))
+    out.append(_flow(plan, tasks, params, deco, flow_func, module_names, setup_func))
     out.append("")
     out.append('if __name__ == "__main__":')
     out.append(f"    {deco}run_cli({flow_func})")
@@ -135,7 +147,7 @@ def _preflight(plan: Plan, taken: set[str]) -> list[str]:
     stub = unique("flow_parameters", taken)
     lines = [
         'if __name__ == "__main__":',
-        "    # Answer --help and bad options now, before the imports and setup below run.",
+        "    # Answer --help and bad options now, before the imports below run.",
     ]
     if "preflight_cli" in taken:
         lines.append("    import nb2flow as _nb2flow")
@@ -238,6 +250,37 @@ def _task(t: PlannedTask, params: Mapping[str, Param], deco: str) -> str:
     return "\n".join(lines)
 
 
+def _setup(plan: Plan, func: str, params: Mapping[str, Param]) -> str:
+    """The flow's setup function (``@flow(setup=...)``): the blocks ``in_setup``, in
+    notebook order, binding module globals."""
+    assert plan.setup is not None
+    args = []
+    for name in plan.setup.parameters:
+        hint = params[name].hint
+        args.append(f"{name}: {hint}" if hint else name)
+    lines = [
+        f"def {func}({', '.join(args)}):",
+        _indent(
+            _string_literal(
+                "Setup: run once in every process that runs the flow's tasks, before them "
+                "(the flow\nprocess, each worker), never at import."
+            )
+        ),
+    ]
+    if plan.setup.globals:
+        lines.append(f"    global {', '.join(plan.setup.globals)}")
+    for block in plan.module:
+        if not block.in_setup or not block.code.strip():
+            continue
+        lines.append("")
+        what = {"setup": "setup cell", "configuration": "configuration from cell"}
+        label = f"{what.get(block.kind, 'definitions of cell')} {block.cell}"
+        doc = f"{block.doc}\n\n({label})" if block.doc else f"({label})"
+        lines.append(_indent(markdown_comment(doc)))
+        lines.append(_indent(block.code.rstrip()))
+    return "\n".join(lines)
+
+
 def _indent(code: str) -> str:
     """Indent by four spaces, except lines inside multi-line strings (that would change them)."""
     tree = None
@@ -265,6 +308,7 @@ def _flow(
     deco: str,
     flow_func: str,
     module_names: set[str],
+    setup_func: str | None,
 ) -> str:
     position = {t.name: i for i, t in enumerate(tasks)}
     taken = set(params) | {t.func for t in tasks} | module_names | BUILTIN_NAMES | SCRIPT_NAMES
@@ -276,7 +320,11 @@ def _flow(
     for p in plan.parameters:
         hint = f": {p.hint}" if p.hint else ""
         sig.append(f"{p.name}{hint} = {p.default}")
-    lines = [f"@{deco}flow(name={plan.flow_name!r})", f"def {flow_func}({', '.join(sig)}) -> dict:"]
+    setup = f", setup={setup_func}" if setup_func is not None else ""
+    lines = [
+        f"@{deco}flow(name={plan.flow_name!r}{setup})",
+        f"def {flow_func}({', '.join(sig)}) -> dict:",
+    ]
     flow_doc = "\n\n".join(d for d in (plan.flow_doc, plan.parameters_doc) if d)
     if flow_doc:
         lines.append(_indent(_string_literal(flow_doc + "\n")))

@@ -34,11 +34,21 @@ class _Blanks(ast.NodeTransformer):
 
 def _candidates(tree: ast.Module) -> list[ast.stmt]:
     """The statements of a script that may come from a cell: module level, and the bodies of
-    module-level functions whose definition is not itself a cell's (tasks, the flow)."""
+    module-level functions whose definition is not itself a cell's (tasks, the flow, and the
+    flow's setup function, named by ``@flow(..., setup=NAME)``)."""
+    setups = {
+        keyword.value.id
+        for stmt in tree.body
+        if isinstance(stmt, ast.FunctionDef)
+        for deco in stmt.decorator_list
+        if isinstance(deco, ast.Call)
+        for keyword in deco.keywords
+        if keyword.arg == "setup" and isinstance(keyword.value, ast.Name)
+    }
     out: list[ast.stmt] = []
     for stmt in tree.body:
         out.append(stmt)
-        if isinstance(stmt, ast.FunctionDef) and stmt.decorator_list:
+        if isinstance(stmt, ast.FunctionDef) and (stmt.decorator_list or stmt.name in setups):
             out.extend(_recorded_expression(s) for s in stmt.body)
     return out
 

@@ -58,7 +58,13 @@ def plan_dict(plan: Plan, warnings: Sequence[str]) -> dict[str, Any]:
             for t in plan.tasks.values()
         ],
         "edges": [
-            {"from": e.source, "to": e.target, "kind": e.kind, "vars": list(e.vars)}
+            {
+                "from": e.source,
+                "to": e.target,
+                "kind": e.kind,
+                "vars": list(e.vars),
+                "reasons": [{"rule": r.rule.label, "var": r.var} for r in e.reasons],
+            }
             for e in plan.edges()
         ],
         "stages": stages(plan),
@@ -131,10 +137,14 @@ def run(args: argparse.Namespace) -> int:
     print("\ngraph:")
     if not data["edges"]:
         print("  (no edges: every task is independent)")
+    rules: dict[str, str] = {}
     for e in data["edges"]:
-        label = ", ".join(e["vars"])
         kind = "" if e["kind"] == "data" else f" ({e['kind']})"
-        print(f"  {e['from']} -> {e['to']}{kind}" + (f": {label}" if label else ""))
+        print(f"  {e['from']} -> {e['to']}{kind}: {_reasons(e['reasons'], rules)}")
+    if rules:
+        print("  why (for the edges that carry no value):")
+        for label, description in rules.items():
+            print(f"    {label}: {description}")
     if data["tasks"]:
         print("\nstages (tasks in one stage can run at the same time):")
         for i, stage in enumerate(data["stages"], 1):
@@ -153,6 +163,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 COLUMN = 40
+
+
+def _reasons(reasons: list[dict[str, Any]], rules: dict[str, str]) -> str:
+    """``x, df (in-place), out.csv (file)``: the variables, each with the rule that made
+    the edge unless it is the value passed; ``rules`` collects the labels shown."""
+    from nb2flow.analysis.plan import Rule
+
+    items = []
+    for reason in reasons:
+        rule = next(r for r in Rule if r.label == reason["rule"])
+        if rule.kind == "data":
+            items.append(reason["var"])
+            continue
+        rules.setdefault(rule.label, rule.description)
+        items.append(f"{reason['var']} ({rule.label})" if reason["var"] else f"({rule.label})")
+    return ", ".join(dict.fromkeys(items))
 
 
 def _fit(names: list[str], width: int) -> str:

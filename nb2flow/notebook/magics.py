@@ -75,8 +75,6 @@ _SESSION_ONLY = {
     "logstate",
     "env_list",
     "time_it_off",
-    "mprun",
-    "memit",
     "load",
     "loadpy",
     "paste",
@@ -94,13 +92,53 @@ _SESSION_ONLY = {
     "conda_env",
     "sc",
 }
-#: line magics whose argument is a statement to run (timing, profiling): keep the statement
-_RUN_ARGUMENT = {"time", "timeit", "prun", "lprun"}
-#: cell magics whose body is Python to run as is
-_CELL_PYTHON = {"time", "timeit", "capture", "prun", "python", "python3", "memit"}
+#: line magics whose argument is a statement to run (timing, profiling): keep the statement.
+#: Each with the options that take a value (the others are flags): ``%timeit -n 10 f(x)``
+#: (IPython; line_profiler's lprun; memory_profiler's memit and mprun).
+_RUN_ARGUMENT = {
+    "time": frozenset(),
+    "timeit": frozenset("nrp"),
+    "prun": frozenset("DlsT"),
+    "lprun": frozenset("fmDTu"),
+    "memit": frozenset("rti"),
+    "mprun": frozenset("fT"),
+}
+#: of those, the ones that run their statement in the notebook's namespace (they bind what it
+#: assigns) and the one whose value is the statement's (``t = %time f(x)``; the others give
+#: None: ``%timeit`` times the code in a function of its own, binding nothing)
+_VALUE_OF_STATEMENT = "time"
+#: cell magics whose body is Python to run as is (in the notebook's namespace)
+_CELL_PYTHON = {"time", "timeit", "capture", "prun", "memit", "lprun", "mprun"}
+#: cell magics whose first line holds a statement run before the body (``%%prun -s time f()``)
+_CELL_STATEMENT = {"prun", "lprun", "mprun", "memit"}
 #: cell magics that only display something: the cell is dropped
 _CELL_DISPLAY = {"html", "markdown", "latex", "javascript", "js", "svg", "md"}
 _CELL_SHELL = {"bash": "/bin/bash", "sh": "/bin/sh", "script": None}
+#: IPython's script magics for other interpreters: the cell goes to the program's stdin, in
+#: a process of its own (``%%python`` binds nothing in the notebook)
+_CELL_PROGRAM = {
+    "python": "python",
+    "python2": "python2",
+    "python3": "python3",
+    "pypy": "pypy",
+    "perl": "perl",
+    "ruby": "ruby",
+}
+#: IPython's default shell aliases (POSIX): ``%mkdir data`` runs ``mkdir data``
+_ALIASES = {
+    "mkdir": "mkdir",
+    "rmdir": "rmdir",
+    "mv": "mv",
+    "rm": "rm",
+    "cp": "cp",
+    "cat": "cat",
+    "ls": "ls -F",
+    "ll": "ls -F -o",
+    "lf": "ls -F -o | grep -v '^d'",
+    "lk": "ls -F -o | grep ^l",
+    "ldir": "ls -F -o | grep /$",
+    "lx": "ls -F -o | grep ^-..x",
+}
 _INSTALLERS = {"pip", "conda", "mamba", "micromamba"}
 
 
@@ -248,6 +286,36 @@ def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
     return node.func.attr, args
 
 
+def _own_scope(lines: list[str]) -> list[str]:
+    """Code run once in a function scope of its own: IPython times ``%timeit`` and
+    ``%%timeit`` code inside a function, so what it assigns is bound nowhere after."""
+    body = [f"    {line}" if line.strip() else line for line in lines]
+    return ["def _nb2flow_timeit():", *body, "", "", "_nb2flow_timeit()"]
+
+
+def _without_options(name: str, arg: str) -> str:
+    """``%timeit -n 10 -r3 -q f(x)`` -> ``f(x)``: the options of magic ``name`` (those of
+    :data:`_RUN_ARGUMENT` taking a value take the next word, unless attached: ``-r3``)."""
+    valued = _RUN_ARGUMENT.get(name, frozenset())
+    code = arg.strip()
+    while code.startswith("-") and not code.startswith("--"):
+        option, _, code = code.partition(" ")
+        if len(option) == 2 and option[1] in valued:
+            _, _, code = code.strip().partition(" ")
+        code = code.strip()
+    return code
+
+
+def _words(arg: str) -> list[str]:
+    """A magic's argument split as IPython's option parser does (quotes honoured)."""
+    import shlex
+
+    try:
+        return shlex.split(arg)
+    except ValueError:  # an unbalanced quote: the words as they are
+        return arg.split()
+
+
 def _comment(text: str) -> str:
     return "# nb2flow: " + " ".join(text.split())
 
@@ -329,13 +397,7 @@ class _Rewriter:
 
     def _line_magic(self, name: str, arg: str, line: int, *, statement: bool) -> list[str]:
         if name in _RUN_ARGUMENT:
-            code = arg
-            # %timeit's options come first: "-n 10 -r 3 f(x)"
-            while code.startswith("-"):
-                option, _, code = code.partition(" ")
-                if option[1:] in ("n", "r", "p", "T", "s", "l", "f", "m", "D"):
-                    _, _, code = code.strip().partition(" ")
-                code = code.strip()
+            code = _without_options(name, arg)  # "-n 10 -r 3 f(x)": options come first
             try:
                 ast.parse(code)
             except SyntaxError:
@@ -343,7 +405,9 @@ class _Rewriter:
                 return [_comment(f"removed %{name} {arg}")]
             if name != "time":
                 self.warn(line, f"`%{name}` runs its statement once in the script")
-            return [code] if code else [_comment(f"removed %{name}")]
+            if not code:
+                return [_comment(f"removed %{name}")]
+            return _own_scope(code.split("\n")) if name == "timeit" else [code]
         if name in _SESSION_ONLY:
             if name in ("debug", "store", "load", "paste", "cpaste", "edit", "ed", "macro"):
                 self.warn(line, f"`%{name} {arg}`: interactive-only magic dropped")
@@ -353,12 +417,20 @@ class _Rewriter:
                 line, f"`%{name} {arg}` dropped: install dependencies before running the flow"
             )
             return [_comment(f"removed install command: %{name} {arg}")]
-        if name == "env":
+        if name in ("env", "set_env"):
             return self._env(arg, line, statement=True)
         if name == "cd":
+            words = _words(arg)
+            if words and words[0] == "-q":  # (quiet: prints nothing)
+                words = words[1:]
+            if words and words[0].startswith("-"):
+                self.warn(line, f"`%cd {arg}`: directory history and bookmarks dropped")
+                return [_comment(f"removed %cd {arg}")]
             self.need("os")
-            path = arg.strip() or "~"
+            path = " ".join(words) or "~"
             return [f"os.chdir(os.path.expanduser({path!r}))"]
+        if name in _ALIASES:
+            return [self._shell(f"{_ALIASES[name]} {arg}".strip(), line)]
         if name == "pwd":
             self.need("os")
             return ["os.getcwd()"]
@@ -402,10 +474,20 @@ class _Rewriter:
         )
 
     def _cell_magic(self, name: str, arg: str, body: str, line: int) -> list[str]:
+        if name == "timeit":
+            self.warn(line, "`%%timeit` runs its cell once in the script")
+            setup = _without_options("timeit", arg)
+            inner = to_python(f"{setup}\n{body}" if setup else body, self.loc)
+            for module in inner.imports:
+                self.need(module)
+            self.result.warnings.extend(inner.warnings)
+            code = inner.code.rstrip("\n")
+            return _own_scope(code.split("\n")) if code.strip() else [_comment("removed %%timeit")]
         if name in _CELL_PYTHON:
             if name == "capture" and arg.strip():
                 self.warn(line, f"`%%capture {arg}`: output is not captured in the script")
-            inner = to_python(body, self.loc)
+            statement = _without_options(name, arg) if name in _CELL_STATEMENT else ""
+            inner = to_python(f"{statement}\n{body}" if statement else body, self.loc)
             for module in inner.imports:
                 self.need(module)
             self.result.warnings.extend(inner.warnings)
@@ -432,6 +514,9 @@ class _Rewriter:
                     return [_comment("removed %%script cell")]
             self.need("subprocess")
             return [f"subprocess.run({body!r}, shell=True, executable={executable!r})"]
+        if name in _CELL_PROGRAM:
+            self.need("subprocess")
+            return [f"subprocess.run([{_CELL_PROGRAM[name]!r}], input={body!r}, text=True)"]
         if name in _CELL_DISPLAY:
             return [_comment(f"removed %%{name} cell (display only)")]
         self.warn(line, f"`%%{name}` cell magic has no Python equivalent; the cell is dropped")
@@ -460,12 +545,17 @@ class _Rewriter:
             if name == "env":
                 return self._env(arg, line, statement=False)[0]
             if name in _RUN_ARGUMENT:
+                code = _without_options(name, arg)
                 try:
-                    ast.parse(arg, mode="eval")
+                    ast.parse(code, mode="eval")
                 except SyntaxError:
                     pass
                 else:
-                    return f"({arg})"
+                    if name == _VALUE_OF_STATEMENT:
+                        return f"({code})"
+                    # run once; IPython gives None (without -o, -r: no result objects here)
+                    self.warn(line, f"`%{name}` runs its statement once; its value is None")
+                    return f"({code}, None)[1]"
         self.warn(line, f"IPython call get_ipython().{method}{tuple(args)!r} replaced by None")
         return "None"
 

@@ -30,6 +30,7 @@ from nb2flow.runtime.engine.futures import (
     TaskFuture,
     completed_future,
 )
+from nb2flow.runtime.engine.setup import setup_arguments
 from nb2flow.runtime.observation.logs import get_run_logger
 from nb2flow.runtime.runners import registry
 
@@ -262,6 +263,7 @@ class Flow:
         keep_outputs: bool | None = None,
         description: str | None = None,
         tags: Iterable[str] | None = None,
+        setup: Callable[..., Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@flow needs a function, not {fn!r}")
@@ -288,6 +290,14 @@ class Flow:
                 f"call ({fn.__name__}(..., return_state=True) returns the run); rename the "
                 "parameter"
             )
+        if setup is not None and not callable(setup):
+            raise TypeError(f"@flow {fn.__name__}: setup must be a function, not {setup!r}")
+        #: per-process configuration, run once per flow run in every process running its
+        #: code, before it (:mod:`nb2flow.runtime.engine.setup`); its parameters are flow
+        #: parameters
+        self.setup = setup
+        if setup is not None:
+            setup_arguments(setup, dict.fromkeys(self.signature.parameters), self.name)
 
     def __repr__(self) -> str:
         return f"<Flow {self.name}>"
@@ -305,6 +315,7 @@ class Flow:
             "keep_outputs": self.keep_outputs,
             "description": self.description,
             "tags": self.tags,
+            "setup": self.setup,
         }
         current.update(options)
         return Flow(self.fn, **current)
@@ -346,7 +357,9 @@ def flow(fn: None = None, /, **options: Any) -> Callable[[F], Flow]: ...
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Decorator making a function a flow: ``@flow`` or ``@flow(name=..., task_runner=...,
     retries=..., retry_delay_seconds=..., timeout_seconds=..., log_prints=...,
-    persist=..., keep_outputs=..., tags=...)``."""
+    persist=..., keep_outputs=..., tags=..., setup=...)``. ``setup``: a function run once per
+    flow run in every process that runs the flow's code, before it (process-wide
+    configuration); its parameters are flow parameters, passed by name."""
     if fn is None:
         return lambda f: Flow(f, **options)
     return Flow(fn, **options)

@@ -44,6 +44,7 @@ class RunContext:
         "flow_run",
         "flow_run_name",
         "output",
+        "figures",
     )
 
     def __init__(
@@ -73,6 +74,9 @@ class RunContext:
         #: where the run's stdout/stderr and logging records go (an
         #: :class:`~nb2flow.runtime.observation.capture.Output`; None: not captured)
         self.output = output
+        #: the pyplot figures open when the task attempt started (None: pyplot was not
+        #: imported); what a cell boundary inside the task records and closes is the rest
+        self.figures: frozenset[int] | None = None
 
 
 RUN: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("nb2flow_run", default=None)

@@ -118,6 +118,11 @@ class _TaskRun:
         ctx = self.context()
         token = RUN.set(ctx)
         try:
+            if payload.setup is not None:
+                try:
+                    payload.setup.apply()
+                except Exception as exc:  # noqa: BLE001 - the run fails, the worker goes on
+                    return Outcome.failed(exc, attempt=0, message="the flow's setup failed")
             return self.attempts(args, kwargs)
         finally:
             if ctx.output is not None:
@@ -188,7 +193,10 @@ class _TaskRun:
         capture, the figures it leaves open are recorded as artifacts and closed."""
         task = self.task
         timeout = task.timeout_seconds
-        figures = artifacts.open_figures() if self.payload.log_prints else _NO_CAPTURE
+        figures = artifacts.open_figures()
+        context = RUN.get()
+        if context is not None:  # (the figures a cell boundary in the task records)
+            context.figures = figures
         try:
             if timeout is None:
                 value = task.fn(*args, **kwargs)
@@ -197,7 +205,7 @@ class _TaskRun:
             else:
                 value = attempt_in_thread(task, args, kwargs, timeout)
         finally:
-            if figures is not _NO_CAPTURE:
+            if self.payload.log_prints:
                 artifacts.capture_figures(figures)
         if task.nout:
             _check_nout(task, value)
@@ -247,7 +255,6 @@ class _TaskRun:
             )
 
 
-_NO_CAPTURE: Any = object()
 _mlflow_tagging = False
 
 

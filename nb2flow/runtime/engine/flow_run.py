@@ -58,6 +58,7 @@ from nb2flow.runtime.engine.attempts import (
 )
 from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
 from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload, TaskSpec
+from nb2flow.runtime.engine.setup import Setup, setup_arguments
 from nb2flow.runtime.observation import capture, hooks
 from nb2flow.runtime.observation.results import summarize_return
 
@@ -329,6 +330,12 @@ class FlowRun:
         self.outputs: dict[str, Any] | None = {} if _keeps_outputs(flow) else None
         #: output capture of the flow body and of tasks that do not choose (``log_prints``)
         self.capture = bool(flow.log_prints) if flow.log_prints is not None else _capture_default()
+        #: the flow's per-process setup for this run (each task payload carries it)
+        setup_fn = getattr(flow, "setup", None)
+        self.setup: Setup | None = None
+        if setup_fn is not None:
+            kwargs = setup_arguments(setup_fn, parameters, flow.name)
+            self.setup = Setup(setup_fn, kwargs, self.id)
 
     # -- events --------------------------------------------------------------------------
 
@@ -473,6 +480,7 @@ class FlowRun:
             has_refs,
             bool(log_prints),
             self.name,
+            self.setup,
         )
         if scan is not None and scan.ups:
             ups: Any = scan.ups
@@ -627,6 +635,8 @@ class FlowRun:
         ctx = self._context()
         token = RUN.set(ctx)
         try:
+            if self.setup is not None:  # here first: before any task, wherever tasks run
+                self.setup.apply()
             return resolve_futures(self.flow.fn(*args, **kwargs))
         finally:
             if ctx.output is not None:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from nb2flow.runtime.core.exceptions import ValueUnavailable
 from nb2flow.runtime.engine.futures import Outcome
+from nb2flow.runtime.engine.setup import Setup
 from nb2flow.runtime.engine.transport import Unavailable
 
 #: the containers the engine looks into for futures and Refs (exact types: a subclass is a
@@ -65,6 +66,7 @@ class TaskPayload:
         "has_refs",
         "log_prints",
         "flow_run_name",
+        "setup",
     )
 
     def __init__(
@@ -78,6 +80,7 @@ class TaskPayload:
         has_refs: bool,
         log_prints: bool,
         flow_run_name: str = "",
+        setup: Setup | None = None,
     ) -> None:
         self.task = task
         self.flow_run_id = flow_run_id
@@ -88,6 +91,8 @@ class TaskPayload:
         self.has_refs = has_refs
         self.log_prints = log_prints
         self.flow_run_name = flow_run_name
+        #: the flow's per-process setup, applied before the task runs (None: none)
+        self.setup = setup
 
     def with_args(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], has_refs: bool = True
@@ -111,6 +116,7 @@ class TaskPayload:
                 self.has_refs,
                 self.log_prints,
                 self.flow_run_name,
+                self.setup,
             ),
         )
 

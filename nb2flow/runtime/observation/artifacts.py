@@ -283,7 +283,28 @@ def capture_figures(before: frozenset[int] | None) -> None:
         pass
 
 
-def _capture_figures(plt: Any, before: frozenset[int] | None) -> None:
+def end_of_cell() -> None:
+    """The end of a notebook cell inside a task's code (generated scripts call it after a cell
+    that plots, when more cells follow in the same task): as Jupyter's inline backend does
+    after each cell, the pyplot figures the cell left open are shown (recorded, when output
+    capture is on, as at the end of the task) and closed, so that the next cell's ``plt.*``
+    calls draw on a new figure. Figures open before the task started are left alone. Never
+    raises."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return
+    plt = _pyplot()
+    if plt is None:
+        return
+    ctx = RUN.get()
+    try:
+        before = ctx.figures if ctx is not None else None
+        _capture_figures(plt, before, recorded=ctx is not None and ctx.log_prints)
+    except Exception:  # noqa: BLE001 - capture must never fail the task
+        pass
+
+
+def _capture_figures(plt: Any, before: frozenset[int] | None, recorded: bool = True) -> None:
+    """Record (when ``recorded``) and close the figures opened since ``before``."""
     nums = plt.get_fignums()
     if not nums:
         return
@@ -296,6 +317,9 @@ def _capture_figures(plt: Any, before: frozenset[int] | None) -> None:
         if manager is None:
             continue
         fig = manager.canvas.figure
+        if not recorded:
+            plt.close(fig)
+            continue
         try:
             bundle = image_bundle(fig)
         except Exception as exc:  # noqa: BLE001 - a figure that cannot be drawn

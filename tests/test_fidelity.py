@@ -1,0 +1,158 @@
+"""Fidelity of the generated script to the notebook: what it keeps and drops (unused
+imports) and what the magics it translates mean (IPython's semantics)."""
+
+from __future__ import annotations
+
+import pytest
+from notebooks.nbbuild import code, run_cells, run_script_flow, write
+
+from nb2flow.codegen import convert_notebook
+from nb2flow.runtime.core.unset import UNSET
+
+
+def test_imports_the_script_no_longer_uses_are_dropped(tmp_path):
+    """The notebook's imports gather at the top of the script; those only cells left out of
+    the flow used, or none, go (ruff's F401 fix). Side-effect imports the notebook marks
+    `# noqa` stay, and so do the setup cell's (declared global in the setup function)."""
+    cells = [
+        code(
+            "import os\nimport json\nfrom statistics import mean, median, mode\n"
+            "import email.mime.text  # noqa: side effects"
+        ),
+        code("import csv\nimport string", "setup"),
+        code("values = [3, 1, 2]\nm = mean(values)", "task:a"),
+        code("print(json.dumps(values))", "skip"),  # json's only user is out of the flow
+        code("import textwrap\nk = len(values)", "task:b"),
+    ]
+    path = write(tmp_path / "imports.ipynb", cells)
+    script = convert_notebook(path).script
+    top = script.split("\ndef ")[0]
+    assert "from statistics import mean\n" in top
+    assert "import os\n" not in top and "import json" not in top and "textwrap" not in script
+    assert "import email.mime.text  # noqa: F401\n" in top
+    assert "    import csv\n    import string\n" in script  # the setup cell, as written
+    assert script == convert_notebook(path).script  # deterministic
+    expected = run_cells(path)
+    result = run_script_flow(script, tmp_path)
+    assert result == {k: expected.get(k, UNSET) for k in result}
+
+
+# -- magics: each translation does what IPython does with the cell -----------------------------
+#
+# Each source runs in a real IPython shell and, translated, as plain Python, each in an empty
+# folder of its own; the names it binds (with their values), the files it leaves and the
+# environment variable it sets must be the same.
+MAGICS = {
+    # %time runs once in the notebook's namespace, binds, and gives the statement's value
+    "time": "%time a, b = divmod(7, 2)",
+    "time value": "t = %time divmod(7, 2)",
+    "time cell": "%%time\na = [1]\nb = len(a)",
+    # %timeit times its code in a function of its own: binds nothing, gives None (no -o)
+    "timeit": "%timeit -n1 -r1 a, b = divmod(7, 2)",
+    "timeit attached options": "%timeit -n1 -r1 -q a = 1",
+    "timeit value": "t = %timeit -n1 -r1 -q divmod(7, 2)",
+    "timeit cell": "%%timeit -n1 -r1 a = [1]\nb = len(a)",
+    # %prun profiles in the notebook's namespace: binds; -s takes a value, -q and -r do not
+    "prun": "%prun -q a, b = divmod(7, 2)",
+    "prun sort key": "%prun -q -s cumulative a = 1",
+    "prun value": "t = %prun -q divmod(7, 2)",
+    "prun value, no option": "t = %prun divmod(7, 2)",
+    "prun cell statement": "%%prun -q -s time a = 1\nb = a + 1",
+    "capture": "%%capture\na = [1]\nb = 2",
+    # IPython's script magics run the cell in another process: they bind nothing
+    "python3": "%%python3\nopen('made.txt', 'w').write('x')\na = 1",
+    "bash": "%%bash\necho hi > made.txt",
+    # shell aliases and shell commands run in the shell
+    "mkdir alias": "%mkdir made",
+    "shell": "!echo hi > made.txt",
+    "shell output": "a = !echo hi",
+    "cd quiet": "%mkdir made\n%cd -q made\nopen('here.txt', 'w').write('x')",
+    "env": "%env MAGIC_TEST_VAR=1\na = %env MAGIC_TEST_VAR",
+    "set_env": "%set_env MAGIC_TEST_VAR=2",
+    "writefile": "%%writefile made.txt\nhello\n",
+}
+
+
+#: runs each cell of MAGICS in a folder of its own, in IPython or translated; prints what
+#: each left (in a process of its own: the cells change the environment and the folder)
+_RUN_MAGICS = r"""
+import json, os, sys
+from pathlib import Path
+
+side, root = sys.argv[1], Path(sys.argv[2])
+sources = json.loads(sys.stdin.read())
+if side == "ipython":
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+else:
+    from nb2flow.notebook.magics import to_python
+out = {}
+for name, source in sources.items():
+    folder = root / side / name.replace(" ", "_")
+    folder.mkdir(parents=True)
+    os.chdir(folder)
+    os.environ.pop("MAGIC_TEST_VAR", None)
+    if side == "ipython":
+        for key in ("a", "b", "t"):
+            shell.user_ns.pop(key, None)
+        result = shell.run_cell(source, silent=True)
+        error = result.error_in_exec or result.error_before_exec
+        namespace = shell.user_ns
+    else:
+        translation = to_python(source, "cell")
+        namespace = {m: __import__(m) for m in translation.imports}
+        error = None
+        exec(translation.code, namespace)
+    values = {
+        k: repr(list(v) if isinstance(v, list) else v)  # IPython's SList: a list of lines
+        for k, v in namespace.items()
+        if k in ("a", "b", "t")
+    }
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    env = os.environ.get("MAGIC_TEST_VAR")
+    out[name] = {"error": repr(error) if error else None, "values": values, "files": files, "env": env}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def magic_outcomes(tmp_path_factory):
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("magics")
+    outcomes = {}
+    for side in ("ipython", "script"):
+        proc = subprocess.run(
+            [sys.executable, "-c", _RUN_MAGICS, side, str(root)],
+            input=json.dumps(MAGICS),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outcomes[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return outcomes
+
+
+@pytest.mark.parametrize("name", sorted(MAGICS))
+def test_each_translated_magic_does_what_ipython_does(name, magic_outcomes):
+    ipython = magic_outcomes["ipython"][name]
+    assert ipython["error"] is None
+    assert magic_outcomes["script"][name] == ipython
+
+
+def test_profilers_options_are_theirs():
+    """line_profiler's and memory_profiler's magics run their statement once, in the
+    notebook's namespace; their options are told apart per magic (``-s`` is a flag of
+    %lprun, a sort key of %prun; ``-r`` a repeat count of %memit, a flag of %prun)."""
+    from nb2flow.notebook.magics import to_python
+
+    assert to_python("%lprun -s -f f a = f(1)", "c").code.strip() == "a = f(1)"
+    assert to_python("%memit -r 3 a = [1] * 9", "c").code.strip() == "a = [1] * 9"
+    assert to_python("%mprun -f f a = f(1)", "c").code.strip() == "a = f(1)"
+    assert to_python("%prun -r -q a = 1", "c").code.strip() == "a = 1"
+    cell = to_python("%%lprun -f f a = f(1)\nb = a + 1", "c").code
+    assert cell.strip().split("\n") == ["a = f(1)", "b = a + 1"]
