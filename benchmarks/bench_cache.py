@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_cache.py            # both parts
     .venv/bin/python benchmarks/bench_cache.py hash --gb 1
     .venv/bin/python benchmarks/bench_cache.py rerun
+    .venv/bin/python benchmarks/bench_cache.py verify --gb 0.4
 
 Part 1 hashes a frame of numeric columns (1 GB by default) with nb2flow's key hashing and,
 as baselines measured in the same run, with pandas' ``hash_pandas_object`` on the whole
@@ -14,6 +15,12 @@ with caching from an empty cache, then after editing only its training task (the
 best of ``--repeat`` rounds. It also times the cache hooks themselves (keys, lookups,
 saves), which the machine's noise does not blur. Target: the re-run costs the edited task
 plus under 5% of the full run.
+
+Part 3 (``verify``) prices the SHA-256 digests that make a cache entry trusted (issue 13):
+it writes the frame of part 1 as a cache entry (``storage.write_value``, which digests
+every file it writes) and reads it back with its digests checked and without, beside the
+raw read of the same files (bytes only, nothing decoded), all in one run, best of
+``--repeat``; the files are in the page cache (what a re-run after an edit reads).
 """
 
 from __future__ import annotations
@@ -47,12 +54,12 @@ def numeric_frame(gb: float):
     return pd.DataFrame(cols)
 
 
-def timed(fn, repeat: int = 3) -> float:
+def timed(fn, repeat: int = 3, clock=time.perf_counter) -> float:
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -282,9 +289,83 @@ def bench_rerun(rows: int = 100_000, repeat: int = 2) -> None:
     )
 
 
+def bench_verify(gb: float, repeat: int = 2) -> None:
+    import numpy as np
+
+    values = {
+        "numeric frame (parquet)": numeric_frame(gb),
+        "numpy array (.npy)": np.random.default_rng(0).random(int(gb * 1e9 / 8)),
+    }
+    print(
+        f"\ncache entries of {gb:g} GB values, written and read back; CPU seconds (all "
+        f"threads), best of {repeat}; load average {os.getloadavg()[0]:.1f}"
+    )
+    for label, value in values.items():
+        _verify_one(label, value, repeat)
+
+
+def _verify_one(label: str, value, repeat: int) -> None:
+    import shutil
+
+    from nb2flow.runtime.cache import storage
+
+    work = Path(tempfile.mkdtemp(prefix="nb2flow-bench-verify-"))
+    entry = work / "entry"
+    try:
+
+        def write() -> dict:
+            shutil.rmtree(entry, ignore_errors=True)
+            entry.mkdir(mode=0o700)
+            return storage.write_value(value, entry)
+
+        t_write = timed(write, repeat, time.process_time)
+        meta = write()
+        names = list(meta["digests"])
+        blobs = [storage._read(entry / name) for name in names]
+
+        def digest_files() -> None:  # what write_value spends on digests (it hashes each file)
+            for name in names:
+                storage.file_digest(entry / name)
+
+        t_raw = timed(
+            lambda: [storage._read(entry / name) for name in names], repeat, time.process_time
+        )
+        t_sha = timed(
+            lambda: [hashlib.sha256(b).digest() for b in blobs], repeat, time.process_time
+        )
+        t_digest = timed(digest_files, repeat, time.process_time)
+        t_plain = timed(lambda: storage.read_value(entry), repeat, time.process_time)
+        t_checked = timed(
+            lambda: storage.read_value(entry, meta["digests"]), repeat, time.process_time
+        )
+        back = storage.read_value(entry, meta["digests"])
+        assert back.equals(value) if hasattr(back, "equals") else (back == value).all()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    size = meta["size"]
+    print(f"\n{label}: {size / 1e9:.2f} GB in {len(names)} files")
+    print(f"{'step':<46} {'CPU s':>7} {'GB/s':>7} {'x raw read':>10}")
+    for name, secs in [
+        ("raw read of the files (bytes, no decoding)", t_raw),
+        ("SHA-256 of those bytes (in memory)", t_sha),
+        ("read_value, digests not checked", t_plain),
+        ("read_value, digests checked (the cache's read)", t_checked),
+        ("write_value (digests included)", t_write),
+    ]:
+        print(f"{name:<46} {secs:7.3f} {size / secs / 1e9:7.2f} {secs / t_raw:10.1f}")
+    print(
+        f"verification: {t_sha / t_plain:.0%} of an unchecked read by the digests alone "
+        f"(checked - unchecked in this run: {t_checked - t_plain:+.3f}s); about "
+        f"{t_digest:.3f}s of the write ({t_digest / t_write:.0%}: each file read back and "
+        "digested)"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", nargs="?", choices=["hash", "rerun", "all"], default="all")
+    parser.add_argument(
+        "part", nargs="?", choices=["hash", "rerun", "verify", "all"], default="all"
+    )
     parser.add_argument("--gb", type=float, default=1.0, help="size of the hashed frame")
     parser.add_argument("--rows", type=int, default=100_000, help="trips per generated month")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each kind (best kept)")
@@ -294,6 +375,8 @@ def main() -> int:
         bench_hash(args.gb)
     if args.part in ("rerun", "all"):
         bench_rerun(args.rows, args.repeat)
+    if args.part in ("verify", "all"):
+        bench_verify(args.gb, args.repeat)
     return 0
 
 

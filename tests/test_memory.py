@@ -337,3 +337,30 @@ def test_a_converted_flow_releases_what_it_does_not_return(tmp_path, monkeypatch
     main = runpy.run_path(str(script), run_name="chain_flow")["main"]
     result = main.with_options(task_runner=runner, persist=False)()
     assert result == {"gone": ("abc", True, True)}
+
+
+@task(timeout_seconds=120, hard_timeout=True)
+def array_in_a_child(n_bytes):
+    return array.fn(n_bytes)
+
+
+def test_a_hard_timeout_attempt_sends_a_big_value_back_once():
+    """The child process of a ``hard_timeout`` attempt sends its value over the same kind
+    of pipe: the flow process receives a 16 MB array into its final memory (writable)."""
+    import tracemalloc
+
+    @flow(task_runner="sequential", persist=False)
+    def body(size):
+        value = array_in_a_child.submit(size).result()
+        return value.flags.writeable, float(value.sum())
+
+    body(8)  # what a first run imports is not what this measures
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        writable, summed = body(SIZE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (writable, summed) == (True, SIZE / 8)
+    assert peak - before < 1.25 * SIZE, f"{(peak - before) / MB:.1f} MB for a {SIZE // MB} MB value"

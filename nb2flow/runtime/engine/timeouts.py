@@ -13,6 +13,7 @@ from nb2flow.runtime.core.events import RunEvent
 from nb2flow.runtime.core.exceptions import RemoteError, TaskTimeout
 from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
 from nb2flow.runtime.engine.lifetime import die_with_parent, kill_group, own_group
+from nb2flow.runtime.engine.pipe import recv_message, send_message
 from nb2flow.runtime.engine.transport import dumps_outcome_message
 
 INTERNAL_FILES.add(__file__)
@@ -93,7 +94,7 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
         if not recv.poll(timeout):
             raise TaskTimeout(f"task {task.name!r} timed out after {timeout:g}s (process killed)")
         try:
-            data = recv.recv_bytes()
+            _, body, error = recv_message(recv)  # its value once, never beside its pickle
         except EOFError:
             proc.join()
             raise RemoteError(
@@ -107,7 +108,10 @@ def attempt_in_process(task: Any, args: Any, kwargs: Any, timeout: float) -> Any
     finally:
         recv.close()
     proc.join()
-    ok, value, events = cloudpickle.loads(data)
+    if error is not None:  # e.g. a class this process lacks
+        raise error
+    ok, value, events = body
+    body = None
     for ev in events:
         ctx.sink(ev)
     if ok:
@@ -142,5 +146,7 @@ def _child_attempt(conn: Any, work: Any) -> None:
         msg = (False, (exc, error_line(exc), format_traceback(exc)), events)
     if output is not None:
         capture.flush(ctx)
-    conn.send_bytes(dumps_outcome_message(msg))
+    raws: list[Any] = []
+    data = dumps_outcome_message(msg, raws)
+    send_message(conn, None, data, raws)  # ``raws`` are views of the value: it is alive
     conn.close()

@@ -171,19 +171,18 @@ def pack_outcome(
         return dumps(_unsendable(outcome, name, error_line(exc)), raws)
 
 
-def dumps_outcome_message(msg: tuple[Any, ...]) -> bytes:
-    """cloudpickle ``(ok, value_or_error, events)``, degrading what cannot be pickled."""
-    import cloudpickle
-
+def dumps_outcome_message(msg: tuple[Any, ...], raws: list[memoryview] | None = None) -> bytes:
+    """cloudpickle ``(ok, value_or_error, events)``, degrading what cannot be pickled (with
+    ``raws``: its big buffers beside the pickle, as :func:`dumps`)."""
     try:
-        return cloudpickle.dumps(msg)
+        return dumps(msg, raws)
     except Exception as exc:  # noqa: BLE001
         ok, value, events = msg
         if ok:
             err = f"TypeError: the result cannot be sent back from the child process ({exc})"
-            return cloudpickle.dumps((False, (None, err, ""), events))
+            return dumps((False, (None, err, ""), events), raws)
         _, error, tb = value
-        return cloudpickle.dumps((False, (None, error, tb), events))
+        return dumps((False, (None, error, tb), events), raws)
 
 
 # -- a value crosses a pipe once, without a copy of its big buffers (engine.pipe)
