@@ -12,7 +12,6 @@ lines (decorators, signatures, returns) map to nothing. The format is in
 from __future__ import annotations
 
 import ast
-import copy
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,15 +20,28 @@ from nb2flow.notebook.reader import Notebook
 
 
 def _key(node: ast.AST) -> str:
-    """A statement's tree, blind to how a formatter may rewrite docstrings."""
-    return ast.dump(_Blanks().visit(copy.deepcopy(node)), include_attributes=False)
+    """A statement's tree, blind to how a formatter may rewrite docstrings.
+
+    Multi-line strings are blanked in place for the dump and restored after it: copying
+    every statement first made the source map most of a large conversion's time."""
+    blanked = [
+        (n, n.value)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and "\n" in n.value
+    ]
+    try:
+        for n, value in blanked:
+            n.value = " ".join(value.split())
+        return ast.dump(node, include_attributes=False)
+    finally:
+        for n, value in blanked:
+            n.value = value
 
 
-class _Blanks(ast.NodeTransformer):
-    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
-        if isinstance(node.value, str) and "\n" in node.value:
-            node.value = " ".join(node.value.split())
-        return node
+def _shape(node: ast.stmt) -> tuple[str, str | None]:
+    """What a statement must share with a cell's before its whole tree is compared: its kind,
+    and a definition's name (so the generated tasks and flow are never dumped whole)."""
+    return type(node).__name__, getattr(node, "name", None)
 
 
 def _candidates(tree: ast.Module) -> list[ast.stmt]:
@@ -106,16 +118,15 @@ def source_map(script: str, notebook: Path | Notebook, label: str) -> str:
         return ""
     pool: dict[str, list[int]] = defaultdict(list)  # statement key -> indexes in `cells`
     cells = cell_statements(notebook)
-    keys = []
+    shapes = set()
     for i, (_, stmt) in enumerate(cells):
-        key = _key(stmt)
-        keys.append(key)
-        pool[key].append(i)
+        pool[_key(stmt)].append(i)
+        shapes.add(_shape(stmt))
     used: set[int] = set()
     mapping: dict[int, tuple[int, int]] = {}  # script line -> (cell, line)
     last = -1
     for stmt in _candidates(tree):
-        found = pool.get(_key(stmt))
+        found = pool.get(_key(stmt)) if _shape(stmt) in shapes else None
         if not found:
             continue
         free = [i for i in found if i not in used]
