@@ -5,7 +5,6 @@ texts ipywidgets shows when a widget cannot be displayed. Also the flow notebook
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from conftest import require
+from conftest import require_modules
 
 App = Literal["lab", "notebook", "server"]
 REPO = Path(__file__).resolve().parent.parent
@@ -295,8 +294,7 @@ def jupyter_server(
     """A started server, stopped (with its kernels) on exit. Skips when the front end,
     Playwright or ipywidgets is not installed; fails instead in CI (conftest.require)."""
     needs = ("jupyter_server", "ipykernel") if app == "server" else ("playwright", "ipywidgets")
-    for module in (_APPS[app][0], *needs):
-        require("browser", importlib.util.find_spec(module) is not None, f"no {module}")
+    require_modules("browser", _APPS[app][0], *needs)
     server = JupyterServer(tmp, app, extra_env)
     try:
         server.wait_ready()
@@ -310,7 +308,7 @@ def jupyter_server(
 
 def open_browser(chromium_path: str) -> tuple[Any, Any]:
     """Playwright and Debian's Chromium (never a downloaded browser)."""
-    require("browser", importlib.util.find_spec("playwright") is not None, "no playwright")
+    require_modules("browser", "playwright")
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()

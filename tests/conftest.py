@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -30,6 +31,12 @@ def require(what: str, available: bool, reason: str) -> None:
     if os.environ.get(f"NB2FLOW_REQUIRE_{what.upper()}") == "1":
         pytest.fail(f"{what} is required in CI but missing: {reason}")
     pytest.skip(reason)
+
+
+def require_modules(what: str, *modules: str) -> None:
+    """:func:`require` for each of ``modules`` being importable."""
+    for module in modules:
+        require(what, importlib.util.find_spec(module) is not None, f"{module} missing")
 
 
 @pytest.fixture

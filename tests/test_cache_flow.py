@@ -17,7 +17,7 @@ from nb2flow.runtime.cache import entries, keys
 from nb2flow.runtime.core import events
 from nb2flow.runtime.core.model import RunView
 from nb2flow.runtime.core.states import CACHED, COMPLETED
-from tests.conftest import require
+from tests.conftest import require_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -353,8 +353,7 @@ def main(x: int = 3):
 
 @pytest.mark.slow
 def test_edits_in_a_live_kernel_rerun_only_what_changed(monkeypatch):
-    for module in ("nbclient", "ipykernel"):
-        require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
+    require_modules("jupyter", "nbclient", "ipykernel")
     import nbformat
     from nbclient import NotebookClient
 

@@ -3,7 +3,6 @@ driven directly, without a flow."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from nb2flow.runtime.cache import entries, keys, storage
 from nb2flow.runtime.cache.keys import CacheWarning
-from tests.conftest import require
+from tests.conftest import require_modules
 
 
 def double(x):
@@ -297,8 +296,7 @@ def test_results_location_can_be_chosen(tmp_path, monkeypatch):
 
 
 def test_model_objects_keep_their_large_arrays_out_of_the_pickle(tmp_path):
-    for module in ("scipy", "sklearn"):  # the example's extra
-        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
+    require_modules("example", "scipy", "sklearn")  # the example's extra
     from scipy import sparse
     from sklearn.linear_model import LinearRegression
 

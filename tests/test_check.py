@@ -12,13 +12,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from nb2flow.check import parse_parameters
 from nb2flow.errors import Nb2flowError
-from tests.conftest import require
+from tests.conftest import require, require_modules
 from tests.proctree import survivors, tree
-
-
-def _need_kernel() -> None:
-    for module in ("nbclient", "ipykernel"):
-        require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
 
 
 def code(source: str, *tags: str):
@@ -74,7 +69,7 @@ def test_prepare_notebook_drops_skip_injects_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_notebook_side_collects_values_and_names_the_failing_cell(tmp_path):
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     from nb2flow.check.runs import prepare_notebook, run_notebook
 
     nb = new_notebook(
@@ -136,9 +131,8 @@ def _check_cli(notebook, cwd, *args):
 
 @pytest.mark.slow
 def test_check_passes_on_the_worked_example(tmp_path):
-    _need_kernel()
-    for module in ("mlflow", "xgboost", "sklearn"):
-        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
+    require_modules("jupyter", "nbclient", "ipykernel")
+    require_modules("example", "mlflow", "xgboost", "sklearn")
     from nb2flow.examples import taxi
     from tests.conftest import ROOT
 
@@ -178,7 +172,7 @@ SCALED = [
 def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
     """A converter bug (simulated: the generated task multiplies by the wrong factor) shows up
     as mismatched values, named, with the difference."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     import nb2flow.check as check
     from nb2flow.check.report import print_report
 
@@ -225,7 +219,7 @@ def test_check_catches_a_wrong_conversion(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_check_passes_untagged_notebooks(tmp_path):
     """An untagged notebook (split by headings) with an unpicklable value passes."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     untagged = write_nb(
         tmp_path / "untagged.ipynb",
         [
@@ -256,7 +250,7 @@ def test_check_passes_untagged_notebooks(tmp_path):
 def test_check_passes_when_both_sides_leave_a_name_unbound(tmp_path):
     """A name the notebook deletes (or binds on some paths only) is unbound on both sides:
     the flow returns nb2flow.UNSET for it, and check counts that as the same."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     notebook = write_nb(
         tmp_path / "unbound.ipynb",
         [
@@ -275,7 +269,7 @@ def test_check_passes_when_both_sides_leave_a_name_unbound(tmp_path):
 
 @pytest.mark.slow
 def test_check_reports_a_failing_notebook_with_its_cell(tmp_path):
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     path = write_nb(
         tmp_path / "missing.ipynb",
         [code("path = 'no/such/file.csv'", "parameters"), code("data = open(path).read()")],
@@ -318,7 +312,7 @@ def test_values_the_notebook_itself_does_not_reproduce_are_nondeterministic(tmp_
     """Unseeded randomness and an id() inside an object differ between two runs of the
     notebook itself: reported as such (the notebook ran twice, said in a note), not
     failing. With --repeat-notebook never they are plain mismatches."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     notebook = write_nb(
         tmp_path / "noisy.ipynb",
         [
@@ -361,7 +355,7 @@ def test_values_the_notebook_itself_does_not_reproduce_are_nondeterministic(tmp_
 def test_functions_figures_and_record_arrays_compare_end_to_end(tmp_path):
     """What the notebook computes with lambdas, a def, a matplotlib figure and a numpy
     recarray slice (which crashed the check) compares equal to what its flow computes."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     for module in ("numpy", "matplotlib"):
         require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
     notebook = write_nb(
@@ -415,7 +409,7 @@ def test_a_report_that_compared_nothing_is_not_a_pass():
 
 @pytest.mark.slow
 def test_a_check_that_compares_nothing_says_so_and_is_not_a_pass(tmp_path):
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     notebook = write_nb(
         tmp_path / "nothing.ipynb", [code("import threading\n\nlock = threading.Lock()")]
     )
@@ -475,7 +469,7 @@ def test_when_one_side_fails_the_other_is_stopped_at_once(tmp_path, failing):
     """--parallel: the side that fails ends the check; the other one (which would sleep
     300 s) is stopped, with the processes it started. Without --parallel the notebook
     runs first, and when it fails the flow is not even started."""
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     other = "flow" if failing == "notebook" else "notebook"
     proc, data = _check_cli(_two_faced(tmp_path, failing), tmp_path, "--json", "--parallel")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -504,7 +498,7 @@ def test_sigterm_or_kill_of_check_leaves_no_process_behind(tmp_path, signame):
     import sys
     import time
 
-    _need_kernel()
+    require_modules("jupyter", "nbclient", "ipykernel")
     notebook = _two_faced(tmp_path, "neither")
     check = subprocess.Popen(
         [sys.executable, "-m", "nb2flow", "check", str(notebook), "--parallel"],

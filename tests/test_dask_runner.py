@@ -18,7 +18,7 @@ from nb2flow.errors import Nb2flowError
 from nb2flow.runtime.api import flow, get_run_logger, task
 from nb2flow.runtime.core.events import subscribe, unsubscribe
 from nb2flow.runtime.runners import registry
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT, require, require_modules
 
 HAS_DASK = importlib.util.find_spec("distributed") is not None
 
@@ -774,8 +774,7 @@ def test_script_command_line_executor(cluster, tmp_path):
 
 
 def _load_example(tmp_path: Path):
-    for module in ("pandas", "xgboost", "mlflow", "sklearn", "pyarrow"):
-        require("example", importlib.util.find_spec(module) is not None, f"{module} missing")
+    require_modules("example", "pandas", "xgboost", "mlflow", "sklearn", "pyarrow")
     script = ROOT / "converted_scripts" / "duration_prediction.py"
     if not script.exists():  # not checked in yet: convert the notebook as `nb2flow convert`
         from nb2flow.codegen import convert_notebook

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 
 import pytest
 
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT, require_modules
 
 NOTEBOOK = ROOT / "notebooks" / "duration-prediction.ipynb"
 
@@ -56,8 +55,7 @@ def test_runs_top_to_bottom_as_a_plain_notebook(tmp_path):
     """Run All as shipped, from the notebook's own folder, as JupyterLab runs it: no data yet
     (its skip cell writes the look-alike files beside it), no flow run (the nb2flow tags are
     left out), everything logged to mlflow beside the notebook, nothing written elsewhere."""
-    for module in ("nbclient", "ipykernel", "mlflow", "xgboost"):
-        require("jupyter", importlib.util.find_spec(module) is not None, f"{module} missing")
+    require_modules("jupyter", "nbclient", "ipykernel", "mlflow", "xgboost")
     import nbformat
     from nbclient import NotebookClient
 

@@ -3,7 +3,6 @@ tracebacks and the exception a flow raises hide nb2flow's frames and name the no
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import runpy
 
@@ -16,7 +15,7 @@ from nb2flow.notebook.magics import to_python
 from nb2flow.notebook.reader import read_notebook
 from nb2flow.runtime.core.tracebacks import is_internal
 from nb2flow.store.db import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_modules
 
 EXAMPLE = ROOT / "notebooks" / "duration-prediction.ipynb"
 
@@ -112,8 +111,8 @@ def _walk(tb):
         tb = tb.tb_next
 
 
-@pytest.mark.skipif(importlib.util.find_spec("nbclient") is None, reason="nbclient missing")
 def test_jupyter_shows_the_failure_without_nb2flow_frames(tmp_path, monkeypatch):
+    require_modules("jupyter", "nbclient", "ipykernel")
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
