@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nb2flow.check import parse_parameters
 from nb2flow.errors import Nb2flowError
 from tests.conftest import require, require_modules
-from tests.proctree import survivors, tree
+from tests.proctree import processes, survivors, tree
 
 
 def code(source: str, *tags: str):
@@ -421,20 +421,6 @@ def test_a_check_that_compares_nothing_says_so_and_is_not_a_pass(tmp_path):
     )
 
 
-def _family(pids: list[int]) -> list:
-    """The processes `pids` that exist now (psutil: what the OS says, not what nb2flow
-    believes it started)."""
-    import psutil
-
-    found = []
-    for pid in pids:
-        try:
-            found.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    return found
-
-
 def _pids(folder, prefix: str) -> list[int]:
     return [int(p.name.split("-")[-1]) for p in folder.glob(f"{prefix}-*")]
 
@@ -476,7 +462,7 @@ def test_when_one_side_fails_the_other_is_stopped_at_once(tmp_path, failing):
     assert data["failure"] == failing
     assert f"RuntimeError: the {failing} fails" in data[f"{failing}_error"]
     assert data["skipped"] == {other: f"stopped: the {failing} failed first"}
-    assert survivors(_family(_pids(tmp_path, "pid")), 10) == []
+    assert survivors(processes(_pids(tmp_path, "pid")), 10) == []
 
     if failing == "notebook":
         for leftover in tmp_path.glob("pid-*"):
@@ -484,7 +470,7 @@ def test_when_one_side_fails_the_other_is_stopped_at_once(tmp_path, failing):
         proc, data = _check_cli(_two_faced(tmp_path, failing), tmp_path, "--json")
         assert proc.returncode == 1 and data["skipped"] == {"flow": "not run: the notebook failed"}
         assert _pids(tmp_path, "pid-flow") == []
-        assert survivors(_family(_pids(tmp_path, "pid")), 10) == []
+        assert survivors(processes(_pids(tmp_path, "pid")), 10) == []
 
 
 @pytest.mark.slow
