@@ -8,6 +8,7 @@ report, and kept in the run store.
 >>> artifacts.image(fig)                              # a matplotlib figure, PNG bytes, PIL image
 >>> artifacts.display(df.describe())                  # what ``display(x)`` / a cell's last value shows
 >>> artifacts.last_value(x, "cell 9")                 # a cell's last expression (None shows nothing)
+>>> artifacts.ipython_display(df, fig)                # IPython's display(*objs) in a script
 
 Each call records one artifact for the calling task run (or the flow body) and returns
 whether it did; outside a run it displays the value when in IPython and records nothing.
@@ -20,9 +21,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from nb2flow.runtime.core.context import RUN
 from nb2flow.runtime.observation import artifacts as _a
 
-__all__ = ["display", "end_of_cell", "image", "last_value", "markdown", "table"]
+__all__ = [
+    "display",
+    "end_of_cell",
+    "image",
+    "ipython_display",
+    "last_value",
+    "markdown",
+    "table",
+]
 
 end_of_cell = _a.end_of_cell
 
@@ -32,6 +42,24 @@ def display(obj: Any, name: str | None = None) -> bool:
     table), markdown or PNG representation where it has one; a figure as an image."""
     kind, bundle = _a.value_bundle(obj)
     return _a.record(kind, bundle, name)
+
+
+def ipython_display(*objs: Any, **options: Any) -> None:
+    """What IPython's ``display(*objs)`` does, for a generated script (its ``display``
+    stand-in calls it): each object is recorded as :func:`display` records it, with the
+    running task run, as the notebook showed it below the cell. It is printed where no run
+    captures output (outside a run, or with output capture off), so a script run without
+    nb2flow's record still shows it on the terminal; outside a run in IPython, IPython
+    displays it. IPython's options (``display_id``, ``raw``, ``metadata``, ...) are ignored."""
+    ctx = RUN.get()
+    for obj in objs:
+        if ctx is None and _a.in_ipython():
+            _a.record(*_a.value_bundle(obj))  # outside a run: IPython shows it
+            continue
+        if ctx is not None:
+            display(obj)
+        if ctx is None or ctx.output is None:
+            print(obj)
 
 
 def last_value(obj: Any, name: str | None = None) -> bool:

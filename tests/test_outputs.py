@@ -243,3 +243,74 @@ def test_a_notebook_using_the_name_artifacts_keeps_it(tmp_path):
     )
     assert '    _nb2flow_artifacts.last_value(artifacts, "cell 2")\n' in script
     assert run_script_flow(script, tmp_path) == {"artifacts": [3]}
+
+
+# display(df) in a task (issue 11): in the notebook it shows the frame below the cell; in the
+# flow it is an output of the task run (`show --json`), not a print
+DISPLAYING = [
+    code("import pandas as pd"),
+    code(
+        "df = pd.DataFrame({'trip': [1, 2], 'minutes': [7.5, 12.25]})\ndisplay(df)\n"
+        "total = float(df['minutes'].sum())",
+        "task:frame",
+        "output:total",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "runner",
+    [
+        ["--task-runner", "threads"],
+        ["--task-runner", "processes:2"],
+        pytest.param(["--task-runner", "dask:2"], marks=pytest.mark.dask, id="dask"),
+    ],
+)
+def test_display_in_a_task_is_an_artifact_of_its_task_run(tmp_path, runner):
+    from conftest import require, require_modules
+
+    require_modules("example", "pandas")
+    if runner[1].startswith("dask"):
+        import importlib.util
+
+        found = importlib.util.find_spec("distributed") is not None
+        require("dask", found, "dask[distributed] is not installed")
+    script = write_script(convert_notebook(write(tmp_path / "nb.ipynb", DISPLAYING)), tmp_path)
+    text = script.read_text()
+    assert "    nb2flow.artifacts.ipython_display(*objs, **kwargs)\n" in text
+    argv = [sys.executable, str(script), *runner, "--json", "-q"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout) == {"total": 19.75}
+    assert "minutes" not in proc.stdout + proc.stderr  # recorded, not printed
+
+    def nb2flow(*args: str):
+        out = subprocess.check_output([sys.executable, "-m", "nb2flow", *args, "--json"])
+        return json.loads(out)
+
+    run = nb2flow("runs", "--limit", "1")[0]
+    shown = nb2flow("show", run["id"])
+    frame = next(t["id"] for t in shown["tasks"] if t["name"] == "frame")
+    [artifact] = [a for a in shown["artifacts"] if a["task_run_id"] == frame]
+    assert artifact["kind"] == "value" and "text/html" in artifact["parts"]
+    assert artifact["text"].split() == ["trip", "minutes", "0", "1", "7.50", "1", "2", "12.25"]
+    assert not [log for log in shown["logs"] if "minutes" in str(log)]
+
+
+def test_display_outside_a_run_prints(tmp_path, capsys):
+    """The stand-in, called with no run (a script's function imported elsewhere): printed, as
+    the script's reader would expect on a terminal; with output capture off, printed too."""
+    from nb2flow import artifacts, flow
+
+    artifacts.ipython_display([1, 2], "two")
+    assert capsys.readouterr().out == "[1, 2]\ntwo\n"
+
+    @flow(log_prints=False)
+    def shows() -> None:
+        artifacts.ipython_display({"a": 1})
+
+    run = shows(return_state=True)
+    assert run.state == "Completed"
+    assert capsys.readouterr().out == "{'a': 1}\n"
+    assert [(a.kind, a.text) for a in run.view.artifacts] == [("value", "{'a': 1}")]

@@ -29,9 +29,10 @@ from nb2flow.notebook.markdown import markdown_comment
 
 _DISPLAY_STANDIN = '''
 def display(*objs, **kwargs):
-    """Stand-in for IPython's display() outside Jupyter: print each object."""
-    for obj in objs:
-        print(obj)
+    """Stand-in for IPython's display() outside Jupyter: each object is recorded as an
+    output of the running task (nb2flow show, the panel, the report), as the notebook
+    showed it; printed when no run records it."""
+    nb2flow.artifacts.ipython_display(*objs, **kwargs)
 '''
 
 _WORKING_DIRECTORY_ON_PATH = """
@@ -94,14 +95,15 @@ def render(plan: Plan, folder: str = ".") -> str:
     else:
         names = [*artifacts, *(["UNSET"] * unset), "flow", "run_cli", "run_in_folder", "task"]
         out.append(f"from nb2flow import {', '.join(names)}")
-    if any(CELL_END in t.code for t in tasks):
+    reads_display = "display" in used and "display" not in module_names
+    display_standin = reads_display and not any("display" in t.outputs for t in tasks)
+    if display_standin or any(CELL_END in t.code for t in tasks):
         out.append("import nb2flow.artifacts")
     out.append("")
     out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))
     if plan.imports_written_files:
         out.append(_WORKING_DIRECTORY_ON_PATH)
-    reads_display = "display" in used and "display" not in module_names
-    if reads_display and not any("display" in t.outputs for t in tasks):
+    if display_standin:
         out.append(_DISPLAY_STANDIN)
     for block in plan.module:
         if block.code.strip() and not block.in_setup:

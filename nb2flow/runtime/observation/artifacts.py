@@ -239,9 +239,14 @@ def record(kind: str, bundle: dict[str, Any], name: str | None = None) -> bool:
     return True
 
 
-def _display_outside(bundle: dict[str, Any]) -> None:
+def in_ipython() -> bool:
+    """True in an IPython shell or Jupyter kernel (where ``display`` shows values)."""
     ip = sys.modules.get("IPython")
-    if ip is None or ip.get_ipython() is None:
+    return ip is not None and ip.get_ipython() is not None
+
+
+def _display_outside(bundle: dict[str, Any]) -> None:
+    if not in_ipython():
         return
     from IPython.display import display
 
