@@ -71,11 +71,14 @@ def test_every_mapped_line_of_the_example_script_is_its_cells_line():
     )  # deterministic
 
 
-def test_a_failed_tasks_recorded_traceback_names_the_cell_and_hides_nb2flow(tmp_path):
+@pytest.mark.parametrize("runner", ["threads", pytest.param("processes:2", marks=pytest.mark.slow)])
+def test_a_failed_tasks_recorded_traceback_names_the_cell_and_hides_nb2flow(tmp_path, runner):
+    """Also in a pool worker, where the task's function arrives pickled by value (cloudpickle
+    drops its file name: the payload brings it back)."""
     path = _notebook(tmp_path)
     script = write_script(convert_notebook(path, label="broken.ipynb"), tmp_path / "out")
     module = runpy.run_path(str(script), run_name="broken_flow")
-    run = module["main"](return_state=True)
+    run = module["main"].with_options(task_runner=runner)(return_state=True)
     assert run.state == "Failed"
     with Store() as store:
         (task,) = store.load_run(run.id).tasks.values()
@@ -133,3 +136,64 @@ def test_jupyter_shows_the_failure_without_nb2flow_frames(tmp_path, monkeypatch)
     assert "nb2flow/runtime" not in text and "hidden" in text  # "[... skipping hidden 2 frame]"
     assert "in broken.ipynb, cell 3, line 3 (ratio)" in text
     assert "return a / b" in text
+
+
+# a setup cell that fails in the flow process or only in the workers (as configuration that
+# needs a resource the workers lack)
+SETUP_FAILS = [
+    nbformat.v4.new_code_cell("import multiprocessing\nimport os"),
+    nbformat.v4.new_code_cell(
+        "where = 'worker' if multiprocessing.parent_process() else 'flow'\n"
+        "if os.environ['FAIL_SETUP_IN'] == where:\n"
+        "    raise RuntimeError(f'no configuration in the {where} process')",
+        metadata={"tags": ["setup"]},
+    ),
+    nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["task:a", "output:a"]}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "runner, where",
+    [
+        ("threads", "flow"),
+        ("processes:2", "flow"),
+        ("processes:2", "worker"),
+        pytest.param("dask:2", "worker", marks=pytest.mark.dask, id="dask:2-worker"),
+    ],
+)
+def test_a_setup_failure_names_its_notebook_cell(tmp_path, runner, where):
+    """The setup runs in every process that runs tasks: wherever it fails, the run's error
+    says it was the setup and where in the notebook, and the recorded traceback names the
+    cell, as a failed task's does."""
+    import os
+    import subprocess
+    import sys
+
+    if runner.startswith("dask"):
+        require_modules("dask", "distributed")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = SETUP_FAILS
+    path = tmp_path / "configured.ipynb"
+    nbformat.write(nb, path)
+    script = write_script(convert_notebook(path, label="configured.ipynb"), tmp_path / "out")
+    proc = subprocess.run(
+        [sys.executable, str(script), "-q", "--task-runner", runner],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=dict(os.environ, FAIL_SETUP_IN=where),
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    said = (
+        "the flow's setup failed at configured.ipynb, cell 2, line 3: "
+        f"RuntimeError: no configuration in the {where} process"
+    )
+    (line,) = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert said in line and "Traceback" not in proc.stderr, proc.stderr
+    with Store() as store:
+        view = store.load_run(store.list_runs(limit=1)[0].id)
+    tb = view.traceback if where == "flow" else view.tasks[next(iter(view.tasks))].traceback
+    assert 'File "configured.ipynb", cell 2, line 3, in setup (' in tb, tb
+    assert "nb2flow" not in tb.replace("configured", "")
+    assert tb.rstrip().endswith(f"RuntimeError: no configuration in the {where} process")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 
 #: files whose frames are not the user's beyond nb2flow's own package (none by default;
@@ -181,7 +181,9 @@ def for_the_user(exc: BaseException) -> BaseException:
     return exc
 
 
-def _note_cell(exc: BaseException) -> None:
+def cell_of(exc: BaseException) -> tuple[tuple[str, int, int], str] | None:
+    """((notebook, cell, line), function) of the deepest frame of ``exc``'s traceback that is
+    a generated script's line from a notebook cell, or None."""
     where = None
     t = exc.__traceback__
     while t is not None:
@@ -189,6 +191,11 @@ def _note_cell(exc: BaseException) -> None:
         if found is not None:
             where = (found, t.tb_frame.f_code.co_name)
         t = t.tb_next
+    return where
+
+
+def _note_cell(exc: BaseException) -> None:
+    where = cell_of(exc)
     if where is None:
         return
     (notebook, cell, line), name = where
@@ -196,3 +203,53 @@ def _note_cell(exc: BaseException) -> None:
         exc.add_note(f"in {notebook}, cell {cell}, line {line} ({name})")
     except (AttributeError, TypeError):
         pass
+
+
+# -- functions pickled by value keep their file name ------------------------------------------
+
+#: the file name cloudpickle gives the code of a function it pickles by value (a script's
+#: ``__main__`` functions sent to a pool or Dask worker)
+_PICKLED_CODE = "<dynamic-code>"
+
+
+def code_file(fn: Any) -> str | None:
+    """The absolute file name of ``fn``'s code, to send with ``fn`` when it may be pickled by
+    value (cloudpickle drops it: :func:`restore_code_file` puts it back), or None."""
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_filename.startswith("<"):
+        return None
+    return os.path.abspath(code.co_filename)
+
+
+def restore_code_file(fn: Any, filename: str | None) -> None:
+    """Give ``fn``'s code (and the code nested in it), when cloudpickle rebuilt it by value,
+    back the file name it had where it was pickled: its frames in a worker's tracebacks then
+    name their file and line, and a generated script's their notebook cell, as in the flow
+    process."""
+    if filename is None or not _rebuilt(fn):
+        return
+    _set_file(fn, filename)
+    # the module's other functions it calls came with it (in its globals), rebuilt alike
+    module = getattr(fn, "__module__", None)
+    for value in list(getattr(fn, "__globals__", {}).values()):
+        if _rebuilt(value) and getattr(value, "__module__", None) == module:
+            _set_file(value, filename)
+
+
+def _rebuilt(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    return isinstance(code, CodeType) and code.co_filename == _PICKLED_CODE
+
+
+def _set_file(fn: Any, filename: str) -> None:
+    try:
+        fn.__code__ = _with_file(fn.__code__, filename)
+    except (AttributeError, TypeError, ValueError):  # a read-only wrapper
+        pass
+
+
+def _with_file(code: CodeType, filename: str) -> CodeType:
+    consts = tuple(
+        _with_file(c, filename) if isinstance(c, CodeType) else c for c in code.co_consts
+    )
+    return code.replace(co_filename=filename, co_consts=consts)

@@ -27,6 +27,7 @@ from nb2flow.runtime.core.states import FAILED, OK_STATES, RETRYING, RUNNING, TI
 from nb2flow.runtime.core.tracebacks import INTERNAL_FILES, error_line, format_traceback
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.payload import TaskPayload, TaskSpec, resolve_refs
+from nb2flow.runtime.engine.setup import setup_failure
 from nb2flow.runtime.engine.timeouts import attempt_in_process, attempt_in_thread
 from nb2flow.runtime.observation import artifacts, capture
 from nb2flow.runtime.observation.results import summarize_items
@@ -122,7 +123,7 @@ class _TaskRun:
                 try:
                     payload.setup.apply()
                 except Exception as exc:  # noqa: BLE001 - the run fails, the worker goes on
-                    return Outcome.failed(exc, attempt=0, message="the flow's setup failed")
+                    return Outcome.failed(exc, attempt=0, error=setup_failure(exc))
             return self.attempts(args, kwargs)
         finally:
             if ctx.output is not None:

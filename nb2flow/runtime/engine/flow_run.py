@@ -58,7 +58,7 @@ from nb2flow.runtime.engine.attempts import (
 )
 from nb2flow.runtime.engine.futures import ItemFuture, Outcome, TaskFuture
 from nb2flow.runtime.engine.payload import CONTAINERS, Ref, TaskPayload, TaskSpec
-from nb2flow.runtime.engine.setup import Setup, setup_arguments
+from nb2flow.runtime.engine.setup import Setup, setup_arguments, setup_failure
 from nb2flow.runtime.observation import capture, hooks
 from nb2flow.runtime.observation.results import summarize_return
 
@@ -336,6 +336,8 @@ class FlowRun:
         if setup_fn is not None:
             kwargs = setup_arguments(setup_fn, parameters, flow.name)
             self.setup = Setup(setup_fn, kwargs, self.id)
+        #: the error of the setup in this process, when it failed (the run reports it as such)
+        self.setup_error: BaseException | None = None
 
     # -- events --------------------------------------------------------------------------
 
@@ -636,7 +638,11 @@ class FlowRun:
         token = RUN.set(ctx)
         try:
             if self.setup is not None:  # here first: before any task, wherever tasks run
-                self.setup.apply()
+                try:
+                    self.setup.apply()
+                except Exception as exc:
+                    self.setup_error = exc
+                    raise
             return resolve_futures(self.flow.fn(*args, **kwargs))
         finally:
             if ctx.output is not None:
@@ -724,7 +730,8 @@ class FlowRun:
         )
         if own_error or (failed is None and not_run is None):
             assert body_exc is not None
-            return FAILED, body_exc, error_line(body_exc), format_traceback(body_exc)
+            said = setup_failure if body_exc is self.setup_error else error_line
+            return FAILED, body_exc, said(body_exc), format_traceback(body_exc)
         culprit = failed or not_run
         assert culprit is not None
         call, o = culprit

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from nb2flow.runtime.core.exceptions import ValueUnavailable
+from nb2flow.runtime.core.tracebacks import code_file, restore_code_file
 from nb2flow.runtime.engine.futures import Outcome
 from nb2flow.runtime.engine.setup import Setup
 from nb2flow.runtime.engine.transport import Unavailable
@@ -105,8 +106,9 @@ class TaskPayload:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
-            TaskPayload,
+            _unpickled_payload,
             (
+                code_file(self.task.fn),
                 self.task,
                 self.flow_run_id,
                 self.task_run_id,
@@ -119,6 +121,13 @@ class TaskPayload:
                 self.setup,
             ),
         )
+
+
+def _unpickled_payload(file: str | None, task: TaskSpec, *fields: Any) -> TaskPayload:
+    """A payload rebuilt where it runs; the task's function, when cloudpickle rebuilt it by
+    value, gets back its file name (its frames in tracebacks name their notebook cell)."""
+    restore_code_file(task.fn, file)
+    return TaskPayload(task, *fields)
 
 
 def resolve_refs(obj: Any, upstream: Sequence[Outcome]) -> Any:

@@ -19,7 +19,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from nb2flow.runtime.core.tracebacks import INTERNAL_FILES
+from nb2flow.runtime.core.tracebacks import (
+    INTERNAL_FILES,
+    cell_of,
+    code_file,
+    error_line,
+    restore_code_file,
+)
 
 INTERNAL_FILES.add(__file__)  # a setup error's traceback starts at the user's code
 
@@ -34,13 +40,17 @@ class Setup:
 
     __slots__ = ("fn", "kwargs", "key")
 
-    def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], key: str) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], key: str, file: str | None = None
+    ) -> None:
+        restore_code_file(fn, file)  # (unpickled in a worker: its frames name their cell)
         self.fn = fn
         self.kwargs = kwargs
         self.key = key
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Setup, (_without_own_globals(self.fn), self.kwargs, self.key))
+        fn = self.fn
+        return (Setup, (_without_own_globals(fn), self.kwargs, self.key, code_file(fn)))
 
     def apply(self) -> None:
         """Run ``fn`` unless this process already did for this flow run; its error
@@ -52,6 +62,15 @@ class Setup:
                 return
             self.fn(**self.kwargs)
             _applied.add(self.key)
+
+
+def setup_failure(exc: BaseException) -> str:
+    """The one-line error of a setup that raised ``exc``, naming the notebook cell and line
+    it failed at when the setup is a generated script's (as a failed task's traceback does):
+    ``the flow's setup failed at nb.ipynb, cell 2, line 3: ValueError: ...``."""
+    where = cell_of(exc)
+    at = f" at {where[0][0]}, cell {where[0][1]}, line {where[0][2]}" if where else ""
+    return f"the flow's setup failed{at}: {error_line(exc)}"
 
 
 def _without_own_globals(fn: Callable[..., Any]) -> Callable[..., Any]:
