@@ -9,6 +9,8 @@ report, and kept in the run store.
 >>> artifacts.display(df.describe())                  # what ``display(x)`` / a cell's last value shows
 >>> artifacts.last_value(x, "cell 9")                 # a cell's last expression (None shows nothing)
 >>> artifacts.ipython_display(df, fig)                # IPython's display(*objs) in a script
+>>> with artifacts.capture_output() as out:           # IPython's %%capture out
+...     print("hidden")
 
 Each call records one artifact for the calling task run (or the flow body) and returns
 whether it did; outside a run it displays the value when in IPython and records nothing.
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nb2flow.runtime.core.context import RUN
 from nb2flow.runtime.observation import artifacts as _a
+from nb2flow.runtime.observation.captured import CapturedIO, capture_output
 
 __all__ = [
+    "CapturedIO",
+    "capture_output",
     "display",
     "end_of_cell",
     "image",
@@ -35,6 +39,7 @@ __all__ = [
 ]
 
 end_of_cell = _a.end_of_cell
+ipython_display = _a.ipython_display
 
 
 def display(obj: Any, name: str | None = None) -> bool:
@@ -42,24 +47,6 @@ def display(obj: Any, name: str | None = None) -> bool:
     table), markdown or PNG representation where it has one; a figure as an image."""
     kind, bundle = _a.value_bundle(obj)
     return _a.record(kind, bundle, name)
-
-
-def ipython_display(*objs: Any, **options: Any) -> None:
-    """What IPython's ``display(*objs)`` does, for a generated script (its ``display``
-    stand-in calls it): each object is recorded as :func:`display` records it, with the
-    running task run, as the notebook showed it below the cell. It is printed where no run
-    captures output (outside a run, or with output capture off), so a script run without
-    nb2flow's record still shows it on the terminal; outside a run in IPython, IPython
-    displays it. IPython's options (``display_id``, ``raw``, ``metadata``, ...) are ignored."""
-    ctx = RUN.get()
-    for obj in objs:
-        if ctx is None and _a.in_ipython():
-            _a.record(*_a.value_bundle(obj))  # outside a run: IPython shows it
-            continue
-        if ctx is not None:
-            display(obj)
-        if ctx is None or ctx.output is None:
-            print(obj)
 
 
 def last_value(obj: Any, name: str | None = None) -> bool:

@@ -59,6 +59,12 @@ MAGICS = {
     "prun value, no option": "t = %prun divmod(7, 2)",
     "prun cell statement": "%%prun -q -s time a = 1\nb = a + 1",
     "capture": "%%capture\na = [1]\nb = 2",
+    # %%capture var: the body runs in the namespace, its output held in `var` (CapturedIO)
+    "capture var": (
+        "%%capture t\nprint('out')\nimport sys\nprint('err', file=sys.stderr)\n"
+        "display({'k': 1})\na = 1"
+    ),
+    "capture options": "%%capture --no-stderr --no-display t\nprint('out')\ndisplay(3)\na = [1]",
     # IPython's script magics run the cell in another process: they bind nothing
     "python3": "%%python3\nopen('made.txt', 'w').write('x')\na = 1",
     "bash": "%%bash\necho hi > made.txt",
@@ -86,6 +92,7 @@ if side == "ipython":
 
     shell = InteractiveShell.instance()
 else:
+    from nb2flow.artifacts import ipython_display
     from nb2flow.notebook.magics import to_python
 out = {}
 for name, source in sources.items():
@@ -101,11 +108,15 @@ for name, source in sources.items():
         namespace = shell.user_ns
     else:
         translation = to_python(source, "cell")
-        namespace = {m: __import__(m) for m in translation.imports}
+        namespace = {m.split(".")[0]: __import__(m) for m in translation.imports}
+        namespace["display"] = ipython_display  # the script's stand-in for IPython's
         error = None
         exec(translation.code, namespace)
     values = {
         k: repr(list(v) if isinstance(v, list) else v)  # IPython's SList: a list of lines
+        if not hasattr(v, "outputs")
+        # a CapturedIO: what it holds
+        else repr((v.stdout, v.stderr, [o.data for o in v.outputs]))
         for k, v in namespace.items()
         if k in ("a", "b", "t")
     }
@@ -156,3 +167,65 @@ def test_profilers_options_are_theirs():
     assert to_python("%prun -r -q a = 1", "c").code.strip() == "a = 1"
     cell = to_python("%%lprun -f f a = f(1)\nb = a + 1", "c").code
     assert cell.strip().split("\n") == ["a = f(1)", "b = a + 1"]
+
+
+def test_capture_holds_only_the_output_of_the_code_inside_it():
+    """IPython's capture_output swaps sys.stdout for the whole process; nb2flow's holds the
+    writes of the code inside the block: a task printing on another thread meanwhile keeps
+    its output (a log record of its own task run)."""
+    import threading
+
+    from nb2flow import flow, task
+    from nb2flow.artifacts import capture_output
+
+    both = threading.Barrier(2, timeout=30)
+
+    @task
+    def held() -> str:
+        with capture_output() as out:
+            both.wait()
+            print("held")
+            both.wait()  # the other task prints while this one is inside the block
+        return out.stdout
+
+    @task
+    def loud() -> None:
+        both.wait()
+        print("loud")
+        both.wait()
+
+    @flow(task_runner="threads", log_prints=True)
+    def concurrent() -> str:
+        loud.submit()
+        return held.submit()
+
+    run = concurrent(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.result() == "held\n"
+    assert [log.message for log in run.view.logs if log.task_run_id] == ["loud"]
+
+
+@pytest.mark.parametrize("runner", ["threads", pytest.param("processes:2", marks=pytest.mark.slow)])
+def test_a_captured_cell_binds_what_it_held_for_later_cells(tmp_path, runner):
+    """``%%capture out`` in a task: the cell's prints and displays are not the task's output;
+    a later task reads ``out.stdout`` and ``out.show()`` shows them there (the CapturedIO
+    travels between processes)."""
+    import runpy
+
+    cells = [
+        code("%%capture out\nprint('hidden')\ndisplay('shown later')\nx = 2", "task:quiet"),
+        code("n = len(out.stdout) + x\nout.show()", "task:loud", "output:n"),
+    ]
+    script = convert_notebook(write(tmp_path / "captured.ipynb", cells)).script
+    assert "    with nb2flow.artifacts.capture_output() as out:\n        print(" in script
+    assert script.count("import nb2flow.artifacts\n") == 1
+    path = tmp_path / "captured_flow.py"
+    path.write_text(script)
+    main = runpy.run_path(str(path), run_name="captured_flow")["main"]
+    run = main.with_options(task_runner=runner, log_prints=True)(return_state=True)
+    assert run.state == "Completed", run.error
+    assert run.result() == {"n": 9}
+    names = {t.id: t.name for t in run.task_runs}
+    assert [(names[log.task_run_id], log.message) for log in run.view.logs] == [("loud", "hidden")]
+    shown = [(names[a.task_run_id], a.text) for a in run.view.artifacts]
+    assert shown == [("loud", "'shown later'")]

@@ -254,6 +254,7 @@ def test_magics_bind_what_ipython_binds(source):
     result = shell.run_cell(source, silent=True)
     assert result.success, result.error_in_exec
     ipython = {name for name in ("counts", "edges") if name in shell.user_ns}
-    namespace: dict[str, object] = {}
-    exec(magics.to_python(source, "cell").code, namespace)
+    translation = magics.to_python(source, "cell")
+    namespace = {m.split(".")[0]: __import__(m) for m in translation.imports}
+    exec(translation.code, namespace)
     assert {name for name in ("counts", "edges") if name in namespace} == ipython

@@ -174,7 +174,7 @@ class DataFlow:
         function's `global x` binds x only when called, so it is not one of them. The
         modules translated magics use (``subprocess`` for ``!cmd``) are imported at the
         top of the script too."""
-        self.module_names |= set(self.needs)
+        self.module_names |= {m.partition(".")[0] for m in self.needs}  # import a.b binds a
         for text in self.imports:
             self.module_names |= analyse(text).imported
         self.module_objects |= self.module_names

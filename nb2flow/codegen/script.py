@@ -97,7 +97,8 @@ def render(plan: Plan, folder: str = ".") -> str:
         out.append(f"from nb2flow import {', '.join(names)}")
     reads_display = "display" in used and "display" not in module_names
     display_standin = reads_display and not any("display" in t.outputs for t in tasks)
-    if display_standin or any(CELL_END in t.code for t in tasks):
+    artifacts_used = display_standin or any(CELL_END in t.code for t in tasks)
+    if artifacts_used and "import nb2flow.artifacts" not in imports:  # (or %%capture's)
         out.append("import nb2flow.artifacts")
     out.append("")
     out.append(_RUN_IN_FOLDER.format(deco=deco, folder=folder))

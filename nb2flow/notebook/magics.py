@@ -13,7 +13,10 @@ Two stages, so that the generated script never needs IPython:
 from __future__ import annotations
 
 import ast
+import io
+import keyword
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 #: quick test: does the cell possibly contain IPython-only syntax?
@@ -286,11 +289,25 @@ def _ipython_call(node: ast.AST) -> tuple[str, list[str]] | None:
     return node.func.attr, args
 
 
+def _indented(lines: list[str]) -> list[str]:
+    """``lines`` (a block of code) indented one level, to be a compound statement's body; the
+    inside of a multi-line string is left as it is (its text would change)."""
+    inside: set[int] = set()  # lines (from 0) that continue a multi-line string
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+            if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
+                inside.update(range(tok.start[0], tok.end[0]))
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return [
+        f"    {line}" if line.strip() and i not in inside else line for i, line in enumerate(lines)
+    ]
+
+
 def _own_scope(lines: list[str]) -> list[str]:
     """Code run once in a function scope of its own: IPython times ``%timeit`` and
     ``%%timeit`` code inside a function, so what it assigns is bound nowhere after."""
-    body = [f"    {line}" if line.strip() else line for line in lines]
-    return ["def _nb2flow_timeit():", *body, "", "", "_nb2flow_timeit()"]
+    return ["def _nb2flow_timeit():", *_indented(lines), "", "", "_nb2flow_timeit()"]
 
 
 def _without_options(name: str, arg: str) -> str:
@@ -473,25 +490,28 @@ class _Rewriter:
             ".stdout.splitlines()"
         )
 
+    def _python(self, code: str) -> str:
+        """A cell magic's body (Python, perhaps with magics of its own) as plain Python."""
+        inner = to_python(code, self.loc)
+        for module in inner.imports:
+            self.need(module)
+        self.result.warnings.extend(inner.warnings)
+        return inner.code.rstrip("\n")
+
     def _cell_magic(self, name: str, arg: str, body: str, line: int) -> list[str]:
         if name == "timeit":
             self.warn(line, "`%%timeit` runs its cell once in the script")
             setup = _without_options("timeit", arg)
-            inner = to_python(f"{setup}\n{body}" if setup else body, self.loc)
-            for module in inner.imports:
-                self.need(module)
-            self.result.warnings.extend(inner.warnings)
-            code = inner.code.rstrip("\n")
+            code = self._python(f"{setup}\n{body}" if setup else body)
             return _own_scope(code.split("\n")) if code.strip() else [_comment("removed %%timeit")]
+        if name == "capture":
+            captured = self._capture(arg, line)
+            if captured is not None:
+                code = self._python(body)
+                return [captured, *_indented(code.split("\n") if code.strip() else ["pass"])]
         if name in _CELL_PYTHON:
-            if name == "capture" and arg.strip():
-                self.warn(line, f"`%%capture {arg}`: output is not captured in the script")
             statement = _without_options(name, arg) if name in _CELL_STATEMENT else ""
-            inner = to_python(f"{statement}\n{body}" if statement else body, self.loc)
-            for module in inner.imports:
-                self.need(module)
-            self.result.warnings.extend(inner.warnings)
-            code = inner.code.rstrip("\n")
+            code = self._python(f"{statement}\n{body}" if statement else body)
             return code.split("\n") if code.strip() else [_comment(f"removed %%{name}")]
         if name in ("writefile", "file"):
             words = arg.split()
@@ -523,6 +543,26 @@ class _Rewriter:
         return [_comment(f"removed %%{name} {arg}".strip())] + [
             "# " + body_line for body_line in body.rstrip("\n").split("\n")
         ]
+
+    def _capture(self, arg: str, line: int) -> str | None:
+        """The ``with`` line for ``%%capture [--no-stdout] [--no-stderr] [--no-display]
+        [var]``: the body runs in the notebook's namespace with its output held (not shown)
+        and ``var`` bound to what was held, as IPython's ``CapturedIO``. It is
+        ``nb2flow.artifacts.capture_output``, since the script does not need IPython. None
+        (and a warning) when the options are not understood: the body runs as it is."""
+        words = _words(arg)
+        off = {"--no-stdout": "stdout", "--no-stderr": "stderr", "--no-display": "display"}
+        options = ", ".join(f"{off[w]}=False" for w in words if w in off)
+        rest = [w for w in words if w not in off]
+        target = rest[0] if len(rest) == 1 else None
+        if len(rest) > 1 or (
+            target is not None and (not target.isidentifier() or keyword.iskeyword(target))
+        ):
+            self.warn(line, f"`%%capture {arg}` not understood: the cell runs uncaptured")
+            return None
+        self.need("nb2flow.artifacts")
+        bound = f" as {target}" if target else ""
+        return f"with nb2flow.artifacts.capture_output({options}){bound}:"
 
     # -- expressions ------------------------------------------------------------------
     def _expression(self, node: ast.Call) -> None:

@@ -239,6 +239,31 @@ def record(kind: str, bundle: dict[str, Any], name: str | None = None) -> bool:
     return True
 
 
+def ipython_display(*objs: Any, **options: Any) -> None:
+    """What IPython's ``display(*objs)`` does, for a generated script (its ``display``
+    stand-in calls it): each object is recorded as :func:`nb2flow.artifacts.display` records
+    it, with the running task run, as the notebook showed it below the cell. It is printed
+    where no run captures output (outside a run, or with output capture off), so a script run
+    without nb2flow's record still shows it on the terminal; outside a run in IPython, IPython
+    displays it. Inside ``capture_output()`` (``%%capture``) it is kept in the captured
+    outputs instead. IPython's options (``display_id``, ``raw``, ``metadata``, ...) are
+    ignored."""
+    from nb2flow.runtime.observation.capture import HELD
+
+    held = HELD.get()
+    ctx = RUN.get()
+    for obj in objs:
+        if held is not None and held.keeps_display:
+            held.keep(value_bundle(obj)[1])
+        elif ctx is None and in_ipython():
+            record(*value_bundle(obj))  # outside a run: IPython shows it
+        else:
+            if ctx is not None:
+                record(*value_bundle(obj))
+            if ctx is None or ctx.output is None:
+                print(obj)
+
+
 def in_ipython() -> bool:
     """True in an IPython shell or Jupyter kernel (where ``display`` shows values)."""
     ip = sys.modules.get("IPython")

@@ -27,6 +27,7 @@ import logging
 import sys
 import threading
 import time
+from contextvars import ContextVar
 from typing import Any
 
 from nb2flow.runtime.core.context import RUN
@@ -198,16 +199,27 @@ def flush(ctx: Any) -> None:
 # ----------------------------------------------------------------------- the stream proxies
 
 
+#: the :class:`~nb2flow.runtime.observation.captured.CapturedIO` of the ``capture_output()``
+#: block the calling code runs in (``%%capture``), which holds its writes; None: none
+HELD: ContextVar[Any] = ContextVar("nb2flow_held_output", default=None)
+
+
 class CapturingStream:
     """Stands in for ``sys.stdout`` or ``sys.stderr``: inside a capturing run, writes go to
-    the run's :class:`Output`; elsewhere to the stream it replaced. Everything else (``fileno``,
-    ``isatty``, ``encoding``...) is the replaced stream's."""
+    the run's :class:`Output`; elsewhere to the stream it replaced. Inside a
+    ``capture_output()`` block (``%%capture``), they go to the block's buffer instead.
+    Everything else (``fileno``, ``isatty``, ``encoding``...) is the replaced stream's."""
 
     def __init__(self, name: str, original: Any) -> None:
         self._name = name
         self._original = original
 
     def write(self, text: str) -> int:
+        held = HELD.get()
+        if held is not None:
+            buffer = held.stream(self._name)
+            if buffer is not None:
+                return buffer.write(text)
         ctx = RUN.get()
         if ctx is None or ctx.output is None or getattr(_emitting, "on", False):
             return self._original.write(text)
