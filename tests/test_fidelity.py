@@ -76,6 +76,18 @@ MAGICS = {
     "env": "%env MAGIC_TEST_VAR=1\na = %env MAGIC_TEST_VAR",
     "set_env": "%set_env MAGIC_TEST_VAR=2",
     "writefile": "%%writefile made.txt\nhello\n",
+    # %run runs the file as __main__ in a namespace of its own, then binds its globals (the
+    # converter reads the file, there when converting, for what it binds)
+    "run": "%run helper.py",
+}
+#: files in a case's folder before it runs (and before it is translated)
+MAGIC_FILES = {
+    "run": {
+        "helper.py": (
+            "import os\na = [1, 2]\n\n\ndef _double(v):\n    return v * 2\n\n\n"
+            "b = _double(len(a))\nif __name__ == '__main__':\n    t = os.path.basename(__file__)\n"
+        )
+    },
 }
 
 
@@ -86,7 +98,8 @@ import json, os, sys
 from pathlib import Path
 
 side, root = sys.argv[1], Path(sys.argv[2])
-sources = json.loads(sys.stdin.read())
+given = json.loads(sys.stdin.read())
+sources, made = given["sources"], given["files"]
 if side == "ipython":
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -99,6 +112,8 @@ for name, source in sources.items():
     folder = root / side / name.replace(" ", "_")
     folder.mkdir(parents=True)
     os.chdir(folder)
+    for file, text in made.get(name, {}).items():
+        Path(file).write_text(text)
     os.environ.pop("MAGIC_TEST_VAR", None)
     if side == "ipython":
         for key in ("a", "b", "t"):
@@ -107,7 +122,7 @@ for name, source in sources.items():
         error = result.error_in_exec or result.error_before_exec
         namespace = shell.user_ns
     else:
-        translation = to_python(source, "cell")
+        translation = to_python(source, "cell", folder)
         namespace = {m.split(".")[0]: __import__(m) for m in translation.imports}
         namespace["display"] = ipython_display  # the script's stand-in for IPython's
         error = None
@@ -138,7 +153,7 @@ def magic_outcomes(tmp_path_factory):
     for side in ("ipython", "script"):
         proc = subprocess.run(
             [sys.executable, "-c", _RUN_MAGICS, side, str(root)],
-            input=json.dumps(MAGICS),
+            input=json.dumps({"sources": MAGICS, "files": MAGIC_FILES}),
             capture_output=True,
             text=True,
             timeout=300,
@@ -229,3 +244,49 @@ def test_a_captured_cell_binds_what_it_held_for_later_cells(tmp_path, runner):
     assert [(names[log.task_run_id], log.message) for log in run.view.logs] == [("loud", "hidden")]
     shown = [(names[a.task_run_id], a.text) for a in run.view.artifacts]
     assert shown == [("loud", "'shown later'")]
+
+
+def test_run_binds_what_the_file_binds_when_it_is_there(tmp_path):
+    """What `%run x.py` binds is read from x.py when converting; names bound only under a
+    condition, or by a star import, are not bound (warning); a file not there when converting
+    is only run (warning), as before."""
+    from nb2flow.notebook.magics import to_python
+
+    (tmp_path / "helper.py").write_text(
+        "import os\nfrom math import *\nSCALE = 3\n__all__ = ['SCALE']\n\n\n"
+        "def scaled(v):\n    return v * SCALE\n\n\n"
+        "if os.sep:\n    slash = True\nfor i in range(2):\n    pass\ngone = 1\ndel gone\n"
+    )
+    found = to_python("%run helper.py", "nb.ipynb, cell 2", tmp_path)
+    assert found.code.strip() == (
+        "os, SCALE, scaled = operator.itemgetter('os', 'SCALE', 'scaled')"
+        "(runpy.run_path('helper.py', run_name='__main__'))"
+    )
+    assert found.imports == ["runpy", "operator"]
+    assert found.warnings == [
+        "nb.ipynb, cell 2, line 1: `%run helper.py`: helper.py binds slash, i only "
+        "conditionally; the script does not bind them",
+        "nb.ipynb, cell 2, line 1: `%run helper.py`: the names helper.py imports with `*` "
+        "are not bound",
+    ]
+    missing = to_python("%run other.py", "nb.ipynb, cell 2", tmp_path)
+    assert missing.code.strip() == "runpy.run_path('other.py', run_name='__main__')"
+    assert "the names it defines are not visible to the flow" in missing.warnings[0]
+
+
+def test_a_notebook_running_a_helper_file_gets_its_names_in_the_flow(tmp_path, monkeypatch):
+    """The converter reads the file from the notebook's folder; the flow runs it there (as
+    the script does, in the notebook's folder) and later cells (tasks) read what it defines.
+    The %run line is in the source map."""
+    from nb2flow.generated import locate, parse_source_map
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "helpers.py").write_text("SCALE = 3\n\n\ndef scaled(v):\n    return v * SCALE\n")
+    cells = [code("%run helpers.py"), code("y = scaled(2)", "task:use", "output:y")]
+    path = write(tmp_path / "uses_helpers.ipynb", cells)
+    conversion = convert_notebook(path)
+    assert not [w for w in conversion.warnings if "helpers" in w], conversion.warnings
+    assert run_script_flow(conversion.script, tmp_path) == {"y": 6}
+    lines = conversion.script.splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "runpy.run_path(" in text)
+    assert locate(parse_source_map(lines)[1], line) == (1, 1)

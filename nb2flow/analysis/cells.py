@@ -103,7 +103,7 @@ def prepare(nb: Notebook) -> tuple[list[Unit], list[str]]:
             code, tree, names = "", ast.Module(body=[], type_ignores=[]), Names()
             needs: tuple[str, ...] = ()
         else:
-            translation = to_python(cell.source, loc)
+            translation = to_python(cell.source, loc, nb.path.parent)
             warnings.extend(translation.warnings)
             code, needs = translation.code, tuple(translation.imports)
             tree = _parse(code, nb.path, cell.number)

@@ -103,7 +103,7 @@ def cell_statements(notebook: Path | Notebook) -> list[tuple[int, ast.stmt]]:
         if cell.kind != "code" or parse_tags(cell.tags, "").role == "skip":
             continue
         try:
-            tree = ast.parse(to_python(cell.source, "").code)
+            tree = ast.parse(to_python(cell.source, "", nb.path.parent).code)  # as converted
         except SyntaxError:
             continue
         out.extend((cell.number, stmt) for stmt in tree.body)

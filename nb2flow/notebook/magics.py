@@ -18,6 +18,7 @@ import keyword
 import re
 import tokenize
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: quick test: does the cell possibly contain IPython-only syntax?
 _MAYBE_IPYTHON = re.compile(r"^\s*[%!]|=\s*[%!]|\?\s*$", re.MULTILINE)
@@ -180,8 +181,10 @@ def has_ipython_syntax(source: str) -> bool:
     return bool(_MAYBE_IPYTHON.search(source))
 
 
-def to_python(source: str, loc: str) -> Translation:
-    """Translate one cell. ``loc`` (``file, cell N``) prefixes warnings."""
+def to_python(source: str, loc: str, folder: Path | None = None) -> Translation:
+    """Translate one cell. ``loc`` (``file, cell N``) prefixes warnings; ``folder`` is where
+    the notebook's kernel runs (its folder), where ``%run x.py`` finds the file to read what
+    it binds (None: not read)."""
     if not has_ipython_syntax(source):
         return Translation(source)
     transformed = _ipython_transform(source)
@@ -194,7 +197,7 @@ def to_python(source: str, loc: str) -> Translation:
     except SyntaxError:
         return Translation(source)  # the syntax check reports it with the original lines
     result = Translation(transformed, changed=True)
-    _Rewriter(transformed, tree, loc, result).run()
+    _Rewriter(transformed, tree, loc, result, folder).run()
     result.warnings.sort(key=_line_of)
     return result
 
@@ -323,6 +326,99 @@ def _without_options(name: str, arg: str) -> str:
     return code
 
 
+def _file_bindings(path: Path) -> tuple[list[str], list[str], bool] | None:
+    """What running the Python file ``path`` binds at its top level, in order: (names it
+    always binds, names it binds only under a condition (``if``, a loop), whether it star
+    imports); None when it cannot be read or parsed. Dunder names (``__all__``...) are left
+    out, as IPython's ``%run`` leaves out ``__name__`` and keeps the notebook's ``__file__``."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    always: dict[str, None] = {}
+    sometimes: dict[str, None] = {}
+    star = False
+
+    def bind(name: str, sure: bool) -> None:
+        if name.startswith("__") and name.endswith("__"):
+            return
+        (always if sure else sometimes)[name] = None
+
+    def targets(node: ast.AST, sure: bool) -> None:
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                bind(sub.id, sure)
+
+    def block(body: list[ast.stmt], sure: bool) -> None:
+        nonlocal star
+        for stmt in body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bind(stmt.name, sure)
+            elif isinstance(stmt, ast.Import | ast.ImportFrom):
+                for alias in stmt.names:
+                    if alias.name == "*":
+                        star = True
+                    else:
+                        bind(alias.asname or alias.name.partition(".")[0], sure)
+            elif isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+                if not (isinstance(stmt, ast.AnnAssign) and stmt.value is None):
+                    for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                        targets(target, sure)
+            elif isinstance(stmt, ast.If):
+                main = _is_main_test(stmt.test)  # run_name='__main__': that block runs
+                block(stmt.body, sure and main)
+                block(stmt.orelse, False)
+            elif isinstance(stmt, ast.For | ast.AsyncFor | ast.While):
+                if not isinstance(stmt, ast.While):
+                    targets(stmt.target, False)
+                block(stmt.body, False)
+                block(stmt.orelse, False)
+            elif isinstance(stmt, ast.With | ast.AsyncWith):
+                for item in stmt.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars, sure)
+                block(stmt.body, sure)
+            elif isinstance(stmt, ast.Try | ast.TryStar):
+                block(stmt.body, sure)
+                for handler in stmt.handlers:
+                    block(handler.body, False)
+                block(stmt.orelse, False)
+                block(stmt.finalbody, sure)
+            elif isinstance(stmt, ast.Match):
+                for case in stmt.cases:
+                    for sub in ast.walk(case.pattern):  # captures: MatchAs, MatchStar, rest
+                        captured = getattr(sub, "name", None) or getattr(sub, "rest", None)
+                        if isinstance(captured, str):
+                            bind(captured, False)
+                    block(case.body, False)
+            # names a walrus binds at the top level
+            if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                for sub in ast.walk(stmt):
+                    if isinstance(sub, ast.NamedExpr):
+                        targets(sub.target, False)
+            if isinstance(stmt, ast.Delete):
+                for target in stmt.targets:
+                    if isinstance(target, ast.Name):
+                        always.pop(target.id, None)
+
+    block(tree.body, True)
+    names = [n for n in always if not keyword.iskeyword(n)]
+    return names, [n for n in sometimes if n not in always], star
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``"""
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
 def _words(arg: str) -> list[str]:
     """A magic's argument split as IPython's option parser does (quotes honoured)."""
     import shlex
@@ -340,11 +436,14 @@ def _comment(text: str) -> str:
 class _Rewriter:
     """Replace each ``get_ipython()`` call in the transformed cell by plain Python."""
 
-    def __init__(self, text: str, tree: ast.Module, loc: str, result: Translation) -> None:
+    def __init__(
+        self, text: str, tree: ast.Module, loc: str, result: Translation, folder: Path | None
+    ) -> None:
         self.lines = text.split("\n")
         self.tree = tree
         self.loc = loc
         self.result = result
+        self.folder = folder
         self.edits: list[tuple[int, int, int, int, str]] = []  # line, col, end_line, end_col
 
     def warn(self, line: int, message: str) -> None:
@@ -454,21 +553,47 @@ class _Rewriter:
         if name in ("sx", "system"):
             return [self._getoutput(arg, line)]
         if name == "run":
-            if arg.startswith("-") or not arg.strip():
-                self.warn(line, f"`%run {arg}` dropped: run that script before the flow")
-                return [_comment(f"removed %run {arg}")]
-            self.need("runpy")
+            return [self._run(arg, line)]
+        self.warn(line, f"`%{name} {arg}`: unknown IPython magic dropped".replace(" `", "`"))
+        return [_comment(f"removed %{name} {arg}".strip())]
+
+    def _run(self, arg: str, line: int) -> str:
+        """``%run x.py``: IPython runs the file as ``__main__`` in a namespace of its own,
+        then copies its globals into the notebook's. When the file is there at conversion
+        time, what it binds is read from it (its top-level bindings) and bound from the
+        namespace ``runpy.run_path`` gives back; otherwise it is only run (warning)."""
+        words = _words(arg)
+        if not words or words[0].startswith("-"):
+            self.warn(line, f"`%run {arg}` dropped: run that script before the flow")
+            return _comment(f"removed %run {arg}")
+        path, *argv = words
+        if argv:
+            self.warn(line, f"`%run {arg}`: command-line arguments are not passed")
+        self.need("runpy")
+        call = f"runpy.run_path({path!r}, run_name='__main__')"
+        found = _file_bindings(self.folder / path) if self.folder and path.endswith(".py") else None
+        if found is None:
             self.warn(
                 line,
                 f"`%run {arg}` runs the script, but the names it defines are not visible "
-                "to the flow; import them instead",
+                "to the flow (the file was not there to read when converting); import them "
+                "instead",
             )
-            path, *argv = arg.split()
-            if argv:
-                self.warn(line, f"`%run {arg}`: command-line arguments are not passed")
-            return [f"runpy.run_path({path!r}, run_name='__main__')"]
-        self.warn(line, f"`%{name} {arg}`: unknown IPython magic dropped".replace(" `", "`"))
-        return [_comment(f"removed %{name} {arg}".strip())]
+            return call
+        bound, conditional, star = found
+        if conditional:
+            self.warn(
+                line,
+                f"`%run {arg}`: {path} binds {', '.join(conditional)} only conditionally; "
+                "the script does not bind them",
+            )
+        if star:
+            self.warn(line, f"`%run {arg}`: the names {path} imports with `*` are not bound")
+        if not bound:
+            return call
+        self.need("operator")
+        getter = f"operator.itemgetter({', '.join(repr(n) for n in bound)})"
+        return f"{', '.join(bound)} = {getter}({call})"
 
     def _env(self, arg: str, line: int, *, statement: bool) -> list[str]:
         text = arg.strip()
@@ -492,7 +617,7 @@ class _Rewriter:
 
     def _python(self, code: str) -> str:
         """A cell magic's body (Python, perhaps with magics of its own) as plain Python."""
-        inner = to_python(code, self.loc)
+        inner = to_python(code, self.loc, self.folder)
         for module in inner.imports:
             self.need(module)
         self.result.warnings.extend(inner.warnings)
