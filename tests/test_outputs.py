@@ -303,8 +303,8 @@ def test_display_outside_a_run_prints(tmp_path, capsys):
     the script's reader would expect on a terminal; with output capture off, printed too."""
     from nb2flow import artifacts, flow
 
-    artifacts.ipython_display([1, 2], "two")
-    assert capsys.readouterr().out == "[1, 2]\ntwo\n"
+    artifacts.ipython_display([1, 2], 3)  # (as IPython would, when a test started one)
+    assert capsys.readouterr().out == "[1, 2]\n3\n"
 
     @flow(log_prints=False)
     def shows() -> None:

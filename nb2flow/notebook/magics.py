@@ -382,7 +382,7 @@ def _file_bindings(path: Path) -> tuple[list[str], list[str], bool] | None:
                 block(stmt.body, sure)
                 for handler in stmt.handlers:
                     block(handler.body, False)
-                block(stmt.orelse, False)
+                block(stmt.orelse, sure)  # (runs when the body did)
                 block(stmt.finalbody, sure)
             elif isinstance(stmt, ast.Match):
                 for case in stmt.cases:
