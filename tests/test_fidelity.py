@@ -290,3 +290,16 @@ def test_a_notebook_running_a_helper_file_gets_its_names_in_the_flow(tmp_path, m
     lines = conversion.script.splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "runpy.run_path(" in text)
     assert locate(parse_source_map(lines)[1], line) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "source", ["%%capture\n!pip install xgboost", "%%capture out\n", "%%timeit\n%matplotlib inline"]
+)
+def test_a_cell_magic_whose_body_is_dropped_still_compiles(source):
+    """`%%capture` around `!pip install` (a common way to install quietly): the install is
+    dropped (warning), the block keeps a statement."""
+    from nb2flow.notebook.magics import to_python
+
+    translation = to_python(source, "nb.ipynb, cell 1")
+    compile(translation.code, "cell", "exec")
+    assert translation.code.rstrip().endswith(("pass", "# nb2flow: removed %%timeit"))

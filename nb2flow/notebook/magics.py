@@ -307,6 +307,14 @@ def _indented(lines: list[str]) -> list[str]:
     ]
 
 
+def _has_statements(code: str) -> bool:
+    """Whether ``code`` holds a statement (not only comments), to be a block's body."""
+    try:
+        return bool(ast.parse(code).body)
+    except SyntaxError:  # reported with the cell's lines later; the block is not empty
+        return bool(code.strip())
+
+
 def _own_scope(lines: list[str]) -> list[str]:
     """Code run once in a function scope of its own: IPython times ``%timeit`` and
     ``%%timeit`` code inside a function, so what it assigns is bound nowhere after."""
@@ -628,12 +636,15 @@ class _Rewriter:
             self.warn(line, "`%%timeit` runs its cell once in the script")
             setup = _without_options("timeit", arg)
             code = self._python(f"{setup}\n{body}" if setup else body)
-            return _own_scope(code.split("\n")) if code.strip() else [_comment("removed %%timeit")]
+            if not _has_statements(code):
+                return [_comment("removed %%timeit")]
+            return _own_scope(code.split("\n"))
         if name == "capture":
             captured = self._capture(arg, line)
             if captured is not None:
                 code = self._python(body)
-                return [captured, *_indented(code.split("\n") if code.strip() else ["pass"])]
+                lines = code.split("\n") if code.strip() else []
+                return [captured, *_indented(lines if _has_statements(code) else [*lines, "pass"])]
         if name in _CELL_PYTHON:
             statement = _without_options(name, arg) if name in _CELL_STATEMENT else ""
             code = self._python(f"{statement}\n{body}" if statement else body)
