@@ -235,7 +235,11 @@ def test_errors_are_one_line(kernel, project):
     out = kernel.run("%nb2flow run setup.ipynb")
     no_traceback(out)
     # setup code runs in the flow run (never at import): its error fails the run, in one line
-    assert "error: flow 'setup' Failed: ZeroDivisionError: division by zero" in out["stderr"]
+    # naming the setup and the cell it failed at
+    assert (
+        "error: flow 'setup' Failed: the flow's setup failed at setup.ipynb, cell 2, line 2: "
+        "ZeroDivisionError: division by zero"
+    ) in out["stderr"]
 
     write_json(project / "fails.ipynb", notebook([code("raise ValueError('no data')", "task:t")]))
     out = kernel.run("%nb2flow run fails.ipynb")
