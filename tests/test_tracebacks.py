@@ -197,3 +197,20 @@ def test_a_setup_failure_names_its_notebook_cell(tmp_path, runner, where):
     assert 'File "configured.ipynb", cell 2, line 3, in setup (' in tb, tb
     assert "nb2flow" not in tb.replace("configured", "")
     assert tb.rstrip().endswith(f"RuntimeError: no configuration in the {where} process")
+
+
+def test_a_statement_of_a_cell_left_out_of_the_flow_maps_no_line(tmp_path):
+    """A cell holding %nb2flow lines is left out whole; the same statement in a later cell is
+    the one its script line comes from."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nb2flow\nx = 1"),
+        nbformat.v4.new_code_cell("x = 1\ny = x + 1"),
+    ]
+    path = tmp_path / "left_out.ipynb"
+    nbformat.write(nb, path)
+    lines = convert_notebook(path).script.split("\n")
+    _, entries = parse_source_map(lines)
+    line = next(i for i, text in enumerate(lines, 1) if text.strip() == "x = 1")
+    assert locate(entries, line) == (2, 1)
+    assert locate(entries, line + 1) == (2, 2)

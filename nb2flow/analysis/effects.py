@@ -325,7 +325,7 @@ def module_aliases(trees: list[ast.Module], modules: list[str]) -> dict[str, str
     ``modules`` are imported as themselves (what translated magics use)."""
     aliases = {m: m for m in modules}
     for tree in trees:
-        for node in ast.walk(tree):
+        for node in statements(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.asname:
@@ -338,6 +338,23 @@ def module_aliases(trees: list[ast.Module], modules: list[str]) -> dict[str, str
                     if alias.name != "*":
                         aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     return aliases
+
+
+#: the nodes that hold statements: a statement's own, a handler's, a case's
+_BLOCKS = (ast.stmt, ast.excepthandler, ast.match_case)
+
+
+def statements(tree: ast.AST) -> list[ast.AST]:
+    """``tree`` and its statements at every depth (and the except handlers and match cases
+    holding some), in the order of ``ast.walk``: only expressions lie below the rest, so
+    the walk need not enter them (imports are statements; expressions are most nodes)."""
+    queue: list[ast.AST] = [tree]
+    for node in queue:  # the queue grows while it is read: breadth-first, as ast.walk
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                queue.extend(item for item in value if isinstance(item, _BLOCKS))
+    return queue
 
 
 def global_state_used(tree: ast.Module, aliases: dict[str, str]) -> set[str]:

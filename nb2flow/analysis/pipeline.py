@@ -211,4 +211,5 @@ def assemble(
         skipped=grouping.skipped,
         warnings=tuple(flow.warnings),
         graph=flow.graph(),
+        statements=tuple((u.cell, stmt) for u in grouping.units for stmt in u.tree.body),
     )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    import ast
+
     import networkx as nx
 
 #: names the generated script itself uses at module level
@@ -214,6 +216,9 @@ class Plan:
     skipped: tuple[int, ...]
     warnings: tuple[str, ...]
     graph: nx.DiGraph  # task names; each edge's "edge" attribute is its Edge
+    #: every top-level statement of the cells that enter the flow, as analysis parsed it,
+    #: with its cell number, in notebook order: the source map finds them in the script
+    statements: tuple[tuple[int, ast.stmt], ...] = ()
 
     @property
     def order(self) -> tuple[str, ...]:

@@ -133,38 +133,45 @@ def convert_notebook(
     tags, else what its last cell showing values shows). ``every_value``: each task also
     returns every value the notebook leaves that it makes, so that a run keeping its task
     outputs (``keep_outputs``) holds them all (``nb2flow check``)."""
-    from nb2flow.analysis.pipeline import build_plan
+    from nb2flow.analysis.pipeline import build_plan, paused_gc
 
     nb = path if isinstance(path, Notebook) else None
     path = path.path if isinstance(path, Notebook) else Path(path)
-    plan = build_plan(
-        nb if nb is not None else path,
-        split=split,
-        cache_all=cache_all,
-        label=label if label else source_label(path),
-        outputs=outputs,
-        every_value=every_value,
-    )
-    return _conversion(path, plan, out_dir, nb)
+    with paused_gc():  # one pause for both: each pause ends in a scan of what it made
+        plan = build_plan(
+            nb if nb is not None else path,
+            split=split,
+            cache_all=cache_all,
+            label=label if label else source_label(path),
+            outputs=outputs,
+            every_value=every_value,
+        )
+        return _conversion(path, plan, out_dir, nb)
 
 
 def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None) -> Conversion:
+    import ast
+
     from nb2flow.analysis.pipeline import paused_gc
     from nb2flow.codegen.formatting import format_code
     from nb2flow.codegen.script import render
     from nb2flow.codegen.source_map import source_map
 
     notes = _parameter_notes(path, plan.parameters)
-    try:
-        with paused_gc():
-            text = render(plan, notebook_folder(path, out_dir))
-            compile(text, str(script_path(path)), "exec")
-    except SyntaxError as exc:  # a converter bug, or code only a notebook accepts
-        _raise_for_cell(nb if nb is not None else path)
-        raise Nb2flowError(
-            f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
-            f"{exc.msg}); please report this with the notebook"
-        ) from None
+    with paused_gc():  # (the script's syntax tree is large: see paused_gc)
+        formatted, problem = format_code(render(plan, notebook_folder(path, out_dir)))
+        try:
+            # the formatted text, parsed once: compiled (a check), then mapped to the cells
+            tree = ast.parse(formatted)
+            compile(tree, str(script_path(path)), "exec")
+        except SyntaxError as exc:  # a converter bug, or code only a notebook accepts
+            _raise_for_cell(nb if nb is not None else path)
+            raise Nb2flowError(
+                f"{where(path)}: the generated script does not compile (line {exc.lineno}: "
+                f"{exc.msg}); please report this with the notebook"
+            ) from None
+        # which cell each line comes from, for errors told in the notebook's terms
+        formatted += source_map(tree, plan.statements, plan.notebook)
     warnings = list(plan.warnings) + notes
     plain = identifier(path.stem, fallback="notebook")
     if module_name(path) != plain:
@@ -172,11 +179,8 @@ def _conversion(path: Path, plan: Plan, out_dir: str | Path, nb: Notebook | None
             f"{where(path)}: the script is {module_name(path)}.py, not {plain}.py: "
             f"`{plain}` is the name of a module it could import in its own place"
         )
-    formatted, problem = format_code(text)
     if problem:
         warnings.append(problem)
-    # which cell each line comes from, for errors told in the notebook's terms
-    formatted += source_map(formatted, nb if nb is not None else path, plan.notebook)
     return Conversion(
         notebook=path,
         script=formatted,

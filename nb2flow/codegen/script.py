@@ -387,8 +387,8 @@ def _releases(
     for var, read in last_read.items():
         if var not in returned:
             out[read].append(var)
-    order = list(bound)
-    return [sorted(set(vs), key=order.index) for vs in out]
+    rank = {var: i for i, var in enumerate(bound)}  # (several may bind in one step)
+    return [sorted(set(vs), key=rank.__getitem__) for vs in out]
 
 
 class _Versions:

@@ -2,9 +2,10 @@
 (formatted) script comes from, so the runtime can tell errors in the user's terms
 (``notebooks/x.ipynb, cell 5, line 3``).
 
-It is computed from the final text alone: every statement of the script that is a statement
-of a cell (module level, or in a function body: tasks, the flow) is found by its syntax tree,
-which formatting does not change; its nodes then give the lines, node by node. Generated
+It is computed from the final text's syntax tree and the cells' statements as analysis parsed
+them: every statement of the script that is a statement of a cell (module level, or in a
+function body: tasks, the flow) is found by its tree, which formatting does not change; its
+nodes then give the lines, node by node. Generated
 lines (decorators, signatures, returns) map to nothing. The format is in
 :mod:`nb2flow.generated`, which the runtime reads.
 """
@@ -12,30 +13,53 @@ lines (decorators, signatures, returns) map to nothing. The format is in
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
-from pathlib import Path
+from collections.abc import Sequence
 
 from nb2flow.generated import Entry, format_source_map
-from nb2flow.notebook.reader import Notebook
+
+#: a list field's item that is a node (the node itself follows in the walk)
+_CHILD = object()
+#: node types whose ``value`` is a literal (``1``, ``True``, ``1.0``: equal in Python, told
+#: apart by their type, as ``ast.dump`` does by their repr)
+_LITERALS = (ast.Constant, ast.MatchSingleton)
 
 
-def _key(node: ast.AST) -> str:
-    """A statement's tree, blind to how a formatter may rewrite docstrings.
+def _walk(node: ast.AST) -> tuple[tuple[object, ...], list[int | None]]:
+    """A statement's tree as one flat key, blind to how a formatter may rewrite docstrings,
+    and the line each of its nodes starts on, both in the order of ``ast.walk``.
 
-    Multi-line strings are blanked in place for the dump and restored after it: copying
-    every statement first made the source map most of a large conversion's time."""
-    blanked = [
-        (n, n.value)
-        for n in ast.walk(node)
-        if isinstance(n, ast.Constant) and isinstance(n.value, str) and "\n" in n.value
-    ]
-    try:
-        for n, value in blanked:
-            n.value = " ".join(value.split())
-        return ast.dump(node, include_attributes=False)
-    finally:
-        for n, value in blanked:
-            n.value = value
+    The key lists every node in that (breadth-first) order: its type, then its fields (a
+    child node as a marker), as many as its type has. The sequence determines the tree, so
+    two statements have equal keys if and only if their trees are equal (what ``ast.dump``
+    without attributes tells), multi-line strings compared with their whitespace collapsed.
+    One pass gives both: the dump, a walk to blank the strings and two more to pair the
+    lines were most of a large conversion's time."""
+    key: list[object] = []
+    lines: list[int | None] = []
+    queue = [node]
+    for n in queue:  # the queue grows while it is read: breadth-first, as ast.walk
+        lines.append(getattr(n, "lineno", None))
+        key.append(type(n))
+        for name in n._fields:
+            value = getattr(n, name, None)
+            if isinstance(value, ast.AST):
+                queue.append(value)
+                value = _CHILD
+            elif isinstance(value, list):
+                items = []
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        queue.append(item)
+                        items.append(_CHILD)
+                    else:
+                        items.append(item)
+                value = tuple(items)
+            elif name == "value" and isinstance(n, _LITERALS):
+                if isinstance(value, str) and "\n" in value:
+                    value = " ".join(value.split())
+                value = (type(value), value)
+            key.append(value)
+    return tuple(key), lines
 
 
 def _shape(node: ast.stmt) -> tuple[str, str | None]:
@@ -80,64 +104,55 @@ def _recorded_expression(stmt: ast.stmt) -> ast.stmt:
     return stmt
 
 
-def _lines(script_stmt: ast.stmt, cell_stmt: ast.stmt) -> dict[int, int]:
-    """Script line -> cell line, for the lines where a node of the statement starts."""
+def _lines(script_lines: list[int | None], cell_lines: list[int | None]) -> dict[int, int]:
+    """Script line -> cell line, for the lines where a node of the statement starts (the
+    first node starting there, in walk order)."""
     out: dict[int, int] = {}
-    for a, b in zip(ast.walk(script_stmt), ast.walk(cell_stmt), strict=False):
-        la, lb = getattr(a, "lineno", None), getattr(b, "lineno", None)
+    for la, lb in zip(script_lines, cell_lines, strict=True):
         if la is not None and lb is not None and la not in out:
             out[la] = lb
     return out
 
 
-def cell_statements(notebook: Path | Notebook) -> list[tuple[int, ast.stmt]]:
-    """(cell number, statement) of every code cell that enters a flow, in notebook order
-    (``notebook``: a path, or a notebook read already)."""
-    from nb2flow.notebook.magics import to_python
-    from nb2flow.notebook.reader import read_notebook
-    from nb2flow.notebook.tags import parse_tags
-
-    nb = notebook if isinstance(notebook, Notebook) else read_notebook(notebook)
-    out: list[tuple[int, ast.stmt]] = []
-    for cell in nb.cells:
-        if cell.kind != "code" or parse_tags(cell.tags, "").role == "skip":
-            continue
-        try:
-            tree = ast.parse(to_python(cell.source, "", nb.path.parent).code)  # as converted
-        except SyntaxError:
-            continue
-        out.extend((cell.number, stmt) for stmt in tree.body)
-    return out
-
-
-def source_map(script: str, notebook: Path | Notebook, label: str) -> str:
-    """The source map comment block for ``script`` (empty when nothing maps)."""
-    try:
-        tree = ast.parse(script)
-    except SyntaxError:
-        return ""
-    pool: dict[str, list[int]] = defaultdict(list)  # statement key -> indexes in `cells`
-    cells = cell_statements(notebook)
+def source_map(tree: ast.Module, statements: Sequence[tuple[int, ast.stmt]], label: str) -> str:
+    """The source map comment block for the script parsed as ``tree`` (empty when nothing
+    maps); ``statements``: (cell number, statement) of the cells, in notebook order
+    (:attr:`nb2flow.analysis.plan.Plan.statements`)."""
+    keys: list[tuple[object, ...]] = []
+    starts: list[list[int | None]] = []
+    pool: dict[tuple[object, ...], list[int]] = {}  # statement key -> its indexes, in order
     shapes = set()
-    for i, (_, stmt) in enumerate(cells):
-        pool[_key(stmt)].append(i)
+    for i, (_, stmt) in enumerate(statements):
+        key, lines = _walk(stmt)
+        keys.append(key)
+        starts.append(lines)
+        pool.setdefault(key, []).append(i)
         shapes.add(_shape(stmt))
+    cursor = dict.fromkeys(pool, 0)  # key -> where its first index not used yet may be
     used: set[int] = set()
     mapping: dict[int, tuple[int, int]] = {}  # script line -> (cell, line)
     last = -1
     for stmt in _candidates(tree):
-        found = pool.get(_key(stmt)) if _shape(stmt) in shapes else None
-        if not found:
+        if _shape(stmt) not in shapes:
             continue
-        free = [i for i in found if i not in used]
-        if not free:
+        key, lines = _walk(stmt)
+        found = pool.get(key)
+        if found is None:
             continue
         # the statement after the previous one matched, else the first one left
-        pick = last + 1 if last + 1 in free else free[0]
+        pick = last + 1
+        if pick >= len(keys) or pick in used or keys[pick] != key:
+            at = cursor[key]
+            while at < len(found) and found[at] in used:
+                at += 1
+            cursor[key] = at
+            if at == len(found):
+                continue
+            pick = found[at]
         used.add(pick)
         last = pick
-        cell, cell_stmt = cells[pick]
-        for line, cell_line in _lines(stmt, cell_stmt).items():
+        cell = statements[pick][0]
+        for line, cell_line in _lines(lines, starts[pick]).items():
             mapping.setdefault(line, (cell, cell_line))
     if not mapping:
         return ""
