@@ -89,6 +89,13 @@ def test_same_notebook_same_bytes_and_formatting_is_stable(tmp_path):
     assert format_code(first) == (first, None)
 
 
+def test_code_ruff_cannot_parse_is_left_as_it_is_with_a_warning():
+    text, problem = format_code("import os\ndef (:\n")
+    assert text == "import os\ndef (:\n"
+    assert problem is not None and problem.startswith("ruff could not format the script: ")
+    assert "parse" in problem
+
+
 def test_readers_before_an_in_place_change_are_awaited(tmp_path):
     script = _convert(
         tmp_path,

@@ -399,9 +399,11 @@ class DataFlow:
                 tree = unit.tree
                 if moved and not moved.isdisjoint(tree.body):  # (they run in the setup)
                     tree = ast.Module([s for s in tree.body if s not in moved], [])
+                states = None
                 if not stateful.isdisjoint(unit.names.all_reads):
-                    used |= global_state_used(tree, aliases)
-                if plotting and "pyplot" not in used and draws_figures(tree, aliases):
+                    states = global_state_used(tree, aliases)
+                    used |= states
+                if plotting and "pyplot" not in used and draws_figures(tree, aliases, states):
                     used.add("pyplot")
             for state in sorted(used):
                 previous = last.get(state)

@@ -381,10 +381,13 @@ def global_state_used(tree: ast.Module, aliases: dict[str, str]) -> set[str]:
 _PLOT_METHODS = frozenset({"plot", "hist", "boxplot", "imshow", "scatter", "bar", "barh"})
 
 
-def draws_figures(tree: ast.Module, aliases: dict[str, str]) -> bool:
+def draws_figures(
+    tree: ast.Module, aliases: dict[str, str], states: Set[str] | None = None
+) -> bool:
     """Whether code may leave pyplot figures open: it uses pyplot's state (``plt.plot``,
-    ``sns.histplot``) or calls a plotting method (``df.plot()``, ``ax.hist(x)``)."""
-    if "pyplot" in global_state_used(tree, aliases):
+    ``sns.histplot``) or calls a plotting method (``df.plot()``, ``ax.hist(x)``).
+    ``states``: :func:`global_state_used` of the code, when the caller has it already."""
+    if "pyplot" in (global_state_used(tree, aliases) if states is None else states):
         return True
     return any(
         isinstance(node, ast.Call)

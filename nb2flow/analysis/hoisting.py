@@ -47,7 +47,9 @@ class Hoisted:
 def hoist(grouping: Grouping) -> Hoisted:
     """Cut the imports and movable functions out of the task and definition cells, and the
     process-wide configuration out of the task cells (it goes to the flow's setup)."""
-    config = configuration(grouping)
+    units = [b.unit for b in grouping.module] + [u for t in grouping.tasks for u in t.units]
+    aliases = module_aliases([u.tree for u in units], list(_needs(units)))
+    config = configuration(grouping, aliases)
     cutter = _Cutter(movable_functions(grouping.tasks, grouping.module), config)
     module: list[ModuleCode] = []
     for block in grouping.module:
@@ -57,8 +59,6 @@ def hoist(grouping: Grouping) -> Hoisted:
             cutter.need(block.unit)
             module.append(replace(block, code=cutter.take_from_setup(block.unit)))
     artifacts = artifacts_name(grouping.units)
-    units = [b.unit for b in grouping.module] + [u for t in grouping.tasks for u in t.units]
-    aliases = module_aliases([u.tree for u in units], list(_needs(units)))
     tasks = []
     for task in grouping.tasks:
         configured = len(cutter.configured)
@@ -92,7 +92,7 @@ def _runs_anything(task: Task, tasks: tuple[Task, ...]) -> bool:
     return any(name == task.name for other in tasks for name, _ in other.after)
 
 
-def configuration(grouping: Grouping) -> set[ast.stmt]:
+def configuration(grouping: Grouping, aliases: dict[str, str]) -> set[ast.stmt]:
     """Statements of task cells that configure process-wide state and nothing else
     (``mlflow.set_experiment(name)``, ``plt.style.use("ggplot")``, ``np.random.seed(0)``,
     ``os.environ["K"] = "v"``: :func:`~nb2flow.analysis.effects.configured_state`): they
@@ -103,9 +103,9 @@ def configuration(grouping: Grouping) -> set[ast.stmt]:
     tasks used the same state before it (moving it earlier changes nothing then), and all
     it reads exists before the setup runs: imports, module-level definitions, earlier
     ``setup`` cells, and flow parameters from their ``parameters`` cell on, none of them
-    bound or changed by task code above it."""
+    bound or changed by task code above it. ``aliases``: :func:`module_aliases` of the
+    notebook's flow cells."""
     units = [b.unit for b in grouping.module] + [u for t in grouping.tasks for u in t.units]
-    aliases = module_aliases([u.tree for u in units], list(_needs(units)))
     stateful = {name for name, path in aliases.items() if may_hold_state(path)}
     if not any(not stateful.isdisjoint(u.names.all_reads) for t in grouping.tasks for u in t.units):
         return set()
