@@ -138,6 +138,15 @@ def _labels_clear(page, root: str) -> dict:
     )
 
 
+def _misaligned(panel) -> list[str]:
+    """The header and cells of the panel's tables (every tab's) that are not left-aligned."""
+    return panel.evaluate(
+        """(p) => [...p.querySelectorAll('table.nb2f-table th, table.nb2f-table td')]
+             .filter(c => getComputedStyle(c).textAlign !== 'left')
+             .map(c => c.closest('table').className + ': ' + c.innerText.slice(0, 30))"""
+    )
+
+
 def _kernel_ids(server: JupyterServer) -> list[str]:
     with urllib.request.urlopen(server.url + "/api/kernels", timeout=10) as r:
         return [k["id"] for k in json.load(r)]
@@ -183,6 +192,7 @@ def test_live_tabs_outputs_and_the_saved_panel(lab: JupyterServer, chromium_path
 
         # Tasks: the running task's duration ticks
         click_tab(live, "Tasks")
+        assert _misaligned(live) == []
         before = _duration(live)
         page.wait_for_timeout(1300)
         assert _running(page) and _duration(live) != before, before
@@ -214,6 +224,10 @@ def test_live_tabs_outputs_and_the_saved_panel(lab: JupyterServer, chromium_path
         assert page.evaluate("(i) => i.naturalWidth", img.element_handle()) > 100
         assert "rmse" in final.locator(".nb2f-art-html table").inner_text()
         assert "6.25" in final.locator(".nb2f-results").inner_text()
+        # task names (and results) left-aligned, as in the Tasks tab, in JupyterLab's
+        # rendered HTML too (which right-aligns table cells)
+        assert final.locator(".nb2f-results td").count() >= 28
+        assert _misaligned(final) == []
         if DOCS_DIR:
             final.screenshot(path=str(Path(DOCS_DIR) / "panel-outputs.png"))
 

@@ -1036,6 +1036,8 @@ def _level_class(level: int) -> str:
     return "debug"
 
 
+# `.nb2f table.nb2f-table` outranks JupyterLab's `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon
+# td {text-align:right}`, which the cells of a saved panel (an HTML output) get
 CSS = """
 .nb2f{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;font-size:13px;color:#111827;
  background:#ffffff;}
@@ -1056,9 +1058,10 @@ CSS = """
 .nb2f-scroll{overflow:auto;max-height:640px;background:#ffffff;max-width:100%}
 .nb2f .nb2f-scroll > svg{max-width:none !important;height:auto}
 .nb2f-table{border-collapse:collapse;font-size:12px;width:100%;color:#111827}
-.nb2f-table th{text-align:left;border-bottom:2px solid #d1d5db;padding:3px 8px;
+.nb2f-table th{border-bottom:2px solid #d1d5db;padding:3px 8px;
  background:#f9fafb;position:sticky;top:0}
 .nb2f-table td{border-bottom:1px solid #e5e7eb;padding:3px 8px;vertical-align:top}
+.nb2f table.nb2f-table th,.nb2f table.nb2f-table td{text-align:left}
 .nb2f-tr[data-state="Failed"],.nb2f-tr[data-state="TimedOut"],.nb2f-tr[data-state="Crashed"]
  {background:#fef2f2}
 .nb2f-tr[data-state="NotRun"]{color:#6b7280;font-style:italic}
@@ -1085,6 +1088,7 @@ CSS = """
 .nb2f-filter{margin:2px 0 6px 0}.nb2f-filter select{margin-right:10px}
 .nb2f-outputs{max-width:100%}
 .nb2f-results code{white-space:pre-wrap;font-size:11px}
+.nb2f-results td:first-child{width:1%;white-space:nowrap;padding-right:24px}
 .nb2f-key{display:inline-block;min-width:90px;color:#4b5563;font-size:11px}
 .nb2f-art{margin:10px 0;border-top:1px solid #e5e7eb;padding-top:6px}
 .nb2f-art-head{font-size:12px;color:#374151;margin-bottom:4px}
