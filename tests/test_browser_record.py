@@ -109,8 +109,9 @@ def _duration(panel) -> str:
 
 
 def _labels_clear(page, root: str) -> dict:
-    """Every edge label's box against every node's box, every arrowhead (path end) and every
-    other label."""
+    """Every edge label's box against every node's box, every arrowhead (path end), every
+    other label and every edge (points every 2 px along each drawn path, as laid out by the
+    browser); every edge against the nodes it does not start or end at."""
     return page.evaluate(
         """(root) => {
           const svg = document.querySelector(root + ' svg.nb2f-graph');
@@ -128,8 +129,24 @@ def _labels_clear(page, root: str) -> dict:
           const overlaps = [];  // labels against each other
           lb.forEach((a, i) => lb.slice(i + 1).forEach((b, j) => { if (hit(a, b))
             overlaps.push([labels[i].textContent, labels[i + 1 + j].textContent]); }));
+          const inside = (p, b) => b.x < p.x && p.x < b.x + b.width && b.y < p.y &&
+                                   p.y < b.y + b.height;
+          const crossed = [];  // [edge, what it passes through]
+          for (const g of svg.querySelectorAll('g.nb2f-edge')) {
+            const path = g.querySelector('path'), total = path.getTotalLength();
+            const name = g.dataset.src + '->' + g.dataset.dst;
+            const others = [...svg.querySelectorAll('g.nb2f-node')].filter(n =>
+              n.dataset.id !== g.dataset.src && n.dataset.id !== g.dataset.dst);
+            for (let at = 0; at <= total; at += 2) {
+              const p = path.getPointAtLength(at);
+              labels.forEach((t, i) => { if (inside(p, lb[i])) crossed.push([name, t.textContent]); });
+              others.forEach(n => { if (inside(p, n.querySelector('rect').getBBox()))
+                crossed.push([name, n.dataset.task]); });
+            }
+          }
           const scroller = svg.closest('.nb2f-scroll');
-          return {labels: labels.length, bad, overlaps, lines: labels.map(t => t.children.length),
+          return {labels: labels.length, bad, overlaps, crossed,
+                  lines: labels.map(t => t.children.length),
                   svgWidth: svg.getBoundingClientRect().width,
                   scrollable: scroller.scrollWidth > scroller.clientWidth,
                   overflow: getComputedStyle(scroller).overflowX,
@@ -236,6 +253,7 @@ def test_live_tabs_outputs_and_the_saved_panel(lab: JupyterServer, chromium_path
         geometry = _labels_clear(page, ".nb2f-panel.nb2f-static")
         assert geometry["labels"] >= 2 and geometry["bad"] == [], geometry
         assert geometry["overlaps"] == [], geometry
+        assert geometry["crossed"] == [], geometry  # no edge through a label or a node
         assert max(geometry["lines"]) >= 2  # six names wrap, the full list is the tooltip
         assert geometry["overflow"] == "auto"
         assert geometry["svgWidth"] > geometry["visibleWidth"] and geometry["scrollable"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import xml.etree.ElementTree as ET
 
@@ -54,6 +55,67 @@ def nodes(svg: str) -> dict[str, ET.Element]:
 
 def edges(svg: str) -> list[ET.Element]:
     return [g for g in parse(svg).iter(f"{SVG}g") if g.get("class") == "nb2f-edge"]
+
+
+def path_points(d: str, step: float = 1.0) -> list[tuple[float, float]]:
+    """Points every ``step`` pixels or so along an SVG path of M, L and C commands."""
+    tokens = re.findall(r"[MLC]|-?[0-9.]+", d)
+    out: list[tuple[float, float]] = []
+    at = (0.0, 0.0)
+    i = 0
+    while i < len(tokens):
+        cmd = tokens[i]
+        n = {"M": 1, "L": 1, "C": 3}[cmd]
+        nums = [float(t) for t in tokens[i + 1 : i + 1 + 2 * n]]
+        pts = [(nums[j], nums[j + 1]) for j in range(0, 2 * n, 2)]
+        i += 1 + 2 * n
+        if cmd == "M":
+            at = pts[0]
+            out.append(at)
+            continue
+        if cmd == "L":
+            ctrl = [at, at, pts[0], pts[0]]
+        else:
+            ctrl = [at, *pts]
+        length = sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in itertools.pairwise(ctrl))
+        k = max(int(length / step), 1)
+        for s in range(1, k + 1):
+            t, u = s / k, 1 - s / k
+            w = (u**3, 3 * u * u * t, 3 * u * t * t, t**3)
+            out.append(tuple(sum(w[j] * ctrl[j][c] for j in range(4)) for c in (0, 1)))
+        at = pts[-1]
+    return out
+
+
+def assert_edges_clear(svg: str) -> int:
+    """No edge of the drawn graph passes through an edge label (as drawn: its text's
+    position, lines and the width a character takes) or through a node it does not end at.
+    The number of labels drawn."""
+    root = parse(svg)
+    labels = []
+    for t in root.iter(f"{SVG}text"):
+        if t.get("class") == "nb2f-edge-label":
+            lines = [s.text for s in t]
+            x, y = float(t.get("x")), float(t.get("y"))
+            w = max(len(line) for line in lines) * R.CHAR_W
+            labels.append(((x, y - 10, x + w, y + (len(lines) - 1) * R.LINE_H + 3), lines))
+    boxes = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "nb2f-node":
+            r = g.find(f"{SVG}rect")
+            x, y = float(r.get("x")), float(r.get("y"))
+            boxes[g.get("data-id")] = (x, y, x + float(r.get("width")), y + float(r.get("height")))
+    for e in edges(svg):
+        points = path_points(e.find(f"{SVG}path").get("d"))
+        for box, lines in labels:
+            inside = [p for p in points if box[0] < p[0] < box[2] and box[1] < p[1] < box[3]]
+            assert not inside, (e.get("data-src"), e.get("data-dst"), lines, inside[:3])
+        for nid, box in boxes.items():
+            if nid in (e.get("data-src"), e.get("data-dst")):
+                continue
+            inside = [p for p in points if box[0] < p[0] < box[2] and box[1] < p[1] < box[3]]
+            assert not inside, (e.get("data-src"), e.get("data-dst"), nid, inside[:3])
+    return len(labels)
 
 
 def diamond() -> Builder:
@@ -433,16 +495,15 @@ def test_edge_labels_wrap_and_keep_clear_of_nodes_and_arrowheads():
         boxes = [(n.x, n.y, n.x + R.NODE_W, n.y + R.NODE_H) for n in lay.nodes.values()]
         assert {e.dst for e in lay.edges if e.lines} == {"b", "c"}  # a label into each node
         for e in (e for e in lay.edges if e.lines):  # (one that would overlap is not drawn)
-            w = max(len(line) for line in e.lines) * R.CHAR_W
-            left = e.label_x - w / 2 if direction == "LR" else e.label_x
-            top = e.label_y - 10  # the first line's baseline, less its height
-            box = (left, top, left + w, e.label_y + (len(e.lines) - 1) * R.LINE_H + 3)
+            box = R.label_box(e)
+            left, w = box[0], box[2] - box[0]
             for n in boxes:  # nodes, and the arrowhead at the edge of the node entered
                 grown = (n[0] - 8, n[1] - 8, n[2] + 8, n[3] + 8)
                 apart = box[2] <= grown[0] or grown[2] <= box[0] or box[3] <= grown[1]
                 assert apart or grown[3] <= box[1], (direction, e.src, e.dst, e.lines)
             assert 0 <= left and left + w <= lay.width and box[3] <= lay.height
         svg = R.graph_svg(b.view, direction=direction)
+        assert_edges_clear(svg)
         (long_edge,) = [e for e in edges(svg) if e.get("data-dst") == "b"]
         assert long_edge.find(f"{SVG}title").text == f"load \u2192 features: {', '.join(names)}"
         assert len(long_edge.find(f"{SVG}text")) == 3  # three lines of tspans
@@ -501,12 +562,41 @@ def test_labels_of_edges_converging_on_one_node_do_not_overlap_each_other():
         up = {"f": ["X_train", "y_train", "X_val", "y_val", "dv", "train_dicts"]}
         b.task("t", "slow_train", {**up, **{f"s{i}": ["parts"] for i in range(9)}})
         lay = R.layout(b.view, direction=direction)
-        boxes = [R.label_box(e, direction) for e in lay.edges if e.lines]
+        boxes = [R.label_box(e) for e in lay.edges if e.lines]
         for i, a in enumerate(boxes):
             for c in boxes[i + 1 :]:
                 assert a[2] <= c[0] or c[2] <= a[0] or a[3] <= c[1] or c[3] <= a[1], direction
         drawn = {e.src for e in lay.edges if e.lines}
         assert "f" in drawn and len(drawn) >= 2, (direction, drawn)  # the most names first
         svg = R.graph_svg(b.view, direction=direction)
+        assert_edges_clear(svg)
         titles = {e.get("data-src"): e.find(f"{SVG}title").text for e in edges(svg)}
         assert titles["s8"] == "score[8] \u2192 slow_train: parts"  # undrawn: still the tooltip
+
+
+def wide_run() -> Builder:
+    """The record test's flow: six names and nine mapped parts converge on one task, which
+    fans out to two."""
+    b = Builder()
+    b.task("f", "features")
+    for i in range(9):
+        b.task(f"s{i}", "score", idx=i)
+    names = ["X_train", "y_train", "X_val", "y_val", "dv", "train_dicts"]
+    b.task("t", "slow_train", {"f": names, **{f"s{i}": ["parts"] for i in range(9)}})
+    b.task("m", "summarize", {"t": ["rmse"]})
+    b.task("r", "report", {"t": ["best_rmse"]})
+    b.task("p", "publish", {"r": ["text"]})
+    b.task("z", "archive", {"f": ["X_train"], "p": ["text"]})  # spans three layers
+    return b
+
+
+def test_edges_never_cross_labels_or_nodes_on_a_wide_graph():
+    for direction in ("auto", "LR", "TB"):
+        view = wide_run().view
+        lay = R.layout(view, direction=direction)
+        assert lay.direction == ("TB" if direction == "auto" else direction)
+        drawn = {(e.src, e.dst) for e in lay.edges if e.lines}
+        # every label finds a place: the converging ones by their sources, the two of the
+        # fan-out by the tasks they enter
+        assert drawn == {(e.src, e.dst) for e in lay.edges}, (direction, drawn)
+        assert assert_edges_clear(R.graph_svg(view, direction=direction)) == len(lay.edges)

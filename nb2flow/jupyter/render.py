@@ -10,6 +10,7 @@ variable, log text) goes through :func:`html.escape`.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import time
 from collections.abc import Iterable
@@ -114,6 +115,9 @@ class Node:
     order: float = 0.0
     x: float = 0.0
     y: float = 0.0
+    #: a waypoint of an edge that spans several layers (it takes a narrow slot in each layer
+    #: it crosses, so the edge passes between the nodes), never drawn
+    virtual: bool = False
 
     @property
     def grouped(self) -> bool:
@@ -135,11 +139,18 @@ class Edge:
     names: list[str]
     #: the label as drawn: a few lines of names, elided (the full list is the tooltip)
     lines: list[str] = field(default_factory=list)
-    #: the label's anchor (LR: centre of its first line; TB: start of its first line)
+    #: where the label goes: beside the edge as it leaves its source (True), or as it
+    #: enters its destination (the end with fewer edges: fan-in labels by their sources)
+    near_source: bool = True
+    #: the label's anchor: the start of its first line's baseline
     label_x: float = 0.0
     label_y: float = 0.0
-    #: the curve, as SVG path data
+    #: the curve, as SVG path data (M, L and C only)
     path: str = ""
+    #: the curve as a polyline (for keeping labels clear of it)
+    points: list[tuple[float, float]] = field(default_factory=list)
+    #: the waypoints the edge passes between its two nodes (virtual nodes), in order
+    via: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -150,15 +161,19 @@ class Layout:
     height: float
     collapsed: bool
     direction: str = "LR"
-    #: the gap between layers (wider when edge labels need room)
-    gap: float = GAP_X
+    #: the gap after each layer but the last (wider where edge labels need room)
+    gaps: list[float] = field(default_factory=list)
 
 
 #: edge labels: characters per line, lines at most, and the size a character and a line
 #: take at font-size 10 (generous, so a label never reaches a node or an arrowhead)
 LABEL_CHARS, LABEL_LINES, CHAR_W, LINE_H = 22, 3, 6.4, 12
-#: room kept clear between a label and the nodes (arrowheads) on either side of its gap
-ARROW_ROOM = 14
+#: room kept clear before the node an edge enters (its arrowhead), between a label and any
+#: node, between a label and the edge it names; the depth of the stretch of a gap where
+#: edges bend (no label there)
+ARROW_ROOM, NODE_ROOM, LABEL_PAD, BEND = 14, 8, 4, 36
+#: how wide (across the layer) a waypoint's slot is
+VIA_W = 14
 
 
 def label_lines(names: list[str], chars: int = LABEL_CHARS, lines: int = LABEL_LINES) -> list[str]:
@@ -187,13 +202,25 @@ def label_lines(names: list[str], chars: int = LABEL_CHARS, lines: int = LABEL_L
 
 
 def layout(
-    run: RunView, max_nodes: int = 60, direction: str = "auto", max_width: float = 1040
+    run: RunView,
+    max_nodes: int = 60,
+    direction: str = "auto",
+    max_width: float = 1040,
+    edge_labels: int | None = None,
 ) -> Layout:
     """Layered layout of the task graph: networkx topological generations on the graph of
-    nodes, then two barycentre sweeps to untangle each layer. ``direction`` is ``LR`` (layers
+    nodes, an edge spanning several layers passing a waypoint in each (as Sugiyama layouts
+    do), then two barycentre sweeps to untangle each layer. ``direction`` is ``LR`` (layers
     left to right, as Prefect draws runs), ``TB`` (top to bottom) or ``auto``: LR while it
     fits in ``max_width`` pixels, TB for longer chains (notebooks tend to be long chains, and
-    a notebook output scrolls down better than sideways)."""
+    a notebook output scrolls down better than sideways).
+
+    Each gap between two layers has three stretches: labels beside the edges leaving the
+    layer before, where edges bend, labels beside the edges entering the layer after (then
+    the arrowheads). Edges run straight through the label stretches and bend only in the
+    middle one, so a label is checked against straight stubs: one that would cross an edge,
+    a node or another label goes to the stub's other side, or is not drawn (the edge keeps
+    its names as its tooltip). With more than ``edge_labels`` edges no label is drawn."""
     import networkx as nx
 
     assign = group_tasks(run, max_nodes)
@@ -237,17 +264,35 @@ def layout(
                 for n in c.nodes[comp]["members"]:
                     nodes[n].layer = i
 
+    shown = edge_labels is None or len(edge_names) <= edge_labels
+    edges = [
+        Edge(src, dst, names, label_lines(names) if shown else [])
+        for (src, dst), names in edge_names.items()
+    ]
+    slots = dict(nodes)  # the nodes and the waypoints
+    for i, e in enumerate(edges):
+        a, b = nodes[e.src], nodes[e.dst]
+        if b.layer <= a.layer:  # a loop's edge (only after condensing): an arc, no label
+            e.lines = []
+        for k in range(a.layer + 1, b.layer):
+            via = slots[f"\0via{i}:{k}"] = Node(f"\0via{i}:{k}", "", [], layer=k, virtual=True)
+            e.via.append(via.id)
     layers: dict[int, list[Node]] = {}
-    for node in nodes.values():  # creation order is the first guess within a layer
+    for node in slots.values():  # creation order is the first guess within a layer
         layers.setdefault(node.layer, []).append(node)
-    preds = {n: list(g.predecessors(n)) for n in g}
-    succs = {n: list(g.successors(n)) for n in g}
+    preds: dict[str, list[str]] = {n: [] for n in slots}
+    succs: dict[str, list[str]] = {n: [] for n in slots}
+    for e in edges:
+        chain = [e.src, *e.via, e.dst]
+        for u, v in itertools.pairwise(chain):
+            preds[v].append(u)
+            succs[u].append(v)
 
     def sweep(keys: Iterable[int], nbrs: dict[str, list[str]]) -> None:
         for k in keys:
             layer = layers[k]
             for node in layer:
-                ps = [nodes[p].order for p in nbrs[node.id]]
+                ps = [slots[p].order for p in nbrs[node.id]]
                 node.order = sum(ps) / len(ps) if ps else node.order
             layer.sort(key=lambda n: n.order)
             for j, node in enumerate(layer):
@@ -260,44 +305,67 @@ def layout(
     sweep(keys[1:], preds)
     sweep(list(reversed(keys))[1:], succs)
 
-    edges = [Edge(src, dst, names, label_lines(names)) for (src, dst), names in edge_names.items()]
-    widest = max((len(line) for e in edges for line in e.lines), default=0)
-    deepest = max((len(e.lines) for e in edges), default=0)
-    tallest = max((len(v) for v in layers.values()), default=0)
     n_layers = len(layers)
-    # a gap between layers wide (LR) or tall (TB) enough for the labels it holds
-    lr_gap = max(GAP_X, widest * CHAR_W + 2 * ARROW_ROOM)
-    tb_gap = max(TB_GAP_Y, deepest * LINE_H + 2 * ARROW_ROOM)
-    lr_width = PAD * 2 + n_layers * NODE_W + max(n_layers - 1, 0) * lr_gap
+    outs = {n: sum(1 for e in edges if e.src == n) for n in nodes}
+    ins = {n: sum(1 for e in edges if e.dst == n) for n in nodes}
+    for e in edges:
+        e.near_source = outs[e.src] <= ins[e.dst]
+
+    def gaps(across: bool) -> tuple[list[float], list[tuple[float, float]]]:
+        """The gap after each layer, and its two label stretches (after the layer, before
+        the next), for TB (``across``: labels stack lines) or LR (labels take their width)."""
+        bands = [[0.0, 0.0] for _ in range(max(n_layers - 1, 0))]
+        for e in edges:
+            if not e.lines:
+                continue
+            size = len(e.lines) * LINE_H if across else max(map(len, e.lines)) * CHAR_W
+            k, end = (nodes[e.src].layer, 0) if e.near_source else (nodes[e.dst].layer - 1, 1)
+            bands[k][end] = max(bands[k][end], size + NODE_ROOM + LABEL_PAD)
+        least = TB_GAP_Y if across else GAP_X
+        sizes = [max(least, s + BEND + d + ARROW_ROOM) for s, d in bands]
+        return sizes, [(s, d) for s, d in bands]
+
+    def extent(layer: list[Node], size: float, gap: float) -> float:
+        return sum(VIA_W if n.virtual else size for n in layer) + max(len(layer) - 1, 0) * gap
+
+    lr_gaps, lr_bands = gaps(False)
+    lr_width = PAD * 2 + n_layers * NODE_W + sum(lr_gaps)
     if direction == "auto":
         direction = "LR" if lr_width <= max_width or n_layers <= 2 else "TB"
-    if direction == "LR":
-        gap = lr_gap
-        width = lr_width
-        height = PAD * 2 + tallest * NODE_H + max(tallest - 1, 0) * GAP_Y
-        for k, layer in layers.items():
-            top = (height - (len(layer) * NODE_H + (len(layer) - 1) * GAP_Y)) / 2
-            for j, node in enumerate(layer):
-                node.x = PAD + k * (NODE_W + gap)
-                node.y = top + j * (NODE_H + GAP_Y)
-    else:
-        gap = tb_gap
-        width = PAD * 2 + tallest * NODE_W + max(tallest - 1, 0) * TB_GAP_X
-        height = PAD * 2 + n_layers * NODE_H + max(n_layers - 1, 0) * gap
-        for k, layer in layers.items():
-            left = (width - (len(layer) * NODE_W + (len(layer) - 1) * TB_GAP_X)) / 2
-            for j, node in enumerate(layer):
-                node.x = left + j * (NODE_W + TB_GAP_X)
-                node.y = PAD + k * (NODE_H + gap)
-    right = bottom = 0.0
-    for e in edges:
-        _route(e, nodes[e.src], nodes[e.dst], direction, gap)
-    _declutter(edges, direction)
-    for e in edges:
-        if e.lines:
-            w = max(len(line) for line in e.lines) * CHAR_W
-            right = max(right, e.label_x + (w / 2 if direction == "LR" else w))
-            bottom = max(bottom, e.label_y + (len(e.lines) - 1) * LINE_H + 4)
+    tb = direction == "TB"
+    sizes, bands = gaps(True) if tb else (lr_gaps, lr_bands)
+    # along: the layers' axis (x in LR, y in TB); across: the axis a layer spreads along
+    thick, wide, spacing = (NODE_H, NODE_W, TB_GAP_X) if tb else (NODE_W, NODE_H, GAP_Y)
+    span = max((extent(v, wide, spacing) for v in layers.values()), default=0.0)
+    start: float = PAD
+    for k in keys:
+        pos = PAD + (span - extent(layers[k], wide, spacing)) / 2
+        for node in layers[k]:
+            node.x, node.y = (pos, start) if tb else (start, pos)
+            pos += (VIA_W if node.virtual else wide) + spacing
+        start += thick + (sizes[k] if k < len(sizes) else 0)
+    width, height = (PAD * 2 + span, start + PAD) if tb else (start + PAD, PAD * 2 + span)
+
+    ports = _ports(edges, slots, tb)
+    sample = any(e.lines for e in edges)  # the polylines are only needed to place labels
+    paths = [_route(e, slots, bands, ports, tb, sample) for e in edges]
+    if sample:
+        _place_labels(edges, nodes, bands, tb)
+    boxes = [label_box(e) for e in edges if e.lines]
+    # a label left of (TB) or above (LR) a stub near the border: move everything to fit it
+    dx = max([0.0] + [LABEL_PAD - b[0] for b in boxes])
+    dy = max([0.0] + [LABEL_PAD - b[1] for b in boxes])
+    for node in slots.values():
+        node.x, node.y = node.x + dx, node.y + dy
+    for e, cmds in zip(edges, paths, strict=True):
+        e.points = [(x + dx, y + dy) for x, y in e.points]
+        e.label_x, e.label_y = e.label_x + dx, e.label_y + dy
+        e.path = " ".join(
+            c + " ".join(f"{x + dx:.1f},{y + dy:.1f}" for x, y in pts) for c, pts in cmds
+        )
+    right = max([0.0] + [b[2] + dx for b in boxes])
+    bottom = max([0.0] + [b[3] + dy for b in boxes])
+    width, height = width + dx, height + dy
     collapsed = any(n.grouped for n in nodes.values())
     return Layout(
         nodes,
@@ -306,81 +374,207 @@ def layout(
         max(float(height), bottom + PAD, 2.0 * PAD),
         collapsed,
         direction,
-        gap,
+        sizes,
     )
 
 
-def label_box(e: Edge, direction: str) -> tuple[float, float, float, float]:
+def label_box(e: Edge) -> tuple[float, float, float, float]:
     """The box (left, top, right, bottom) an edge's drawn label takes."""
     w = max(len(line) for line in e.lines) * CHAR_W
-    left = e.label_x - w / 2 if direction == "LR" else e.label_x
-    return (left, e.label_y - 10, left + w, e.label_y + (len(e.lines) - 1) * LINE_H + 3)
+    return (e.label_x, e.label_y - 10, e.label_x + w, e.label_y + (len(e.lines) - 1) * LINE_H + 3)
 
 
-def _declutter(edges: list[Edge], direction: str) -> None:
-    """Labels that would overlap a label already placed are not drawn (edges converging on
-    one node put theirs in the same spot); the edge keeps its names as its tooltip. Edges
-    carrying more names are placed first."""
-    placed: list[tuple[float, float, float, float]] = []
-    for e in sorted((e for e in edges if e.lines), key=lambda e: -len(e.names)):
-        box = label_box(e, direction)
-        if any(b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3] for b in placed):
-            e.lines = []
-        else:
-            placed.append(box)
+Point = tuple[float, float]
+Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
-def _bezier(p0: float, p1: float, p2: float, p3: float, t: float) -> float:
-    u = 1 - t
-    return u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3
+def _ports(edges: list[Edge], slots: dict[str, Node], tb: bool) -> dict[tuple[int, int], float]:
+    """Where each edge leaves (``(id, 0)``) and enters (``(id, 1)``) its node, as a fraction
+    of the node's side: the edges of one side spread in the order of their other ends, so
+    they do not cross there and each has a straight stub of its own to carry its label."""
+    sides: dict[tuple[str, int], list[tuple[float, int, Edge]]] = {}
+    for i, e in enumerate(edges):
+        chain = [slots[n] for n in (e.src, *e.via, e.dst)]
+        sides.setdefault((e.src, 0), []).append((_across(chain[1], tb), i, e))
+        sides.setdefault((e.dst, 1), []).append((_across(chain[-2], tb), i, e))
+    out: dict[tuple[int, int], float] = {}
+    for (_, end), group in sides.items():
+        group.sort(key=lambda item: item[:2])
+        for j, (_, _, e) in enumerate(group):
+            out[(id(e), end)] = (j + 1) / (len(group) + 1)
+    return out
 
 
-def _route(e: Edge, a: Node, b: Node, direction: str, gap: float) -> None:
-    """The edge's curve from ``a`` to ``b``, and its label in the gap just before ``b`` (so
-    an edge that spans several layers keeps its label clear of the nodes it passes)."""
-    if direction == "LR":
-        x1, y1, x2, y2 = a.x + NODE_W, a.y + NODE_H / 2, b.x, b.y + NODE_H / 2
-        forward = x2 > x1
-        if forward:
-            c = ((x1 + x2) / 2, y1, (x1 + x2) / 2, y2)
-        else:  # same or earlier layer (only after condensing a loop): arc above
-            c = (x1 + 40, y1 - 60, x2 - 40, y2 - 60)
-        e.path = (
-            f"M{x1:.1f},{y1:.1f} C{c[0]:.1f},{c[1]:.1f} {c[2]:.1f},{c[3]:.1f} {x2:.1f},{y2:.1f}"
-        )
-        lx = x2 - gap / 2 if forward else (x1 + x2) / 2
-        t = _solve(lambda t: _bezier(x1, c[0], c[2], x2, t), lx) if forward else 0.5
-        y = _bezier(y1, c[1], c[3], y2, t)
-        e.label_x = lx
-        # the lines sit above the curve where it crosses the label's column
-        e.label_y = y - 5 - (len(e.lines) - 1) * LINE_H
+def _across(n: Node, tb: bool) -> float:
+    """A slot's position along its layer (x in TB, y in LR)."""
+    return n.x if tb else n.y
+
+
+def _route(
+    e: Edge,
+    slots: dict[str, Node],
+    bands: list[tuple[float, float]],
+    ports: dict[tuple[int, int], float],
+    tb: bool,
+    sample: bool = True,
+) -> list[tuple[str, list[Point]]]:
+    """The edge's path as SVG commands (M, L, C with their points) from its port on the
+    source through each waypoint to its port on the destination: in each gap straight
+    through the label stretches, bent in between. Sets ``e.points`` (the polyline; its
+    curves only as their ends unless ``sample``)."""
+    steps = 16 if sample else 1
+
+    def xy(along: float, across: float) -> Point:
+        return (across, along) if tb else (along, across)
+
+    thick, wide = (NODE_H, NODE_W) if tb else (NODE_W, NODE_H)
+    a, b = slots[e.src], slots[e.dst]
+    a_along, b_along = (a.y, b.y) if tb else (a.x, b.x)
+    start = (a_along + thick, _across(a, tb) + wide * ports[(id(e), 0)])
+    end = (b_along, _across(b, tb) + wide * ports[(id(e), 1)])
+    cmds: list[tuple[str, list[Point]]] = [("M", [xy(*start)])]
+    points = [start]
+    if b.layer <= a.layer:  # a loop's edge (only after condensing): an arc beside the layers
+        c1, c2 = (start[0] + 40, start[1] - 60), (end[0] - 40, end[1] - 60)
+        cmds.append(("C", [xy(*c1), xy(*c2), xy(*end)]))
+        points += _cubic(start, c1, c2, end, steps)
     else:
-        x1, y1, x2, y2 = a.x + NODE_W / 2, a.y + NODE_H, b.x + NODE_W / 2, b.y
-        forward = y2 > y1
-        if forward:
-            c = (x1, (y1 + y2) / 2, x2, (y1 + y2) / 2)
-        else:  # arc to the left
-            c = (x1 - 60, y1 + 40, x2 - 60, y2 - 40)
-        e.path = (
-            f"M{x1:.1f},{y1:.1f} C{c[0]:.1f},{c[1]:.1f} {c[2]:.1f},{c[3]:.1f} {x2:.1f},{y2:.1f}"
+        stops = [start]
+        for v in (slots[n] for n in e.via):
+            along = v.y if tb else v.x
+            stops += [
+                (along, _across(v, tb) + VIA_W / 2),
+                (along + thick, _across(v, tb) + VIA_W / 2),
+            ]
+        stops.append(end)
+        for k, (p, q) in enumerate(zip(stops[::2], stops[1::2], strict=True)):
+            if k:  # straight through a waypoint's layer
+                cmds.append(("L", [xy(*p)]))
+                points.append(p)
+            leave, enter = bands[a.layer + k]
+            p1, q1 = (p[0] + leave, p[1]), (q[0] - ARROW_ROOM - enter, q[1])
+            mid = (p1[0] + q1[0]) / 2
+            c1, c2 = (mid, p1[1]), (mid, q1[1])
+            cmds += [("L", [xy(*p1)]), ("C", [xy(*c1), xy(*c2), xy(*q1)]), ("L", [xy(*q)])]
+            points += [p1, *_cubic(p1, c1, c2, q1, steps), q]
+    e.points = [xy(*p) for p in points]
+    return cmds
+
+
+def _cubic(p0: Point, c1: Point, c2: Point, p3: Point, steps: int = 16) -> list[Point]:
+    """Points along a cubic Bézier curve (its start left out)."""
+    out = []
+    for i in range(1, steps + 1):
+        t = i / steps
+        u = 1 - t
+        w0, w1, w2, w3 = u * u * u, 3 * u * u * t, 3 * u * t * t, t * t * t
+        out.append(
+            (
+                w0 * p0[0] + w1 * c1[0] + w2 * c2[0] + w3 * p3[0],
+                w0 * p0[1] + w1 * c1[1] + w2 * c2[1] + w3 * p3[1],
+            )
         )
-        top = y2 - gap + ARROW_ROOM  # the gap above `b`, less the arrowhead's room
-        mid = top + (len(e.lines) * LINE_H) / 2
-        t = _solve(lambda t: _bezier(y1, c[1], c[3], y2, t), mid) if forward else 0.5
-        e.label_x = _bezier(x1, c[0], c[2], x2, t) + 6
-        e.label_y = top + 9  # the first line's baseline
+    return out
 
 
-def _solve(f: Any, target: float) -> float:
-    """t in [0, 1] where the increasing function ``f`` reaches ``target`` (bisection)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(30):
-        m = (lo + hi) / 2
-        if f(m) < target:
-            lo = m
+def crosses(points: list[Point], box: tuple[float, float, float, float]) -> bool:
+    """Whether the polyline ``points`` passes through the box (left, top, right, bottom)
+    (Liang-Barsky clipping of each segment)."""
+    left, top, right, bottom = box
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        dx, dy = x1 - x0, y1 - y0
+        t0, t1 = 0.0, 1.0
+        for p, q in ((-dx, x0 - left), (dx, right - x0), (-dy, y0 - top), (dy, bottom - y0)):
+            if p == 0:
+                if q < 0:
+                    break
+                continue
+            r = q / p
+            if p < 0:
+                t0 = max(t0, r)
+            else:
+                t1 = min(t1, r)
+            if t0 > t1:
+                break
         else:
-            hi = m
-    return (lo + hi) / 2
+            return True
+    return False
+
+
+def _bounds(points: list[Point]) -> tuple[float, float, float, float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+class _Grid:
+    """Boxes (and the polyline each stands for, if any) in square cells, to find the ones
+    near a box without looking at all of them."""
+
+    CELL = 96.0
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], list[tuple[Box, list[Point] | None]]] = {}
+
+    def _keys(self, box: Box) -> Iterable[tuple[int, int]]:
+        c = self.CELL
+        for gx in range(math.floor(box[0] / c), math.floor(box[2] / c) + 1):
+            for gy in range(math.floor(box[1] / c), math.floor(box[3] / c) + 1):
+                yield gx, gy
+
+    def add(self, box: Box, points: list[Point] | None = None) -> None:
+        for key in self._keys(box):
+            self.cells.setdefault(key, []).append((box, points))
+
+    def near(self, box: Box) -> Iterable[tuple[Box, list[Point] | None]]:
+        for key in self._keys(box):
+            yield from self.cells.get(key, ())
+
+
+def _place_labels(
+    edges: list[Edge], nodes: dict[str, Node], bands: list[tuple[float, float]], tb: bool
+) -> None:
+    """Put each label beside its edge's straight stub in a label stretch: at its preferred
+    end first, on one side then the other, then at the other end. A place is taken only if
+    the label crosses no edge and keeps clear of every node and every label placed before
+    (edges carrying more names are placed first); a label with no such place is not drawn."""
+    # what a label must keep clear of, in cells of a grid: nodes (with room around them),
+    # the edges in short pieces, the labels placed so far
+    grid = _Grid()
+    for n in nodes.values():
+        grid.add(
+            (n.x - NODE_ROOM, n.y - NODE_ROOM, n.x + NODE_W + NODE_ROOM, n.y + NODE_H + NODE_ROOM)
+        )
+    for e in edges:
+        for i in range(0, len(e.points) - 1, 6):
+            chunk = e.points[i : i + 7]
+            grid.add(_bounds(chunk), chunk)
+    for e in sorted((e for e in edges if e.lines), key=lambda e: -len(e.names)):
+        w = max(map(len, e.lines)) * CHAR_W
+        h = 13 + (len(e.lines) - 1) * LINE_H  # the box label_box() gives
+        (sx, sy), (dx, dy) = e.points[0], e.points[-1]
+        enter = bands[nodes[e.dst].layer - 1][1]
+        if tb:  # below the source, or above the destination (and its arrowhead)
+            ends = [(sx, sy + NODE_ROOM), (dx, dy - ARROW_ROOM - enter + LABEL_PAD)]
+            spots = [[(x + LABEL_PAD, top), (x - LABEL_PAD - w, top)] for x, top in ends]
+        else:  # after the source, or before the destination; above the stub or below it
+            ends = [(sx + NODE_ROOM, sy), (dx - ARROW_ROOM - enter + LABEL_PAD, dy)]
+            spots = [[(left, y - LABEL_PAD - h), (left, y + LABEL_PAD)] for left, y in ends]
+        for left, top in spots[0] + spots[1] if e.near_source else spots[1] + spots[0]:
+            box = (left, top, left + w, top + h)
+            if any(
+                _overlap(box, bb) and (pts is None or crosses(pts, box))
+                for bb, pts in grid.near(box)
+            ):
+                continue
+            e.label_x, e.label_y = left, top + 10
+            grid.add(box)
+            break
+        else:
+            e.lines = []
 
 
 # --------------------------------------------------------------------------- graph SVG
@@ -445,7 +639,7 @@ def graph_svg(
     name and duration (or ``subtitles[node id]``: the flow plan shows cells); edges carry the
     variable names (visible label while there are at most ``edge_labels`` edges, always as a
     ``<title>`` tooltip). ``names``: run names of the runs cached values came from."""
-    lay = layout(run, max_nodes, direction)
+    lay = layout(run, max_nodes, direction, edge_labels=edge_labels)
     if not lay.nodes:
         return '<div class="nb2f-empty">No task runs yet.</div>'
     mid = f"nb2f-arrow-{abs(hash(run.id)) % 10**8}"
@@ -459,9 +653,7 @@ def graph_svg(
         'markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#6b7280"/></marker>'
         "</defs>",
     ]
-    show_labels = len(lay.edges) <= edge_labels
     sub = subtitles or {}
-    anchor = "middle" if lay.direction == "LR" else "start"
     for e in lay.edges:
         a, b = lay.nodes[e.src], lay.nodes[e.dst]
         listed = ", ".join(e.names)
@@ -472,14 +664,14 @@ def graph_svg(
             f'<path d="{e.path}" fill="none" stroke="#6b7280" stroke-width="1.4" '
             f'marker-end="url(#{mid})"/>'
         )
-        if e.lines and show_labels:
+        if e.lines:
             spans = "".join(
                 f'<tspan x="{e.label_x:.1f}" dy="{0 if i == 0 else LINE_H}">{esc(line)}</tspan>'
                 for i, line in enumerate(e.lines)
             )
             out.append(
                 f'<text class="nb2f-edge-label" x="{e.label_x:.1f}" y="{e.label_y:.1f}" '
-                f'font-size="10" text-anchor="{anchor}" fill="#374151" stroke="#ffffff" '
+                f'font-size="10" fill="#374151" stroke="#ffffff" '
                 f'stroke-width="3" paint-order="stroke">{spans}</text>'
             )
         out.append("</g>")
