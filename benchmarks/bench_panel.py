@@ -6,9 +6,14 @@ path, the runtime calling ``maybe_attach``, the panel subscribing, its thread fo
 and rendering into real ipywidgets (which work without a front end). The run store is off in
 both cases so only the panel differs. On and off runs alternate; medians are compared.
 
-    python benchmarks/bench_panel.py [--tasks 2000] [--repeat 5]
+    python benchmarks/bench_panel.py [--tasks 2000] [--repeat 5] [--timeline-only]
 
 Target: ratio <= 1.10.
+
+Then the Timeline tab alone, as the live panel draws it while a run goes on: a run view fed
+the events of N task runs in batches of 100, the timeline rendered after each batch; the cost
+of the last renders at 200, 2,000 and 20,000 task runs, as ratios to the one at 200. Target:
+the cost does not grow with the finished task runs (ratio 20,000 / 200 <= 2).
 """
 
 from __future__ import annotations
@@ -64,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         default=[0.0, 0.5],
         help="CPU work per task, one scenario each (0: the runtime's own overhead only)",
     )
+    ap.add_argument("--timeline-only", action="store_true", help="only the timeline figures")
     a = ap.parse_args(argv)
+    if a.timeline_only:
+        return 0 if timeline_costs() <= 2 else 1
 
     os.environ["NB2FLOW_HOME"] = tempfile.mkdtemp(prefix="bench_panel_")
     os.environ["NB2FLOW_STORE"] = "off"
@@ -89,7 +97,51 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     for work_ms in a.work_ms:
         worst = max(worst, scenario(a.tasks, work_ms, a.repeat, P, attach_s))
-    return 0 if worst <= 1.10 else 1
+    growth = timeline_costs()
+    return 0 if worst <= 1.10 and growth <= 2 else 1
+
+
+def timeline_render_ms(n: int, batch: int = 100, last: int = 5) -> float:
+    """Median ms of the last ``last`` timeline renders of a view fed ``n`` task runs (ten
+    lanes of ``work``, as the flow above; six still running), rendered after every batch."""
+    from nb2flow.jupyter import render as R
+    from nb2flow.runtime.core import events as E
+    from nb2flow.runtime.core import states as S
+    from nb2flow.runtime.core.model import RunView
+
+    fid = "bench-timeline"
+    view = RunView(fid)
+    t = 1000.0
+    view.apply(E.RunEvent("flow_run", t, fid, None, {"flow_name": "bench", "run_name": "x"}))
+    view.apply(E.RunEvent("flow_state", t, fid, None, {"state": S.RUNNING}))
+    times: list[float] = []
+    for i in range(n):
+        tid = f"t{i}"
+        name = "work" if 0 < i < n - 1 else ("source" if i == 0 else "total")
+        data = {"task_name": name, "task_key": name, "upstream": [], "edge_names": {}}
+        view.apply(E.RunEvent("task_run", t, fid, tid, data))
+        view.apply(E.RunEvent("task_state", t, fid, tid, {"state": S.RUNNING, "attempt": 1}))
+        t += 0.0005
+        if i >= 6:  # the run six tasks back ends: six are running at any time
+            end = {"state": S.COMPLETED, "attempt": 1}
+            view.apply(E.RunEvent("task_state", t, fid, f"t{i - 6}", end))
+        if (i + 1) % batch == 0 or i == n - 1:
+            t0 = time.perf_counter()
+            R.timeline_svg(view, now=t)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times[-last:]) * 1000
+
+
+def timeline_costs() -> float:
+    """Print the timeline's render cost at 200, 2,000 and 20,000 task runs; the ratio of the
+    largest to the smallest."""
+    print("\ntimeline tab, rendered after every 100 task runs (median of the last 5 renders)")
+    cost = {n: timeline_render_ms(n) for n in (200, 2000, 20000)}
+    for n, ms in cost.items():
+        print(f"  {n:6d} task runs: {ms:8.2f} ms a render, x{ms / cost[200]:.2f} the one at 200")
+    growth = cost[20000] / cost[200]
+    print(f"ratio 20,000 / 200 task runs: {growth:.2f}  (target <= 2)")
+    return growth
 
 
 def scenario(tasks: int, work_ms: float, repeat: int, P, attach_s: list[float]) -> float:

@@ -600,3 +600,84 @@ def test_edges_never_cross_labels_or_nodes_on_a_wide_graph():
         # fan-out by the tasks they enter
         assert drawn == {(e.src, e.dst) for e in lay.edges}, (direction, drawn)
         assert assert_edges_clear(R.graph_svg(view, direction=direction)) == len(lay.edges)
+
+
+def lanes_run(b: Builder, n: int, start: int = 0) -> None:
+    """``n`` more tasks named ``work``, each Running then Completed (every 50th Failed, every
+    70th retried once, every 90th NotRun), created and run one after the other."""
+    for i in range(start, start + n):
+        tid = f"w{i}"
+        b.task(tid, "work")
+        if i % 90 == 89:
+            b.state(tid, S.NOT_RUN, dt=0.01)
+            continue
+        b.state(tid, S.RUNNING, dt=0.01)
+        if i % 70 == 69:
+            b.state(tid, S.RETRYING, dt=0.02, error="flaky")
+            b.state(tid, S.RUNNING, attempt=2, dt=0.05)
+        b.state(tid, S.FAILED if i % 50 == 49 else S.COMPLETED, dt=0.02)
+
+
+def bars(svg: str) -> dict[str, list[tuple[float, float, str, int]]]:
+    """row label -> (x, right, state, task runs) of each bar in it."""
+    out: dict[str, list[tuple[float, float, str, int]]] = {}
+    for g in parse(svg).iter(f"{SVG}g"):
+        if g.get("class") == "nb2f-row":
+            out[g.get("data-task")] = [
+                (float(r.get("x")), float(r.get("x")) + float(r.get("width")),
+                 r.get("data-state"), int(r.get("data-count") or 1))
+                for r in g.iter(f"{SVG}rect")
+            ]  # fmt: skip
+    return out
+
+
+def test_a_grouped_timeline_draws_what_is_visible_not_every_finished_task():
+    drawn = {}
+    for n in (600, 6000):
+        b = Builder()
+        lanes_run(b, n)
+        b.task("x", "work")
+        b.state("x", S.RUNNING)  # one still running: drawn as its own bar
+        svg = R.timeline_svg(b.view, now=b.t + 1)
+        (row,) = bars(svg).values()
+        counted: dict[str, int] = {}
+        for _, _, state, runs in row:
+            counted[state] = counted.get(state, 0) + runs
+        failed = sum(1 for i in range(n) if i % 50 == 49 and i % 90 != 89)
+        notrun = sum(1 for i in range(n) if i % 90 == 89)
+        retried = sum(1 for i in range(n) if i % 70 == 69 and i % 90 != 89)
+        # every task run is in a bar's count (a retried one in a Retrying bar too) ...
+        assert counted == {S.COMPLETED: n - failed - notrun, S.FAILED: failed,
+                           S.NOT_RUN: notrun, S.RETRYING: retried, S.RUNNING: 1}, counted  # fmt: skip
+        drawn[n] = len(row)
+        # ... and no two bars of one state start within a pixel of each other
+        for state in counted:
+            xs = sorted(x for x, _, s, _ in row if s == state)
+            assert all(b2 >= a2 + 1 for a2, b2 in itertools.pairwise(xs)), state
+    # ten times the task runs: not ten times the bars (at most about one per pixel)
+    assert drawn[6000] <= 3 * 770 and drawn[6000] < 5 * drawn[600], drawn
+
+
+def test_a_grouped_timeline_drawn_as_the_run_goes_covers_every_task_run():
+    """Rendered between events, as the live panel does, and rendered once at the end: the
+    same task runs counted, each finished one's time covered by a bar of its state."""
+    live = Builder()
+    for k in range(10):
+        lanes_run(live, 150, start=150 * k)
+        R.timeline_svg(live.view, now=live.t)
+    fresh = Builder()
+    lanes_run(fresh, 1500)
+    for view in (live.view, fresh.view):
+        view.end = max(t.end for t in view.tasks.values())
+        (row,) = bars(R.timeline_svg(view)).values()
+        t0 = view.start
+        scale = (960 - 190 - R.PAD) / (view.end - t0)
+        for t in view.tasks.values():
+            for a, b, outcome, _ in R.attempt_segments(t, view.end):
+                state = outcome if outcome in S.COLOURS else S.RUNNING
+                x0, x1 = 190 + (a - t0) * scale, 190 + (b - t0) * scale
+                assert any(
+                    s == state and x - 0.1 <= x0 and x1 <= right + 0.1 for x, right, s, _ in row
+                ), (t.id, state, x0, x1)
+        done = sum(1 for t in view.tasks.values() if t.state == S.COMPLETED)
+        assert sum(runs for _, _, s, runs in row if s == S.COMPLETED) == done

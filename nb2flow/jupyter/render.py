@@ -747,34 +747,159 @@ def attempt_segments(t: TaskRunView, now: float) -> list[tuple[float, float, str
     return segs
 
 
+@dataclass
+class _Row:
+    """One row of a grouped timeline: its finished task runs folded into spans, the others
+    kept to draw one by one."""
+
+    name: str
+    count: int = 0
+    #: states of the folded (final) task runs
+    final: dict[str, int] = field(default_factory=dict)
+    #: [start, end, kind, state, task runs]: kind "bar" (a Running stretch, coloured by how it
+    #: ended), "mark" (a task run that never ran, at its end) or "wait" (before a retry);
+    #: sorted by start, none of one kind and state closer than a pixel to the next
+    spans: list[list[Any]] = field(default_factory=list)
+    pending: list[TaskRunView] = field(default_factory=list)
+
+
+class _Fold:
+    """The rows of one run view's grouped timeline, kept up to date from render to render:
+    each finished task run is folded once into its row's spans, so a render costs what the
+    rows, their spans (at most about one per pixel) and the unfinished task runs cost, not
+    what the finished ones number. A task run's row is the one :func:`group_tasks` gives it."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.reset(by_name=False)
+
+    def reset(self, by_name: bool) -> None:
+        self.by_name = by_name
+        self.seen = 0  # task runs of the view taken in so far (in creation order)
+        self.rows: dict[str, _Row] = {}
+        self.current_map: dict[str, str] = {}
+        self.ready: list[tuple[_Row, TaskRunView]] = []  # final, not folded yet
+        self.latest: float | None = None  # the latest end of a final task run
+
+    def update(self, run: RunView) -> None:
+        """Take in the task runs created since the last update; find the ones now final."""
+        if self.seen > len(run.tasks):  # not the view this was made for: start again
+            self.reset(by_name=False)
+        for t in itertools.islice(run.tasks.values(), self.seen, None):
+            self.seen += 1
+            if not self.by_name:
+                if t.map_index is None:
+                    key = t.id
+                elif t.map_index == 0 or t.name not in self.current_map:
+                    key = self.current_map[t.name] = f"map:{t.name}:{t.id}"
+                else:
+                    key = self.current_map[t.name]
+                if key not in self.rows and len(self.rows) >= self.max_rows:
+                    # more rows than fit: one row per task name, as group_tasks() does
+                    self.reset(by_name=True)
+                    self.update(run)
+                    return
+            else:
+                key = f"name:{t.name}"
+            row = self.rows.get(key)
+            if row is None:
+                row = self.rows[key] = _Row(t.name)
+            row.count += 1
+            row.pending.append(t)
+        for row in self.rows.values():
+            if any(t.final for t in row.pending):
+                self.ready += [(row, t) for t in row.pending if t.final]
+                row.pending = [t for t in row.pending if not t.final]
+        for _, t in self.ready:
+            if t.end is not None and (self.latest is None or t.end > self.latest):
+                self.latest = t.end
+
+    def fold(self, pixel: float) -> None:
+        """Fold the task runs found final into their rows' spans; ``pixel``: the seconds one
+        pixel of the time axis stands for now (it only grows while a run goes on, so spans
+        merged once stay closer than a pixel)."""
+        import bisect
+
+        for row, t in self.ready:
+            row.final[t.state] = row.final.get(t.state, 0) + 1
+            segs = attempt_segments(t, t.end or 0.0)
+            pieces: list[tuple[float, float, str, str]] = []
+            if not segs and t.end is not None:
+                pieces.append((t.end, t.end, "mark", t.state))
+            for i, (a, b, outcome, _) in enumerate(segs):
+                pieces.append((a, b, "bar", outcome if outcome in S.COLOURS else S.RUNNING))
+                if i + 1 < len(segs):
+                    pieces.append((b, segs[i + 1][0], "wait", ""))
+            for a, b, kind, state in pieces:
+                spans = row.spans
+                i = bisect.bisect_left(spans, a, key=lambda s: s[0])
+                # the nearest spans of the same kind and state before and after
+                j = next((j for j in range(i - 1, -1, -1) if spans[j][2:4] == [kind, state]), None)
+                if j is not None and spans[j][1] + pixel >= a:
+                    span = spans[j]
+                    span[1], span[4] = max(span[1], b), span[4] + 1
+                else:
+                    span = [a, b, kind, state, 1]
+                    spans.insert(i, span)
+                # a span grown over the next ones of its kind and state takes them in
+                k = spans.index(span) + 1
+                while k < len(spans) and spans[k][0] <= span[1] + pixel:
+                    if spans[k][2:4] == [kind, state]:
+                        nxt = spans.pop(k)
+                        span[1], span[4] = max(span[1], nxt[1]), span[4] + nxt[4]
+                    else:
+                        k += 1
+        self.ready = []
+
+
+#: the folded rows of the run views a grouped timeline was drawn for (by id; dropped with
+#: the view)
+_folds: dict[int, _Fold] = {}
+
+
+def _fold_of(run: RunView, max_rows: int) -> _Fold:
+    import weakref
+
+    fold = _folds.get(id(run))
+    if fold is None or fold.max_rows != max_rows:
+        fold = _folds[id(run)] = _Fold(max_rows)
+        weakref.finalize(run, _folds.pop, id(run), None)
+    return fold
+
+
 def timeline_svg(
     run: RunView, max_rows: int = 60, width: int = 960, now: float | None = None
 ) -> str:
     """One bar per task run from start to end, coloured by state; each retry attempt is its
     own bar (the failed attempt orange, the wait before the next one dashed). Runs with more
-    than ``max_rows`` task runs get one row per graph node (map calls or task names)."""
-    tasks = list(run.tasks.values())
-    if not tasks:
+    than ``max_rows`` task runs get one row per graph node (map calls or task names), where
+    the bars of finished task runs closer than a pixel merge into one (its tooltip counts
+    them): a render costs what is visible, not what the run has done so far."""
+    if not run.tasks:
         return '<div class="nb2f-empty">No task runs yet.</div>'
     now = time.time() if now is None else now
-    t0 = run.start or run.created or min((t.created or now) for t in tasks)
+    t0 = run.start or run.created or min((t.created or now) for t in run.tasks.values())
+    label_w, row_h, top = 190, 20, 26
+    plot_w = width - label_w - PAD
+    fold = _fold_of(run, max_rows) if len(run.tasks) > max_rows else None
+    if fold is not None:
+        fold.update(run)
+        rows: list[tuple[str, list[TaskRunView], _Row | None]] = [
+            (f"{r.name} \u00d7{r.count}", r.pending, r) for r in fold.rows.values()
+        ]
+        latest = [fold.latest] if fold.latest is not None else []
+        latest += [t.end for r in fold.rows.values() for t in r.pending if t.end is not None]
+    else:
+        rows = [(t.label, [t], None) for t in run.tasks.values()]
+        latest = [t.end for t in run.tasks.values() if t.end is not None]
     if run.end is not None:
         t1 = run.end
     else:
-        ends = [t.end for t in tasks if t.end is not None] + [now if not run.final else t0]
-        t1 = max(ends)
+        t1 = max([*latest, now if not run.final else t0])
     span = max(t1 - t0, 1e-3)
-    if len(tasks) > max_rows:
-        assign = group_tasks(run, max_rows)
-        rows: dict[str, list[TaskRunView]] = {}
-        for t in tasks:
-            rows.setdefault(assign[t.id], []).append(t)
-        row_list = [(grp[0].name + f" \u00d7{len(grp)}", grp) for grp in rows.values()]
-    else:
-        row_list = [(t.label, [t]) for t in tasks]
-    label_w, row_h, top = 190, 20, 26
-    plot_w = width - label_w - PAD
-    height = top + len(row_list) * row_h + PAD
+    if fold is not None:
+        fold.fold(span / plot_w)
+    height = top + len(rows) * row_h + PAD
 
     def X(ts: float) -> float:
         return label_w + (ts - t0) / span * plot_w
@@ -782,7 +907,7 @@ def timeline_svg(
     out = [
         f'<svg class="nb2f-timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" font-family="system-ui, sans-serif" '
-        f'data-rows="{len(row_list)}">'
+        f'data-rows="{len(rows)}">'
     ]
     step = _nice_step(span)
     k = 0
@@ -794,10 +919,15 @@ def timeline_svg(
             f'text-anchor="middle" fill="#6b7280">{esc(_fmt_tick(k * step, step))}</text>'
         )
         k += 1
-    for r, (label, group) in enumerate(row_list):
+    for r, (label, group, folded) in enumerate(rows):
         y = top + r * row_h
-        grp_state = group_state(_counts(group)) if len(group) > 1 else group[0].state
-        stroke = S.colour(grp_state).stroke
+        if folded is not None:
+            counts = dict(folded.final)
+            for t in group:
+                counts[t.state] = counts.get(t.state, 0) + 1
+            grp_state = group_state(counts)
+        else:
+            grp_state = group[0].state
         italic = ' font-style="italic"' if grp_state == S.NOT_RUN else ""
         out.append(
             f'<g class="nb2f-row" data-task="{esc(label)}" data-state="{esc(grp_state)}">'
@@ -805,49 +935,77 @@ def timeline_svg(
             f'fill="{"#6b7280" if grp_state == S.NOT_RUN else "#111827"}"{italic}>'
             f"{esc(_short(label, 28))}</text>"
         )
+        if folded is not None:
+            _draw_spans(out, folded, X, y, row_h, t0)
         for t in group:
-            segs = attempt_segments(t, now)
-            if not segs:  # never ran: Cached / NotRun / Cancelled get a marker at their time
-                if t.end is not None:
-                    fill, stroke, _, _ = S.colour(t.state)
-                    dash = ' stroke-dasharray="2 2"' if t.state == S.NOT_RUN else ""
-                    out.append(
-                        f'<rect class="nb2f-bar" data-state="{esc(t.state)}" x="{X(t.end):.1f}" '
-                        f'y="{y + 4}" width="6" height="{row_h - 8}" fill="{fill}" '
-                        f'stroke="{stroke}"{dash}><title>{esc(t.label)}: {esc(t.state)}'
-                        f"</title></rect>"
-                    )
-                continue
-            for i, (a, b, outcome, attempt) in enumerate(segs):
-                state = outcome if outcome in S.COLOURS else S.RUNNING
-                fill, stroke, _, _ = S.colour(state)
-                w = max(X(b) - X(a), 2.0)
-                tip = f"{t.label} attempt {attempt}: {state}, {format_duration(b - a)}"
-                if state in S.FAILED_STATES | {S.RETRYING} and t.error:
-                    tip += f"\n{t.error}"
-                out.append(
-                    f'<rect class="nb2f-bar" data-state="{esc(state)}" data-attempt="{attempt}" '
-                    f'data-seconds="{b - a:.3f}" '
-                    f'x="{X(a):.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="2" '
-                    f'fill="{fill}" stroke="{stroke}"><title>{esc(tip)}</title></rect>'
-                )
-                if i + 1 < len(segs):  # the wait before the retry
-                    nxt = segs[i + 1][0]
-                    out.append(
-                        f'<line class="nb2f-wait" x1="{X(b):.1f}" y1="{y + row_h / 2}" '
-                        f'x2="{X(nxt):.1f}" y2="{y + row_h / 2}" stroke="#c2410c" '
-                        f'stroke-dasharray="3 2"/>'
-                    )
+            _draw_task(out, t, X, y, row_h, now)
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 
 
-def _counts(tasks: Iterable[TaskRunView]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in tasks:
-        out[t.state] = out.get(t.state, 0) + 1
-    return out
+def _draw_spans(out: list[str], row: _Row, X: Any, y: float, row_h: int, t0: float) -> None:
+    """The folded spans of a row: merged bars, markers and retry waits."""
+    for a, b, kind, state, n in row.spans:
+        if kind == "wait":
+            out.append(
+                f'<line class="nb2f-wait" x1="{X(a):.1f}" y1="{y + row_h / 2}" '
+                f'x2="{X(b):.1f}" y2="{y + row_h / 2}" stroke="#c2410c" '
+                f'stroke-dasharray="3 2"/>'
+            )
+            continue
+        fill, stroke, _, _ = S.colour(state)
+        runs = f"{n} task runs" if n > 1 else "1 task run"
+        when = f"+{format_duration(a - t0)}" + (f" to +{format_duration(b - t0)}" if b > a else "")
+        tip = f"{row.name}: {runs} {state}, {when}"
+        if kind == "mark":
+            dash = ' stroke-dasharray="2 2"' if state == S.NOT_RUN else ""
+            w, rx = X(b) - X(a) + 6, ""
+        else:
+            dash, w, rx = "", max(X(b) - X(a), 2.0), ' rx="2"'
+        out.append(
+            f'<rect class="nb2f-bar" data-state="{esc(state)}" data-count="{n}" '
+            f'data-seconds="{b - a:.3f}" x="{X(a):.1f}" y="{y + 4}" width="{w:.1f}" '
+            f'height="{row_h - 8}"{rx} fill="{fill}" stroke="{stroke}"{dash}>'
+            f"<title>{esc(tip)}</title></rect>"
+        )
+
+
+def _draw_task(out: list[str], t: TaskRunView, X: Any, y: float, row_h: int, now: float) -> None:
+    """One task run's bars: an attempt each (the waits between them dashed), or a marker at
+    its end for one that never ran (Cached, NotRun, Cancelled)."""
+    segs = attempt_segments(t, now)
+    if not segs:
+        if t.end is not None:
+            fill, stroke, _, _ = S.colour(t.state)
+            dash = ' stroke-dasharray="2 2"' if t.state == S.NOT_RUN else ""
+            out.append(
+                f'<rect class="nb2f-bar" data-state="{esc(t.state)}" x="{X(t.end):.1f}" '
+                f'y="{y + 4}" width="6" height="{row_h - 8}" fill="{fill}" '
+                f'stroke="{stroke}"{dash}><title>{esc(t.label)}: {esc(t.state)}'
+                f"</title></rect>"
+            )
+        return
+    for i, (a, b, outcome, attempt) in enumerate(segs):
+        state = outcome if outcome in S.COLOURS else S.RUNNING
+        fill, stroke, _, _ = S.colour(state)
+        w = max(X(b) - X(a), 2.0)
+        tip = f"{t.label} attempt {attempt}: {state}, {format_duration(b - a)}"
+        if state in S.FAILED_STATES | {S.RETRYING} and t.error:
+            tip += f"\n{t.error}"
+        out.append(
+            f'<rect class="nb2f-bar" data-state="{esc(state)}" data-attempt="{attempt}" '
+            f'data-seconds="{b - a:.3f}" '
+            f'x="{X(a):.1f}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="2" '
+            f'fill="{fill}" stroke="{stroke}"><title>{esc(tip)}</title></rect>'
+        )
+        if i + 1 < len(segs):  # the wait before the retry
+            nxt = segs[i + 1][0]
+            out.append(
+                f'<line class="nb2f-wait" x1="{X(b):.1f}" y1="{y + row_h / 2}" '
+                f'x2="{X(nxt):.1f}" y2="{y + row_h / 2}" stroke="#c2410c" '
+                f'stroke-dasharray="3 2"/>'
+            )
 
 
 # --------------------------------------------------------------------------- HTML parts
