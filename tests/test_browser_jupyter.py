@@ -171,6 +171,19 @@ def open_alone(page: Any, server: JupyterServer, name: str, nb: dict[str, Any]) 
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
 
 
+def dialog_fits(page: Any) -> dict[str, Any]:
+    """The open dialog's box against the window, and whether its body scrolls."""
+    return page.evaluate(
+        """() => { const c = document.querySelector('.jp-Dialog-content');
+             const b = c.querySelector('.jp-Dialog-body'); const r = c.getBoundingClientRect();
+             return {scrolls: b.scrollHeight > b.clientHeight || b.scrollWidth > b.clientWidth,
+                     inside: r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight &&
+                             r.right <= innerWidth,
+                     size: [r.width, r.height], body: [b.scrollHeight, b.clientHeight],
+                     window: [innerWidth, innerHeight]}; }"""
+    )
+
+
 def shot(page: Any, tmp: Path, name: str, locator: Any = None) -> None:
     target = locator if locator is not None else page
     target.screenshot(path=str(tmp / name))
@@ -184,7 +197,9 @@ def shot(page: Any, tmp: Path, name: str, locator: Any = None) -> None:
 def test_badges_tag_controls_plan_and_problems(
     server: JupyterServer, chromium_path: str, tmp_path: Path
 ):
-    with browser_page(chromium_path, tmp_path, server) as page:
+    # a laptop's window: the tag form fits in JupyterLab's dialog without scrolling
+    viewport = {"width": 1280, "height": 800}
+    with browser_page(chromium_path, tmp_path, server, viewport=viewport) as page:
         open_alone(page, server, "tags.ipynb", loop_notebook())
         page.wait_for_selector(".nb2f-badge[data-role='task']", timeout=60_000)
         wait_analysed(page, 0)
@@ -214,6 +229,8 @@ def test_badges_tag_controls_plan_and_problems(
         retries.fill("2")
         retries.dispatch_event("change")
         dialog.locator("select[name=after]").select_option("make")
+        fits = dialog_fits(page)
+        assert fits["inside"] and not fits["scrolls"], fits
         shot(page, tmp_path, "jupyter-tags.png", dialog)
         apply(
             page, dialog, before, "document.querySelector(\".nb2f-badge[data-task='reportnow']\")"
@@ -239,6 +256,8 @@ def test_badges_tag_controls_plan_and_problems(
         param = dialog.locator("input[name=param-name]")
         param.press_sequentially("out-file")  # validated as the task name is
         assert param.input_value() == "outfile"
+        fits = dialog_fits(page)
+        assert fits["inside"] and not fits["scrolls"], fits
         if server.app == "lab":
             shot(page, tmp_path, "jupyter-parameter.png", dialog)
         apply(

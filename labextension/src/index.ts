@@ -440,6 +440,9 @@ export function cleanNumber(text: string, o: IOptionSpec): string {
   return String(v);
 }
 
+/** The tag form: the task's settings on the left, its ordering on the right, the parameter
+ * control below (compact: JupyterLab's dialogs are at most 500 px tall, and this one fits
+ * without scrolling). */
 class TagForm extends Widget {
   constructor(
     readonly choice: ITagChoice,
@@ -449,12 +452,22 @@ class TagForm extends Widget {
   ) {
     super();
     this.addClass('nb2f-tag-form');
+    const part = (cls: string, parent: HTMLElement = this.node) => {
+      const div = document.createElement('div');
+      div.className = cls;
+      parent.appendChild(div);
+      return div;
+    };
+    const columns = part('nb2f-tag-columns');
+    const left = part('nb2f-tag-column', columns);
+    const right = part('nb2f-tag-column', columns);
+    let into: HTMLElement = left;
     const row = (label: string, control: HTMLElement) => {
       const l = document.createElement('label');
       l.className = 'nb2f-tag-row';
       l.appendChild(span('nb2f-tag-label', label));
       l.appendChild(control);
-      this.node.appendChild(l);
+      into.appendChild(l);
       return control;
     };
     const role = document.createElement('select');
@@ -491,9 +504,11 @@ class TagForm extends Widget {
     cache.name = 'cache';
     cache.checked = choice.cache;
     row('cache', cache);
+    into = right;
     const after = document.createElement('select');
     after.name = 'after';
     after.multiple = true;
+    after.size = 3;
     for (const t of tasks) {
       after.appendChild(new Option(t, t, false, choice.after.includes(t)));
     }
@@ -508,10 +523,9 @@ class TagForm extends Widget {
     role.onchange = sync;
     sync();
     // a literal of the cell (picked from the cell's own, or typed) becomes a flow parameter
-    const heading = document.createElement('div');
-    heading.className = 'nb2f-tag-heading';
+    const heading = part('nb2f-tag-heading');
     heading.textContent = 'make a literal of this cell a parameter';
-    this.node.appendChild(heading);
+    into = part('nb2f-tag-columns');
     const literal = document.createElement('input');
     literal.name = 'param-literal';
     literal.placeholder = literals.length ? 'pick or type a literal' : 'no literal in this cell';
