@@ -184,6 +184,11 @@ def dialog_fits(page: Any) -> dict[str, Any]:
     )
 
 
+def chips(dialog: Any) -> list[str]:
+    """The flow outputs the tag form lists."""
+    return dialog.locator(".nb2f-output-chip").evaluate_all("cs => cs.map(c => c.dataset.name)")
+
+
 def shot(page: Any, tmp: Path, name: str, locator: Any = None) -> None:
     target = locator if locator is not None else page
     target.screenshot(path=str(tmp / name))
@@ -302,6 +307,56 @@ def test_badges_tag_controls_plan_and_problems(
                  body: JSON.stringify({path: 'tags.ipynb'})})).status"""
         )
         assert status == 403
+
+        # (f) the flow outputs a cell declares (output:NAME tags): a name is added once the
+        # server's tag grammar takes it, removed by its chip; the other tags stay as they are
+        before = analysed(page)
+        page.locator(".jp-Notebook .jp-CodeCell").nth(4).locator(".nb2f-edit-tags").click()
+        dialog = page.locator(".jp-Dialog")
+        entry = dialog.locator("input[name=output-name]")
+        entry.wait_for(timeout=20_000)
+        assert chips(dialog) == []
+        problem = dialog.locator(".nb2f-tag-error")
+        for bad in ("9 lives", "class"):
+            entry.fill(bad)
+            dialog.locator("button[name=output-add]").click()
+            page.wait_for_function(
+                "(t) => document.querySelector('.jp-Dialog .nb2f-tag-error').innerText.includes(t)",
+                arg=f"'output:{bad}'",
+                timeout=20_000,
+            )
+            assert problem.inner_text() == (
+                f"tags.ipynb, cell 6: malformed tag 'output:{bad}': output: needs a variable "
+                "name (output:NAME, one per tag)"
+            )
+            assert chips(dialog) == []
+        entry.fill("total")
+        dialog.locator("button[name=output-add]").click()
+        dialog.locator(".nb2f-output-chip[data-name=total]").wait_for(timeout=20_000)
+        assert not problem.is_visible() and entry.input_value() == ""
+        entry.fill("xs")
+        entry.press("Enter")  # adds the name; the dialog stays open
+        dialog.locator(".nb2f-output-chip[data-name=xs]").wait_for(timeout=20_000)
+        assert chips(dialog) == ["total", "xs"] and dialog.is_visible()
+        fits = dialog_fits(page)
+        assert fits["inside"] and not fits["scrolls"], fits
+        if server.app == "lab":
+            shot(page, tmp_path, "jupyter-outputs.png", dialog)
+        tags_of = f"() => {_PANEL}.content.widgets[5].model.getMetadata('tags')"
+        apply(page, dialog, before, f"({tags_of})().includes('output:xs')")
+        assert page.evaluate(tags_of) == [
+            "task:reportnow", "retries:2", "after:make", "output:total", "output:xs",
+        ]  # fmt: skip
+        # opened again: the outputs are listed; one removed
+        before = analysed(page)
+        page.locator(".jp-Notebook .jp-CodeCell").nth(4).locator(".nb2f-edit-tags").click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator(".nb2f-output-chip[data-name=total]").wait_for(timeout=20_000)
+        assert chips(dialog) == ["total", "xs"]
+        dialog.locator(".nb2f-output-chip[data-name=total] .nb2f-output-remove").click()
+        assert chips(dialog) == ["xs"]
+        apply(page, dialog, before, f"!({tags_of})().includes('output:total')")
+        assert page.evaluate(tags_of) == ["task:reportnow", "retries:2", "after:make", "output:xs"]
 
         # the flow plan side panel shows the new task; clicking a node selects its cells
         page.evaluate("() => window.jupyterapp.commands.execute('nb2flow:show-plan')")

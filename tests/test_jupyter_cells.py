@@ -354,3 +354,27 @@ def test_the_server_analyses_only_the_edited_cells_again(tmp_path: Path):
     ]
     first, again = analyze("nb.ipynb", nb), analyze("nb.ipynb", nb)
     assert first["summary"] == again["summary"] == summary and first["svg"] == again["svg"]
+
+
+@pytest.mark.slow
+def test_tags_endpoint_checks_outputs_with_the_tag_grammar(server, tmp_path: Path):
+    cells = [md("# Taxi"), code("total = 1", "task:load", "retries:2")]
+    nb = json.loads(write(tmp_path / "nb.ipynb", cells).read_text())
+    body = {"path": "dir/nb.ipynb", "notebook": nb, "cell": 2}
+    status, answer = _call(server, "/nb2flow/tags", {**body, "add": ["output:total"]})
+    assert (status, answer["tags"]) == (200, ["task:load", "retries:2", "output:total"]), answer
+    assert answer["changes"] == ["cell 2: tags task:load, retries:2, output:total"]
+    # not a variable name: refused by the converter's grammar, one line naming the cell
+    for bad in ("9lives", "class", "a-b", "x y"):
+        status, answer = _call(server, "/nb2flow/tags", {**body, "add": [f"output:{bad}"]})
+        assert (status, answer) == (400, {"error": (
+            f"nb.ipynb, cell 2: malformed tag 'output:{bad}': output: needs a variable name "
+            "(output:NAME, one per tag)")}), bad  # fmt: skip
+    status, answer = _call(server, "/nb2flow/tags", {**body, "remove": ["retries:2"]})
+    assert (status, answer["tags"]) == (200, ["task:load"])
+    assert _call(server, "/nb2flow/tags", {**body, "add": "output:total"})[0] == 400
+    assert _call(server, "/nb2flow/tags", {**body, "cell": True, "add": []})[0] == 400
+    assert _call(server, "/nb2flow/tags", {**body, "cell": 5, "add": ["output:x"]}) == (
+        400,
+        {"error": "nb.ipynb: no cell 5 (the notebook has 2 cells, counted from 1)"},
+    )

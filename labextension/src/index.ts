@@ -8,9 +8,10 @@
  *     parameters, skipped; names in and out; problems), refreshed after each edit
  *     (debounced, never blocking typing);
  *   - edits a cell's tags with controls that allow only valid values (the grammar comes
- *     from the server: `/nb2flow/grammar`), and makes a literal of the cell a flow
- *     parameter (`/nb2flow/literals`, `/nb2flow/parameter`: the server edits, the model
- *     takes the edit as any other, so undo and save work as usual);
+ *     from the server: `/nb2flow/grammar`; a flow output's name is checked by the server's
+ *     tag grammar: `/nb2flow/tags`), and makes a literal of the cell a flow parameter
+ *     (`/nb2flow/literals`, `/nb2flow/parameter`: the server edits, the model takes the
+ *     edit as any other, so undo and save work as usual);
  *   - adds "Run as flow" (runs `%nb2flow run` in the notebook's kernel, so the live panel
  *     shows in the notebook), "Convert to script" and "Show flow plan" (a side panel with
  *     the task graph; clicking a task selects its cells), in the palette and the toolbar;
@@ -107,6 +108,7 @@ interface IGrammar {
   flags: string[];
   options: IOptionSpec[];
   after: string;
+  output: string;
   name_pattern: string;
   keywords: string[];
   ignored: string[];
@@ -361,6 +363,8 @@ interface ITagChoice {
   options: { [tag: string]: string };
   cache: boolean;
   after: string[];
+  /** the variables the flow returns (`output:NAME` tags) */
+  outputs: string[];
   rest: string[];
   /** a literal of the cell to make the flow parameter `name` (both set, else nothing) */
   param?: { literal: string; name: string };
@@ -368,7 +372,15 @@ interface ITagChoice {
 
 /** A cell's tags read into the editor's fields (tags the grammar does not know are kept). */
 function readTags(tags: string[], g: IGrammar): ITagChoice {
-  const choice: ITagChoice = { role: '', name: '', options: {}, cache: false, after: [], rest: [] };
+  const choice: ITagChoice = {
+    role: '',
+    name: '',
+    options: {},
+    cache: false,
+    after: [],
+    outputs: [],
+    rest: []
+  };
   const optionTags = new Map(g.options.map(o => [o.tag, o]));
   for (const raw of tags) {
     const [head, ...value] = raw.trim().split(':');
@@ -385,6 +397,8 @@ function readTags(tags: string[], g: IGrammar): ITagChoice {
       choice.options[key] = text;
     } else if (key === g.after && text) {
       choice.after.push(text);
+    } else if (key === g.output && text && !choice.outputs.includes(text)) {
+      choice.outputs.push(text);
     } else {
       choice.rest.push(raw);
     }
@@ -409,6 +423,9 @@ function writeTags(c: ITagChoice, g: IGrammar): string[] {
     for (const a of c.after) {
       tags.push(`${g.after}:${a}`);
     }
+  }
+  for (const o of c.outputs) {
+    tags.push(`${g.output}:${o}`);
   }
   return [...tags, ...c.rest];
 }
@@ -440,15 +457,17 @@ export function cleanNumber(text: string, o: IOptionSpec): string {
   return String(v);
 }
 
-/** The tag form: the task's settings on the left, its ordering on the right, the parameter
- * control below (compact: JupyterLab's dialogs are at most 500 px tall, and this one fits
- * without scrolling). */
+/** The tag form: the task's settings on the left, its ordering and the flow outputs the cell
+ * declares on the right, the parameter control below (compact: JupyterLab's dialogs are at
+ * most 500 px tall, and this one fits without scrolling). */
 class TagForm extends Widget {
   constructor(
     readonly choice: ITagChoice,
     readonly g: IGrammar,
     tasks: string[],
-    literals: string[]
+    literals: string[],
+    /** the server's verdict on one more `output:NAME` tag: null, or the problem */
+    checkOutput: (name: string) => Promise<string | null>
   ) {
     super();
     this.addClass('nb2f-tag-form');
@@ -462,8 +481,10 @@ class TagForm extends Widget {
     const left = part('nb2f-tag-column', columns);
     const right = part('nb2f-tag-column', columns);
     let into: HTMLElement = left;
-    const row = (label: string, control: HTMLElement) => {
-      const l = document.createElement('label');
+    // a <label> row focuses its control when its text is clicked; a row holding several
+    // buttons is a <div> (a label would press the first of them)
+    const row = (label: string, control: HTMLElement, tag: 'label' | 'div' = 'label') => {
+      const l = document.createElement(tag);
       l.className = 'nb2f-tag-row';
       l.appendChild(span('nb2f-tag-label', label));
       l.appendChild(control);
@@ -513,6 +534,78 @@ class TagForm extends Widget {
       after.appendChild(new Option(t, t, false, choice.after.includes(t)));
     }
     row('after', after);
+    // the variables the flow returns: each added only once the server's grammar took it
+    const outputs = [...choice.outputs];
+    const box = document.createElement('div');
+    box.className = 'nb2f-tag-outputs';
+    const chips = part('nb2f-output-list', box);
+    const adding = part('nb2f-output-adding', box);
+    const entry = document.createElement('input');
+    entry.name = 'output-name';
+    entry.placeholder = 'variable name';
+    entry.setAttribute('aria-label', 'flow output to add');
+    const add = document.createElement('button');
+    add.type = 'button';
+    add.name = 'output-add';
+    add.className = 'jp-mod-styled nb2f-output-add';
+    add.textContent = 'add';
+    adding.append(entry, add);
+    const problem = part('nb2f-tag-error', box);
+    problem.setAttribute('role', 'alert');
+    const show = () => {
+      chips.replaceChildren();
+      for (const name of outputs) {
+        const chip = span('nb2f-output-chip', name);
+        chip.dataset.name = name;
+        const remove = document.createElement('button');
+        remove.type = 'button';
+        remove.className = 'nb2f-output-remove';
+        remove.textContent = '\u00d7';
+        remove.title = `the flow no longer returns ${name}`;
+        remove.setAttribute('aria-label', `remove output ${name}`);
+        remove.onclick = () => {
+          outputs.splice(outputs.indexOf(name), 1);
+          show();
+        };
+        chip.appendChild(remove);
+        chips.appendChild(chip);
+      }
+      if (!outputs.length) {
+        chips.appendChild(span('nb2f-output-none', 'none'));
+      }
+    };
+    show();
+    const addOutput = async () => {
+      const name = entry.value.trim();
+      if (!name) {
+        return;
+      }
+      if (!outputs.includes(name)) {
+        add.disabled = true;
+        const refused = await checkOutput(name);
+        add.disabled = false;
+        problem.textContent = refused ?? '';
+        if (refused) {
+          return;
+        }
+        outputs.push(name);
+        show();
+      }
+      entry.value = '';
+      entry.focus();
+    };
+    add.onclick = () => void addOutput();
+    // Enter in the name adds it (the dialog would take it as Apply: its own handler listens
+    // on the dialog, capturing, so this one listens on the document, before it)
+    this.onKey = (event: KeyboardEvent) => {
+      if (event.key === 'Enter' && event.target === entry) {
+        event.preventDefault();
+        event.stopPropagation();
+        void addOutput();
+      }
+    };
+    document.addEventListener('keydown', this.onKey, true);
+    row('flow outputs', box, 'div');
     const sync = () => {
       const task = role.value === g.named_role || role.value === '';
       name.disabled = role.value !== g.named_role;
@@ -555,6 +648,7 @@ class TagForm extends Widget {
       ),
       cache: cache.checked,
       after: [...after.selectedOptions].map(o => o.value),
+      outputs: [...outputs],
       rest: choice.rest,
       param:
         literal.value.trim() && cleanName(param.value, g)
@@ -567,7 +661,13 @@ class TagForm extends Widget {
     return this.read();
   }
 
+  dispose(): void {
+    document.removeEventListener('keydown', this.onKey, true);
+    super.dispose();
+  }
+
   private read: () => ITagChoice;
+  private onKey: (event: KeyboardEvent) => void;
   private static count = 0;
 }
 
@@ -593,9 +693,23 @@ async function editTags(watcher: Watcher, cell: Cell): Promise<void> {
       tasks.push(a);
     }
   }
+  const number = watcher.panel.content.widgets.indexOf(cell) + 1;
+  const checkOutput = async (name: string): Promise<string | null> => {
+    try {
+      await api('tags', {
+        path: watcher.path,
+        notebook: notebookJSON(watcher.panel),
+        cell: number,
+        add: [`${g.output}:${name}`]
+      });
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
   const result = await showDialog({
     title: 'nb2flow tags',
-    body: new TagForm(choice, g, tasks, cell.model.type === 'code' ? literals : []),
+    body: new TagForm(choice, g, tasks, cell.model.type === 'code' ? literals : [], checkOutput),
     buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Apply' })]
   });
   if (!result.button.accept || !result.value) {

@@ -11,6 +11,7 @@ unsaved content:
 | ``POST /nb2flow/convert`` ``{path, notebook}`` | write ``converted_scripts/<name>.py`` beside the notebook |
 | ``POST /nb2flow/literals`` ``{path, source}`` | the literals a cell's code spells, for the parameter control |
 | ``POST /nb2flow/parameter`` ``{path, notebook, cell, literal, name}`` | make a literal of cell ``cell`` (from 1) the flow parameter ``name``: the cells to change |
+| ``POST /nb2flow/tags`` ``{path, notebook, cell, add, remove}`` | add and remove tags of cell ``cell`` (from 1) as ``nb2flow tag`` does (the tag form's check of an ``output:NAME``): the cell's tags after |
 | ``POST /nb2flow/snapshot`` ``{path, cell, notebook}`` | the front end hands over the notebook as a ``%nb2flow`` cell starts |
 | ``GET /nb2flow/snapshot?path=&cell=&wait=`` | the kernel's ``%nb2flow`` takes that snapshot (waits up to ``wait`` s) |
 
@@ -223,21 +224,73 @@ def make_parameter(path: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"cells": cells, "changes": edit.changes, "warnings": edit.warnings}
 
 
-class ParameterHandler(_Handler):
+class _CellEditHandler(_Handler):
+    """``POST {path, notebook, cell, ...}``: an edit of cell ``cell`` (from 1) of the notebook
+    sent; a refusal (Nb2flowError) is 400 ``{"error"}``, one line naming the cell."""
+
+    expected = "{path, notebook, cell}"
+
+    def valid(self, data: dict[str, Any]) -> bool:
+        return True
+
+    def edit(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
     @web.authenticated
     def post(self) -> None:
         data = self.body()
-        if not (
-            isinstance(data.get("cell"), int)
-            and not isinstance(data["cell"], bool)
-            and isinstance(data.get("literal"), str)
-            and isinstance(data.get("name"), str)
-        ):
-            raise web.HTTPError(400, "expected {path, notebook, cell, literal, name}")
+        cell = data.get("cell")
+        if not (isinstance(cell, int) and not isinstance(cell, bool) and self.valid(data)):
+            raise web.HTTPError(400, f"expected {self.expected}")
         try:
-            self.answer(make_parameter(data["path"], data))
+            self.answer(self.edit(data["path"], data))
         except Nb2flowError as exc:
             self.answer({"error": str(exc)}, 400)
+
+
+class ParameterHandler(_CellEditHandler):
+    expected = "{path, notebook, cell, literal, name}"
+
+    def valid(self, data: dict[str, Any]) -> bool:
+        return isinstance(data.get("literal"), str) and isinstance(data.get("name"), str)
+
+    def edit(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        return make_parameter(path, data)
+
+
+def edit_tags(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The answer of ``/nb2flow/tags``: :func:`nb2flow.notebook.edit.edit_cells` adding
+    ``add`` to and taking ``remove`` off cell ``cell`` of the notebook sent, the tag grammar
+    checking each tag and the result: ``{"tags", "changes", "warnings"}``. Nb2flowError
+    names the cell."""
+    from nb2flow.notebook.edit import edit_cells
+    from nb2flow.notebook.reader import notebook_from_json
+
+    sent = notebook_from_json(data.get("notebook"), path)  # not a notebook: its one line
+    edit = edit_cells(
+        sent.data,
+        cells=[data["cell"]],
+        add=data.get("add") or [],
+        remove=data.get("remove") or [],
+        label=Path(path).name,
+    )
+    cell = edit.notebook["cells"][data["cell"] - 1]
+    tags = list(cell.get("metadata", {}).get("tags") or [])
+    return {"tags": tags, "changes": edit.changes, "warnings": edit.warnings}
+
+
+def _strings(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+class TagsHandler(_CellEditHandler):
+    expected = "{path, notebook, cell, add, remove}"
+
+    def valid(self, data: dict[str, Any]) -> bool:
+        return _strings(data.get("add")) and _strings(data.get("remove"))
+
+    def edit(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        return edit_tags(path, data)
 
 
 class SnapshotHandler(_Handler):
@@ -293,6 +346,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             (url_path_join(base, "nb2flow", "convert"), ConvertHandler),
             (url_path_join(base, "nb2flow", "literals"), LiteralsHandler),
             (url_path_join(base, "nb2flow", "parameter"), ParameterHandler),
+            (url_path_join(base, "nb2flow", "tags"), TagsHandler),
             (url_path_join(base, "nb2flow", "snapshot"), SnapshotHandler),
         ],
     )
