@@ -60,6 +60,7 @@ def test_panel_renders_live_run_in_jupyterlab(
 
         assert widget_errors(page) == []
         click_tab(panel, "Graph")
+        page.set_viewport_size({"width": 1280, "height": 1400})  # room for the whole panel
         shot = tmp_path / "panel.png"
         panel.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
