@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean-venv labextension
+.PHONY: demo test lint format bench clean-venv labextension corpus-report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,17 @@ format:
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The corpus report (docs/converter.md, slow: not part of `test`): the corpus notebooks'
+# libraries (the `corpus` extra: seaborn and the scientific stack) come first.
+# Options go in ARGS, e.g. make corpus-report ARGS="--runners threads --only mpl-"
+CORPUS_STAMP := $(VENV)/.corpus-installed
+$(CORPUS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[corpus]'
+	touch $(CORPUS_STAMP)
+
+corpus-report: $(CORPUS_STAMP)
+	$(BIN)/python benchmarks/corpus_report.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -62,9 +62,10 @@ def test_prepare_notebook_drops_skip_injects_parameters(tmp_path):
     )
     new, numbers = prepare_notebook(nb, "n = 5\n", ["y"], tmp_path)
     sources = [c.source for c in new.cells]
-    assert sources[:4] == ["import math", "n = 3", "n = 5\n", "y = n * 2"]
+    assert "_nb2flow_randomness" in sources[0] and "['y']" in sources[0]  # watches draws
+    assert sources[1:5] == ["import math", "n = 3", "n = 5\n", "y = n * 2"]
     assert "_nb2flow_dump" in sources[-1] and "'y'" in sources[-1]
-    assert numbers == [2, 3, 0, 5, 0]  # original cell numbers; 0 for the check's own cells
+    assert numbers == [0, 2, 3, 0, 5, 0]  # original cell numbers; 0 for the check's own cells
 
 
 @pytest.mark.slow
@@ -349,6 +350,59 @@ def test_values_the_notebook_itself_does_not_reproduce_are_nondeterministic(tmp_
     proc, data = _check_cli(notebook, tmp_path, "--json", "--repeat-notebook", "never")
     assert proc.returncode == 1 and data["notebook_runs"] == 1
     assert {row["name"]: row["status"] for row in data["values"]}["x"] == "different"
+
+
+KERNEL = '"get_ipython" in globals()'  # true in the notebook's kernel, false in the flow
+
+
+@pytest.mark.slow
+def test_values_set_by_unseeded_global_draws_are_nondeterministic(tmp_path):
+    """A value set in a cell that draws from NumPy's or random's global state, which the
+    notebook never seeds, is nondeterministic even when the notebook's two runs happen to
+    agree on it (cluster labels found twice the same): the check watches both states cell
+    by cell. Here each value agrees between the notebook's runs and differs in the flow
+    on purpose; only the cells that draw unseeded are excused. A model is compared with its
+    second run by its predictions, as against the flow."""
+    require_modules("jupyter", "nbclient", "ipykernel")
+    require_modules("example", "numpy")
+    notebook = write_nb(
+        tmp_path / "draws.ipynb",
+        [
+            code("import os\nimport random\n\nimport numpy as np"),
+            code(f"noise = np.random.rand()\nlabels = [0, 1] if {KERNEL} else [1, 0]"),
+            code(f"random.random()\npicked = 'a' if {KERNEL} else 'b'"),
+            code(f"np.random.seed(0)\nseeded = np.random.rand() + (0 if {KERNEL} else 1)"),
+            code(f"plain = 1 if {KERNEL} else 2"),
+            code(
+                "class Scaler:\n    def __init__(self):\n"
+                "        self.w = 1 + int.from_bytes(os.urandom(4), 'big')\n\n"
+                "    def predict(self, x):\n        return x * self.w\n\n\n"
+                "x = np.arange(5.0)\nmodel = Scaler()"
+            ),
+        ],
+    )
+    from nb2flow.check import check_notebook
+
+    report = check_notebook(notebook, cwd=tmp_path, timeout=120, split="cells")
+    rows = {row["name"]: row for row in report.to_json()["values"]}
+    status = {name: row["status"] for name, row in rows.items()}
+    assert status["labels"] == status["picked"] == "nondeterministic in the notebook", rows
+    assert rows["labels"]["detail"].startswith(
+        "cell 2 sets it drawing from NumPy's global random state, which the notebook never "
+        "seeds (its two runs leave it differently; they agreed on this value by chance); "
+        "against the flow: "
+    )
+    assert rows["picked"]["detail"].startswith(
+        "cell 3 sets it drawing from the random module's state"
+    )
+    assert status["noise"] == status["model"] == "nondeterministic in the notebook", rows
+    assert rows["model"]["detail"].startswith("the notebook's two runs differ: predictions")
+    assert status["seeded"] == status["plain"] == "different", rows  # seeded, or no draw
+    assert status["x"] == "equal"
+    assert not report.ok and report.notes[-1] == (
+        "2 more set by cells drawing from an unseeded global random state (labels, picked): "
+        "nondeterministic in the notebook"
+    )
 
 
 @pytest.mark.slow

@@ -255,7 +255,8 @@ def check_notebook(
         report.flow_returns = list(flow.names or [])
         # the notebook's values, then anything else the flow returns
         extra = [n for n in flow.names or [] if n not in names]
-        report.rows = _compare_all(names, nb.values, flow.values, ignored, tol)
+        samples = _samples(nb.values)
+        report.rows = _compare_all(names, nb.values, flow.values, ignored, tol, samples)
         report.rows += [
             ValueRow(n, NOT_COMPARED, "returned by the flow, not one of its outputs") for n in extra
         ]
@@ -270,37 +271,50 @@ def check_notebook(
             rerun = second["notebook (second run)"]
             report.notebook_runs = 2
             report.seconds["notebook (second run)"] = rerun.seconds
-            _mark_nondeterministic(report, nb.values, rerun, tol)
+            _mark_nondeterministic(report, nb, rerun, tol, samples)
     return report
 
 
 def _mark_nondeterministic(
-    report: CheckReport, first: dict, second: Any, tol: Tolerance | None
+    report: CheckReport, first: Any, second: Any, tol: Tolerance | None, samples: list[Any]
 ) -> None:
-    """Rows whose value the notebook's second run does not reproduce become
+    """Rows whose value the notebook's second run does not reproduce, or that a cell set
+    while drawing from a global random state the notebook never seeds, become
     NONDETERMINISTIC; `report.notes` says how that was established."""
+    from nb2flow.check import randomness
+
     why = "every compared value" if report.repeat == "always" else "the values that differed"
     if second.error:
         report.notes.append(
             f"the notebook ran a second time to check {why} against it, and failed: {second.error}"
         )
         return
-    found = []
+    found, drawn = [], []
+    unseeded = randomness.unseeded_draws(first.randomness, second.randomness, first.cells)
     for row in report.rows:
-        if row.name not in second.values or row.name not in first:
+        if row.name not in second.values or row.name not in first.values:
             continue
-        a, b = first[row.name], second.values[row.name]
+        a, b = first.values[row.name], second.values[row.name]
         if a[0] != "value" or b[0] != "value":
             continue
         try:
-            verdict = compare(a[1], b[1], tol, ())
+            verdict = compare(a[1], b[1], tol, samples)
         except Exception:  # noqa: BLE001 - cannot tell: the first verdict stands
             continue
+        flow_side = f"; against the flow: {row.detail}" if row.detail else ""
         if verdict.status == DIFFERENT:
-            flow_side = f"; against the flow: {row.detail}" if row.detail else ""
             row.status = NONDETERMINISTIC
             row.detail = f"the notebook's two runs differ: {verdict.detail}{flow_side}"
             found.append(row.name)
+        elif row.status == DIFFERENT and row.name in unseeded:
+            number, state = unseeded[row.name]
+            row.status = NONDETERMINISTIC
+            row.detail = (
+                f"cell {number} sets it drawing from {randomness.STATES[state]}, which the "
+                f"notebook never seeds (its two runs leave it differently; they agreed on "
+                f"this value by chance){flow_side}"
+            )
+            drawn.append(row.name)
     report.notes.append(
         f"the notebook ran twice (--repeat-notebook {report.repeat}) to check {why}: "
         + (
@@ -309,6 +323,11 @@ def _mark_nondeterministic(
             else "its second run computed them the same"
         )
     )
+    if drawn:
+        report.notes.append(
+            f"{len(drawn)} more set by cells drawing from an unseeded global random state "
+            f"({', '.join(drawn)}): nondeterministic in the notebook"
+        )
 
 
 def _compare_all(
@@ -317,10 +336,12 @@ def _compare_all(
     flow_values: dict[str, tuple[str, Any, str]],
     ignored: set[str],
     tol: Tolerance | None,
+    samples: list[Any] | None = None,
 ) -> list[ValueRow]:
     from nb2flow.runtime.core.unset import UNSET
 
-    samples = [v for kind, v, _ in nb_values.values() if kind == "value" and _is_sample(v)]
+    if samples is None:
+        samples = _samples(nb_values)
     rows = []
     for name in names:
         if name in ignored:
@@ -355,6 +376,11 @@ def _compare_all(
             continue
         rows.append(ValueRow(name, verdict.status, verdict.detail, type_name(expected)))
     return rows
+
+
+def _samples(nb_values: dict[str, tuple[str, Any, str]]) -> list[Any]:
+    """The notebook's values that can serve as inputs when models are compared."""
+    return [v for kind, v, _ in nb_values.values() if kind == "value" and _is_sample(v)]
 
 
 def _is_sample(value: Any) -> bool:

@@ -41,6 +41,10 @@ class SideResult:
     seconds: float = 0.0
     names: list[str] | None = None  # the flow: the names its returned dict holds
     skipped: str | None = None  # why it did not finish: stopped, or never started
+    #: the notebook: per cell run, its global random states and the names it bound
+    #: (:mod:`nb2flow.check.randomness`), and the notebook's number of each of those cells
+    randomness: list[dict[str, Any]] = field(default_factory=list)
+    cells: list[int] = field(default_factory=list)
 
 
 def load_values(out: Path) -> Values:
@@ -68,10 +72,8 @@ def load_values(out: Path) -> Values:
     return values
 
 
-def _dump_source() -> str:
-    from nb2flow.check import dump
-
-    return Path(dump.__file__).read_text(encoding="utf-8")
+def _own_source(module: str) -> str:
+    return (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
 
 
 def _env() -> dict[str, str]:
@@ -145,7 +147,8 @@ def run_sides(sides: list[Side], *, parallel: bool) -> dict[str, SideResult]:
 def prepare_notebook(
     nb: Any, param_source: str, names: list[str], out: Path
 ) -> tuple[Any, list[int]]:
-    """The notebook to execute: skip cells dropped, parameters injected, a dump cell added.
+    """The notebook to execute: skip cells dropped, parameters injected, a first cell that
+    watches the global random states (:mod:`nb2flow.check.randomness`) and a dump cell added.
 
     Returns the new nbformat node and, for each of its cells, the original cell number
     (0 for cells the check added), so errors name the user's cell.
@@ -175,6 +178,9 @@ def prepare_notebook(
     if not injected:  # no parameters cell: parameters go first, as papermill does
         cells.insert(0, nbformat.v4.new_code_cell(param_source))
         numbers.insert(0, 0)
+    watch = _own_cell("randomness", "watch", f"get_ipython(), {names!r}, {str(out)!r}")
+    cells.insert(0, nbformat.v4.new_code_cell(watch))
+    numbers.insert(0, 0)
     cells.append(nbformat.v4.new_code_cell(dump_cell(names, out)))
     numbers.append(0)
     new.cells = cells
@@ -187,14 +193,21 @@ def _source(cell: Any) -> str:
 
 
 def dump_cell(names: list[str], out: Path) -> str:
-    """The check's last cell: save `names` from the kernel's globals, leaving no name of
-    its own behind (the dump code runs in a namespace of its own)."""
+    """The check's last cell: save `names` from the kernel's globals."""
+    values = f"{{_n: globals()[_n] for _n in {names!r} if _n in globals()}}"
+    return _own_cell("dump", "dump", f"{values}, {str(out)!r}")
+
+
+def _own_cell(module: str, function: str, arguments: str) -> str:
+    """A cell of the check's that calls `function` of ``nb2flow.check.<module>`` in the
+    kernel, leaving no name of its own behind: the module's text runs in a namespace of its
+    own (the kernel's Python may not have nb2flow installed)."""
+    space = f"_nb2flow_{module}"
     return (
-        '_nb2flow_dump = {"__name__": "_nb2flow_dump"}\n'
-        f"exec(compile({_dump_source()!r}, 'nb2flow/check/dump.py', 'exec'), _nb2flow_dump)\n"
-        f"_nb2flow_dump['dump']({{_n: globals()[_n] for _n in {names!r} if _n in globals()}}, "
-        f"{str(out)!r})\n"
-        "del _nb2flow_dump"
+        f'{space} = {{"__name__": {space!r}}}\n'
+        f"exec(compile({_own_source(module)!r}, 'nb2flow/check/{module}.py', 'exec'), {space})\n"
+        f"{space}[{function!r}]({arguments})\n"
+        f"del {space}"
     )
 
 
@@ -281,7 +294,14 @@ class NotebookSide(Side):
             raise _no_kernel(self.kernel_name)
         if result["error"]:
             return SideResult(error=result["error"], seconds=seconds)
-        return SideResult(values=load_values(self.out), seconds=seconds)
+        from nb2flow.check import randomness
+
+        return SideResult(
+            values=load_values(self.out),
+            seconds=seconds,
+            randomness=randomness.load(self.out),
+            cells=self.numbers[1:],  # the cells after the watching one
+        )
 
 
 def run_notebook(
