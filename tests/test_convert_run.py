@@ -21,6 +21,7 @@ from nb2flow.analysis.plan import PARAMETER, FromTask
 from nb2flow.codegen import convert_notebook
 from nb2flow.notebook.identifiers import identifier
 from nb2flow.runtime.core.unset import UNSET
+from tests.conftest import require_modules
 
 NOTEBOOKS = {
     "mutations": [
@@ -172,6 +173,54 @@ def test_a_function_setting_a_global_changes_it_in_the_calling_task(tmp_path):
     assert result == {"counter": 2, "seen": 2}
     # worker processes call their own module's bump, on the global the task sets
     assert _run_script(conversion, tmp_path, "--task-runner", "processes:2") == result
+
+
+def test_a_def_rebinding_a_name_runs_where_the_notebook_has_it(tmp_path):
+    """Only the first binding of a name moves to module level: a ``def`` after a cell that
+    bound the name (a lambda, an earlier ``def``) runs in the flow at its place, so the
+    cells between see the earlier binding and the cells after see the ``def``."""
+    cells = _sections(
+        "def scale(v):\n    return v * 2",
+        "early = scale(1)",
+        "def scale(v):\n    return v * 3",
+        "late = scale(1)\nadd = lambda x, y: x - y\nfirst = add(5, 3)",
+        "def add(x, y):\n    return x + y",
+        "second = add(5, 3)",
+    )
+    conversion, result = _same_as_the_notebook(tmp_path, "rebound", cells)
+    assert [b.cell for b in conversion.plan.module] == [2]  # the first `def scale` only
+    assert result == {"early": 2, "late": 3, "first": 2, "second": 8}
+    # worker processes get the later functions as values from the tasks defining them
+    assert _run_script(conversion, tmp_path, "--task-runner", "processes:2") == result
+
+
+def test_a_generator_passed_to_a_library_call_is_changed_in_place(tmp_path, capsys):
+    """``shuffle(x, random_state=rng)`` draws from ``rng``: the task changes it in place.
+    A task reading the old state runs first (inspect names the rule), and the task drawing
+    next gets the generator as the call left it, on threads and on worker processes (which
+    each hold a copy: before, they got the first state and drew the same numbers again)."""
+    require_modules("example", "numpy", "sklearn")
+    from nb2flow.analysis.plan import Reason, Rule
+    from nb2flow.cli import main
+
+    cells = _sections(
+        "import numpy as np\nfrom sklearn.utils import shuffle\n\nrng = np.random.RandomState(0)",
+        "seen = int(rng.get_state()[2])",
+        "mixed = shuffle(np.arange(20), random_state=rng).tolist()",
+        "after = int(rng.randint(1000))",
+    )
+    path = write(tmp_path / "drawn.ipynb", cells)
+    conversion = convert_notebook(path, outputs=["seen", "mixed", "after"])
+    expected = {k: run_cells(path)[k] for k in ("seen", "mixed", "after")}
+    plan = conversion.plan
+    assert plan.edge("b", "c").reasons == (Reason(Rule.GENERATOR_DRAWN, "rng"),)
+    assert plan.tasks["c"].outputs == ("mixed", "rng") and "rng" in plan.tasks["d"].inputs
+    assert run_script_flow(conversion.script, tmp_path) == expected
+    assert _run_script(conversion, tmp_path, "--task-runner", "processes:2") == expected
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "b -> c (order): rng (generator-drawn)" in out
+    assert "generator-drawn: reads a random generator before the task passes it to a call" in out
 
 
 def test_a_function_setting_a_global_that_needs_task_values_stays_in_its_task(tmp_path):

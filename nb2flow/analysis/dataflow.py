@@ -28,6 +28,8 @@ from nb2flow.analysis.effects import (
     global_state_used,
     may_hold_state,
     module_aliases,
+    passed_to_calls,
+    random_generators,
 )
 from nb2flow.analysis.grouping import ModuleCode, Task
 from nb2flow.analysis.hoisting import Hoisted
@@ -153,6 +155,8 @@ class DataFlow:
         # above that cell may set the same name, as papermill's injected cell comes later).
         self.pending = sorted((cell, p.name) for p in parameters for cell in p.cells)
         self.edges: dict[tuple[str, str], list[Reason]] = {}
+        #: task -> the random generators it passes to calls (which draw from them)
+        self.drawn_by_calls: dict[str, list[str]] = {}
         self.finals: dict[str, str] = {}  # name -> task making its final version
         # what the flow returns: the names asked for (with the cell of their output: tag,
         # None for --outputs), None for the default; name -> the task making it
@@ -278,9 +282,15 @@ class DataFlow:
         changes the globals it sets with ``global`` (``bump()`` with ``def bump(): global
         counter; counter += 1`` reads and writes ``counter``)."""
         changers = self._parameter_changers()
+        generators = self._random_generators()
         for index, task in enumerate(self.tasks):
             names = task.names
             changed = _changed_arguments(task, changers) if changers else []
+            if generators:
+                drawn = [g for u in task.units for g in passed_to_calls(u.tree, generators)]
+                if drawn:
+                    self.drawn_by_calls[task.name] = drawn
+                    changed = _extend(tuple(changed), drawn)
             if changed:
                 names = replace(
                     names,
@@ -307,6 +317,13 @@ class DataFlow:
             )
             for name in names.writes:
                 self.last_writer[name] = index
+
+    def _random_generators(self) -> set[str]:
+        """Names the notebook binds to random generators of its own (see
+        :func:`~nb2flow.analysis.effects.random_generators`)."""
+        units = [b.unit for b in self.module] + [u for t in self.tasks for u in t.units]
+        trees = [u.tree for u in units]
+        return random_generators(trees, module_aliases(trees, list(self.needs)))
 
     def _parameter_changers(self) -> dict[str, set[int | str]]:
         """Notebook function name -> positions and names of the parameters it changes."""
@@ -683,9 +700,13 @@ class DataFlow:
         """The task makes the current version of what it writes; a task that changes a
         name in place (or deletes it) waits for every task that read the old version."""
         mutated = set(step.mutated)
+        drawn = set(self.drawn_by_calls.get(step.name, ()))
         for name in step.writes:
             if name in mutated or name in step.names.deleted:
-                self.after_readers(name, step.name, Rule.IN_PLACE)
+                # (a generator the task also changes itself, `rng.shuffle(x)`, is in-place)
+                own = name in step.flow.task.names.mutated or name in step.names.deleted
+                rule = Rule.GENERATOR_DRAWN if name in drawn and not own else Rule.IN_PLACE
+                self.after_readers(name, step.name, rule)
             self.readers[name] = []
             self.producer[name] = FromTask(step.name)  # maybe unbound now: see maybe_unbound
 

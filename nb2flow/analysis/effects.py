@@ -239,6 +239,54 @@ _OWN_STATE = {
 }
 
 
+#: calls that make a random generator of the notebook's own (``rng = np.random.default_rng(0)``)
+GENERATOR_CONSTRUCTORS = frozenset(
+    {
+        "numpy.random.default_rng",
+        "numpy.random.Generator",
+        "numpy.random.RandomState",
+        "random.Random",
+        "sklearn.utils.check_random_state",
+    }
+)
+
+
+def random_generators(trees: list[ast.Module], aliases: dict[str, str]) -> set[str]:
+    """Names the code binds to a random generator of its own (``rng = np.random.
+    RandomState(0)``): a library call given one (``train_test_split(X, random_state=rng)``,
+    ``rng.shuffle`` inside ``sklearn``) draws from it, which changes it in place."""
+    return {
+        target.id
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and _dotted(node.value.func, aliases) in GENERATOR_CONSTRUCTORS
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def passed_to_calls(tree: ast.Module, names: set[str]) -> list[str]:
+    """Those of ``names`` the code passes as an argument to a call (not of a builtin:
+    ``print(rng)`` draws nothing), in order."""
+    out: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and node.func.id in _BUILTIN_CALLS:
+            continue
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            if isinstance(arg, ast.Starred):
+                arg = arg.value
+            if isinstance(arg, ast.Name) and arg.id in names:
+                out[arg.id] = None
+    return list(out)
+
+
+_BUILTIN_CALLS = frozenset(dir(__import__("builtins")))
+
+
 def may_hold_state(path: str) -> bool:
     """Could a name bound to ``path`` lead to one of the GLOBAL_STATE paths?"""
     return any(

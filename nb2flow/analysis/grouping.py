@@ -132,6 +132,7 @@ class _Grouper:
         self.imported: set[str] = set()  # names bound by imports (they move to the top), so far
         self.in_flow: set[int] = set()  # cells placed in tasks, so far
         self.functions: set[str] = set()  # names of the notebook's def and class, so far
+        self.bound: set[str] = set()  # names bound by any cell but by imports, so far
         self.current: _Draft | None = None
         self.explicit_names: dict[str, int] = {}  # task:NAME -> its cell
         # the heading and markdown above cells that start no task, for the next task
@@ -167,13 +168,19 @@ class _Grouper:
             self.module.append(ModuleCode("definitions", unit, unit.code, self.doc(unit)))
         else:
             self.task_cell(unit, heading)
+        if role != "skip":
+            self.bound |= set(unit.names.bound) - unit.names.imported
 
     def is_module_level(self, unit: Unit) -> bool:
-        """Definitions that need nothing a task computes: imports of files or import paths
-        a task changes run in the flow, after that task."""
+        """Definitions that need nothing a task computes and bind their names first: a
+        ``def add`` after a cell binding ``add`` (``add = lambda ...``, an earlier ``def add``)
+        runs in the flow, so that the cells between see the earlier binding and the ones
+        after see this one; imports of files or import paths a task changes run in the
+        flow, after that task."""
         return (
             unit.definitions_only
             and self.dynamic.isdisjoint(unit.names.reads)
+            and self.bound.isdisjoint(unit.names.defined)
             and not any(pin.cells & self.in_flow for pin in unit.pins.values())
         )
 

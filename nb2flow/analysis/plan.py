@@ -77,6 +77,10 @@ class Rule(enum.Enum):
     HELPER_GLOBAL = ("data", "calls a notebook function reading a global the task sets")
     GLOBAL_TURNS = ("order", "both set a module global a notebook function uses")
     IN_PLACE = ("order", "reads the old value before the task changes it in place")
+    GENERATOR_DRAWN = (
+        "order",
+        "reads a random generator before the task passes it to a call, which draws from it",
+    )
     ALIAS_IN_PLACE = ("order", "reads the old value before the task changes it through an alias")
     CHANGED_THROUGH_ALIAS = ("order", "reads a value the task changed through an alias")
     FILE = ("order", "a file one task writes and the other names")
