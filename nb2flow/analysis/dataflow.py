@@ -290,7 +290,7 @@ class DataFlow:
                 drawn = [g for u in task.units for g in passed_to_calls(u.tree, generators)]
                 if drawn:
                     self.drawn_by_calls[task.name] = drawn
-                    changed = _extend(tuple(changed), drawn)
+                    changed = list(_extend(tuple(changed), drawn))
             if changed:
                 names = replace(
                     names,
