@@ -296,11 +296,13 @@ class NotebookSide(Side):
             return SideResult(error=result["error"], seconds=seconds)
         from nb2flow.check import randomness
 
+        # the cells run after the watching one (nbclient skips empty ones)
+        run = [n for n, c in zip(self.numbers, self.nb.cells, strict=True) if c.source.strip()]
         return SideResult(
             values=load_values(self.out),
             seconds=seconds,
             randomness=randomness.load(self.out),
-            cells=self.numbers[1:],  # the cells after the watching one
+            cells=run[1:],
         )
 
 
