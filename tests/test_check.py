@@ -441,6 +441,39 @@ def test_functions_figures_and_record_arrays_compare_end_to_end(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("runner", ["threads", "processes:2"])
+def test_a_later_cells_plt_calls_draw_on_a_new_figure_on_both_sides(tmp_path, monkeypatch, runner):
+    """As in Jupyter (the inline backend closes a cell's figures when it ends), a later
+    cell's ``plt.title`` draws on a new figure, not on the axes an earlier cell made: the
+    notebook runs with the inline backend, and the flow closes each task's figures (output
+    capture on, as its script runs). Before, the kernel ran with Agg and the flow kept its
+    figures open: on threads both drew on the old axes, on processes only the notebook."""
+    require_modules("jupyter", "nbclient", "ipykernel")
+    require_modules("example", "matplotlib")
+    monkeypatch.setenv("NB2FLOW_TASK_RUNNER", runner)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # the flow's; the kernel's is Jupyter's own
+    notebook = write_nb(
+        tmp_path / "axes.ipynb",
+        [
+            code("import matplotlib.pyplot as plt"),
+            new_markdown_cell("# Two panels"),
+            code("fig, axs = plt.subplots(1, 2)\naxs[0].set_title('left')\nplt.show()"),
+            new_markdown_cell("# Another figure"),
+            code("plt.plot([1, 2])\ntitle = plt.title('later').get_text()\nplt.show()"),
+            new_markdown_cell("# Look back"),
+            code("titles = [ax.get_title() for ax in axs]"),
+        ],
+    )
+    from nb2flow.check import check_notebook
+
+    report = check_notebook(notebook, cwd=tmp_path, timeout=120)
+    rows = {row["name"]: (row["status"], row["detail"]) for row in report.to_json()["values"]}
+    assert rows["titles"] == ("equal", ""), rows
+    assert rows["axs"][0] == "equal" and rows["title"][0] == "equal", rows
+    assert report.ok
+
+
 def test_a_report_that_compared_nothing_is_not_a_pass():
     from nb2flow.check import IGNORED, NONDETERMINISTIC, NOT_COMPARED, CheckReport, ValueRow
 

@@ -76,8 +76,15 @@ def _own_source(module: str) -> str:
     return (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=os.environ.get("MPLBACKEND", "Agg"))
+#: the notebook's figures: Jupyter's inline backend, which shows and closes a cell's figures
+#: when it ends (as the generated flow does: ``artifacts.end_of_cell`` and the end of a task);
+#: with Agg a later cell's ``plt.title(...)`` would draw on an earlier cell's axes
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def _env(kernel: bool = False) -> dict[str, str]:
+    backend = INLINE_BACKEND if kernel else os.environ.get("MPLBACKEND", "Agg")
+    return dict(os.environ, NB2FLOW_PANEL="off", MPLBACKEND=backend)
 
 
 class Side(ABC):
@@ -363,7 +370,7 @@ def execute_notebook(spec: dict[str, Any]) -> dict[str, Any]:
         # the kernel's own stderr (a TCP warning on every start) goes to a file, shown
         # only when the kernel dies
         with open(out / "kernel.log", "wb") as kernel_log:
-            client.execute(env=_env(), stderr=kernel_log)
+            client.execute(env=_env(kernel=True), stderr=kernel_log)
     except NoSuchKernel:
         return {"error": None, "no_kernel": True}
     except CellTimeoutError:

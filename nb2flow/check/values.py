@@ -15,8 +15,10 @@ def run_for_values(
     """Call ``flow`` with ``params``, keeping every task run's outputs; return what the flow
     returned and the value of each name of ``where`` (name -> (task, position, count)).
     The flow's error, if it fails, is raised. A task that has no output (it did not run)
-    leaves its names out."""
-    run = flow.with_options(keep_outputs=True)(**params, return_state=True)
+    leaves its names out. Output capture is on, as ``run_cli`` has it for the script: each
+    task shows and closes the figures it leaves open, as Jupyter does after each cell."""
+    capture = {"log_prints": True} if flow.log_prints is None else {}
+    run = flow.with_options(keep_outputs=True, **capture)(**params, return_state=True)
     returned = run.result()
     values: dict[str, Any] = {}
     for name, (task, index, count) in where.items():
