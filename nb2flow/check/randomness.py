@@ -11,9 +11,9 @@ proves nothing about the conversion.
 :mod:`nb2flow.check.dump`: standard library only). Around every cell it records a digest of
 both global states and which of the checked names the cell (re)bound, one JSON line per
 cell. :func:`unseeded_draws` reads the records of the notebook's two runs: a cell draws from
-an unseeded state when it changed the state (not only created it by importing numpy) and
-the state it left differs between the two runs (a cell that seeds before drawing leaves the
-same state both times).
+an unseeded state when it changed the state (that it existed before the cell: importing
+numpy draws already) and the state it left differs between the two runs (a cell that seeds
+before drawing leaves the same state both times).
 """
 
 from __future__ import annotations
@@ -27,11 +27,9 @@ from typing import Any
 RECORD = "randomness.jsonl"
 #: the global states watched, and how a report names them
 STATES = {"numpy": "NumPy's global random state", "random": "the random module's state"}
-#: MT19937's position right after seeding (its 624 words are not used yet)
-_FRESH = 624
 
 
-def _numpy_state() -> tuple[str, int] | None:
+def _numpy_state() -> str | None:
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return None
@@ -39,18 +37,18 @@ def _numpy_state() -> tuple[str, int] | None:
         _, keys, pos, *_ = numpy.random.get_state()
     except Exception:  # noqa: BLE001 - a numpy without the legacy global state
         return None
-    return hashlib.sha1(keys.tobytes() + str(pos).encode()).hexdigest(), int(pos)
+    return hashlib.sha1(keys.tobytes() + str(pos).encode()).hexdigest()
 
 
-def _random_state() -> tuple[str, int] | None:
+def _random_state() -> str | None:
     module = sys.modules.get("random")
     if module is None:
         return None
     _, words, _ = module.getstate()
-    return hashlib.sha1(repr(words).encode()).hexdigest(), int(words[-1])
+    return hashlib.sha1(repr(words).encode()).hexdigest()
 
 
-def _states() -> dict[str, tuple[str, int] | None]:
+def _states() -> dict[str, str | None]:
     return {"numpy": _numpy_state(), "random": _random_state()}
 
 
@@ -92,10 +90,11 @@ def load(out: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _drew(record: dict[str, Any], state: str) -> bool:
+    """Whether the cell moved the state on. A cell that first imports numpy is not taken as
+    drawing: importing it moves the fresh state on already, so its own draws cannot be told
+    apart (a value it sets that differs stays a failure)."""
     old, new = record["before"][state], record["after"][state]
-    if new is None or old == new:
-        return False
-    return not (old is None and new[1] == _FRESH)  # numpy imported, nothing drawn yet
+    return old is not None and new is not None and old != new
 
 
 def unseeded_draws(
