@@ -11,7 +11,9 @@ suite::
 
 Each notebook is copied to a fresh folder per runner first (some write files beside
 themselves). The script runs once, on the default runner (``python script.py``); ``check``
-runs on each runner (``NB2FLOW_TASK_RUNNER``), with MPLBACKEND=Agg as the corpus was run.
+runs on each runner (``NB2FLOW_TASK_RUNNER``), with MPLBACKEND=Agg as the corpus was run
+(the check's kernel uses Jupyter's inline backend whatever MPLBACKEND says). The notebooks'
+libraries are the ``corpus`` extra (``pip install -e '.[corpus]'``, or ``make corpus-report``).
 """
 
 from __future__ import annotations
