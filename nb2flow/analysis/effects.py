@@ -258,7 +258,7 @@ def random_generators(trees: list[ast.Module], aliases: dict[str, str]) -> set[s
     return {
         target.id
         for tree in trees
-        for node in ast.walk(tree)
+        for node in statements(tree)  # assignments are statements: no need to enter expressions
         if isinstance(node, ast.Assign)
         and isinstance(node.value, ast.Call)
         and _dotted(node.value.func, aliases) in GENERATOR_CONSTRUCTORS
