@@ -53,7 +53,9 @@ from nb2flow.runtime.api import unmapped
 @task
 def load_data(path: str):
     get_run_logger().info(f"reading {path} <b>as text</b>")
-    time.sleep(0.15)
+    # long enough that the page shows it Running even when a loaded machine makes the front
+    # end slow to create the panel's view (the later tasks run for 0.05-0.15 s each)
+    time.sleep(1.0)
     return list(range(100))
 
 @task
